@@ -1,0 +1,1 @@
+//! Postflight collector library.

@@ -1,0 +1,23 @@
+//! `native` checks (stub: to be implemented).
+
+use std::time::Duration;
+
+use super::{CheckError, NativeSpec, Observation};
+
+/// A ready-to-run `native` check.
+#[derive(Debug)]
+pub struct NativeTarget {
+    _spec: NativeSpec,
+}
+
+impl NativeTarget {
+    /// Build from config; the error names what is wrong.
+    pub fn new(spec: &NativeSpec) -> Result<Self, String> {
+        Ok(NativeTarget { _spec: spec.clone() })
+    }
+
+    /// Observe once within `timeout`.
+    pub async fn observe(&self, _timeout: Duration) -> Result<Observation, CheckError> {
+        Err(CheckError::new("not implemented"))
+    }
+}

@@ -1,0 +1,1 @@
+//! Probe configuration (in progress).

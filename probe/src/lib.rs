@@ -1,0 +1,21 @@
+//! Postflight probe library: the check engine, its configuration, and the wire types the
+//! probe shares with the collector.
+//!
+//! # Layout
+//! - [`config`]: `probe.toml` parsing, `${ENV}` expansion and validation that points at the
+//!   key and line that is wrong.
+//! - [`check`]: one module per check kind (`http`, `tcp`, `native`, `env`, `command`,
+//!   `metric`) and the runner that turns an observation into a result.
+//! - [`condition`]: the small expression language of `expect = [...]`.
+//! - [`version`]: `version_from`, where a result's service version comes from.
+//! - [`report`]: results and batches on the wire.
+//! - [`units`]: durations and byte sizes as written in config.
+//! - [`output`]: the table and JSON that `postflight-probe once` prints.
+
+pub mod check;
+pub mod condition;
+pub mod config;
+pub mod output;
+pub mod report;
+pub mod units;
+pub mod version;

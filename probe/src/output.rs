@@ -1,0 +1,1 @@
+//! Output of `postflight-probe once` (in progress).

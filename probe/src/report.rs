@@ -1,0 +1,185 @@
+//! Wire types shared by the probe and the collector.
+//!
+//! A [`CheckResult`] is what one run of one check produced; a [`ReportBatch`] carries a
+//! probe's results (and doubles as its heartbeat) to a collector over
+//! `POST /api/v1/reports`, which answers with a [`ReportAck`]. These types are the JSON
+//! contract between the two binaries: add fields with `#[serde(default)]`, never rename.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How one check run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every condition held.
+    Pass,
+    /// The check ran and at least one condition did not hold.
+    Fail,
+    /// The check could not run to completion (timeout, connection refused, body too large…).
+    Error,
+}
+
+impl Outcome {
+    /// Lower-case name as used on the wire and in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// True for [`Outcome::Pass`].
+    pub fn is_pass(self) -> bool {
+        self == Outcome::Pass
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a check, named after the table that configures it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Http,
+    Tcp,
+    Native,
+    Env,
+    Command,
+    Metric,
+}
+
+impl CheckKind {
+    /// Lower-case name as used in config and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
+            CheckKind::Native => "native",
+            CheckKind::Env => "env",
+            CheckKind::Command => "command",
+            CheckKind::Metric => "metric",
+        }
+    }
+}
+
+/// One evaluated condition: the expression, what it wanted, what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionReport {
+    /// The expression as written in config, e.g. `body.status == "ok"`.
+    pub expression: String,
+    /// The expected side rendered for humans, e.g. `== "ok"`.
+    pub expected: String,
+    /// The observed value rendered for humans, e.g. `"degraded"`; `<none>` if absent.
+    pub actual: String,
+    /// Whether the condition held.
+    pub ok: bool,
+    /// Why the condition could not be evaluated (e.g. the body is not JSON), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Facts a check observed, independent of its conditions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// HTTP status code of the (last) response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The service version this check saw (from `version_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Days until the server certificate expires (may be negative once expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_days_left: Option<f64>,
+    /// Certificate expiry as unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expires_at: Option<i64>,
+    /// Exit code of a command check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// Sample value of a metric check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Names that were required and not found (libraries, environment variables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// For `repeat = N` checks: the 1-based iteration that failed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_iteration: Option<u32>,
+}
+
+/// The result of one run of one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Service the check belongs to, e.g. `butler-tax`.
+    pub service: String,
+    /// Check name, unique within the service.
+    pub check: String,
+    /// Which kind of check produced this.
+    pub kind: CheckKind,
+    /// Per-probe result sequence number (monotonic within one probe's lifetime on disk).
+    #[serde(default)]
+    pub seq: u64,
+    /// When the run started, unix milliseconds.
+    pub started_at_ms: i64,
+    /// How long the run took, microseconds.
+    pub duration_us: u64,
+    pub outcome: Outcome,
+    /// Why the run failed or errored, one line, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub facts: Facts,
+    /// Every condition with expected and actual values.
+    #[serde(default)]
+    pub conditions: Vec<ConditionReport>,
+}
+
+impl CheckResult {
+    /// `service/check`, the check's id.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.service, self.check)
+    }
+}
+
+/// A batch of results from one probe; an empty batch is a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportBatch {
+    /// The probe's name (bound to its token at the collector).
+    pub probe: String,
+    /// Per-probe, per-collector batch sequence, starting at 1, increasing by one.
+    pub seq: u64,
+    /// When the batch was first built, unix milliseconds.
+    pub sent_at_ms: i64,
+    /// The probe's labels, e.g. `env = "prod"`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Version of the probe binary.
+    #[serde(default)]
+    pub probe_version: String,
+    /// Digest of the probe's effective configuration.
+    #[serde(default)]
+    pub config_digest: String,
+    /// How often the probe promises to report, milliseconds (for silence detection).
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
+    #[serde(default)]
+    pub results: Vec<CheckResult>,
+}
+
+/// The collector's answer to a batch, sent only once the batch is durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportAck {
+    /// The batch sequence acknowledged.
+    pub seq: u64,
+    /// Results stored from this batch (0 for a duplicate).
+    pub stored: usize,
+    /// True when this batch had already been stored earlier.
+    pub duplicate: bool,
+}

@@ -12,7 +12,9 @@ pub struct Condition {
 impl Condition {
     /// Parse one expression; the error says what is wrong in words.
     pub fn parse(text: &str) -> Result<Condition, String> {
-        Ok(Condition { source: text.to_string() })
+        Ok(Condition {
+            source: text.to_string(),
+        })
     }
 
     /// The expression as written.

@@ -10,11 +10,15 @@
 //! - [`version`]: `version_from`, where a result's service version comes from.
 //! - [`report`]: results and batches on the wire.
 //! - [`units`]: durations and byte sizes as written in config.
+//! - [`cli`]: the `postflight-probe` commands and their exit codes.
+//! - [`logging`]: tracing set-up shared with the collector.
 //! - [`output`]: the table and JSON that `postflight-probe once` prints.
 
 pub mod check;
+pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod logging;
 pub mod output;
 pub mod report;
 pub mod units;

@@ -33,7 +33,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("duration {text:?} lacks a unit (ms, s, m, h, d)"))?;
         if digits == 0 {
-            return Err(format!("invalid duration {text:?}; write e.g. \"500ms\", \"30s\", \"5m\""));
+            return Err(format!(
+                "invalid duration {text:?}; write e.g. \"500ms\", \"30s\", \"5m\""
+            ));
         }
         let number: f64 = rest[..digits]
             .parse()
@@ -66,10 +68,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
-        return if d.is_zero() { "0s".into() } else { format!("{}us", d.as_micros()) };
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{}us", d.as_micros())
+        };
     }
     if ms < 1000 || ms % 1000 != 0 {
-        return if ms < 10_000 { format!("{ms}ms") } else { format!("{:.1}s", d.as_secs_f64()) };
+        return if ms < 10_000 {
+            format!("{ms}ms")
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
     }
     let mut secs = d.as_secs();
     let mut out = String::new();
@@ -85,7 +95,9 @@ pub fn format_duration(d: Duration) -> String {
 /// Parse `64MiB`, `1 MiB`, `512KiB`, `10MB`, `4096`, `512k`.
 pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let number: f64 = s[..split]
         .parse()
         .map_err(|_| format!("invalid size {text:?}; write e.g. \"64MiB\""))?;
@@ -97,7 +109,11 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        unit => return Err(format!("invalid size {text:?}: unknown unit {unit:?} (use KiB, MiB, GiB)")),
+        unit => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {unit:?} (use KiB, MiB, GiB)"
+            ));
+        }
     };
     Ok((number * factor) as u64)
 }
@@ -135,7 +151,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         match Raw::deserialize(deserializer).map_err(|_| {
             serde::de::Error::custom("expected a duration such as \"500ms\", \"30s\" or \"5m\"")
         })? {
-            Raw::Text(t) => parse_duration(&t).map(HumanDuration).map_err(serde::de::Error::custom),
+            Raw::Text(t) => parse_duration(&t)
+                .map(HumanDuration)
+                .map_err(serde::de::Error::custom),
             Raw::Seconds(s) => Ok(HumanDuration::from_secs(s)),
         }
     }
@@ -155,10 +173,12 @@ impl<'de> Deserialize<'de> for ByteSize {
             Text(String),
             Bytes(u64),
         }
-        match Raw::deserialize(deserializer)
-            .map_err(|_| serde::de::Error::custom("expected a size such as \"64MiB\" or a number of bytes"))?
-        {
-            Raw::Text(t) => parse_byte_size(&t).map(ByteSize).map_err(serde::de::Error::custom),
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a size such as \"64MiB\" or a number of bytes")
+        })? {
+            Raw::Text(t) => parse_byte_size(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
             Raw::Bytes(b) => Ok(ByteSize(b)),
         }
     }

@@ -11,7 +11,9 @@ pub struct VersionSource {
 impl VersionSource {
     /// Parse a `version_from` value; the error says what forms are accepted.
     pub fn parse(text: &str) -> Result<VersionSource, String> {
-        Ok(VersionSource { source: text.to_string() })
+        Ok(VersionSource {
+            source: text.to_string(),
+        })
     }
 
     /// The version seen in this observation, if any.

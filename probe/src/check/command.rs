@@ -13,7 +13,9 @@ pub struct CommandTarget {
 impl CommandTarget {
     /// Build from config; the error names what is wrong.
     pub fn new(spec: &CommandSpec) -> Result<Self, String> {
-        Ok(CommandTarget { _spec: spec.clone() })
+        Ok(CommandTarget {
+            _spec: spec.clone(),
+        })
     }
 
     /// Observe once within `timeout`.

@@ -13,7 +13,9 @@ pub struct EnvTarget {
 impl EnvTarget {
     /// Build from config; the error names what is wrong.
     pub fn new(spec: &EnvSpec) -> Result<Self, String> {
-        Ok(EnvTarget { _spec: spec.clone() })
+        Ok(EnvTarget {
+            _spec: spec.clone(),
+        })
     }
 
     /// Observe once within `timeout`.

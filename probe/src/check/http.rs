@@ -13,7 +13,9 @@ pub struct HttpTarget {
 impl HttpTarget {
     /// Build from config; the error names what is wrong.
     pub fn new(spec: &HttpSpec) -> Result<Self, String> {
-        Ok(HttpTarget { _spec: spec.clone() })
+        Ok(HttpTarget {
+            _spec: spec.clone(),
+        })
     }
 
     /// Observe once within `timeout`.

@@ -13,7 +13,9 @@ pub struct MetricTarget {
 impl MetricTarget {
     /// Build from config; the error names what is wrong.
     pub fn new(spec: &MetricSpec) -> Result<Self, String> {
-        Ok(MetricTarget { _spec: spec.clone() })
+        Ok(MetricTarget {
+            _spec: spec.clone(),
+        })
     }
 
     /// Observe once within `timeout`.

@@ -182,7 +182,9 @@ pub struct CheckError {
 
 impl CheckError {
     pub fn new(reason: impl Into<String>) -> Self {
-        CheckError { reason: reason.into() }
+        CheckError {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -226,8 +228,9 @@ impl Observation {
         self.json
             .get_or_init(|| match &self.body {
                 None => Err("there is no response body".to_string()),
-                Some(bytes) => serde_json::from_slice(bytes)
-                    .map_err(|e| format!("the body is not JSON ({e})")),
+                Some(bytes) => {
+                    serde_json::from_slice(bytes).map_err(|e| format!("the body is not JSON ({e})"))
+                }
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -235,7 +238,9 @@ impl Observation {
 
     /// The body as text (lossy UTF-8).
     pub fn body_text(&self) -> Option<String> {
-        self.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+        self.body
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// First header with this (case-insensitive) name.
@@ -336,7 +341,8 @@ impl Check {
                 if self.repeat > 1 {
                     result.facts.failed_iteration = Some(iteration);
                     let reason = result.reason.take().unwrap_or_default();
-                    result.reason = Some(format!("iteration {iteration}/{}: {reason}", self.repeat));
+                    result.reason =
+                        Some(format!("iteration {iteration}/{}: {reason}", self.repeat));
                 }
                 break;
             }
@@ -360,9 +366,15 @@ impl Check {
             missing: observation.missing.clone(),
             failed_iteration: None,
         };
-        result.conditions = self.conditions.iter().map(|c| c.evaluate(observation)).collect();
+        result.conditions = self
+            .conditions
+            .iter()
+            .map(|c| c.evaluate(observation))
+            .collect();
         if !observation.missing.is_empty() {
-            result.conditions.insert(0, missing_report(self.kind, observation));
+            result
+                .conditions
+                .insert(0, missing_report(self.kind, observation));
         }
         match result.conditions.iter().find(|c| !c.ok) {
             None => {
@@ -379,7 +391,11 @@ impl Check {
 
 /// The implicit "everything required is there" condition of native and env checks.
 fn missing_report(kind: CheckKind, observation: &Observation) -> ConditionReport {
-    let what = if kind == CheckKind::Env { "variables" } else { "libraries" };
+    let what = if kind == CheckKind::Env {
+        "variables"
+    } else {
+        "libraries"
+    };
     let mut actual = format!("missing: {}", observation.missing.join(", "));
     if let Some(detail) = &observation.detail {
         actual.push_str(&format!(" ({detail})"));
@@ -404,5 +420,7 @@ pub fn failure_reason(failed: &ConditionReport) -> String {
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{CheckError, TcpSpec, Observation};
+use super::{CheckError, Observation, TcpSpec};
 
 /// A ready-to-run `tcp` check.
 #[derive(Debug)]
@@ -13,7 +13,9 @@ pub struct TcpTarget {
 impl TcpTarget {
     /// Build from config; the error names what is wrong.
     pub fn new(spec: &TcpSpec) -> Result<Self, String> {
-        Ok(TcpTarget { _spec: spec.clone() })
+        Ok(TcpTarget {
+            _spec: spec.clone(),
+        })
     }
 
     /// Observe once within `timeout`.

@@ -1,1 +1,28 @@
-//! Postflight collector library.
+//! Postflight collector: receives probe reports, keeps history in sled, and answers the
+//! questions operators ask during a rollback.
+//!
+//! # Layout
+//! - [`config`]: `collector.toml` and embedded defaults.
+//! - [`server`]: start, background tasks, graceful shutdown.
+//! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
+//!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
+//!   [`error`]: API errors.
+//! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
+//! - [`metrics`]: the collector's `/metrics`.
+//! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
+//! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
+//! - [`timefmt`]: timestamps for people.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod timefmt;

@@ -1,0 +1,214 @@
+//! The read API operators and the CLI use during an incident: status, history,
+//! versions, probes. Times are unix milliseconds in JSON; query parameters accept
+//! milliseconds, RFC 3339, or a duration meaning "that long ago" (`from=2h`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use postflight_probe::units::parse_duration;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store::{HistoryPoint, HistoryQuery, ProbeInfo, SeriesStatus, VersionSpan};
+
+/// The read routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/services/{service}/history", get(history))
+        .route("/api/v1/services/{service}/versions", get(versions))
+        .route("/api/v1/probes", get(probes))
+}
+
+/// `GET /api/v1/status`: services, their checks, and each probe's view.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub now_ms: i64,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One service in the status answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    /// `pass` when every series passes, else `fail` / `error`.
+    pub outcome: String,
+    pub checks: Vec<CheckStatus>,
+}
+
+/// One check of a service, per probe.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub check: String,
+    pub probes: Vec<SeriesStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusParams {
+    pub service: Option<String>,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<StatusParams>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let series = state.store.status().map_err(ApiError::storage)?;
+    let mut grouped: BTreeMap<String, BTreeMap<String, Vec<SeriesStatus>>> = BTreeMap::new();
+    for s in series {
+        if params.service.as_ref().is_some_and(|wanted| *wanted != s.service) {
+            continue;
+        }
+        grouped.entry(s.service.clone()).or_default().entry(s.check.clone()).or_default().push(s);
+    }
+    let services = grouped
+        .into_iter()
+        .map(|(service, checks)| {
+            let checks: Vec<CheckStatus> =
+                checks.into_iter().map(|(check, probes)| CheckStatus { check, probes }).collect();
+            let outcome = worst_outcome(checks.iter().flat_map(|c| c.probes.iter()));
+            ServiceStatus { service, outcome, checks }
+        })
+        .collect();
+    Ok(Json(StatusResponse { now_ms: state.clock.now_ms(), services }))
+}
+
+fn worst_outcome<'a>(series: impl Iterator<Item = &'a SeriesStatus>) -> String {
+    let mut worst = "pass";
+    for s in series {
+        match s.outcome.as_str() {
+            "error" => worst = "error",
+            "fail" if worst == "pass" => worst = "fail",
+            _ => {}
+        }
+    }
+    worst.to_string()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    pub check: Option<String>,
+    pub probe: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub step: Option<String>,
+}
+
+/// `GET /api/v1/services/{service}/history`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    pub service: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub step_ms: Option<i64>,
+    pub points: Vec<HistoryPoint>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<HistoryResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let now = state.clock.now_ms();
+    let from_ms = parse_time(params.from.as_deref(), now, now - 3_600_000, "from")?;
+    let to_ms = parse_time(params.to.as_deref(), now, now, "to")?;
+    if from_ms > to_ms {
+        return Err(ApiError::bad_request("from is after to"));
+    }
+    let step_ms = match params.step.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(parse_span(text, "step")?),
+    };
+    let query = HistoryQuery {
+        service: service.clone(),
+        check: params.check,
+        probe: params.probe,
+        from_ms,
+        to_ms,
+        step_ms,
+    };
+    let points = state.store.history(&query).map_err(ApiError::storage)?;
+    Ok(Json(HistoryResponse { service, from_ms, to_ms, step_ms, points }))
+}
+
+/// `GET /api/v1/services/{service}/versions`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersionsResponse {
+    pub service: String,
+    pub versions: Vec<VersionSpan>,
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+) -> Result<Json<VersionsResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let versions = state.store.versions(&service).map_err(ApiError::storage)?;
+    Ok(Json(VersionsResponse { service, versions }))
+}
+
+/// `GET /api/v1/probes`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProbesResponse {
+    pub now_ms: i64,
+    pub probes: Vec<ProbeInfo>,
+}
+
+async fn probes(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<ProbesResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let probes = state.store.probes().map_err(ApiError::storage)?;
+    Ok(Json(ProbesResponse { now_ms: state.clock.now_ms(), probes }))
+}
+
+/// A point in time: unix ms, RFC 3339, or a duration ago (`2h`); `default` when absent.
+pub fn parse_time(text: Option<&str>, now_ms: i64, default: i64, name: &str) -> Result<i64, ApiError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(default);
+    };
+    if text == "now" {
+        return Ok(now_ms);
+    }
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Some(ms) = crate::timefmt::parse_rfc3339(text) {
+        return Ok(ms);
+    }
+    let ago = text.trim_start_matches('-');
+    parse_duration(ago).map(|d| now_ms - d.as_millis() as i64).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{name}={text:?}: use unix milliseconds, RFC 3339 (2026-11-23T20:00:00Z) or a duration ago (2h)"
+        ))
+    })
+}
+
+/// A span: a duration (`5m`) or milliseconds.
+fn parse_span(text: &str, name: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = text.parse::<i64>() {
+        if ms > 0 {
+            return Ok(ms);
+        }
+    }
+    match parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d.as_millis() as i64),
+        _ => Err(ApiError::bad_request(format!("{name}={text:?}: use a duration such as 5m"))),
+    }
+}

@@ -1,0 +1,354 @@
+//! `collector.toml`: server, auth, retention and the collector's own checks.
+//!
+//! With no file at all the collector runs on embedded defaults (listen on
+//! 127.0.0.1:7878, data in ./postflight-data, reports and writes from loopback only).
+//! Every problem is reported with its line, like the probe's config. Secrets come from
+//! `${ENV}`, `*_file` keys, or are stored only as SHA-256 digests (`token_sha256`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use postflight_probe::check::{Check, CheckSpec};
+use postflight_probe::config::{
+    ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env, toml_problem,
+};
+use postflight_probe::units::{ByteSize, HumanDuration};
+
+/// The whole `collector.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+    /// Defaults for the collector's own checks.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Checks the collector runs itself (same syntax as the probe's).
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    /// `[alerting]` (parsed by the alerting module).
+    #[serde(default)]
+    pub alerting: Option<toml::Value>,
+    /// `[watch]` (parsed by the deploy-watch module).
+    #[serde(default)]
+    pub watch: Option<toml::Value>,
+    /// `[[channels]]` (parsed by the alerting module).
+    #[serde(default)]
+    pub channels: Option<toml::Value>,
+    /// `[[routes]]` (parsed by the alerting module).
+    #[serde(default)]
+    pub routes: Option<toml::Value>,
+    /// `[[maintenance]]` windows (parsed by the alerting module).
+    #[serde(default)]
+    pub maintenance: Option<toml::Value>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on (default 127.0.0.1:7878).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where sled keeps its files (default ./postflight-data).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The collector's URL as people reach it, used in notification links.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Largest accepted report body (default 8 MiB), compressed or not.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// sled page cache (default 64 MiB).
+    #[serde(default = "default_cache")]
+    pub cache: ByteSize,
+    /// Name under which the collector's own checks are stored (default "collector").
+    #[serde(default = "default_self_name")]
+    pub name: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            public_url: None,
+            max_body: default_max_body(),
+            cache: default_cache(),
+            name: default_self_name(),
+        }
+    }
+}
+
+/// `[auth]`: who may send reports and who may write.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `[[auth.probes]]`: one token per probe, bound to its name.
+    #[serde(default)]
+    pub probes: Vec<TokenEntry>,
+    /// `[[auth.operators]]`: tokens for deploys, silences and (optionally) reads.
+    #[serde(default)]
+    pub operators: Vec<TokenEntry>,
+    /// Require an operator token for read endpoints too (default false: reads are open).
+    #[serde(default)]
+    pub read_requires_token: bool,
+}
+
+/// A named token given as `token`, `token_file` or `token_sha256`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub name: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Raw results are kept this long (default 14d).
+    #[serde(default = "default_raw")]
+    pub raw: HumanDuration,
+    /// Hourly rollups are kept this long (default 400d).
+    #[serde(default = "default_rollups")]
+    pub rollups: HumanDuration,
+    /// How often the retention and rollup task runs (default 1m).
+    #[serde(default = "default_sweep")]
+    pub sweep_interval: HumanDuration,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection { raw: default_raw(), rollups: default_rollups(), sweep_interval: default_sweep() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7878".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./postflight-data")
+}
+fn default_max_body() -> ByteSize {
+    ByteSize(8 * 1024 * 1024)
+}
+fn default_cache() -> ByteSize {
+    ByteSize(64 * 1024 * 1024)
+}
+fn default_self_name() -> String {
+    "collector".into()
+}
+fn default_raw() -> HumanDuration {
+    HumanDuration::from_secs(14 * 86400)
+}
+fn default_rollups() -> HumanDuration {
+    HumanDuration::from_secs(400 * 86400)
+}
+fn default_sweep() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+/// Token digests resolved at start-up: name -> SHA-256 of the token.
+#[derive(Debug, Clone, Default)]
+pub struct TokenDigests {
+    pub entries: Vec<(String, [u8; 32])>,
+}
+
+impl TokenDigests {
+    /// The name bound to a presented token, compared in constant time.
+    pub fn name_for(&self, presented: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (name, expected) in &self.entries {
+            let diff = expected.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The parsed, validated config with secrets resolved and checks built.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: CollectorConfig,
+    pub listen: SocketAddr,
+    pub probe_tokens: TokenDigests,
+    pub operator_tokens: TokenDigests,
+    pub checks: Vec<Check>,
+    /// The config text (for sections parsed by other modules), empty for defaults.
+    pub text: String,
+}
+
+/// Load a config file, or embedded defaults when `path` is None.
+pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    match path {
+        None => parse("", "embedded defaults"),
+        Some(path) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new(&origin, vec![format!("cannot read the file: {e}")]))?;
+            parse(&text, &origin)
+        }
+    }
+}
+
+/// Parse and validate collector config text.
+pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
+    let mut config: CollectorConfig =
+        toml::from_str(text).map_err(|e| ConfigError::new(origin, vec![toml_problem(text, &e)]))?;
+    let mut problems = Vec::new();
+    let listen = match config.server.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "server.listen {:?} is not an address like 127.0.0.1:7878",
+                config.server.listen
+            ));
+            None
+        }
+    };
+    let probe_tokens = resolve_tokens("auth.probes", &config.auth.probes, &mut problems);
+    let operator_tokens = resolve_tokens("auth.operators", &config.auth.operators, &mut problems);
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() && probe_tokens.is_empty() {
+            problems.push(format!(
+                "server.listen {addr} is not a loopback address but no probe tokens are configured: \
+                 add [[auth.probes]] entries (name = \"web-1\", token = \"${{POSTFLIGHT_TOKEN_WEB_1}}\" \
+                 or token_sha256 = \"...\"), or listen on 127.0.0.1"
+            ));
+        }
+    }
+    if let Some(url) = &config.server.public_url {
+        if reqwest::Url::parse(url).is_err() {
+            problems.push(format!("server.public_url {url:?} is not a valid URL"));
+        }
+    }
+    for (index, spec) in config.checks.iter_mut().enumerate() {
+        let at = check_location(text, "checks", index, spec);
+        problems.extend(expand_check_spec(spec, text).into_iter().map(|p| format!("{at}: {p}")));
+    }
+    let checks = if problems.is_empty() {
+        match build_checks(&config.checks, &config.defaults, text) {
+            Ok(checks) => checks,
+            Err(e) => {
+                problems.extend(e.problems);
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    match (listen, problems.is_empty()) {
+        (Some(listen), true) => Ok(LoadedConfig {
+            config,
+            listen,
+            probe_tokens,
+            operator_tokens,
+            checks,
+            text: text.to_string(),
+        }),
+        _ => Err(ConfigError::new(origin, problems)),
+    }
+}
+
+fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>) -> TokenDigests {
+    let mut digests = TokenDigests::default();
+    for (index, entry) in entries.iter().enumerate() {
+        let at = format!("{key}[{index}] ({})", entry.name);
+        match token_digest(entry) {
+            Ok(digest) => digests.entries.push((entry.name.clone(), digest)),
+            Err(e) => problems.push(format!("{at}: {e}")),
+        }
+    }
+    digests
+}
+
+fn token_digest(entry: &TokenEntry) -> Result<[u8; 32], String> {
+    if entry.name.is_empty() {
+        return Err("name must not be empty".into());
+    }
+    match (&entry.token, &entry.token_file, &entry.token_sha256) {
+        (Some(token), None, None) => {
+            let token = expand_env(token)?;
+            if token.len() < 16 {
+                return Err("token is shorter than 16 characters; use a long random token".into());
+            }
+            Ok(Sha256::digest(token.as_bytes()).into())
+        }
+        (None, Some(path), None) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
+            Ok(Sha256::digest(token.trim().as_bytes()).into())
+        }
+        (None, None, Some(hex)) => parse_hex_digest(hex),
+        _ => Err("give exactly one of token, token_file, token_sha256".into()),
+    }
+}
+
+fn parse_hex_digest(hex: &str) -> Result<[u8; 32], String> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("token_sha256 must be 64 hex digits (printf %s TOKEN | sha256sum)".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_listen_on_loopback() {
+        let loaded = load(None).unwrap();
+        assert_eq!(loaded.listen.to_string(), "127.0.0.1:7878");
+        assert_eq!(loaded.config.server.data_dir, PathBuf::from("./postflight-data"));
+        assert!(loaded.probe_tokens.is_empty());
+    }
+
+    #[test]
+    fn public_listen_without_probe_tokens_is_refused_with_advice() {
+        let err = parse("[server]\nlisten = \"0.0.0.0:7878\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].contains("[[auth.probes]]"), "{err}");
+    }
+
+    #[test]
+    fn token_digest_matches_plain_and_sha256_forms() {
+        let text = "[[auth.probes]]\nname = \"web-1\"\ntoken = \"0123456789abcdef-web1\"\n\
+                    [[auth.probes]]\nname = \"web-2\"\ntoken_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n";
+        let loaded = parse(text, "c.toml").unwrap();
+        assert_eq!(loaded.probe_tokens.name_for("0123456789abcdef-web1"), Some("web-1"));
+        assert_eq!(loaded.probe_tokens.name_for("test"), Some("web-2"));
+        assert_eq!(loaded.probe_tokens.name_for("wrong"), None);
+    }
+
+    #[test]
+    fn unknown_top_level_section_is_named() {
+        let err = parse("[servre]\nlisten = \"x\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].contains("servre"), "{err}");
+    }
+}

@@ -605,6 +605,101 @@ mod tests {
         assert!(!Quorum::Any.is_met(0, 3));
     }
 
+    fn problems(text: &str) -> String {
+        crate::config::parse(text, "c.toml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn route_naming_an_unknown_channel_is_reported_with_its_line() {
+        let text = "[[channels]]\nname = \"chat\"\nwebhook = { url = \"http://127.0.0.1:9/hook\" }\n\n\
+                    [[routes]]\nmatch = { service = \"butler-*\" }\nchannels = [\"oncall\"]\n";
+        let error = problems(text);
+        assert!(error.contains("line 5, routes[0]"), "{error}");
+        assert!(error.contains("unknown channel \"oncall\""), "{error}");
+        assert!(error.contains("known: chat"), "{error}");
+    }
+
+    #[test]
+    fn misspelled_keys_and_bad_values_keep_their_line() {
+        let error = problems("[alerting]\nfailure_treshold = 3\n");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("failure_treshold"), "{error}");
+        let error = problems("[alerting]\n\nquorum = \"most\"\n");
+        assert!(error.contains("line 3"), "{error}");
+        let error = problems("[[routes]]\nmatch = { event = \"deploy_failed\" }\nchannels = []\n");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("deploy_regressed"), "{error}");
+    }
+
+    #[test]
+    fn channels_need_exactly_one_kind_and_unique_names() {
+        let text = "[[channels]]\nname = \"x\"\n\n[[channels]]\nname = \"x\"\nwebhook = { url = \"http://h/\" }\n";
+        let error = problems(text);
+        assert!(
+            error.contains("line 1, channels[0] (x): give exactly one of"),
+            "{error}"
+        );
+        assert!(
+            error.contains("line 4, channels[1] (x): channel name \"x\" is used twice"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn maintenance_windows_are_checked_with_their_line() {
+        let text = "[[maintenance]]\nservice = \"x\"\nstart = \"2026-12-01T02:00:00Z\"\n";
+        let error = problems(text);
+        assert!(error.contains("line 1, maintenance[0]"), "{error}");
+        let text = "[[maintenance]]\nweekly = { day = \"funday\", start = \"02:00\", duration = \"2h\" }\n";
+        assert!(
+            problems(text).contains("use mon, tue"),
+            "{}",
+            problems(text)
+        );
+    }
+
+    #[test]
+    fn email_secrets_come_from_the_environment_or_a_file() {
+        let text = "[[channels]]\nname = \"mail\"\nemail = { smtp = \"smtp://relay\", from = \"a@b.c\", to = \"d@e.f\", username = \"u\", password = \"${POSTFLIGHT_TEST_UNSET_SECRET}\" }\n";
+        let error = problems(text);
+        assert!(
+            error.contains("POSTFLIGHT_TEST_UNSET_SECRET is not set"),
+            "{error}"
+        );
+        let text = "[[channels]]\nname = \"mail\"\nemail = { smtp = \"smtp://relay\", from = \"a@b.c\", to = \"d@e.f\", username = \"u\", password_file = \"/nonexistent/pw\" }\n";
+        assert!(
+            problems(text).contains("cannot read /nonexistent/pw"),
+            "{}",
+            problems(text)
+        );
+    }
+
+    #[test]
+    fn full_example_config_is_valid() {
+        let text = "[alerting]\nfailure_threshold = 2\nsuccess_threshold = 2\nquorum = \"any\"\nrepeat_interval = \"4h\"\ngroup_wait = \"10s\"\n\n\
+            [[channels]]\nname = \"oncall\"\nemail = { smtp = \"smtp://127.0.0.1:2525\", from = \"postflight@example.com\", to = [\"oncall@example.com\"] }\n\n\
+            [[channels]]\nname = \"chat\"\nwebhook = { url = \"http://127.0.0.1:9000/hook\", format = \"json\" }\n\n\
+            [[channels]]\nname = \"am\"\nalertmanager = { urls = [\"http://127.0.0.1:9093\"] }\n\n\
+            [[routes]]\nmatch = { service = \"butler-*\", event = [\"incident\", \"deploy_regressed\"] }\nchannels = [\"oncall\", \"chat\"]\n";
+        assert_eq!(problems(text), "");
+        let loaded = crate::config::parse(text, "c.toml").unwrap();
+        assert_eq!(
+            loaded.config.alerting.group_wait,
+            HumanDuration::from_secs(10)
+        );
+        assert_eq!(
+            loaded.config.alerting.outbox_max_age,
+            HumanDuration::from_secs(86400)
+        );
+        assert_eq!(
+            loaded.config.routes[0].matcher.event.0,
+            [EventKind::Incident, EventKind::DeployRegressed]
+        );
+    }
+
     #[test]
     fn table_location_finds_the_nth_header_line() {
         let text = "[server]\n\n[[routes]]\nchannels = []\n[[routes]]\nchannels = [\"x\"]\n";

@@ -47,7 +47,7 @@ use crate::metrics::Metrics;
 use self::config::{AlertingConfig, AlertingSection};
 use self::evaluator::{CheckView, Evaluator, ProbeState, SeriesState, Thresholds};
 use self::incident::{EventContext, Incident, IncidentState, IncidentTrees};
-use self::outbox::{NotificationRecord, Outbox, OutboxSettings};
+use self::outbox::{EventRefresh, NotificationRecord, Outbox, OutboxSettings};
 use self::route::Routes;
 use self::silence::{MaintenanceWindow, NewSilence, Silence, Silences};
 
@@ -221,7 +221,10 @@ impl Alerting {
             last_cleanup_ms: AtomicI64::new(i64::MIN),
         };
         alerting.load().context("loading alert state")?;
-        Ok(Arc::new(alerting))
+        let alerting = Arc::new(alerting);
+        let refresh: Arc<dyn EventRefresh> = alerting.clone();
+        alerting.outbox.set_refresh(Arc::downgrade(&refresh));
+        Ok(alerting)
     }
 
     /// Restore series, probes and open incidents from sled.
@@ -694,6 +697,19 @@ fn probe_incident_key(probe: &str) -> String {
 impl IngestListener for Alerting {
     fn on_batch(&self, batch: &ReportBatch, received_at_ms: i64) {
         self.evaluate(batch, received_at_ms);
+    }
+}
+
+impl EventRefresh for Alerting {
+    /// Opening and reminder events of a still-open incident show its current state.
+    fn refresh(&self, event: &Event) -> Option<Event> {
+        if !matches!(event.kind, EventKind::Incident | EventKind::ProbeSilent) {
+            return None;
+        }
+        let id: u64 = event.fields.get(field::INCIDENT)?.parse().ok()?;
+        let state = self.lock();
+        let incident = state.open.values().find(|i| i.id == id)?;
+        Some(incident.event(event.kind, event.reminder, &self.context(incident)))
     }
 }
 

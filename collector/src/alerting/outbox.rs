@@ -19,7 +19,7 @@
 //! delivers whatever is pending.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -124,6 +124,13 @@ impl NotificationRecord {
     }
 }
 
+/// Renders an event again at delivery time, so a notification held by `group_wait` or
+/// a retry describes the incident as it is when sent (e.g. "2/3 probes" rather than the
+/// "1/3" of the moment it opened). None keeps the event as queued.
+pub trait EventRefresh: Send + Sync {
+    fn refresh(&self, event: &Event) -> Option<Event>;
+}
+
 /// Retry and give-up timing.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxSettings {
@@ -172,6 +179,8 @@ pub struct Outbox {
     wake: Notify,
     /// One delivery pass at a time.
     pass: tokio::sync::Mutex<()>,
+    /// Re-renders events at delivery (weak: the renderer owns the outbox).
+    refresh: OnceLock<Weak<dyn EventRefresh>>,
 }
 
 impl Outbox {
@@ -199,9 +208,23 @@ impl Outbox {
             clock,
             wake: Notify::new(),
             pass: tokio::sync::Mutex::new(()),
+            refresh: OnceLock::new(),
         };
         outbox.pending_gauge.set(outbox.pending.len() as i64);
         Ok(outbox)
+    }
+
+    /// Render events again at delivery time with `refresh`.
+    pub fn set_refresh(&self, refresh: Weak<dyn EventRefresh>) {
+        let _ = self.refresh.set(refresh);
+    }
+
+    fn current(&self, event: &Event) -> Event {
+        self.refresh
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|refresh| refresh.refresh(event))
+            .unwrap_or_else(|| event.clone())
     }
 
     /// The `outbox` tree, for callers' transactions.
@@ -319,7 +342,7 @@ impl Outbox {
         let notification = Notification {
             channel: channel_name.clone(),
             group_key: first.group_key.clone(),
-            events: group.iter().map(|e| e.event.clone()).collect(),
+            events: group.iter().map(|e| self.current(&e.event)).collect(),
             now_ms,
         };
         let started = Instant::now();

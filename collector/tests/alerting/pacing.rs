@@ -191,3 +191,20 @@ async fn deploy_events_from_the_watcher_are_routed_by_type_through_the_outbox() 
     );
     assert_eq!(bodies[0]["events"][0]["fields"]["last_good"], "1.4.2");
 }
+
+#[tokio::test]
+async fn webhooks_carry_custom_headers_with_environment_defaults() {
+    let hook = Receiver::start().await;
+    let rest = format!(
+        "[[channels]]\nname = \"hook\"\nwebhook = {{ url = \"{}\", headers = {{ X-Team = \"ops\", Authorization = \"Bearer ${{POSTFLIGHT_TEST_UNSET_TOKEN:-tok-123}}\" }} }}\n",
+        hook.url("/in/secret-path")
+    );
+    let h = Harness::new(&config(&[], &rest));
+    fail_twice(&h, "web-1", &[("butler-tax", "health")]);
+    assert_eq!(h.deliver().await.sent, 1);
+    let request = &hook.requests()[0];
+    assert_eq!(request.path, "/in/secret-path");
+    assert_eq!(request.headers["x-team"], "ops");
+    assert_eq!(request.headers["authorization"], "Bearer tok-123");
+    assert_eq!(request.headers["content-type"], "application/json");
+}

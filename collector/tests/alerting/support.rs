@@ -208,26 +208,39 @@ impl Harness {
 /// An HTTP receiver that records every request body (webhooks, a fake Alertmanager).
 pub struct Receiver {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
 #[derive(Clone)]
 struct ReceiverState {
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     status: Arc<AtomicU16>,
 }
 
-async fn record(State(state): State<ReceiverState>, uri: Uri, body: Bytes) -> StatusCode {
+async fn record(
+    State(state): State<ReceiverState>,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let code = state.status.load(Ordering::SeqCst);
     if code == 200 {
-        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        state
-            .requests
-            .lock()
-            .expect("requests")
-            .push((uri.path().to_string(), value));
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        state.requests.lock().expect("requests").push(Request {
+            path: uri.path().to_string(),
+            headers,
+            body,
+        });
     }
     StatusCode::from_u16(code).expect("status")
 }
@@ -266,12 +279,12 @@ impl Receiver {
 
     /// Bodies received so far.
     pub fn bodies(&self) -> Vec<Value> {
-        self.requests
-            .lock()
-            .expect("requests")
-            .iter()
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.requests().into_iter().map(|r| r.body).collect()
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("requests").clone()
     }
 }
 

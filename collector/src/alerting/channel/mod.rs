@@ -51,7 +51,12 @@ impl Notification {
         let what: Vec<&str> = self
             .events
             .iter()
-            .map(|e| e.check.as_deref().unwrap_or(e.summary.as_str()))
+            .map(|e| {
+                e.check
+                    .as_deref()
+                    .or(e.fields.get(super::field::PROBES).map(String::as_str))
+                    .unwrap_or(e.summary.as_str())
+            })
             .collect();
         let noun = match first.kind {
             EventKind::ProbeSilent => "probes silent",

@@ -196,7 +196,7 @@ impl Incident {
             silenced_by: None,
             history: Vec::new(),
         };
-        incident.apply_view(view);
+        incident.apply_view(view, now_ms);
         incident.started_at_ms = incident
             .failing
             .iter()
@@ -274,7 +274,7 @@ impl Incident {
 
     /// Take the check's current failing probes; notes probes that joined or recovered.
     /// Returns true when anything changed.
-    pub fn apply_view(&mut self, view: &CheckView) -> bool {
+    pub fn apply_view(&mut self, view: &CheckView, now_ms: i64) -> bool {
         let failing: Vec<ProbeFailure> = view.down.iter().map(ProbeFailure::from_series).collect();
         let before: BTreeSet<&str> = self.failing.iter().map(|f| f.probe.as_str()).collect();
         let after: BTreeSet<&str> = failing.iter().map(|f| f.probe.as_str()).collect();
@@ -297,14 +297,8 @@ impl Incident {
             self.failing.len(),
             view.total,
         );
-        let now = view
-            .down
-            .iter()
-            .map(|s| s.last_result_ms)
-            .max()
-            .unwrap_or_default();
         for text in notes {
-            self.note(now, text);
+            self.note(now_ms, text);
         }
         changed
     }
@@ -608,10 +602,20 @@ mod tests {
             Severity::Critical,
             0,
         );
-        assert!(incident.apply_view(&view(vec![series("web-1", "1"), series("web-2", "1")], 3)));
-        assert!(incident.apply_view(&view(vec![series("web-2", "1")], 3)));
-        let notes: Vec<&str> = incident.history.iter().map(|n| n.text.as_str()).collect();
-        assert_eq!(notes[1..], ["web-2 failing too", "web-1 recovered"]);
+        assert!(incident.apply_view(
+            &view(vec![series("web-1", "1"), series("web-2", "1")], 3),
+            10
+        ));
+        assert!(incident.apply_view(&view(vec![series("web-2", "1")], 3), 20));
+        let notes: Vec<(i64, &str)> = incident
+            .history
+            .iter()
+            .map(|n| (n.at_ms, n.text.as_str()))
+            .collect();
+        assert_eq!(
+            notes[1..],
+            [(10, "web-2 failing too"), (20, "web-1 recovered")]
+        );
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl Alerting {
                 state.open.insert(key, incident);
             }
             (Some(incident), true) => {
-                if incident.apply_view(view) {
+                if incident.apply_view(view, now_ms) {
                     changes.incident(incident);
                 }
             }
@@ -331,7 +331,7 @@ impl Alerting {
                         view.total
                     )
                 };
-                incident.apply_view(view);
+                // Keep the last failing view: the resolved notification says what was wrong.
                 incident.resolve(now_ms, &why);
                 let mut incident = incident.clone();
                 state.open.remove(&key);

@@ -102,6 +102,16 @@ async fn failing_check_opens_one_incident_and_recovery_resolves_it() {
     assert_eq!(bodies[1]["status"], "resolved");
     assert_eq!(bodies[1]["events"][0]["id"], bodies[0]["events"][0]["id"]);
     assert_eq!(bodies[1]["events"][0]["fields"]["resolves"], "incident");
+    let details = bodies[1]["events"][0]["details"].to_string();
+    assert!(
+        details.contains("resolved at 2026-11-23T20:16:04Z after 1m"),
+        "{details}"
+    );
+    assert!(
+        details.contains("status == 200: expected == 200, actual 503"),
+        "the resolution says what was wrong: {details}"
+    );
+    assert_eq!(bodies[1]["events"][0]["ended_at"], "2026-11-23T20:16:04Z");
 }
 
 #[tokio::test]

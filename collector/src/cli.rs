@@ -1,5 +1,6 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
-//! to a running collector (`status`, `history`, `versions`, `probes`).
+//! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
+//! `silence add|list|expire`).
 //!
 //! Exit codes: 0 success; 1 `status` found a failing service; 2 invalid config
 //! (`serve`, `check-config`); 3 usage error, collector unreachable or API error.
@@ -15,6 +16,10 @@ use postflight_probe::logging::LogFormat;
 use postflight_probe::output::Table;
 use postflight_probe::units::{format_duration, parse_duration};
 
+use crate::alerting::api::{IncidentResponse, IncidentsResponse, SilencesResponse};
+use crate::alerting::incident::IncidentState;
+use crate::alerting::outbox::DeliveryState;
+use crate::alerting::silence::{NewSilence, Silence};
 use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
@@ -94,6 +99,56 @@ pub enum Command {
     /// with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
     Dlopen { paths: Vec<String> },
+    /// Open and recent incidents, or one incident with its notifications.
+    Incidents {
+        /// Show this incident in full (history, notifications, delivery attempts).
+        id: Option<u64>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// open, resolved or all.
+        #[arg(long, default_value = "all")]
+        state: String,
+        /// At most this many resolved incidents.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Silence notifications for a while: add, list, expire.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceCommand,
+    },
+}
+
+/// `postflight silence ...`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Stop notifications for a service (or one check, probe or environment of it).
+    Add {
+        /// Service name or glob (`butler-*`).
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        check: Option<String>,
+        #[arg(long)]
+        probe: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        /// How long, e.g. 2h.
+        #[arg(long = "for", value_parser = duration_arg)]
+        duration: Duration,
+        /// Why (shown on every suppressed incident).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Silences in force or pending.
+    List {
+        /// Include ended silences.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Expire { id: u64 },
 }
 
 /// Parse arguments; usage errors exit 3 (help and version exit 0).
@@ -211,7 +266,244 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Serve { .. } | Command::CheckConfig { .. } | Command::Dlopen { .. } => Ok(EXIT_OK),
+        Command::Incidents {
+            id,
+            service,
+            state,
+            limit,
+        } => incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await,
+        Command::Silence { action } => silence_command(&client, cli.json, action).await,
     }
+}
+
+async fn incidents_command(
+    client: &ApiClient,
+    json: bool,
+    id: Option<u64>,
+    service: Option<&str>,
+    state: &str,
+    limit: usize,
+) -> Result<i32, ClientError> {
+    if let Some(id) = id {
+        let detail: IncidentResponse = client.get(&format!("/api/v1/incidents/{id}")).await?;
+        print_or_json(json, &detail, || incident_detail(&detail));
+        return Ok(EXIT_OK);
+    }
+    let mut path = format!("/api/v1/incidents?state={}&limit={limit}", encode(state));
+    if let Some(service) = service {
+        path.push_str(&format!("&service={}", encode(service)));
+    }
+    let list: IncidentsResponse = client.get(&path).await?;
+    print_or_json(json, &list, || incidents_table(&list));
+    Ok(EXIT_OK)
+}
+
+async fn silence_command(
+    client: &ApiClient,
+    json: bool,
+    action: &SilenceCommand,
+) -> Result<i32, ClientError> {
+    match action {
+        SilenceCommand::Add {
+            service,
+            check,
+            probe,
+            env,
+            duration,
+            reason,
+        } => {
+            let request = NewSilence {
+                service: service.clone(),
+                check: check.clone(),
+                probe: probe.clone(),
+                env: env.clone(),
+                duration: Some(format_duration(*duration)),
+                ends_at: None,
+                starts_at: None,
+                reason: reason.clone(),
+            };
+            let silence: Silence = client.post("/api/v1/silences", &request).await?;
+            print_or_json(json, &silence, || {
+                format!(
+                    "silence {} added: {} until {} ({})\n",
+                    silence.id,
+                    silence.scope.describe(),
+                    rfc3339(silence.ends_at_ms),
+                    silence.reason
+                )
+            });
+        }
+        SilenceCommand::List { all } => {
+            let path = if *all {
+                "/api/v1/silences?all=true"
+            } else {
+                "/api/v1/silences"
+            };
+            let list: SilencesResponse = client.get(path).await?;
+            print_or_json(json, &list, || silences_table(&list));
+        }
+        SilenceCommand::Expire { id } => {
+            let silence: Silence = client
+                .post(
+                    &format!("/api/v1/silences/{id}/expire"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            print_or_json(json, &silence, || {
+                format!(
+                    "silence {} expired ({})\n",
+                    silence.id,
+                    silence.scope.describe()
+                )
+            });
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn incidents_table(list: &IncidentsResponse) -> String {
+    let mut table = Table::new(&[
+        "id", "state", "service", "env", "about", "summary", "opened", "resolved", "notified",
+    ]);
+    for incident in &list.incidents {
+        let about = incident
+            .check
+            .clone()
+            .or_else(|| incident.probe.as_ref().map(|p| format!("probe {p}")))
+            .unwrap_or_default();
+        let notified = match (&incident.silenced_by, incident.notified) {
+            (Some(_), false) => "silenced",
+            (_, true) => "yes",
+            (None, false) => "no",
+        };
+        table.row(vec![
+            incident.id.to_string(),
+            incident_state(incident.state).into(),
+            incident.service.clone(),
+            incident.env.clone().unwrap_or_else(|| "-".into()),
+            about,
+            incident.summary.clone(),
+            ago(incident.opened_at_ms, list.now_ms),
+            incident
+                .resolved_at_ms
+                .map(|at| ago(at, list.now_ms))
+                .unwrap_or_else(|| "-".into()),
+            notified.into(),
+        ]);
+    }
+    if table.is_empty() {
+        return "no incidents\n".into();
+    }
+    table.render()
+}
+
+fn incident_state(state: IncidentState) -> &'static str {
+    match state {
+        IncidentState::Open => "open",
+        IncidentState::Resolved => "resolved",
+    }
+}
+
+fn incident_detail(detail: &IncidentResponse) -> String {
+    let incident = &detail.incident;
+    let mut out = format!(
+        "incident {} ({}): {}\n  severity {}, started {}, opened {}",
+        incident.id,
+        incident_state(incident.state),
+        incident.summary,
+        incident.severity.as_str(),
+        rfc3339(incident.started_at_ms),
+        rfc3339(incident.opened_at_ms)
+    );
+    if let Some(resolved) = incident.resolved_at_ms {
+        out.push_str(&format!(", resolved {}", rfc3339(resolved)));
+    }
+    out.push('\n');
+    if let Some(why) = &incident.silenced_by {
+        out.push_str(&format!("  silenced: {why}\n"));
+    }
+    for failure in &incident.failing {
+        out.push_str(&format!(
+            "  {}: {} since {}{}\n",
+            failure.probe,
+            failure.outcome,
+            rfc3339(failure.since_ms),
+            failure
+                .version
+                .as_deref()
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default()
+        ));
+        for condition in &failure.failing {
+            out.push_str(&format!(
+                "    {}: expected {}, actual {}\n",
+                condition.expression, condition.expected, condition.actual
+            ));
+        }
+        if let Some(reason) = &failure.reason {
+            out.push_str(&format!("    {reason}\n"));
+        }
+    }
+    out.push_str("\nhistory:\n");
+    for note in &incident.history {
+        out.push_str(&format!("  {}  {}\n", rfc3339(note.at_ms), note.text));
+    }
+    out.push_str("\nnotifications:\n");
+    let mut table = Table::new(&[
+        "id",
+        "channel",
+        "kind",
+        "state",
+        "attempts",
+        "last attempt",
+        "error",
+    ]);
+    for record in &detail.notifications {
+        let last = record.attempts.last();
+        table.row(vec![
+            record.id.to_string(),
+            record.channel.clone(),
+            if record.reminder {
+                format!("{} (reminder)", record.kind.as_str())
+            } else {
+                record.kind.as_str().to_string()
+            },
+            match record.state {
+                DeliveryState::Pending => "pending",
+                DeliveryState::Delivered => "delivered",
+                DeliveryState::Failed => "failed",
+            }
+            .into(),
+            record.attempts.len().to_string(),
+            last.map(|a| rfc3339(a.at_ms)).unwrap_or_else(|| "-".into()),
+            last.and_then(|a| a.error.clone())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if table.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+fn silences_table(list: &SilencesResponse) -> String {
+    let mut table = Table::new(&["id", "scope", "starts", "ends", "by", "reason"]);
+    for silence in &list.silences {
+        table.row(vec![
+            silence.id.to_string(),
+            silence.scope.describe(),
+            rfc3339(silence.starts_at_ms),
+            rfc3339(silence.ends_at_ms),
+            silence.created_by.clone(),
+            silence.reason.clone(),
+        ]);
+    }
+    if table.is_empty() {
+        return "no silences in force\n".into();
+    }
+    table.render()
 }
 
 /// Print JSON when asked, else the table built by `table`.

@@ -1,4 +1,5 @@
-//! `collector.toml`: server, auth, retention and the collector's own checks.
+//! `collector.toml`: server, auth, retention, the collector's own checks, and the
+//! alerting sections (typed in [`crate::alerting::config`]).
 //!
 //! With no file at all the collector runs on embedded defaults (listen on
 //! 127.0.0.1:7878, data in ./postflight-data, reports and writes from loopback only).
@@ -18,6 +19,8 @@ use postflight_probe::config::{
 };
 use postflight_probe::units::{ByteSize, HumanDuration};
 
+use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+
 /// The whole `collector.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,21 +37,21 @@ pub struct CollectorConfig {
     /// Checks the collector runs itself (same syntax as the probe's).
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
-    /// `[alerting]` (parsed by the alerting module).
+    /// `[alerting]`: thresholds, quorum, pacing, outbox retries.
     #[serde(default)]
-    pub alerting: Option<toml::Value>,
+    pub alerting: AlertingSection,
     /// `[watch]` (parsed by the deploy-watch module).
     #[serde(default)]
     pub watch: Option<toml::Value>,
-    /// `[[channels]]` (parsed by the alerting module).
+    /// `[[channels]]`: email, webhook and Alertmanager destinations.
     #[serde(default)]
-    pub channels: Option<toml::Value>,
-    /// `[[routes]]` (parsed by the alerting module).
+    pub channels: Vec<ChannelSpec>,
+    /// `[[routes]]`: which events go to which channels.
     #[serde(default)]
-    pub routes: Option<toml::Value>,
-    /// `[[maintenance]]` windows (parsed by the alerting module).
+    pub routes: Vec<RouteSpec>,
+    /// `[[maintenance]]` windows: one-off or weekly, UTC.
     #[serde(default)]
-    pub maintenance: Option<toml::Value>,
+    pub maintenance: Vec<MaintenanceSpec>,
 }
 
 /// `[server]`.
@@ -252,6 +255,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             problems.push(format!("server.public_url {url:?} is not a valid URL"));
         }
     }
+    problems.extend(crate::alerting::validate(&config, text));
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let at = check_location(text, "checks", index, spec);
         problems.extend(

@@ -9,11 +9,13 @@
 //!   [`error`]: API errors.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
 //! - [`event`]: notifiable events and the contract with the outbox.
+//! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`metrics`]: the collector's `/metrics`.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -1,5 +1,5 @@
 //! Starting and stopping the collector: open storage, bind, serve, run background tasks
-//! (rollups and retention), and shut down gracefully (stop accepting, finish in-flight
+//! (rollups and retention, alerting's ticker and outbox worker), and shut down gracefully (stop accepting, finish in-flight
 //! requests, flush storage).
 //!
 //! [`Collector::start`] is what `postflight serve` and the in-process tests use; it binds
@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alerting::Alerting;
 use crate::app::{AppState, IngestListener, router};
 use crate::auth::Auth;
 use crate::clock::Clock;
@@ -44,15 +45,19 @@ impl Collector {
             operators: loaded.operator_tokens.clone(),
             read_requires_token: loaded.config.auth.read_requires_token,
         };
-        let listeners: Vec<Arc<dyn IngestListener>> = Vec::new();
+        let metrics = Metrics::new();
+        let alerting = Alerting::new(store.db(), &loaded.config, clock.clone(), metrics.clone())
+            .context("starting alerting")?;
+        let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone()];
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
             auth: Arc::new(auth),
-            metrics: Metrics::new(),
+            metrics,
             max_body: server_config.max_body.0 as usize,
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(listeners),
+            alerting: alerting.clone(),
         };
         let listener = tokio::net::TcpListener::bind(loaded.listen)
             .await
@@ -70,7 +75,8 @@ impl Collector {
                 .await
                 .context("serving HTTP")
         });
-        let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
+        let mut tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped.clone())];
+        tasks.extend(alerting.spawn(stopped));
         state.ready.store(true, Ordering::Release);
         Ok(Collector {
             addr,

@@ -1,1 +1,3 @@
 //! Postflight collector library.
+
+pub mod clock;

@@ -1,3 +1,4 @@
 //! Postflight collector library.
 
 pub mod clock;
+pub mod store;

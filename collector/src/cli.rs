@@ -568,8 +568,8 @@ fn history_table(history: &HistoryResponse) -> String {
     for point in &history.points {
         table.row(vec![
             rfc3339(point.time_ms),
-            point.check.clone(),
-            point.probe.clone(),
+            point.check.clone().unwrap_or_else(|| "*".into()),
+            point.probe.clone().unwrap_or_else(|| "*".into()),
             point.pass.to_string(),
             point.fail.to_string(),
             point.error.to_string(),
@@ -591,7 +591,9 @@ fn versions_table(versions: &VersionsResponse) -> String {
             v.version.clone(),
             rfc3339(v.first_seen_ms),
             rfc3339(v.last_seen_ms),
-            format!("{:.1}%", v.pass_ratio * 100.0),
+            v.pass_ratio
+                .map(|r| format!("{:.1}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
             v.probes.join(","),
         ]);
     }
@@ -615,7 +617,11 @@ fn probes_table(probes: &ProbesResponse) -> String {
     ]);
     for p in &probes.probes {
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let gaps: Vec<String> = p.gaps.iter().map(|g| format!("{}-{}", g.0, g.1)).collect();
+        let gaps: Vec<String> = p
+            .gaps
+            .iter()
+            .map(|g| format!("{}-{}", g.from, g.to))
+            .collect();
         table.row(vec![
             p.name.clone(),
             ago(p.last_seen_ms, probes.now_ms),

@@ -20,7 +20,7 @@ use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::LoadedConfig;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// A running collector.
 pub struct Collector {
@@ -37,7 +37,11 @@ impl Collector {
     /// Open storage, bind, and start serving and background work.
     pub async fn start(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Collector> {
         let server_config = &loaded.config.server;
-        let store = Store::open(&server_config.data_dir, server_config.cache.0)
+        let options = StoreOptions {
+            cache_capacity_bytes: server_config.cache.0,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&server_config.data_dir, &options)
             .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
         let store = Arc::new(store);
         let auth = Auth {
@@ -157,9 +161,9 @@ fn spawn_sweeper(
             let store = state.store.clone();
             let now = state.clock.now_ms();
             let swept = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-                store.roll_up(now)?;
+                // Rolls up completed hours first, then deletes what retention allows.
                 let report = store.enforce_retention(now, retention.raw.0, retention.rollups.0)?;
-                Ok(report.deleted())
+                Ok(report.raw_deleted + report.rollups_deleted)
             })
             .await;
             match swept {

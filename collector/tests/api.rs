@@ -356,7 +356,7 @@ async fn sequence_gaps_are_visible_in_the_probes_view() {
     assert_eq!(probes["probes"][0]["highest_seq"], 6);
     assert_eq!(
         probes["probes"][0]["gaps"][0],
-        serde_json::json!([3, 5]),
+        serde_json::json!({"from": 3, "to": 5}),
         "{probes}"
     );
     collector.shutdown().await.unwrap();

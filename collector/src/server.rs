@@ -1,5 +1,5 @@
 //! Starting and stopping the collector: open storage, bind, serve, run background tasks
-//! (rollups and retention), and shut down gracefully (stop accepting, finish in-flight
+//! (rollups and retention, closing deploy watch windows), and shut down gracefully (stop accepting, finish in-flight
 //! requests, flush storage).
 //!
 //! [`Collector::start`] is what `postflight serve` and the in-process tests use; it binds
@@ -18,8 +18,12 @@ use crate::app::{AppState, IngestListener, router};
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::LoadedConfig;
+use crate::event::EventSink;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::watch::Watcher;
+use crate::watch::baseline::StoreHistory;
+use crate::watch::watcher::WatchConfig;
 
 /// A running collector.
 pub struct Collector {
@@ -27,6 +31,8 @@ pub struct Collector {
     pub addr: SocketAddr,
     /// Shared state, e.g. for tests that inspect the store.
     pub state: AppState,
+    /// The deploy watcher.
+    pub watcher: Arc<Watcher>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -44,7 +50,18 @@ impl Collector {
             operators: loaded.operator_tokens.clone(),
             read_requires_token: loaded.config.auth.read_requires_token,
         };
-        let listeners: Vec<Arc<dyn IngestListener>> = Vec::new();
+        // The alerting outbox, once alerting is configured; without it verdicts notify nobody.
+        let sink: Option<Arc<dyn EventSink>> = None;
+        let watch_config = WatchConfig {
+            section: loaded.config.watch,
+            public_url: server_config.public_url.clone(),
+            history: Some(Arc::new(StoreHistory {
+                store: store.clone(),
+            })),
+        };
+        let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
+            .context("opening the deploy ledger")?;
+        let listeners: Vec<Arc<dyn IngestListener>> = vec![watcher.clone()];
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
@@ -60,7 +77,12 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(state.clone())
+            .merge(crate::watch::api::routes(
+                watcher.clone(),
+                state.auth.clone(),
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut shutdown_signal = stopped.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -70,11 +92,15 @@ impl Collector {
                 .await
                 .context("serving HTTP")
         });
-        let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
+        let tasks = vec![
+            spawn_sweeper(state.clone(), &loaded, stopped.clone()),
+            crate::watch::spawn_ticker(watcher.clone(), stopped),
+        ];
         state.ready.store(true, Ordering::Release);
         Ok(Collector {
             addr,
             state,
+            watcher,
             stop,
             tasks,
             server,

@@ -145,7 +145,9 @@ impl Watcher {
         for deploy in trees.watching()? {
             let number = deploy_number(&deploy)?;
             let state = trees.state(number)?.unwrap_or_default();
-            active.insert(number, Active { deploy, state });
+            let mut entry = Active { deploy, state };
+            entry.refresh_window_figures();
+            active.insert(number, entry);
         }
         Ok(Arc::new(Watcher {
             trees,
@@ -551,8 +553,16 @@ fn fold(entry: &mut Active, probe: &str, probe_env: Option<&str>, results: &[Che
         folded = true;
     }
     if folded {
-        entry.deploy.window_results = entry.state.window.results;
-        entry.deploy.window_probes = entry
+        entry.refresh_window_figures();
+    }
+    folded
+}
+
+impl Active {
+    /// Copy the window's totals into the deploy record people read.
+    fn refresh_window_figures(&mut self) {
+        self.deploy.window_results = self.state.window.results;
+        self.deploy.window_probes = self
             .state
             .window
             .probes()
@@ -560,7 +570,6 @@ fn fold(entry: &mut Active, probe: &str, probe_env: Option<&str>, results: &[Che
             .map(String::from)
             .collect();
     }
-    folded
 }
 
 impl IngestListener for Watcher {

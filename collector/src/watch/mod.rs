@@ -20,12 +20,14 @@
 //! - [`verdict`]: verdicts and the `deploy_regressed` / `deploy_passed` events;
 //! - [`ledger`]: deploys per service and the last good version;
 //! - [`semver`]: the "version must increase" warning;
-//! - [`api`]: the HTTP routes.
+//! - [`api`]: the HTTP routes; [`gate`]: `postflight gate`, the client that waits for a
+//!   verdict.
 
 pub mod api;
 pub mod baseline;
 pub mod deploy;
 pub mod evaluate;
+pub mod gate;
 pub mod ledger;
 pub mod recent;
 pub mod semver;

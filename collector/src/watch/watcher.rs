@@ -20,7 +20,7 @@ use postflight_probe::units::{format_duration, parse_duration};
 use crate::app::IngestListener;
 use crate::clock::Clock;
 use crate::event::{Event, EventSink};
-use crate::timefmt::clock_time;
+use crate::timefmt::rfc3339;
 use crate::watch::baseline::{BaselineSource, FirstWithData, Scope};
 use crate::watch::deploy::{
     Deploy, DeployState, DeployTrees, NewDeploy, encode, format_id, number_key, parse_id,
@@ -206,7 +206,7 @@ impl Watcher {
             baseline_ms,
             verdict: Verdict::Watching,
             decided_at_ms: None,
-            summary: format!("watching until {} UTC", clock_time(now + window_ms)),
+            summary: format!("watching until {}", rfc3339(now + window_ms)),
             evidence: Vec::new(),
             warnings,
             superseded_by: None,

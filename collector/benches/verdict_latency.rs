@@ -23,7 +23,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use postflight_collector::clock::SystemClock;
 use postflight_collector::config;
 use postflight_collector::server::Collector;
-use postflight_probe::report::{CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch};
+use postflight_probe::report::{
+    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postflight");
 const RUNS: u64 = 20;
@@ -78,7 +80,9 @@ fn batch(seq: u64, results: Vec<CheckResult>) -> ReportBatch {
 async fn run(http: &reqwest::Client, url: &str, index: u64) -> (Duration, Duration) {
     let service = format!("bench-{index}");
     let now = now_ms();
-    let baseline = (1..=60).map(|i| readyz(&service, now - i * 30_000, 200)).collect();
+    let baseline = (1..=60)
+        .map(|i| readyz(&service, now - i * 30_000, 200))
+        .collect();
     let sent = http
         .post(format!("{url}/api/v1/reports"))
         .json(&batch(index * 2 + 1, baseline))
@@ -118,7 +122,11 @@ async fn run(http: &reqwest::Client, url: &str, index: u64) -> (Duration, Durati
     assert!(failing.status().is_success());
     let status = gate.wait().await.unwrap();
     let visible = arrival.elapsed();
-    assert_eq!(status.code(), Some(1), "the gate must report the regression");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the gate must report the regression"
+    );
     (visible, acked)
 }
 
@@ -138,7 +146,9 @@ async fn main() {
         dir.path().join("data").display()
     );
     let loaded = config::parse(&text, "bench").unwrap();
-    let collector = Collector::start(loaded, Arc::new(SystemClock)).await.unwrap();
+    let collector = Collector::start(loaded, Arc::new(SystemClock))
+        .await
+        .unwrap();
     let url = format!("http://{}", collector.addr);
     let http = reqwest::Client::new();
     let mut visible = Vec::new();

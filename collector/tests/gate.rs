@@ -457,3 +457,106 @@ fn gate_timeout_must_be_a_duration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// Write an executable shell script.
+fn script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/usr/bin/env bash\nset -eu\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test]
+async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression() {
+    let server = serve("");
+    server.healthy_baseline().await;
+    let good = server.deploy("sha-good", "1s").await;
+    server.report(vec![readyz(now_ms(), 200)]).await;
+    assert_eq!(server.cli(&["gate", "--deploy", &good]).await.code, 0);
+
+    // A Recall checkout with the runbook's scripts faked: they only record their calls.
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    std::fs::create_dir_all(root.join("deploy")).unwrap();
+    std::fs::write(root.join("deploy/.env"), "IMAGE_TAG=sha-good\n").unwrap();
+    script(
+        &root.join("scripts/deploy/server_deploy.sh"),
+        "echo \"deploy $*\" >> calls.log",
+    );
+    script(
+        &root.join("scripts/deploy/server_rollback.sh"),
+        "echo \"rollback $*\" >> calls.log",
+    );
+    let bin_dir = root.join("bin");
+    script(&bin_dir.join("postflight-probe"), "exit 0");
+    let postflight_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        postflight_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let deploy_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/examples/recall-deploy.sh");
+    let run = tokio::process::Command::new("bash")
+        .arg(&deploy_script)
+        .arg("sha-bad")
+        .current_dir(root)
+        .env("PATH", path)
+        .env("POSTFLIGHT_URL", &server.url)
+        .env("RECALL_WINDOW", "10m")
+        .env("RECALL_GATE_TIMEOUT", "5s")
+        .env_remove("POSTFLIGHT_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Once the script has recorded its deploy, the release starts failing.
+    let ledger_url = format!(
+        "{}/api/v1/services/recall-api/deploys?version=sha-bad",
+        server.url
+    );
+    loop {
+        let ledger: serde_json::Value = server
+            .http
+            .get(&ledger_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ledger["deploys"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.report(vec![readyz(now_ms(), 503)]).await;
+
+    let out = Outcome3::from(run.wait_with_output().await.unwrap());
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let calls = std::fs::read_to_string(root.join("calls.log")).unwrap();
+    assert_eq!(
+        calls,
+        "deploy --image-tag sha-bad\nrollback --to-tag sha-good\n"
+    );
+    let releases = std::fs::read_to_string(root.join("deploy/releases.log")).unwrap();
+    assert!(
+        releases.contains("deploy sha-bad d-2 regressed rollback-to sha-good"),
+        "{releases}"
+    );
+    let ledger: serde_json::Value = server
+        .http
+        .get(format!("{}/api/v1/services/recall-api/deploys", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deploys = ledger["deploys"].as_array().unwrap();
+    assert_eq!(deploys[0]["version"], "sha-good");
+    assert_eq!(deploys[0]["note"], "rollback of d-2");
+    assert_eq!(deploys[1]["verdict"], "regressed");
+}

@@ -763,6 +763,8 @@ fn a_watched_deploy_survives_a_restart() {
     h.healthy_hour(T0, "1.4.1");
     let deploy = h.deploy("1.4.2");
     h.healthy_round(T0 + MINUTE, "1.4.2");
+    h.clock.set(T0 + MINUTE);
+    h.watcher.tick_now().unwrap(); // the ticker saves the window's observations
     let reopened = Watcher::new(
         &h.db,
         WatchConfig::new(WatchSection::default()),

@@ -104,6 +104,60 @@ pub enum Finding {
     },
 }
 
+impl Finding {
+    /// The name used in JSON (`failing_check`, `stale_version`…).
+    pub fn condition(&self) -> &'static str {
+        match self {
+            Finding::FailingCheck { .. } => "failing_check",
+            Finding::NewlyFailing { .. } => "newly_failing",
+            Finding::FailingWithoutBaseline { .. } => "failing_without_baseline",
+            Finding::StaleVersion { .. } => "stale_version",
+            Finding::Latency { .. } => "latency",
+        }
+    }
+
+    /// Baseline versus window, one line.
+    pub fn figures(&self) -> String {
+        match self {
+            Finding::FailingCheck {
+                baseline_pass_ratio,
+                baseline_results,
+                window_failures,
+                window_results,
+            }
+            | Finding::NewlyFailing {
+                baseline_pass_ratio,
+                baseline_results,
+                window_failures,
+                window_results,
+                ..
+            } => format!(
+                "baseline: pass ratio {} over {baseline_results} results; window: {window_failures} failing of {window_results} results",
+                percent(*baseline_pass_ratio)
+            ),
+            Finding::FailingWithoutBaseline {
+                window_failures,
+                window_results,
+            } => format!(
+                "baseline: none; window: {window_failures} failing of {window_results} results"
+            ),
+            Finding::StaleVersion { expected, seen } => {
+                let seen: Vec<String> = seen.iter().map(|(p, v)| format!("{p}={v}")).collect();
+                format!("expected: {expected}; seen: {}", seen.join(", "))
+            }
+            Finding::Latency {
+                baseline_p95_ms,
+                window_p95_ms,
+                factor,
+                baseline_samples,
+                window_samples,
+            } => format!(
+                "baseline: p95 {baseline_p95_ms:.1}ms over {baseline_samples} results; window: p95 {window_p95_ms:.1}ms over {window_samples} results ({factor:.1}x)"
+            ),
+        }
+    }
+}
+
 /// One regression with its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
@@ -550,6 +604,21 @@ mod tests {
         assert_eq!(json["condition"], "failing_without_baseline");
         let back: Evidence = serde_json::from_value(json).unwrap();
         assert_eq!(back, evidence);
+    }
+
+    #[test]
+    fn figures_put_baseline_and_window_side_by_side() {
+        let finding = Finding::FailingCheck {
+            baseline_pass_ratio: 0.996,
+            baseline_results: 240,
+            window_failures: 2,
+            window_results: 9,
+        };
+        assert_eq!(finding.condition(), "failing_check");
+        assert_eq!(
+            finding.figures(),
+            "baseline: pass ratio 99.6% over 240 results; window: 2 failing of 9 results"
+        );
     }
 
     #[test]

@@ -190,6 +190,7 @@ pub fn render(outcome: &GateOutcome, timeout: Duration) -> String {
     }
     for evidence in &deploy.evidence {
         out.push_str(&format!("  {}\n", evidence.summary));
+        out.push_str(&format!("    {}\n", evidence.finding.figures()));
         for detail in &evidence.details {
             out.push_str(&format!("    {detail}\n"));
         }

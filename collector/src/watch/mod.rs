@@ -201,14 +201,14 @@ fn default_baseline_pass_ratio() -> f64 {
     0.95
 }
 
-/// Close ended windows every [`TICK_EVERY`] (wall time; "now" comes from the watcher's
-/// clock) until `stopped` turns true.
+/// Close ended windows and save window observations every [`TICK_EVERY`] (wall time;
+/// "now" comes from the watcher's clock) until `stopped` turns true, then save once more.
 pub fn spawn_ticker(watcher: Arc<Watcher>, mut stopped: signal::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK_EVERY) => {}
-                _ = stopped.wait_for(|stop| *stop) => return,
+                _ = stopped.wait_for(|stop| *stop) => break,
             }
             let watcher = watcher.clone();
             let ticked = tokio::task::spawn_blocking(move || watcher.tick_now()).await;
@@ -217,6 +217,10 @@ pub fn spawn_ticker(watcher: Arc<Watcher>, mut stopped: signal::Receiver<bool>) 
                 Ok(Err(error)) => tracing::error!(%error, "closing watch windows failed"),
                 Err(error) => tracing::error!(%error, "watch window task panicked"),
             }
+        }
+        let saved = tokio::task::spawn_blocking(move || watcher.save_windows()).await;
+        if let Ok(Err(error)) = saved {
+            tracing::error!(%error, "saving watch windows at shutdown failed");
         }
     })
 }

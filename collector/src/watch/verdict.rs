@@ -109,6 +109,7 @@ pub fn regressed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
     let mut details = vec![deployed_line(deploy)];
     for evidence in &deploy.evidence {
         details.push(evidence.summary.clone());
+        details.push(format!("  {}", evidence.finding.figures()));
         details.extend(evidence.details.iter().map(|d| format!("  {d}")));
     }
     details.push(match &deploy.last_good {
@@ -121,11 +122,7 @@ pub fn regressed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
     }
     if let Some(first) = first {
         fields.insert("probes".into(), first.probes.join(","));
-        if let Ok(finding) = serde_json::to_value(&first.finding) {
-            if let Some(condition) = finding.get("condition").and_then(|c| c.as_str()) {
-                fields.insert("condition".into(), condition.to_string());
-            }
-        }
+        fields.insert("condition".into(), first.finding.condition().into());
     }
     if let Ok(evidence) = serde_json::to_string(&deploy.evidence) {
         fields.insert("evidence".into(), evidence);

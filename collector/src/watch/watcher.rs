@@ -87,6 +87,8 @@ impl WatchConfig {
 struct Active {
     deploy: Deploy,
     state: DeployState,
+    /// Observations changed since they were last written to sled.
+    dirty: bool,
 }
 
 /// The deploy watcher; register it as an [`IngestListener`].
@@ -145,7 +147,11 @@ impl Watcher {
         for deploy in trees.watching()? {
             let number = deploy_number(&deploy)?;
             let state = trees.state(number)?.unwrap_or_default();
-            let mut entry = Active { deploy, state };
+            let mut entry = Active {
+                deploy,
+                state,
+                dirty: false,
+            };
             entry.refresh_window_figures();
             active.insert(number, entry);
         }
@@ -273,6 +279,7 @@ impl Watcher {
             Active {
                 deploy: deploy.clone(),
                 state,
+                dirty: false,
             },
         );
         Ok(deploy)
@@ -381,24 +388,27 @@ impl Watcher {
         let probe_env = batch.labels.get("env").map(String::as_str);
         let mut active = self.active();
         let mut regressed = Vec::new();
-        let mut decided = Vec::new();
-        for (number, entry) in active.iter_mut() {
+        let mut failure = None;
+        for entry in active.values_mut() {
             if !fold(entry, &batch.probe, probe_env, &batch.results) {
                 continue;
             }
+            entry.dirty = true;
             let found = self.regressions_of(entry);
             if found.is_empty() {
-                self.trees.put_state(*number, &entry.state)?;
                 continue;
             }
-            let deploy = self.regress(entry, found)?;
-            decided.push(*number);
-            regressed.push(deploy);
+            match self.regress(entry, found) {
+                Ok(deploy) => regressed.push(deploy),
+                Err(error) => failure = Some(error),
+            }
         }
-        for number in decided {
-            active.remove(&number);
+        // Committed verdicts leave the watch even when another one failed to commit.
+        active.retain(|_, a| !regressed.iter().any(|d| d.id == a.deploy.id));
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(regressed),
         }
-        Ok(regressed)
     }
 
     fn regressions_of(&self, entry: &Active) -> Vec<Evidence> {
@@ -438,8 +448,21 @@ impl Watcher {
         Ok(deploy)
     }
 
-    /// Close the windows that ended by `now_ms`; returns the deploys decided.
+    /// Write the observations of watched deploys that changed since the last save (done
+    /// on every tick rather than on every batch; a crash loses at most one tick).
+    pub fn save_windows(&self) -> Result<(), WatchError> {
+        let mut active = self.active();
+        for (number, entry) in active.iter_mut().filter(|(_, a)| a.dirty) {
+            self.trees.put_state(*number, &entry.state)?;
+            entry.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Close the windows that ended by `now_ms` and save the others' observations;
+    /// returns the deploys decided.
     pub fn tick(&self, now_ms: i64) -> Result<Vec<Deploy>, WatchError> {
+        self.save_windows()?;
         let mut active = self.active();
         let ended: Vec<u64> = active
             .iter()

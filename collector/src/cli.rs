@@ -1,9 +1,11 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
 //! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
-//! `silence add|list|expire`).
+//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`).
 //!
-//! Exit codes: 0 success; 1 `status` found a failing service; 2 invalid config
-//! (`serve`, `check-config`); 3 usage error, collector unreachable or API error.
+//! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
+//! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
+//! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
+//! error, collector unreachable or API error.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +26,9 @@ use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsRespon
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
 use crate::timefmt::{ago, rfc3339};
+use crate::watch::api::{LastGoodResponse, LedgerResponse};
+use crate::watch::deploy::{Deploy, NewDeploy};
+use crate::watch::gate::{GateTarget, render, resolve, wait_for_verdict, waiting_line};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -117,6 +122,67 @@ pub enum Command {
     Silence {
         #[command(subcommand)]
         action: SilenceCommand,
+    },
+    /// Record a deploy and start watching it; prints the deploy id.
+    Deploy {
+        /// The deployed service (as the probes' checks name it).
+        #[arg(long)]
+        service: String,
+        /// Environment, matched against the probes' `env` label.
+        #[arg(long)]
+        env: Option<String>,
+        /// The version being deployed.
+        #[arg(long)]
+        version: String,
+        /// The version it replaces (default: the last deploy's).
+        #[arg(long)]
+        previous: Option<String>,
+        /// Watch window, e.g. 15m (default: [watch] window).
+        #[arg(long, value_parser = duration_arg)]
+        window: Option<Duration>,
+        /// Baseline period before the deploy, e.g. 1h (default: [watch] baseline).
+        #[arg(long, value_parser = duration_arg)]
+        baseline: Option<Duration>,
+        /// Who deploys (default: the operator token's name).
+        #[arg(long)]
+        by: Option<String>,
+        /// Free text, e.g. the change ticket.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Wait for a deploy's verdict: exit 0 passed, 1 regressed, 2 inconclusive or timed
+    /// out, 3 usage or connection error.
+    Gate {
+        /// The deploy id printed by `postflight deploy`.
+        #[arg(long, conflicts_with_all = ["service", "version"], required_unless_present = "service")]
+        deploy: Option<String>,
+        /// With --version: the newest deploy of this service and version.
+        #[arg(long, requires = "version")]
+        service: Option<String>,
+        /// With --service: the version given to `postflight deploy`.
+        #[arg(long, requires = "service")]
+        version: Option<String>,
+        /// With --service and --version: only deploys to this environment.
+        #[arg(long, requires = "service")]
+        env: Option<String>,
+        /// Give up after this long (exit 2).
+        #[arg(long, default_value = "30m", value_parser = duration_arg)]
+        timeout: Duration,
+    },
+    /// A service's deploys: time, version, by, verdict, evidence.
+    Deploys {
+        service: String,
+        #[arg(long)]
+        env: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The newest version whose window passed and that has not regressed since.
+    LastGood {
+        service: String,
+        #[arg(long)]
+        env: Option<String>,
     },
 }
 
@@ -273,6 +339,54 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             limit,
         } => incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await,
         Command::Silence { action } => silence_command(&client, cli.json, action).await,
+        Command::Deploy { .. } => deploy(cli, &client).await,
+        Command::Gate {
+            deploy,
+            service,
+            version,
+            env,
+            timeout,
+        } => {
+            let target = match (deploy, service, version) {
+                (Some(id), _, _) => GateTarget::Deploy(id.clone()),
+                (None, Some(service), Some(version)) => GateTarget::Version {
+                    service: service.clone(),
+                    version: version.clone(),
+                    env: env.clone(),
+                },
+                _ => {
+                    eprintln!("error: give --deploy ID, or --service S --version V");
+                    return Ok(EXIT_UNREACHABLE);
+                }
+            };
+            gate(cli.json, &client, &target, *timeout).await
+        }
+        Command::Deploys {
+            service,
+            env,
+            limit,
+        } => {
+            let mut path = format!("/api/v1/services/{}/deploys?limit={limit}", encode(service));
+            if let Some(env) = env {
+                path.push_str(&format!("&env={}", encode(env)));
+            }
+            let ledger: LedgerResponse = client.get(&path).await?;
+            print_or_json(cli.json, &ledger, || deploys_table(&ledger));
+            Ok(EXIT_OK)
+        }
+        Command::LastGood { service, env } => {
+            let mut path = format!("/api/v1/services/{}/last-good", encode(service));
+            if let Some(env) = env {
+                path.push_str(&format!("?env={}", encode(env)));
+            }
+            let answer: LastGoodResponse = client.get(&path).await?;
+            print_or_json(cli.json, &answer, || last_good_table(&answer));
+            Ok(if answer.last_good.is_some() {
+                EXIT_OK
+            } else {
+                EXIT_FAILING
+            })
+        }
     }
 }
 
@@ -506,6 +620,56 @@ fn silences_table(list: &SilencesResponse) -> String {
     table.render()
 }
 
+async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
+    let Command::Deploy {
+        service,
+        env,
+        version,
+        previous,
+        window,
+        baseline,
+        by,
+        note,
+    } = &cli.command
+    else {
+        return Ok(EXIT_UNREACHABLE);
+    };
+    let request = NewDeploy {
+        service: service.clone(),
+        env: env.clone(),
+        version: version.clone(),
+        previous_version: previous.clone(),
+        window: window.map(format_duration),
+        baseline: baseline.map(format_duration),
+        by: by.clone(),
+        note: note.clone(),
+    };
+    let created: Deploy = client.post("/api/v1/deploys", &request).await?;
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print_or_json(cli.json, &created, || format!("{}\n", created.id));
+    Ok(EXIT_OK)
+}
+
+async fn gate(
+    json: bool,
+    client: &ApiClient,
+    target: &GateTarget,
+    timeout: Duration,
+) -> Result<i32, ClientError> {
+    let id = resolve(client, target).await?;
+    let first: Deploy = client
+        .get(&format!("/api/v1/deploys/{}", encode(&id)))
+        .await?;
+    if !first.verdict.is_final() {
+        eprintln!("{}", waiting_line(&first, timeout));
+    }
+    let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
+    print_or_json(json, outcome.deploy(), || render(&outcome, timeout));
+    Ok(outcome.exit_code())
+}
+
 /// Print JSON when asked, else the table built by `table`.
 pub fn print_or_json<T: Serialize>(json: bool, value: &T, table: impl FnOnce() -> String) {
     if json {
@@ -635,6 +799,58 @@ fn probes_table(probes: &ProbesResponse) -> String {
             },
         ]);
     }
+    table.render()
+}
+
+fn deploys_table(ledger: &LedgerResponse) -> String {
+    let mut table = Table::new(&["time", "id", "env", "version", "by", "verdict", "evidence"]);
+    for d in &ledger.deploys {
+        table.row(vec![
+            rfc3339(d.deployed_at_ms),
+            d.id.clone(),
+            d.env.clone().unwrap_or_else(|| "-".into()),
+            d.version.clone(),
+            d.by.clone(),
+            d.verdict.to_string(),
+            d.summary.clone(),
+        ]);
+    }
+    if table.is_empty() {
+        return format!(
+            "no deploys of {} recorded (record one with postflight deploy --service {} --version V)\n",
+            ledger.service, ledger.service
+        );
+    }
+    table.render()
+}
+
+fn last_good_table(answer: &LastGoodResponse) -> String {
+    let Some(good) = &answer.last_good else {
+        return format!(
+            "no good version of {} known: no deploy passed its watch window (or each regressed since)\n",
+            answer.service
+        );
+    };
+    let mut table = Table::new(&[
+        "version",
+        "deploy",
+        "env",
+        "deployed",
+        "passed",
+        "last healthy",
+    ]);
+    table.row(vec![
+        good.version.clone(),
+        good.deploy_id.clone(),
+        good.env.clone().unwrap_or_else(|| "-".into()),
+        rfc3339(good.deployed_at_ms),
+        rfc3339(good.passed_at_ms),
+        if good.current {
+            "now (still deployed)".into()
+        } else {
+            rfc3339(good.last_healthy_ms)
+        },
+    ]);
     table.render()
 }
 

@@ -10,6 +10,7 @@
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
 //! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
+//! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
@@ -30,3 +31,4 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod timefmt;
+pub mod watch;

@@ -1,5 +1,6 @@
 //! Starting and stopping the collector: open storage, bind, serve, run background tasks
-//! (rollups and retention, alerting's ticker and outbox worker), and shut down gracefully (stop accepting, finish in-flight
+//! (rollups and retention, alerting's ticker and outbox worker, closing deploy watch
+//! windows), and shut down gracefully (stop accepting, finish in-flight
 //! requests, flush storage).
 //!
 //! [`Collector::start`] is what `postflight serve` and the in-process tests use; it binds
@@ -19,8 +20,12 @@ use crate::app::{AppState, IngestListener, router};
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::LoadedConfig;
+use crate::event::EventSink;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
+use crate::watch::Watcher;
+use crate::watch::baseline::StoreHistory;
+use crate::watch::watcher::WatchConfig;
 
 /// A running collector.
 pub struct Collector {
@@ -28,6 +33,8 @@ pub struct Collector {
     pub addr: SocketAddr,
     /// Shared state, e.g. for tests that inspect the store.
     pub state: AppState,
+    /// The deploy watcher.
+    pub watcher: Arc<Watcher>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -52,7 +59,19 @@ impl Collector {
         let metrics = Metrics::new();
         let alerting = Alerting::new(store.db(), &loaded.config, clock.clone(), metrics.clone())
             .context("starting alerting")?;
-        let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone()];
+        // Deploy verdicts go through alerting's routes and persisted outbox.
+        let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
+        let watch_config = WatchConfig {
+            section: loaded.config.watch,
+            public_url: server_config.public_url.clone(),
+            history: Some(Arc::new(StoreHistory {
+                store: store.clone(),
+            })),
+        };
+        let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
+            .context("opening the deploy ledger")?;
+        alerting.set_deploy_info(watcher.clone());
+        let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone(), watcher.clone()];
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
@@ -69,7 +88,12 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(state.clone())
+            .merge(crate::watch::api::routes(
+                watcher.clone(),
+                state.auth.clone(),
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut shutdown_signal = stopped.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -79,12 +103,16 @@ impl Collector {
                 .await
                 .context("serving HTTP")
         });
-        let mut tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped.clone())];
+        let mut tasks = vec![
+            spawn_sweeper(state.clone(), &loaded, stopped.clone()),
+            crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
+        ];
         tasks.extend(alerting.spawn(stopped));
         state.ready.store(true, Ordering::Release);
         Ok(Collector {
             addr,
             state,
+            watcher,
             stop,
             tasks,
             server,

@@ -70,7 +70,9 @@ impl Collector {
         };
         let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
             .context("opening the deploy ledger")?;
-        alerting.set_deploy_info(watcher.clone());
+        alerting.set_deploy_info(Arc::new(crate::watch::watcher::LastDeployLine(
+            Arc::downgrade(&watcher),
+        )));
         let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone(), watcher.clone()];
         let state = AppState {
             store: store.clone(),

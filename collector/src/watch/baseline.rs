@@ -302,14 +302,17 @@ mod tests {
     fn point(check: &str, probe: &str, pass: u64, fail: u64, p95_us: u64) -> HistoryPoint {
         HistoryPoint {
             time_ms: 0,
-            check: check.into(),
-            probe: probe.into(),
+            step_ms: 0,
+            check: Some(check.into()),
+            probe: Some(probe.into()),
             pass,
             fail,
             error: 0,
             latency_p50_us: p95_us / 2,
             latency_p95_us: p95_us,
+            latency_max_us: p95_us,
             versions: vec!["1.0.0".into()],
+            from_rollups: false,
         }
     }
 

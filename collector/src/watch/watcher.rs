@@ -649,10 +649,16 @@ fn span(
     Ok(value)
 }
 
-impl crate::alerting::DeployInfo for Watcher {
+/// The watcher as alerting's source of "last deploy" lines. Holds the watcher weakly:
+/// the watcher holds alerting (its event sink), and a strong cycle would keep the
+/// database open after shutdown.
+pub struct LastDeployLine(pub std::sync::Weak<Watcher>);
+
+impl crate::alerting::DeployInfo for LastDeployLine {
     /// The newest deploy of the service (in that environment, else any), for emails.
     fn last_deploy(&self, service: &str, env: Option<&str>) -> Option<String> {
-        let deploys = self.deploys(service, env, None).ok()?;
+        let watcher = self.0.upgrade()?;
+        let deploys = watcher.deploys(service, env, None).ok()?;
         let newest = deploys.first()?;
         Some(format!(
             "{} by {} at {} ({})",

@@ -10,7 +10,8 @@
 //! - Results are numbered from the persisted [`ResultSequence`] before they are written,
 //!   then the batch is appended to each spool, which gives it that collector's batch
 //!   sequence. File writes happen on the blocking pool.
-//! - On shutdown, results already in the channel are flushed before returning.
+//! - On shutdown, results already in the channel are flushed before returning. A closed
+//!   channel (a probe without checks) does not stop the heartbeats.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,7 @@ impl Batcher {
         let mut oldest_waiting: Option<Instant> = None;
         self.flush(Vec::new()).await;
         let mut last_flush = Instant::now();
+        let mut closed = false;
         loop {
             let deadline = match oldest_waiting {
                 Some(since) => since + self.policy.flush_interval,
@@ -87,7 +89,7 @@ impl Batcher {
             tokio::select! {
                 biased;
                 () = stop.wait() => break,
-                received = results.recv() => match received {
+                received = results.recv(), if !closed => match received {
                     Some(result) => {
                         self.metrics.observe_result(&result);
                         waiting.push(result);
@@ -96,7 +98,11 @@ impl Batcher {
                             continue;
                         }
                     }
-                    None => break,
+                    // No checks (or the scheduler stopped): heartbeats go on until shutdown.
+                    None => {
+                        closed = true;
+                        continue;
+                    }
                 },
                 () = tokio::time::sleep_until(deadline) => {}
             }

@@ -16,8 +16,9 @@
 //!
 //! A spool file that cannot be read as its batch is moved to `corrupt/` with a warning.
 //!
-//! On shutdown the task keeps sending while sends succeed and batches wait, and returns
-//! at the first failure or when the spool is empty; the caller bounds that with a grace
+//! On shutdown the task keeps sending while sends succeed and batches wait (a retry wait
+//! in progress is cut short for one immediate attempt), and returns at the first failure
+//! or when the spool is empty; the caller bounds that with a grace
 //! period. Whatever is left stays in the spool for the next start.
 
 use std::io::Write;
@@ -129,10 +130,11 @@ impl Delivery {
                     if stop.is_set() {
                         return;
                     }
+                    // Shutdown during the wait cuts it short for one last attempt.
                     let wait = backoff.next_wait();
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
-                        () = stop.wait() => return,
+                        () = stop.wait() => {}
                     }
                 }
             }

@@ -65,21 +65,39 @@ async fn status(
     let series = state.store.status().map_err(ApiError::storage)?;
     let mut grouped: BTreeMap<String, BTreeMap<String, Vec<SeriesStatus>>> = BTreeMap::new();
     for s in series {
-        if params.service.as_ref().is_some_and(|wanted| *wanted != s.service) {
+        if params
+            .service
+            .as_ref()
+            .is_some_and(|wanted| *wanted != s.service)
+        {
             continue;
         }
-        grouped.entry(s.service.clone()).or_default().entry(s.check.clone()).or_default().push(s);
+        grouped
+            .entry(s.service.clone())
+            .or_default()
+            .entry(s.check.clone())
+            .or_default()
+            .push(s);
     }
     let services = grouped
         .into_iter()
         .map(|(service, checks)| {
-            let checks: Vec<CheckStatus> =
-                checks.into_iter().map(|(check, probes)| CheckStatus { check, probes }).collect();
+            let checks: Vec<CheckStatus> = checks
+                .into_iter()
+                .map(|(check, probes)| CheckStatus { check, probes })
+                .collect();
             let outcome = worst_outcome(checks.iter().flat_map(|c| c.probes.iter()));
-            ServiceStatus { service, outcome, checks }
+            ServiceStatus {
+                service,
+                outcome,
+                checks,
+            }
         })
         .collect();
-    Ok(Json(StatusResponse { now_ms: state.clock.now_ms(), services }))
+    Ok(Json(StatusResponse {
+        now_ms: state.clock.now_ms(),
+        services,
+    }))
 }
 
 fn worst_outcome<'a>(series: impl Iterator<Item = &'a SeriesStatus>) -> String {
@@ -140,7 +158,13 @@ async fn history(
         step_ms,
     };
     let points = state.store.history(&query).map_err(ApiError::storage)?;
-    Ok(Json(HistoryResponse { service, from_ms, to_ms, step_ms, points }))
+    Ok(Json(HistoryResponse {
+        service,
+        from_ms,
+        to_ms,
+        step_ms,
+        points,
+    }))
 }
 
 /// `GET /api/v1/services/{service}/versions`.
@@ -175,11 +199,19 @@ async fn probes(
 ) -> Result<Json<ProbesResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
     let probes = state.store.probes().map_err(ApiError::storage)?;
-    Ok(Json(ProbesResponse { now_ms: state.clock.now_ms(), probes }))
+    Ok(Json(ProbesResponse {
+        now_ms: state.clock.now_ms(),
+        probes,
+    }))
 }
 
 /// A point in time: unix ms, RFC 3339, or a duration ago (`2h`); `default` when absent.
-pub fn parse_time(text: Option<&str>, now_ms: i64, default: i64, name: &str) -> Result<i64, ApiError> {
+pub fn parse_time(
+    text: Option<&str>,
+    now_ms: i64,
+    default: i64,
+    name: &str,
+) -> Result<i64, ApiError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(default);
     };
@@ -209,6 +241,8 @@ fn parse_span(text: &str, name: &str) -> Result<i64, ApiError> {
     }
     match parse_duration(text) {
         Ok(d) if !d.is_zero() => Ok(d.as_millis() as i64),
-        _ => Err(ApiError::bad_request(format!("{name}={text:?}: use a duration such as 5m"))),
+        _ => Err(ApiError::bad_request(format!(
+            "{name}={text:?}: use a duration such as 5m"
+        ))),
     }
 }

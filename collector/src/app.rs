@@ -74,6 +74,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.metrics.series.set(state.store.series_count() as i64);
-    state.metrics.storage_bytes.set(state.store.size_on_disk() as i64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    state
+        .metrics
+        .storage_bytes
+        .set(state.store.size_on_disk() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

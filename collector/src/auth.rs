@@ -34,19 +34,28 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 impl Auth {
     /// May `peer` send a batch claiming to be `probe`?
-    pub fn authorize_report(&self, headers: &HeaderMap, peer: SocketAddr, probe: &str) -> Result<(), ApiError> {
+    pub fn authorize_report(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        probe: &str,
+    ) -> Result<(), ApiError> {
         if self.probes.is_empty() {
             return if peer.ip().is_loopback() {
                 Ok(())
             } else {
-                Err(ApiError::forbidden("reports are accepted only from loopback until [[auth.probes]] tokens are configured"))
+                Err(ApiError::forbidden(
+                    "reports are accepted only from loopback until [[auth.probes]] tokens are configured",
+                ))
             };
         }
         let token = bearer(headers).ok_or_else(|| {
             ApiError::unauthorized("missing bearer token: send Authorization: Bearer <probe token>")
         })?;
         match self.probes.name_for(token) {
-            None => Err(ApiError::unauthorized("unknown token: check the probe's [[collectors]] token")),
+            None => Err(ApiError::unauthorized(
+                "unknown token: check the probe's [[collectors]] token",
+            )),
             Some(name) if name == probe => Ok(()),
             Some(name) => Err(ApiError::forbidden(format!(
                 "this token belongs to probe {name:?}, but the batch claims to be from {probe:?}"
@@ -55,7 +64,11 @@ impl Auth {
     }
 
     /// May `peer` write (deploys, silences)? Returns the operator's name.
-    pub fn authorize_write(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<String, ApiError> {
+    pub fn authorize_write(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<String, ApiError> {
         if self.operators.is_empty() {
             return if peer.ip().is_loopback() {
                 Ok("local".into())
@@ -66,7 +79,9 @@ impl Auth {
             };
         }
         let token = bearer(headers).ok_or_else(|| {
-            ApiError::unauthorized("missing bearer token: set POSTFLIGHT_TOKEN to an operator token")
+            ApiError::unauthorized(
+                "missing bearer token: set POSTFLIGHT_TOKEN to an operator token",
+            )
         })?;
         self.operators
             .name_for(token)

@@ -34,7 +34,12 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 #[command(name = "postflight", version, about)]
 pub struct Cli {
     /// Collector URL for operator commands.
-    #[arg(long, global = true, env = "POSTFLIGHT_URL", default_value = "http://127.0.0.1:7878")]
+    #[arg(
+        long,
+        global = true,
+        env = "POSTFLIGHT_URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
     pub url: String,
     /// Operator token (prefer the POSTFLIGHT_TOKEN environment variable).
     #[arg(long, global = true, env = "POSTFLIGHT_TOKEN", hide_env_values = true)]
@@ -93,7 +98,11 @@ pub fn parse_args() -> Cli {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            std::process::exit(if error.use_stderr() { EXIT_UNREACHABLE } else { EXIT_OK });
+            std::process::exit(if error.use_stderr() {
+                EXIT_UNREACHABLE
+            } else {
+                EXIT_OK
+            });
         }
     }
 }
@@ -163,8 +172,18 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             let failing = status.services.iter().any(|s| s.outcome != "pass");
             Ok(if failing { EXIT_FAILING } else { EXIT_OK })
         }
-        Command::History { service, check, probe, since, step } => {
-            let mut path = format!("/api/v1/services/{}/history?from={}", encode(service), encode(since));
+        Command::History {
+            service,
+            check,
+            probe,
+            since,
+            step,
+        } => {
+            let mut path = format!(
+                "/api/v1/services/{}/history?from={}",
+                encode(service),
+                encode(since)
+            );
             for (key, value) in [("check", check), ("probe", probe), ("step", step)] {
                 if let Some(value) = value {
                     path.push_str(&format!("&{key}={}", encode(value)));
@@ -175,8 +194,9 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Versions { service } => {
-            let versions: VersionsResponse =
-                client.get(&format!("/api/v1/services/{}/versions", encode(service))).await?;
+            let versions: VersionsResponse = client
+                .get(&format!("/api/v1/services/{}/versions", encode(service)))
+                .await?;
             print_or_json(cli.json, &versions, || versions_table(&versions));
             Ok(EXIT_OK)
         }
@@ -192,7 +212,10 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
 /// Print JSON when asked, else the table built by `table`.
 pub fn print_or_json<T: Serialize>(json: bool, value: &T, table: impl FnOnce() -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     } else {
         print!("{}", table());
     }
@@ -212,7 +235,9 @@ pub fn encode(text: &str) -> String {
 }
 
 fn status_table(status: &StatusResponse) -> String {
-    let mut table = Table::new(&["service", "check", "probe", "outcome", "since", "last", "version", "failing"]);
+    let mut table = Table::new(&[
+        "service", "check", "probe", "outcome", "since", "last", "version", "failing",
+    ]);
     for service in &status.services {
         for check in &service.checks {
             for s in &check.probes {
@@ -224,7 +249,11 @@ fn status_table(status: &StatusResponse) -> String {
                     ago(s.since_ms, status.now_ms),
                     ago(s.last_result_ms, status.now_ms),
                     s.version.clone().unwrap_or_else(|| "-".into()),
-                    s.failing.iter().map(|c| c.expression.clone()).collect::<Vec<_>>().join("; "),
+                    s.failing
+                        .iter()
+                        .map(|c| c.expression.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 ]);
             }
         }
@@ -236,7 +265,9 @@ fn status_table(status: &StatusResponse) -> String {
 }
 
 fn history_table(history: &HistoryResponse) -> String {
-    let mut table = Table::new(&["time", "check", "probe", "pass", "fail", "error", "p50", "p95", "versions"]);
+    let mut table = Table::new(&[
+        "time", "check", "probe", "pass", "fail", "error", "p50", "p95", "versions",
+    ]);
     for point in &history.points {
         table.row(vec![
             rfc3339(point.time_ms),
@@ -268,13 +299,23 @@ fn versions_table(versions: &VersionsResponse) -> String {
         ]);
     }
     if table.is_empty() {
-        return format!("no versions seen for {} (add version_from to a check)\n", versions.service);
+        return format!(
+            "no versions seen for {} (add version_from to a check)\n",
+            versions.service
+        );
     }
     table.render()
 }
 
 fn probes_table(probes: &ProbesResponse) -> String {
-    let mut table = Table::new(&["probe", "last seen", "version", "labels", "highest seq", "gaps"]);
+    let mut table = Table::new(&[
+        "probe",
+        "last seen",
+        "version",
+        "labels",
+        "highest seq",
+        "gaps",
+    ]);
     for p in &probes.probes {
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let gaps: Vec<String> = p.gaps.iter().map(|g| format!("{}-{}", g.0, g.1)).collect();
@@ -284,7 +325,11 @@ fn probes_table(probes: &ProbesResponse) -> String {
             p.probe_version.clone(),
             labels.join(","),
             p.highest_seq.to_string(),
-            if gaps.is_empty() { "-".into() } else { gaps.join(",") },
+            if gaps.is_empty() {
+                "-".into()
+            } else {
+                gaps.join(",")
+            },
         ]);
     }
     table.render()

@@ -20,7 +20,9 @@ pub struct ApiClient {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The collector could not be reached at all.
-    #[error("cannot reach the collector at {url}: {reason} (is `postflight serve` running? set --url or POSTFLIGHT_URL)")]
+    #[error(
+        "cannot reach the collector at {url}: {reason} (is `postflight serve` running? set --url or POSTFLIGHT_URL)"
+    )]
     Unreachable { url: String, reason: String },
     /// The collector answered with an error.
     #[error("the collector answered {status}: {message}")]
@@ -47,8 +49,15 @@ impl ApiClient {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| ClientError::Unreachable { url: base.into(), reason: e.to_string() })?;
-        Ok(ApiClient { base: base.trim_end_matches('/').to_string(), token, http })
+            .map_err(|e| ClientError::Unreachable {
+                url: base.into(),
+                reason: e.to_string(),
+            })?;
+        Ok(ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
     }
 
     /// The base URL.
@@ -62,7 +71,11 @@ impl ApiClient {
     }
 
     /// POST a JSON body, decode the JSON answer.
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
@@ -70,7 +83,10 @@ impl ApiClient {
         format!("{}{path}", self.base)
     }
 
-    async fn send<T: DeserializeOwned>(&self, mut request: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -79,16 +95,22 @@ impl ApiClient {
             reason: root_cause(&e),
         })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: root_cause(&e),
+            })?;
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-            return Err(ClientError::Api { status: status.as_u16(), message });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message,
+            });
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
     }

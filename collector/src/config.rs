@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use postflight_probe::check::{Check, CheckSpec};
 use postflight_probe::config::{
-    ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env, toml_problem,
+    ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env,
+    toml_problem,
 };
 use postflight_probe::units::{ByteSize, HumanDuration};
 
@@ -133,7 +134,11 @@ pub struct RetentionSection {
 
 impl Default for RetentionSection {
     fn default() -> Self {
-        RetentionSection { raw: default_raw(), rollups: default_rollups(), sweep_interval: default_sweep() }
+        RetentionSection {
+            raw: default_raw(),
+            rollups: default_rollups(),
+            sweep_interval: default_sweep(),
+        }
     }
 }
 
@@ -174,7 +179,10 @@ impl TokenDigests {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (name, expected) in &self.entries {
-            let diff = expected.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            let diff = expected
+                .iter()
+                .zip(digest.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             if diff == 0 {
                 found = Some(name.as_str());
             }
@@ -205,8 +213,9 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
         None => parse("", "embedded defaults"),
         Some(path) => {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::new(&origin, vec![format!("cannot read the file: {e}")]))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(&origin, vec![format!("cannot read the file: {e}")])
+            })?;
             parse(&text, &origin)
         }
     }
@@ -245,7 +254,11 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     }
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let at = check_location(text, "checks", index, spec);
-        problems.extend(expand_check_spec(spec, text).into_iter().map(|p| format!("{at}: {p}")));
+        problems.extend(
+            expand_check_spec(spec, text)
+                .into_iter()
+                .map(|p| format!("{at}: {p}")),
+        );
     }
     let checks = if problems.is_empty() {
         match build_checks(&config.checks, &config.defaults, text) {
@@ -326,7 +339,10 @@ mod tests {
     fn embedded_defaults_listen_on_loopback() {
         let loaded = load(None).unwrap();
         assert_eq!(loaded.listen.to_string(), "127.0.0.1:7878");
-        assert_eq!(loaded.config.server.data_dir, PathBuf::from("./postflight-data"));
+        assert_eq!(
+            loaded.config.server.data_dir,
+            PathBuf::from("./postflight-data")
+        );
         assert!(loaded.probe_tokens.is_empty());
     }
 
@@ -341,7 +357,10 @@ mod tests {
         let text = "[[auth.probes]]\nname = \"web-1\"\ntoken = \"0123456789abcdef-web1\"\n\
                     [[auth.probes]]\nname = \"web-2\"\ntoken_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n";
         let loaded = parse(text, "c.toml").unwrap();
-        assert_eq!(loaded.probe_tokens.name_for("0123456789abcdef-web1"), Some("web-1"));
+        assert_eq!(
+            loaded.probe_tokens.name_for("0123456789abcdef-web1"),
+            Some("web-1")
+        );
         assert_eq!(loaded.probe_tokens.name_for("test"), Some("web-2"));
         assert_eq!(loaded.probe_tokens.name_for("wrong"), None);
     }

@@ -14,7 +14,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -34,12 +37,19 @@ impl ApiError {
     /// A storage failure: logged, answered as 503 so the sender retries.
     pub fn storage(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "storage error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("storage error: {error}"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage error: {error}"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }

@@ -8,10 +8,10 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
-use axum::Json;
 
 use postflight_probe::report::{ReportAck, ReportBatch};
 
@@ -44,18 +44,29 @@ pub async fn post_reports(
     outcome.map(Json)
 }
 
-async fn receive(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Body) -> Result<ReportAck, ApiError> {
+async fn receive(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ReportAck, ApiError> {
     let limit = state.max_body;
-    let raw = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(format!("report body exceeds the {limit}-byte limit (server.max_body); send smaller batches")))?;
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "report body exceeds the {limit}-byte limit (server.max_body); send smaller batches"
+        ))
+    })?;
     let json = decode_body(headers, raw, limit)?;
     let batch: ReportBatch = serde_json::from_slice(&json)
         .map_err(|e| ApiError::bad_request(format!("malformed report batch: {e}")))?;
     validate_batch(&batch).map_err(ApiError::bad_request)?;
     state.auth.authorize_report(headers, peer, &batch.probe)?;
     let received_at = state.clock.now_ms();
-    let outcome = state.store.ingest(&batch, received_at).await.map_err(ApiError::storage)?;
+    let outcome = state
+        .store
+        .ingest(&batch, received_at)
+        .await
+        .map_err(ApiError::storage)?;
     if batch.results.is_empty() {
         state.metrics.heartbeats.inc();
     }
@@ -63,7 +74,11 @@ async fn receive(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     if !outcome.duplicate {
         state.after_ingest(&batch, received_at).await;
     }
-    Ok(ReportAck { seq: batch.seq, stored: outcome.stored, duplicate: outcome.duplicate })
+    Ok(ReportAck {
+        seq: batch.seq,
+        stored: outcome.stored,
+        duplicate: outcome.duplicate,
+    })
 }
 
 /// Undo `Content-Encoding: gzip`, bounded by `limit` decompressed bytes.
@@ -105,7 +120,9 @@ pub fn validate_batch(batch: &ReportBatch) -> Result<(), String> {
         identifier(&format!("results[{index}].service"), &result.service)?;
         identifier(&format!("results[{index}].check"), &result.check)?;
         if result.started_at_ms <= 0 {
-            return Err(format!("results[{index}].started_at_ms must be unix milliseconds"));
+            return Err(format!(
+                "results[{index}].started_at_ms must be unix milliseconds"
+            ));
         }
     }
     Ok(())
@@ -118,8 +135,13 @@ fn identifier(field: &str, value: &str) -> Result<(), String> {
     if value.len() > 128 {
         return Err(format!("{field} is longer than 128 characters"));
     }
-    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c))) {
-        return Err(format!("{field} {value:?} has {bad:?}; use letters, digits, '-', '_' and '.'"));
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
+        return Err(format!(
+            "{field} {value:?} has {bad:?}; use letters, digits, '-', '_' and '.'"
+        ));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
 //!   [`error`]: API errors.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
+//! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`metrics`]: the collector's `/metrics`.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod ingest;
 pub mod metrics;
 pub mod server;

@@ -28,23 +28,38 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let batches = IntCounterVec::new(
-            Opts::new("postflight_ingest_batches_total", "Report batches received, by outcome."),
+            Opts::new(
+                "postflight_ingest_batches_total",
+                "Report batches received, by outcome.",
+            ),
             &["outcome"],
         )
         .unwrap_or_else(|_| unreachable_metric());
         let results = IntCounter::new("postflight_ingest_results_total", "Check results stored.")
             .unwrap_or_else(|_| unreachable_metric());
-        let heartbeats = IntCounter::new("postflight_ingest_heartbeats_total", "Empty batches (heartbeats) received.")
-            .unwrap_or_else(|_| unreachable_metric());
-        let series = IntGauge::new("postflight_series", "Series (service x check x probe) in storage.")
-            .unwrap_or_else(|_| unreachable_metric());
-        let storage_bytes = IntGauge::new("postflight_storage_bytes", "Bytes used by storage on disk.")
-            .unwrap_or_else(|_| unreachable_metric());
-        let retention_deleted =
-            IntCounter::new("postflight_retention_deleted_total", "Raw results and rollups deleted by retention.")
+        let heartbeats = IntCounter::new(
+            "postflight_ingest_heartbeats_total",
+            "Empty batches (heartbeats) received.",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let series = IntGauge::new(
+            "postflight_series",
+            "Series (service x check x probe) in storage.",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let storage_bytes =
+            IntGauge::new("postflight_storage_bytes", "Bytes used by storage on disk.")
                 .unwrap_or_else(|_| unreachable_metric());
+        let retention_deleted = IntCounter::new(
+            "postflight_retention_deleted_total",
+            "Raw results and rollups deleted by retention.",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let notifications = IntCounterVec::new(
-            Opts::new("postflight_notifications_total", "Notifications by channel and state (sent, failed)."),
+            Opts::new(
+                "postflight_notifications_total",
+                "Notifications by channel and state (sent, failed).",
+            ),
             &["channel", "state"],
         )
         .unwrap_or_else(|_| unreachable_metric());
@@ -59,7 +74,16 @@ impl Metrics {
         ] {
             let _ = registry.register(collector);
         }
-        Metrics { registry, batches, results, heartbeats, series, storage_bytes, retention_deleted, notifications }
+        Metrics {
+            registry,
+            batches,
+            results,
+            heartbeats,
+            series,
+            storage_bytes,
+            retention_deleted,
+            notifications,
+        }
     }
 
     /// Register another collector (e.g. from the alerting module).

@@ -72,7 +72,13 @@ impl Collector {
         });
         let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
         state.ready.store(true, Ordering::Release);
-        Ok(Collector { addr, state, stop, tasks, server })
+        Ok(Collector {
+            addr,
+            state,
+            stop,
+            tasks,
+            server,
+        })
     }
 
     /// Stop accepting, finish in-flight requests, stop background tasks, flush storage.
@@ -101,7 +107,10 @@ pub async fn serve(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -119,12 +128,18 @@ fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
         tracing::info!(%addr, "no [[auth.probes]] tokens: accepting reports from loopback callers only");
     }
     if loaded.operator_tokens.is_empty() {
-        tracing::info!("no [[auth.operators]] tokens: deploys and silences accepted from loopback callers only");
+        tracing::info!(
+            "no [[auth.operators]] tokens: deploys and silences accepted from loopback callers only"
+        );
     }
 }
 
 /// Periodically roll up completed hours and enforce retention.
-fn spawn_sweeper(state: AppState, loaded: &LoadedConfig, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn_sweeper(
+    state: AppState,
+    loaded: &LoadedConfig,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let retention = loaded.config.retention;
     let every = retention.sweep_interval.0.max(Duration::from_secs(1));
     tokio::spawn(async move {

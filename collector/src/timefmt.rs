@@ -33,13 +33,24 @@ pub fn ago(ms: i64, now_ms: i64) -> String {
 
 /// Parse `2026-11-23T20:15:04Z` (UTC, optional fraction) into unix milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let text = text.trim().strip_suffix('Z').or_else(|| text.trim().strip_suffix("+00:00"))?;
+    let text = text
+        .trim()
+        .strip_suffix('Z')
+        .or_else(|| text.trim().strip_suffix("+00:00"))?;
     let (date, time) = text.split_once('T')?;
     let mut date_parts = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
+    let (year, month, day) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
     let (time, fraction) = time.split_once('.').unwrap_or((time, "0"));
     let mut time_parts = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (time_parts.next()??, time_parts.next()??, time_parts.next()??);
+    let (hour, minute, second) = (
+        time_parts.next()??,
+        time_parts.next()??,
+        time_parts.next()??,
+    );
     let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
     let days = days_from_civil(year, month, day);
     Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
@@ -77,8 +88,14 @@ mod tests {
     fn formats_and_parses_round_trip() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_464_904_000), "2026-11-23T20:15:04Z");
-        assert_eq!(parse_rfc3339("2026-11-23T20:15:04Z"), Some(1_795_464_904_000));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00.5Z"), Some(1_709_164_800_500));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T20:15:04Z"),
+            Some(1_795_464_904_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00.5Z"),
+            Some(1_709_164_800_500)
+        );
         assert_eq!(clock_time(1_795_464_904_000), "20:15");
     }
 

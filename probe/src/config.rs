@@ -461,8 +461,9 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
         match Condition::parse(source) {
             Ok(condition) => match kind {
                 Some(kind) if !condition.applies_to(kind) => problems.push(format!(
-                    "expect {source:?}: this placeholder is not available for {} checks",
-                    kind.as_str()
+                    "expect {source:?}: this placeholder is not available for {} checks (use {})",
+                    kind.as_str(),
+                    crate::condition::placeholders_for(kind)
                 )),
                 _ => conditions.push(condition),
             },

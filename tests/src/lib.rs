@@ -1,1 +1,222 @@
-//! Shared harness for end-to-end tests.
+//! Harness for end-to-end tests: find the built binaries, start a real collector
+//! process on a loopback port with its own data directory, post batches, and poll for a
+//! condition with a deadline (never sleep-and-hope).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+
+/// Path of a workspace binary next to the test executable (target/<profile>/NAME).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo test --workspace` (it builds every binary)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A real `postflight serve` process.
+pub struct CollectorProcess {
+    pub url: String,
+    pub port: u16,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl CollectorProcess {
+    /// Write `extra_config` after a `[server]` section for `data_dir` and a free port, start,
+    /// and wait until `/readyz` answers.
+    pub async fn start(dir: &Path, extra_config: &str) -> CollectorProcess {
+        let port = free_port();
+        Self::start_on(dir, port, extra_config).await
+    }
+
+    /// Like [`start`](Self::start) on a given port (to restart on the same address).
+    pub async fn start_on(dir: &Path, port: u16, extra_config: &str) -> CollectorProcess {
+        let config_path = dir.join("collector.toml");
+        let data_dir = dir.join("data");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n{extra_config}",
+            data_dir.display()
+        );
+        std::fs::write(&config_path, text).unwrap();
+        let child = Command::new(binary("postflight"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("POSTFLIGHT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn postflight serve");
+        let url = format!("http://127.0.0.1:{port}");
+        let collector = CollectorProcess {
+            url,
+            port,
+            config_path,
+            child: Some(child),
+        };
+        let ready_url = format!("{}/readyz", collector.url);
+        let ready = eventually(Duration::from_secs(20), || {
+            let ready_url = ready_url.clone();
+            async move {
+                reqwest::get(&ready_url)
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        assert!(ready, "collector did not become ready on {}", collector.url);
+        collector
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        signal(child.id(), libc::SIGTERM);
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// GET a JSON document from the API.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Send a signal to a process.
+pub fn signal(pid: u32, signal: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// A passing or failing result for tests.
+pub fn result(
+    service: &str,
+    check: &str,
+    started_at_ms: i64,
+    outcome: Outcome,
+    version: Option<&str>,
+) -> CheckResult {
+    CheckResult {
+        service: service.into(),
+        check: check.into(),
+        kind: CheckKind::Http,
+        seq: 0,
+        started_at_ms,
+        duration_us: 12_000,
+        outcome,
+        reason: (outcome != Outcome::Pass).then(|| "status < 300 (actual 500)".into()),
+        facts: Facts {
+            status: Some(if outcome == Outcome::Pass { 200 } else { 500 }),
+            version: version.map(str::to_string),
+            ..Facts::default()
+        },
+        conditions: Vec::new(),
+    }
+}
+
+/// A batch from `probe` with sequence `seq`.
+pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    ReportBatch {
+        probe: probe.into(),
+        seq,
+        sent_at_ms: now_ms(),
+        labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        probe_version: "test".into(),
+        config_digest: "0".into(),
+        heartbeat_interval_ms: 15_000,
+        results,
+    }
+}
+
+/// POST a batch; returns the HTTP status and the JSON answer.
+pub async fn post_batch(
+    url: &str,
+    token: Option<&str>,
+    batch: &ReportBatch,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/api/v1/reports"))
+        .json(batch);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("POST /api/v1/reports");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}

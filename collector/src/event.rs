@@ -1,0 +1,108 @@
+//! Events that may notify people: incidents opening and resolving, probes going silent,
+//! deploy verdicts. Alerting routes an [`Event`] to channels through the outbox; the
+//! deploy watcher and the incident evaluator both produce them.
+//!
+//! Contract between producers and the outbox: a producer asks the [`EventSink`] for the
+//! outbox entries of an event and writes them in the same sled transaction as the state
+//! change that caused the event, then calls [`EventSink::wake`] so the delivery worker
+//! sends them. A crash can then neither lose the notification nor send it for a change
+//! that was not stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An incident opened (also used for repeat reminders, see [`Event::reminder`]).
+    Incident,
+    /// An incident resolved.
+    Resolved,
+    /// A probe stopped reporting.
+    ProbeSilent,
+    /// A deploy's watch window found a regression.
+    DeployRegressed,
+    /// A deploy's watch window ended clean.
+    DeployPassed,
+}
+
+impl EventKind {
+    /// Name used in routes (`event = ["incident", "deploy_regressed"]`) and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Incident => "incident",
+            EventKind::Resolved => "resolved",
+            EventKind::ProbeSilent => "probe_silent",
+            EventKind::DeployRegressed => "deploy_regressed",
+            EventKind::DeployPassed => "deploy_passed",
+        }
+    }
+}
+
+/// How urgent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// One notifiable event, channel-independent; channels render it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable id of the thing the event is about (incident id, deploy id): receivers
+    /// group firing/resolved by it.
+    pub id: String,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub service: String,
+    /// Environment (from the probes' `env` label or the deploy), if known.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The check concerned, if one.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// One line: the email subject, the chat message title, the Alertmanager summary.
+    pub summary: String,
+    /// Lines of detail: failing conditions with expected and actual, evidence, versions.
+    #[serde(default)]
+    pub details: Vec<String>,
+    /// Named facts for structured receivers (probes, version, last_deploy, last_good…).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// When the underlying condition began, unix ms.
+    pub started_at_ms: i64,
+    /// When it ended (resolved events), unix ms.
+    #[serde(default)]
+    pub ended_at_ms: Option<i64>,
+    /// True for `repeat_interval` reminders of an open incident.
+    #[serde(default)]
+    pub reminder: bool,
+    /// Link to the collector page about it (from `server.public_url`).
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+/// Where events go: implemented by the alerting module (routes + outbox).
+pub trait EventSink: Send + Sync {
+    /// The outbox tree, to include in the caller's transaction.
+    fn outbox_tree(&self) -> &sled::Tree;
+    /// Outbox entries (key, value) for this event, one per routed channel; empty when no
+    /// route matches or the event is silenced.
+    fn entries_for(&self, event: &Event, now_ms: i64) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Wake the delivery worker after the transaction committed.
+    fn wake(&self);
+}

@@ -1,0 +1,424 @@
+//! The collector's HTTP API end to end, in-process on a loopback port with a real sled
+//! store in a temp dir: ingest, idempotency, rejections that store nothing, queries, and
+//! the operator CLI against the live server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use postflight_collector::clock::ManualClock;
+use postflight_collector::config;
+use postflight_collector::server::Collector;
+use postflight_probe::report::{
+    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
+};
+use serde_json::Value;
+
+const TOKEN_WEB1: &str = "web-1-token-0123456789";
+const TOKEN_WEB2: &str = "web-2-token-0123456789";
+const NOW: i64 = 1_795_000_000_000;
+
+async fn start(dir: &std::path::Path) -> Collector {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+         [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n\
+         [[auth.probes]]\nname = \"web-2\"\ntoken = \"{TOKEN_WEB2}\"\n",
+        dir.join("data").display()
+    );
+    let loaded = config::parse(&text, "test").unwrap();
+    Collector::start(loaded, Arc::new(ManualClock::new(NOW)))
+        .await
+        .unwrap()
+}
+
+fn result(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult {
+    let failing = outcome != Outcome::Pass;
+    CheckResult {
+        service: "recall-api".into(),
+        check: check.into(),
+        kind: CheckKind::Http,
+        seq: 0,
+        started_at_ms: at,
+        duration_us: 8_000,
+        outcome,
+        reason: failing.then(|| "body.ready == true (actual false)".into()),
+        facts: Facts {
+            status: Some(200),
+            version: Some(version.into()),
+            ..Facts::default()
+        },
+        conditions: vec![ConditionReport {
+            expression: "body.ready == true".into(),
+            expected: "== true".into(),
+            actual: if failing {
+                "false".into()
+            } else {
+                "true".into()
+            },
+            ok: !failing,
+            error: None,
+        }],
+    }
+}
+
+fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    ReportBatch {
+        probe: probe.into(),
+        seq,
+        sent_at_ms: NOW,
+        labels: BTreeMap::from([("env".into(), "prod".into())]),
+        probe_version: "0.1.0".into(),
+        config_digest: "abc".into(),
+        heartbeat_interval_ms: 15_000,
+        results,
+    }
+}
+
+async fn post(
+    collector: &Collector,
+    token: Option<&str>,
+    body: Vec<u8>,
+    gzip: bool,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/reports", collector.addr))
+        .header("content-type", "application/json")
+        .body(body);
+    if gzip {
+        request = request.header("content-encoding", "gzip");
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn get(collector: &Collector, path: &str) -> Value {
+    reqwest::get(format!("http://{}{path}", collector.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn json(batch: &ReportBatch) -> Vec<u8> {
+    serde_json::to_vec(batch).unwrap()
+}
+
+#[tokio::test]
+async fn ingest_then_query_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let results = vec![
+        result("readyz", NOW - 60_000, Outcome::Pass, "sha-aaa"),
+        result("readyz", NOW - 30_000, Outcome::Fail, "sha-bbb"),
+    ];
+    let (status, ack) = post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, results)),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["stored"], 2);
+    assert_eq!(ack["duplicate"], false);
+
+    let status = get(&collector, "/api/v1/status").await;
+    let series = &status["services"][0]["checks"][0]["probes"][0];
+    assert_eq!(status["services"][0]["service"], "recall-api");
+    assert_eq!(series["probe"], "web-1");
+    assert_eq!(series["outcome"], "fail");
+    assert_eq!(series["since_ms"], NOW - 30_000);
+    assert_eq!(series["version"], "sha-bbb");
+    assert_eq!(series["failing"][0]["expression"], "body.ready == true");
+
+    let history = get(&collector, "/api/v1/services/recall-api/history?from=2h").await;
+    let points = history["points"].as_array().unwrap();
+    let total: u64 = points
+        .iter()
+        .map(|p| p["pass"].as_u64().unwrap() + p["fail"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 2, "{history}");
+
+    let versions = get(&collector, "/api/v1/services/recall-api/versions").await;
+    let names: Vec<&str> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sha-aaa", "sha-bbb"]);
+
+    let probes = get(&collector, "/api/v1/probes").await;
+    assert_eq!(probes["probes"][0]["name"], "web-1");
+    assert_eq!(probes["probes"][0]["labels"]["env"], "prod");
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn duplicate_batch_is_acknowledged_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let body = json(&batch(
+        "web-1",
+        7,
+        vec![result("readyz", NOW - 1000, Outcome::Pass, "v1")],
+    ));
+    let (first, ack1) = post(&collector, Some(TOKEN_WEB1), body.clone(), false).await;
+    let (second, ack2) = post(&collector, Some(TOKEN_WEB1), body, false).await;
+    assert_eq!((first, second), (200, 200));
+    assert_eq!(
+        (ack1["stored"].as_u64(), ack1["duplicate"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert_eq!(
+        (ack2["stored"].as_u64(), ack2["duplicate"].as_bool()),
+        (Some(0), Some(true))
+    );
+    let history = get(&collector, "/api/v1/services/recall-api/history?from=1h").await;
+    let total: u64 = history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pass"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1);
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rejected_batches_store_nothing_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let good = batch(
+        "web-1",
+        1,
+        vec![result("readyz", NOW - 1000, Outcome::Pass, "v1")],
+    );
+
+    let (status, body) = post(&collector, None, json(&good), false).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("bearer token"));
+
+    let (status, body) = post(
+        &collector,
+        Some("not-a-known-token-at-all"),
+        json(&good),
+        false,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+
+    let (status, body) = post(&collector, Some(TOKEN_WEB2), json(&good), false).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("web-2"), "{body}");
+
+    let (status, body) = post(
+        &collector,
+        Some(TOKEN_WEB1),
+        b"{\"probe\": \"web-1\", \"seq\": ".to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("malformed"),
+        "{body}"
+    );
+
+    let mut invalid = good.clone();
+    invalid.results[0].service = String::new();
+    let (status, body) = post(&collector, Some(TOKEN_WEB1), json(&invalid), false).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("results[0].service"),
+        "{body}"
+    );
+
+    let huge = vec![b' '; 9 * 1024 * 1024];
+    let (status, body) = post(&collector, Some(TOKEN_WEB1), huge, false).await;
+    assert_eq!(status, 413, "{body}");
+
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&vec![b' '; 20 * 1024 * 1024]).unwrap();
+    let bomb = encoder.finish().unwrap();
+    let (status, body) = post(&collector, Some(TOKEN_WEB1), bomb, true).await;
+    assert_eq!(status, 413, "decompressed size must be bounded too: {body}");
+
+    let status = get(&collector, "/api/v1/status").await;
+    assert_eq!(status["services"].as_array().unwrap().len(), 0, "{status}");
+    let probes = get(&collector, "/api/v1/probes").await;
+    assert_eq!(probes["probes"].as_array().unwrap().len(), 0, "{probes}");
+    let metrics = reqwest::get(format!("http://{}/metrics", collector.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("postflight_ingest_batches_total{outcome=\"unauthorized\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("postflight_ingest_batches_total{outcome=\"too_large\"} 2"),
+        "{metrics}"
+    );
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn gzip_batches_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&json(&batch(
+            "web-1",
+            1,
+            vec![result("readyz", NOW - 5, Outcome::Pass, "v1")],
+        )))
+        .unwrap();
+    let (status, ack) = post(
+        &collector,
+        Some(TOKEN_WEB1),
+        encoder.finish().unwrap(),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["stored"], 1);
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_on_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let (status, _) = post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch(
+            "web-1",
+            1,
+            vec![result("readyz", NOW - 5, Outcome::Fail, "v9")],
+        )),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    collector.shutdown().await.unwrap();
+
+    let collector = start(dir.path()).await;
+    let status = get(&collector, "/api/v1/status").await;
+    assert_eq!(
+        status["services"][0]["checks"][0]["probes"][0]["version"], "v9",
+        "{status}"
+    );
+    let (_, ack) = post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, vec![])),
+        false,
+    )
+    .await;
+    assert_eq!(
+        ack["duplicate"], true,
+        "sequence numbers are remembered across restarts"
+    );
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn sequence_gaps_are_visible_in_the_probes_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    for seq in [1, 2, 6] {
+        let (status, _) = post(
+            &collector,
+            Some(TOKEN_WEB1),
+            json(&batch("web-1", seq, vec![])),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let probes = get(&collector, "/api/v1/probes").await;
+    assert_eq!(probes["probes"][0]["highest_seq"], 6);
+    assert_eq!(
+        probes["probes"][0]["gaps"][0],
+        serde_json::json!([3, 5]),
+        "{probes}"
+    );
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let results = vec![
+        result("readyz", NOW - 120_000, Outcome::Pass, "sha-aaa"),
+        result("readyz", NOW - 60_000, Outcome::Fail, "sha-bbb"),
+    ];
+    post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, results)),
+        false,
+    )
+    .await;
+    let url = format!("http://{}", collector.addr);
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+            .args(args)
+            .env("POSTFLIGHT_URL", &url)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["status"]));
+    assert_eq!(code, Some(1), "a failing service makes `status` exit 1");
+    assert!(out.starts_with("SERVICE"), "{out}");
+    assert!(
+        out.contains("recall-api")
+            && out.contains("readyz")
+            && out.contains("fail")
+            && out.contains("sha-bbb"),
+        "{out}"
+    );
+
+    let (code, out, _) =
+        tokio::task::block_in_place(|| run(&["history", "recall-api", "--since", "2h"]));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("readyz") && out.contains("web-1"), "{out}");
+
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["versions", "recall-api"]));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("sha-aaa") && out.contains("sha-bbb"), "{out}");
+
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["probes", "--json"]));
+    assert_eq!(code, Some(0));
+    let parsed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(parsed["probes"][0]["name"], "web-1");
+
+    let (code, _, err) =
+        tokio::task::block_in_place(|| run(&["status", "--url", "http://127.0.0.1:1"]));
+    assert_eq!(code, Some(3));
+    assert_eq!(err.lines().count(), 1, "one line, not a backtrace: {err}");
+    assert!(err.contains("cannot reach the collector"), "{err}");
+    collector.shutdown().await.unwrap();
+}

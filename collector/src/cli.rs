@@ -90,6 +90,10 @@ pub enum Command {
     Versions { service: String },
     /// Probes: last seen, labels, version, sequence gaps.
     Probes,
+    /// Load libraries in this child process (used by the collector's own `native` checks
+    /// with dlopen = true).
+    #[command(name = "__dlopen", hide = true)]
+    Dlopen { paths: Vec<String> },
 }
 
 /// Parse arguments; usage errors exit 3 (help and version exit 0).
@@ -112,6 +116,7 @@ pub async fn execute(cli: Cli) -> i32 {
     match &cli.command {
         Command::Serve { config } => serve(config.as_deref()).await,
         Command::CheckConfig { config } => check_config(config),
+        Command::Dlopen { paths } => postflight_probe::check::native::dlopen_child_main(paths),
         _ => match operator_command(&cli).await {
             Ok(code) => code,
             Err(error) => {
@@ -205,7 +210,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             print_or_json(cli.json, &probes, || probes_table(&probes));
             Ok(EXIT_OK)
         }
-        Command::Serve { .. } | Command::CheckConfig { .. } => Ok(EXIT_OK),
+        Command::Serve { .. } | Command::CheckConfig { .. } | Command::Dlopen { .. } => Ok(EXIT_OK),
     }
 }
 

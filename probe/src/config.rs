@@ -487,7 +487,11 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
             Err(e) => problems.push(e),
         }
     }
-    let timeout = spec.timeout.unwrap_or(defaults.timeout).0;
+    let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
+    if let Some(command_timeout) = spec.command.as_ref().and_then(|c| c.timeout) {
+        // `command.timeout` overrides the check's timeout for the child process.
+        timeout = command_timeout.0;
+    }
     let interval = spec.interval.unwrap_or(defaults.interval).0;
     if timeout.is_zero() {
         problems.push("timeout must be more than 0".into());

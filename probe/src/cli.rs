@@ -36,6 +36,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the selected checks once, print the results, exit 0 if all pass, 1 if not.
     Once(OnceArgs),
+    /// Run the agent: checks on their intervals, results to every collector, until
+    /// SIGTERM. SIGHUP reloads the config. Exit 0 after a clean stop, 2 for an invalid
+    /// config, 1 when it cannot start.
+    Run {
+        /// The probe config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a config file: exit 0, or 2 with every problem and its line.
     CheckConfig {
         /// The probe config file.
@@ -81,6 +89,9 @@ pub enum Format {
 pub async fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Once(args) => once(args).await,
+        Command::Run { config } => {
+            crate::agent::run(&config, crate::agent::AgentOptions::default()).await
+        }
         Command::CheckConfig { config } => check_config(&config),
         Command::Dlopen { paths } => crate::check::native::dlopen_child_main(&paths),
     }

@@ -10,10 +10,13 @@
 //! - [`version`]: `version_from`, where a result's service version comes from.
 //! - [`report`]: results and batches on the wire.
 //! - [`units`]: durations and byte sizes as written in config.
+//! - [`agent`]: `postflight-probe run`, the always-on agent: scheduler, batcher, spool,
+//!   delivery to every collector, self-metrics.
 //! - [`cli`]: the `postflight-probe` commands and their exit codes.
 //! - [`logging`]: tracing set-up shared with the collector.
 //! - [`output`]: the table and JSON that `postflight-probe once` prints.
 
+pub mod agent;
 pub mod check;
 pub mod cli;
 pub mod condition;

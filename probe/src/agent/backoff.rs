@@ -1,0 +1,90 @@
+//! Backoff: how long a collector's delivery waits before retrying a failed send.
+//!
+//! Exponential with full jitter (the AWS architecture blog's recommendation): the ceiling
+//! starts at `initial` and doubles after each failure up to `max`; each wait is drawn
+//! uniformly below the ceiling, so probes that lost the same collector at the same moment
+//! do not come back in lock-step. A success resets the ceiling.
+
+use std::time::Duration;
+
+use super::jitter::Jitter;
+
+/// The shape of the retry waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// Ceiling of the first wait.
+    pub initial: Duration,
+    /// Largest ceiling.
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Retry state of one delivery.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// The policy it follows.
+    policy: BackoffPolicy,
+    /// Ceiling of the next wait.
+    ceiling: Duration,
+    /// Random source for the waits.
+    jitter: Jitter,
+}
+
+impl Backoff {
+    /// Fresh state: the next wait is below `policy.initial`.
+    pub fn new(policy: BackoffPolicy, jitter: Jitter) -> Self {
+        Backoff {
+            policy,
+            ceiling: policy.initial,
+            jitter,
+        }
+    }
+
+    /// The wait before the next retry; raises the ceiling for the one after.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.jitter.below(self.ceiling);
+        self.ceiling = (self.ceiling * 2).min(self.policy.max);
+        wait
+    }
+
+    /// A send went through: start again from `initial`.
+    pub fn reset(&mut self) {
+        self.ceiling = self.policy.initial;
+    }
+
+    /// The current ceiling (for logs).
+    pub fn ceiling(&self) -> Duration {
+        self.ceiling
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_up_to_the_maximum_and_resets() {
+        let policy = BackoffPolicy {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(1),
+        };
+        let mut backoff = Backoff::new(policy, Jitter::seeded(1));
+        let mut ceilings = Vec::new();
+        for _ in 0..4 {
+            let ceiling = backoff.ceiling();
+            assert!(backoff.next_wait() < ceiling);
+            ceilings.push(ceiling.as_millis());
+        }
+        assert_eq!(ceilings, vec![250, 500, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.ceiling(), Duration::from_millis(250));
+    }
+}

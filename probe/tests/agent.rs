@@ -1,0 +1,540 @@
+//! The agent against an in-test collector: spool ordering across outages, restart replay,
+//! drop-oldest, damaged spool files, several collectors, heartbeats, reloads, metrics.
+//!
+//! The fake collector speaks the real protocol (`POST /api/v1/reports`, gzip, acks, a
+//! batch stored once per sequence) and can be switched to answer 503 or to refuse chosen
+//! batches. Every wait is a poll with a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use postflight_probe::agent::backoff::BackoffPolicy;
+use postflight_probe::agent::spool::{CORRUPT_DIR, REJECTED_DIR, batch_file_name, collector_key};
+use postflight_probe::agent::{Agent, AgentOptions};
+use postflight_probe::config::{ProbeConfig, parse_probe_config};
+use postflight_probe::report::{ReportAck, ReportBatch};
+
+/// What the fake collector has seen.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Stored batches by sequence.
+    stored: BTreeMap<u64, ReportBatch>,
+    /// Sequences in the order they were stored.
+    arrival: Vec<u64>,
+    /// Batches received again after they were stored.
+    duplicates: u64,
+    /// Requests answered 503.
+    refused: u64,
+    /// Requests that came gzip'd.
+    gzipped: u64,
+    /// Bearer tokens seen.
+    tokens: BTreeSet<String>,
+}
+
+/// How the fake collector answers.
+#[derive(Debug, Default)]
+struct Behaviour {
+    /// Answer 503 to everything.
+    down: bool,
+    /// Answer 400 to these sequences.
+    refuse: BTreeSet<u64>,
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    seen: Arc<Mutex<Seen>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+/// An in-test collector on 127.0.0.1.
+struct FakeCollector {
+    addr: SocketAddr,
+    shared: Shared,
+}
+
+impl FakeCollector {
+    async fn start() -> FakeCollector {
+        let shared = Shared::default();
+        let router = Router::new()
+            .route("/api/v1/reports", post(receive))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        FakeCollector { addr, shared }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_down(&self, down: bool) {
+        self.shared.behaviour.lock().unwrap().down = down;
+    }
+
+    fn refuse(&self, seq: u64) {
+        self.shared.behaviour.lock().unwrap().refuse.insert(seq);
+    }
+
+    fn seen<T>(&self, read: impl FnOnce(&Seen) -> T) -> T {
+        read(&self.shared.seen.lock().unwrap())
+    }
+
+    /// Result sequences of every stored result, in storage order.
+    fn result_seqs(&self) -> Vec<u64> {
+        self.seen(|s| {
+            s.arrival
+                .iter()
+                .flat_map(|seq| s.stored[seq].results.iter().map(|r| r.seq))
+                .collect()
+        })
+    }
+
+    fn batch_seqs(&self) -> Vec<u64> {
+        self.seen(|s| s.arrival.clone())
+    }
+}
+
+async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let gzipped = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let json = if gzipped {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body.as_ref())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        body.to_vec()
+    };
+    let batch: ReportBatch = match serde_json::from_slice(&json) {
+        Ok(batch) => batch,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    {
+        let behaviour = shared.behaviour.lock().unwrap();
+        if behaviour.down {
+            shared.seen.lock().unwrap().refused += 1;
+            return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
+        }
+        if behaviour.refuse.contains(&batch.seq) {
+            return (StatusCode::BAD_REQUEST, "refused for the test").into_response();
+        }
+    }
+    let mut seen = shared.seen.lock().unwrap();
+    seen.gzipped += u64::from(gzipped);
+    if let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        seen.tokens.insert(token.to_string());
+    }
+    let seq = batch.seq;
+    let duplicate = seen.stored.contains_key(&seq);
+    let stored = if duplicate {
+        seen.duplicates += 1;
+        0
+    } else {
+        let count = batch.results.len();
+        seen.stored.insert(seq, batch);
+        seen.arrival.push(seq);
+        count
+    };
+    axum::Json(ReportAck {
+        seq,
+        stored,
+        duplicate,
+    })
+    .into_response()
+}
+
+/// Poll `condition` every 20 ms for up to 20 s.
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after 20 s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn options() -> AgentOptions {
+    AgentOptions {
+        backoff: BackoffPolicy {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+        shutdown_grace: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(2),
+        seed: Some(7),
+    }
+}
+
+/// A probe config: `checks` fast tcp checks, these collectors, this spool.
+fn config(spool: &Path, collectors: &[&FakeCollector], checks: usize, extra: &str) -> String {
+    let mut text = format!(
+        "[probe]\nname = \"web-1\"\nlabels = {{ env = \"test\" }}\nflush_interval = \"100ms\"\nheartbeat_interval = \"300ms\"\n{extra}\n[spool]\ndir = \"{}\"\n",
+        spool.display()
+    );
+    for collector in collectors {
+        text.push_str(&format!(
+            "\n[[collectors]]\nurl = \"{}\"\ntoken = \"secret-token\"\n",
+            collector.url()
+        ));
+    }
+    for i in 0..checks {
+        text.push_str(&format!(
+            "\n[[checks]]\nservice = \"svc\"\nname = \"c{i}\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\ntcp = {{ address = \"127.0.0.1:1\" }}\n"
+        ));
+    }
+    text
+}
+
+fn parse(text: &str) -> ProbeConfig {
+    parse_probe_config(text, "probe.toml").unwrap()
+}
+
+/// Next free result number, as persisted by the probe.
+fn persisted_result_seq(spool: &Path) -> u64 {
+    std::fs::read_to_string(spool.join("result-seq"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The batch files waiting in a spool directory.
+fn batch_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn spool_dir(spool: &Path, collector: &FakeCollector) -> PathBuf {
+    spool.join(collector_key(&collector.url()))
+}
+
+fn assert_every_result_once_in_order(collector: &FakeCollector, spool: &Path) {
+    let produced = persisted_result_seq(spool) - 1;
+    let seqs = collector.result_seqs();
+    let expected: Vec<u64> = (1..=produced).collect();
+    assert_eq!(seqs, expected, "every result, in order, once");
+    let batches = collector.batch_seqs();
+    let contiguous: Vec<u64> = (1..=batches.len() as u64).collect();
+    assert_eq!(batches, contiguous, "batches stored in sequence order");
+}
+
+#[tokio::test]
+async fn results_produced_during_an_outage_arrive_in_order_once() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(parse(&config(dir.path(), &[&collector], 3, "")), options())
+        .await
+        .unwrap();
+    wait_for("first results", || collector.result_seqs().len() >= 3).await;
+    collector.set_down(true);
+    let spooled = spool_dir(dir.path(), &collector);
+    wait_for("five batches spooled during the outage", || {
+        batch_files(&spooled).len() >= 5
+    })
+    .await;
+    assert!(collector.seen(|s| s.refused) > 0);
+    collector.set_down(false);
+    agent.shutdown().await;
+    assert_every_result_once_in_order(&collector, dir.path());
+    assert!(collector.result_seqs().len() >= 6);
+    assert_eq!(
+        collector.seen(|s| s.tokens.clone()),
+        BTreeSet::from(["secret-token".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn spooled_batches_are_delivered_by_the_next_start() {
+    let collector = FakeCollector::start().await;
+    collector.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 2, "");
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    let spooled = spool_dir(dir.path(), &collector);
+    wait_for("batches spooled", || batch_files(&spooled).len() >= 5).await;
+    agent.shutdown().await;
+    assert!(collector.result_seqs().is_empty());
+    let first_run = persisted_result_seq(dir.path()) - 1;
+    assert!(first_run > 0);
+
+    collector.set_down(false);
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    wait_for("results of both runs", || {
+        collector.result_seqs().len() as u64 > first_run
+    })
+    .await;
+    agent.shutdown().await;
+    assert_every_result_once_in_order(&collector, dir.path());
+}
+
+#[tokio::test]
+async fn a_full_spool_drops_the_oldest_batches_and_the_collector_sees_the_gap() {
+    let collector = FakeCollector::start().await;
+    collector.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 2, "")
+        .replace("[spool]\n", "[spool]\nmax_bytes = \"3KiB\"\n");
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    let metrics = agent.metrics().clone();
+    let dropped = metrics
+        .dropped_batches
+        .with_label_values(&[&collector.url()]);
+    wait_for("batches dropped", || dropped.get() >= 3).await;
+    let spooled = spool_dir(dir.path(), &collector);
+    let on_disk: u64 = batch_files(&spooled)
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    assert!(
+        on_disk <= 3 * 1024,
+        "{on_disk} bytes spooled above the bound"
+    );
+    collector.set_down(false);
+    agent.shutdown().await;
+    let batches = collector.batch_seqs();
+    let gap = batches[0] - 1;
+    assert!(gap >= 3, "the oldest batches were dropped: {batches:?}");
+    assert!(gap <= dropped.get(), "the gap is what was dropped");
+    let contiguous: Vec<u64> = (batches[0]..batches[0] + batches.len() as u64).collect();
+    assert_eq!(batches, contiguous, "only the oldest were dropped");
+}
+
+#[tokio::test]
+async fn a_damaged_spool_file_is_skipped_and_the_rest_delivered() {
+    let collector = FakeCollector::start().await;
+    collector.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 1, "");
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    let spooled = spool_dir(dir.path(), &collector);
+    wait_for("batches spooled", || batch_files(&spooled).len() >= 5).await;
+    agent.shutdown().await;
+    let damaged = spooled.join(batch_file_name(2));
+    let content = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &content[..content.len() / 2]).unwrap();
+
+    collector.set_down(false);
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    wait_for("the damaged file set aside", || {
+        spooled.join(CORRUPT_DIR).join(batch_file_name(2)).exists()
+    })
+    .await;
+    wait_for("batches after it delivered", || {
+        collector.batch_seqs().contains(&3)
+    })
+    .await;
+    assert_eq!(
+        agent
+            .metrics()
+            .corrupt_batches
+            .with_label_values(&[&collector.url()])
+            .get(),
+        1
+    );
+    agent.shutdown().await;
+    let batches = collector.batch_seqs();
+    assert_eq!(batches[..2], [1, 3], "batch 2 is the gap: {batches:?}");
+}
+
+#[tokio::test]
+async fn a_batch_the_collector_refuses_for_good_is_set_aside() {
+    let collector = FakeCollector::start().await;
+    collector.refuse(2);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(parse(&config(dir.path(), &[&collector], 1, "")), options())
+        .await
+        .unwrap();
+    wait_for("batches after the refused one", || {
+        collector.batch_seqs().contains(&4)
+    })
+    .await;
+    let rejected = spool_dir(dir.path(), &collector)
+        .join(REJECTED_DIR)
+        .join(batch_file_name(2));
+    assert!(rejected.exists());
+    agent.shutdown().await;
+    assert!(!collector.batch_seqs().contains(&2));
+}
+
+#[tokio::test]
+async fn two_collectors_each_get_every_result_while_one_is_down() {
+    let up = FakeCollector::start().await;
+    let down = FakeCollector::start().await;
+    down.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(parse(&config(dir.path(), &[&up, &down], 2, "")), options())
+        .await
+        .unwrap();
+    wait_for("the healthy collector keeps receiving", || {
+        up.result_seqs().len() >= 20
+    })
+    .await;
+    assert!(down.result_seqs().is_empty());
+    assert!(down.seen(|s| s.refused) > 0);
+    down.set_down(false);
+    wait_for("the other collector catches up", || {
+        down.result_seqs().len() >= 20
+    })
+    .await;
+    agent.shutdown().await;
+    assert_every_result_once_in_order(&up, dir.path());
+    assert_every_result_once_in_order(&down, dir.path());
+}
+
+#[tokio::test]
+async fn heartbeats_flow_when_no_check_is_due() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 0, "");
+    let config = parse(&text);
+    let digest = config.digest.clone();
+    let agent = Agent::start(config, options()).await.unwrap();
+    wait_for("three heartbeats", || collector.batch_seqs().len() >= 3).await;
+    agent.shutdown().await;
+    collector.seen(|seen| {
+        for batch in seen.stored.values() {
+            assert!(batch.results.is_empty());
+            assert_eq!(batch.probe, "web-1");
+            assert_eq!(batch.labels.get("env").map(String::as_str), Some("test"));
+            assert_eq!(batch.probe_version, env!("CARGO_PKG_VERSION"));
+            assert_eq!(batch.config_digest, digest);
+            assert_eq!(batch.heartbeat_interval_ms, 300);
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_broken_config_on_reload_keeps_the_old_checks_running() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.toml");
+    let spool = dir.path().join("spool");
+    let text = config(&spool, &[&collector], 1, "");
+    std::fs::write(&path, &text).unwrap();
+    let mut agent = Agent::start(parse(&text), options()).await.unwrap();
+    std::fs::write(&path, format!("{text}\n[[checks]]\nservice = \"svc\"\n")).unwrap();
+    let refused = agent.reload_from(&path).await.unwrap_err();
+    assert!(refused.to_string().contains("probe.toml"), "{refused}");
+    let before = collector.result_seqs().len();
+    wait_for("the old check still reports", || {
+        collector.result_seqs().len() >= before + 5
+    })
+    .await;
+    assert_eq!(
+        agent
+            .metrics()
+            .config_reloads
+            .with_label_values(&["error"])
+            .get(),
+        1
+    );
+
+    let renamed = text.replace("name = \"c0\"", "name = \"renamed\"");
+    std::fs::write(&path, &renamed).unwrap();
+    agent.reload_from(&path).await.unwrap();
+    wait_for("the new check reports", || {
+        collector.seen(|s| {
+            s.stored
+                .values()
+                .any(|b| b.results.iter().any(|r| r.check == "renamed"))
+        })
+    })
+    .await;
+    agent.shutdown().await;
+    assert_every_result_once_in_order(&collector, &spool);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_results_still_waiting_for_their_batch() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 2, "")
+        .replace("flush_interval = \"100ms\"", "flush_interval = \"1h\"")
+        .replace(
+            "heartbeat_interval = \"300ms\"",
+            "heartbeat_interval = \"1h\"",
+        );
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    wait_for("results produced", || {
+        agent.metrics().results.with_label_values(&["error"]).get()
+            + agent.metrics().results.with_label_values(&["pass"]).get()
+            + agent.metrics().results.with_label_values(&["fail"]).get()
+            >= 4
+    })
+    .await;
+    assert!(
+        collector.result_seqs().is_empty(),
+        "nothing flushed before the hour"
+    );
+    agent.shutdown().await;
+    assert!(collector.result_seqs().len() >= 4);
+    assert_every_result_once_in_order(&collector, dir.path());
+}
+
+#[tokio::test]
+async fn large_batches_go_out_gzipped() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 40, "")
+        .replace("flush_interval = \"100ms\"", "flush_interval = \"500ms\"");
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    wait_for("a gzip'd batch", || collector.seen(|s| s.gzipped) > 0).await;
+    agent.shutdown().await;
+    assert_every_result_once_in_order(&collector, dir.path());
+}
+
+#[tokio::test]
+async fn metrics_endpoint_serves_blackbox_and_spool_metrics() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &[&collector], 1, "listen = \"127.0.0.1:0\"");
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    wait_for("a result", || !collector.result_seqs().is_empty()).await;
+    let base = format!("http://{}", agent.metrics_addr().unwrap());
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    agent.shutdown().await;
+    let collector_label = format!("collector=\"{}\"", collector.url());
+    for needle in [
+        "probe_success{check=\"c0\",service=\"svc\"} 0".to_string(),
+        "probe_duration_seconds{check=\"c0\",service=\"svc\"}".to_string(),
+        format!("postflight_probe_spool_bytes{{{collector_label}}}"),
+        format!("postflight_probe_delivered_batches_total{{{collector_label}}}"),
+        "postflight_probe_info{".to_string(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle} in\n{text}");
+    }
+}

@@ -42,7 +42,10 @@ pub struct Collector {
 
 impl Collector {
     /// Open storage, bind, and start serving and background work.
-    pub async fn start(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Collector> {
+    pub async fn start(
+        mut loaded: LoadedConfig,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Collector> {
         let server_config = &loaded.config.server;
         let options = StoreOptions {
             cache_capacity_bytes: server_config.cache.0,
@@ -109,6 +112,13 @@ impl Collector {
             spawn_sweeper(state.clone(), &loaded, stopped.clone()),
             crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
         ];
+        let own_checks = std::mem::take(&mut loaded.checks);
+        tasks.extend(crate::self_checks::spawn(
+            own_checks,
+            state.clone(),
+            server_config.name.clone(),
+            stopped.clone(),
+        ));
         tasks.extend(alerting.spawn(stopped));
         state.ready.store(true, Ordering::Release);
         Ok(Collector {

@@ -422,3 +422,34 @@ async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
     assert!(err.contains("cannot reach the collector"), "{err}");
     collector.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn collector_runs_its_own_checks_and_stores_them_like_a_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nname = \"box-1\"\n\
+         [[checks]]\nservice = \"local\"\nname = \"uname\"\ninterval = \"1s\"\n\
+         command = {{ argv = [\"uname\", \"-s\"] }}\nexpect = ['stdout contains \"Linux\"']\n",
+        dir.path().join("data").display()
+    );
+    let loaded = config::parse(&text, "test").unwrap();
+    let collector = Collector::start(loaded, Arc::new(postflight_collector::clock::SystemClock))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let series = loop {
+        let status = get(&collector, "/api/v1/status").await;
+        if let Some(series) = status["services"][0]["checks"][0]["probes"].get(0) {
+            break series.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no result from the collector's own check: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(series["service"], "local");
+    assert_eq!(series["probe"], "box-1");
+    assert_eq!(series["outcome"], "pass");
+    collector.shutdown().await.unwrap();
+}

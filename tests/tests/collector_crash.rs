@@ -96,3 +96,30 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_collector_cleanly_and_keeps_what_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = CollectorProcess::start(dir.path(), "").await;
+    let sent = batch(
+        "term-probe",
+        1,
+        vec![result(
+            "term-svc",
+            "health",
+            now_ms() - 1_000,
+            Outcome::Fail,
+            Some("v7"),
+        )],
+    );
+    let (status, _) = post_batch(&collector.url, None, &sent).await;
+    assert_eq!(status, 200);
+    assert_eq!(collector.terminate(), Some(0), "SIGTERM is a clean exit");
+    let collector = CollectorProcess::start_on(dir.path(), collector.port, "").await;
+    let status = collector.get_json("/api/v1/status?service=term-svc").await;
+    assert_eq!(
+        status["services"][0]["checks"][0]["probes"][0]["version"], "v7",
+        "{status}"
+    );
+    assert_eq!(status["services"][0]["outcome"], "fail");
+}

@@ -9,6 +9,7 @@
 //! Per probe: when its last batch arrived and how often it promised to report, for
 //! probe-silence incidents.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -60,6 +61,11 @@ pub struct SeriesState {
 }
 
 impl SeriesState {
+    /// Up, with no failure streak: the state a restart can rebuild from the next result.
+    pub fn is_steady(&self) -> bool {
+        !self.down && self.fail_streak == 0
+    }
+
     fn new(probe: &str, env: Option<String>, result: &CheckResult) -> Self {
         SeriesState {
             service: result.service.clone(),
@@ -265,8 +271,10 @@ impl Evaluator {
             probe.services.insert(result.service.clone());
         }
         effect.probe = Some(probe.clone());
+        let mut slots: HashMap<(String, String), usize> = HashMap::new();
         for result in results {
             let key = series_key(&result.service, &result.check, &batch.probe);
+            let known = self.series.contains_key(&key);
             let state = self
                 .series
                 .entry(key)
@@ -274,16 +282,23 @@ impl Evaluator {
             if result.started_at_ms < state.last_result_ms {
                 continue;
             }
+            let steady_before = known && state.is_steady() && state.env == env;
             state.env = env.clone();
             state.observe(result, self.thresholds);
             effect.checks.insert(state.check_key());
-            match effect
-                .series
-                .iter_mut()
-                .find(|s| s.storage_key() == state.storage_key())
-            {
-                Some(slot) => *slot = state.clone(),
-                None => effect.series.push(state.clone()),
+            if steady_before && state.is_steady() {
+                // Up with no failure streak before and after: nothing a restart needs.
+                continue;
+            }
+            // One entry per series in the effect, the latest state winning.
+            match slots.entry((result.service.clone(), result.check.clone())) {
+                std::collections::hash_map::Entry::Occupied(slot) => {
+                    effect.series[*slot.get()] = state.clone();
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(effect.series.len());
+                    effect.series.push(state.clone());
+                }
             }
         }
         effect

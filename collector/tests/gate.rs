@@ -560,3 +560,66 @@ async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression(
     assert_eq!(deploys[0]["note"], "rollback of d-2");
     assert_eq!(deploys[1]["verdict"], "regressed");
 }
+
+/// A webhook receiver on a loopback port; returns its URL and the bodies it received.
+async fn webhook_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use axum::routing::post;
+    let received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), received)
+}
+
+#[tokio::test]
+async fn a_regression_is_notified_through_the_routes_with_evidence_and_versions() {
+    let (hook, received) = webhook_receiver().await;
+    let server = serve(&format!(
+        "[alerting]\ngroup_wait = \"0s\"\n\
+         [[channels]]\nname = \"hook\"\nwebhook = {{ url = \"{hook}\" }}\n\
+         [[routes]]\nmatch = {{ event = [\"deploy_regressed\", \"deploy_passed\"] }}\nchannels = [\"hook\"]\n"
+    ));
+    server.healthy_baseline().await;
+    server.deploy("1.4.2", "10m").await;
+    server.report(vec![readyz(now_ms(), 503)]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let event = loop {
+        let found = received.lock().unwrap().iter().find_map(|body| {
+            body["events"].as_array().and_then(|events| {
+                events
+                    .iter()
+                    .find(|e| e["kind"] == "deploy_regressed")
+                    .cloned()
+            })
+        });
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no deploy_regressed webhook arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(event["service"], "recall-api");
+    assert_eq!(event["fields"]["version"], "1.4.2", "{event}");
+    let text = event.to_string();
+    assert!(
+        text.contains("status == 200"),
+        "the evidence names the failing condition: {text}"
+    );
+}

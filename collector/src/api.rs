@@ -17,6 +17,7 @@ use postflight_probe::units::parse_duration;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::store::{HistoryPoint, HistoryQuery, ProbeInfo, SeriesStatus, VersionSpan};
+use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
 pub fn routes() -> Router<AppState> {
@@ -47,7 +48,41 @@ pub struct ServiceStatus {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CheckStatus {
     pub check: String,
-    pub probes: Vec<SeriesStatus>,
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// One probe's view of one check (service and check are given by the enclosing levels).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub probe: String,
+    pub kind: CheckKind,
+    pub outcome: Outcome,
+    /// Since when the series has had this outcome, unix ms.
+    pub since_ms: i64,
+    /// Start of the newest result, unix ms.
+    pub last_result_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Conditions that did not hold in the newest result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<ConditionReport>,
+}
+
+impl From<SeriesStatus> for ProbeStatus {
+    fn from(s: SeriesStatus) -> Self {
+        ProbeStatus {
+            probe: s.probe,
+            kind: s.kind,
+            outcome: s.outcome,
+            since_ms: s.since_ms,
+            last_result_ms: s.last_result_ms,
+            version: s.version,
+            reason: s.reason,
+            failing: s.failing,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,8 +98,8 @@ async fn status(
 ) -> Result<Json<StatusResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
     let series = state.store.status().map_err(ApiError::storage)?;
-    let mut grouped: BTreeMap<String, BTreeMap<String, Vec<SeriesStatus>>> = BTreeMap::new();
-    for s in series {
+    let mut grouped: BTreeMap<String, BTreeMap<String, Vec<ProbeStatus>>> = BTreeMap::new();
+    for mut s in series {
         if params
             .service
             .as_ref()
@@ -72,12 +107,14 @@ async fn status(
         {
             continue;
         }
+        let service = std::mem::take(&mut s.service);
+        let check = std::mem::take(&mut s.check);
         grouped
-            .entry(s.service.clone())
+            .entry(service)
             .or_default()
-            .entry(s.check.clone())
+            .entry(check)
             .or_default()
-            .push(s);
+            .push(ProbeStatus::from(s));
     }
     let services = grouped
         .into_iter()
@@ -100,7 +137,7 @@ async fn status(
     }))
 }
 
-fn worst_outcome<'a>(series: impl Iterator<Item = &'a SeriesStatus>) -> String {
+fn worst_outcome<'a>(series: impl Iterator<Item = &'a ProbeStatus>) -> String {
     let mut worst = "pass";
     for s in series {
         match s.outcome.as_str() {

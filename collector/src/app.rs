@@ -1,7 +1,7 @@
 //! Shared state of the running collector and the HTTP routes that use it.
 //!
 //! Routes: `POST /api/v1/reports` ([`crate::ingest`]), the query API ([`crate::api`]),
-//! `/healthz`, `/readyz`, `/metrics`.
+//! incidents and silences ([`crate::alerting::api`]), `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 
 use postflight_probe::report::ReportBatch;
 
+use crate::alerting::Alerting;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Reactions to stored batches.
     pub listeners: Arc<Vec<Arc<dyn IngestListener>>>,
+    /// Incidents, silences and notifications.
+    pub alerting: Arc<Alerting>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/reports", post(crate::ingest::post_reports))
         .merge(crate::api::routes())
+        .merge(crate::alerting::api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -1,8 +1,11 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
-//! to a running collector (`status`, `history`, `versions`, `probes`).
+//! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
+//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`).
 //!
-//! Exit codes: 0 success; 1 `status` found a failing service; 2 invalid config
-//! (`serve`, `check-config`); 3 usage error, collector unreachable or API error.
+//! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
+//! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
+//! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
+//! error, collector unreachable or API error.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +18,17 @@ use postflight_probe::logging::LogFormat;
 use postflight_probe::output::Table;
 use postflight_probe::units::{format_duration, parse_duration};
 
+use crate::alerting::api::{IncidentResponse, IncidentsResponse, SilencesResponse};
+use crate::alerting::incident::IncidentState;
+use crate::alerting::outbox::DeliveryState;
+use crate::alerting::silence::{NewSilence, Silence};
 use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
 use crate::timefmt::{ago, rfc3339};
+use crate::watch::api::{LastGoodResponse, LedgerResponse};
+use crate::watch::deploy::{Deploy, NewDeploy};
+use crate::watch::gate::{GateTarget, render, resolve, wait_for_verdict, waiting_line};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -94,6 +104,117 @@ pub enum Command {
     /// with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
     Dlopen { paths: Vec<String> },
+    /// Open and recent incidents, or one incident with its notifications.
+    Incidents {
+        /// Show this incident in full (history, notifications, delivery attempts).
+        id: Option<u64>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// open, resolved or all.
+        #[arg(long, default_value = "all")]
+        state: String,
+        /// At most this many resolved incidents.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Silence notifications for a while: add, list, expire.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceCommand,
+    },
+    /// Record a deploy and start watching it; prints the deploy id.
+    Deploy {
+        /// The deployed service (as the probes' checks name it).
+        #[arg(long)]
+        service: String,
+        /// Environment, matched against the probes' `env` label.
+        #[arg(long)]
+        env: Option<String>,
+        /// The version being deployed.
+        #[arg(long)]
+        version: String,
+        /// The version it replaces (default: the last deploy's).
+        #[arg(long)]
+        previous: Option<String>,
+        /// Watch window, e.g. 15m (default: [watch] window).
+        #[arg(long, value_parser = duration_arg)]
+        window: Option<Duration>,
+        /// Baseline period before the deploy, e.g. 1h (default: [watch] baseline).
+        #[arg(long, value_parser = duration_arg)]
+        baseline: Option<Duration>,
+        /// Who deploys (default: the operator token's name).
+        #[arg(long)]
+        by: Option<String>,
+        /// Free text, e.g. the change ticket.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Wait for a deploy's verdict: exit 0 passed, 1 regressed, 2 inconclusive or timed
+    /// out, 3 usage or connection error.
+    Gate {
+        /// The deploy id printed by `postflight deploy`.
+        #[arg(long, conflicts_with_all = ["service", "version"], required_unless_present = "service")]
+        deploy: Option<String>,
+        /// With --version: the newest deploy of this service and version.
+        #[arg(long, requires = "version")]
+        service: Option<String>,
+        /// With --service: the version given to `postflight deploy`.
+        #[arg(long, requires = "service")]
+        version: Option<String>,
+        /// With --service and --version: only deploys to this environment.
+        #[arg(long, requires = "service")]
+        env: Option<String>,
+        /// Give up after this long (exit 2).
+        #[arg(long, default_value = "30m", value_parser = duration_arg)]
+        timeout: Duration,
+    },
+    /// A service's deploys: time, version, by, verdict, evidence.
+    Deploys {
+        service: String,
+        #[arg(long)]
+        env: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The newest version whose window passed and that has not regressed since.
+    LastGood {
+        service: String,
+        #[arg(long)]
+        env: Option<String>,
+    },
+}
+
+/// `postflight silence ...`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Stop notifications for a service (or one check, probe or environment of it).
+    Add {
+        /// Service name or glob (`butler-*`).
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        check: Option<String>,
+        #[arg(long)]
+        probe: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        /// How long, e.g. 2h.
+        #[arg(long = "for", value_parser = duration_arg)]
+        duration: Duration,
+        /// Why (shown on every suppressed incident).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Silences in force or pending.
+    List {
+        /// Include ended silences.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Expire { id: u64 },
 }
 
 /// Parse arguments; usage errors exit 3 (help and version exit 0).
@@ -211,7 +332,342 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Serve { .. } | Command::CheckConfig { .. } | Command::Dlopen { .. } => Ok(EXIT_OK),
+        Command::Incidents {
+            id,
+            service,
+            state,
+            limit,
+        } => incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await,
+        Command::Silence { action } => silence_command(&client, cli.json, action).await,
+        Command::Deploy { .. } => deploy(cli, &client).await,
+        Command::Gate {
+            deploy,
+            service,
+            version,
+            env,
+            timeout,
+        } => {
+            let target = match (deploy, service, version) {
+                (Some(id), _, _) => GateTarget::Deploy(id.clone()),
+                (None, Some(service), Some(version)) => GateTarget::Version {
+                    service: service.clone(),
+                    version: version.clone(),
+                    env: env.clone(),
+                },
+                _ => {
+                    eprintln!("error: give --deploy ID, or --service S --version V");
+                    return Ok(EXIT_UNREACHABLE);
+                }
+            };
+            gate(cli.json, &client, &target, *timeout).await
+        }
+        Command::Deploys {
+            service,
+            env,
+            limit,
+        } => {
+            let mut path = format!("/api/v1/services/{}/deploys?limit={limit}", encode(service));
+            if let Some(env) = env {
+                path.push_str(&format!("&env={}", encode(env)));
+            }
+            let ledger: LedgerResponse = client.get(&path).await?;
+            print_or_json(cli.json, &ledger, || deploys_table(&ledger));
+            Ok(EXIT_OK)
+        }
+        Command::LastGood { service, env } => {
+            let mut path = format!("/api/v1/services/{}/last-good", encode(service));
+            if let Some(env) = env {
+                path.push_str(&format!("?env={}", encode(env)));
+            }
+            let answer: LastGoodResponse = client.get(&path).await?;
+            print_or_json(cli.json, &answer, || last_good_table(&answer));
+            Ok(if answer.last_good.is_some() {
+                EXIT_OK
+            } else {
+                EXIT_FAILING
+            })
+        }
     }
+}
+
+async fn incidents_command(
+    client: &ApiClient,
+    json: bool,
+    id: Option<u64>,
+    service: Option<&str>,
+    state: &str,
+    limit: usize,
+) -> Result<i32, ClientError> {
+    if let Some(id) = id {
+        let detail: IncidentResponse = client.get(&format!("/api/v1/incidents/{id}")).await?;
+        print_or_json(json, &detail, || incident_detail(&detail));
+        return Ok(EXIT_OK);
+    }
+    let mut path = format!("/api/v1/incidents?state={}&limit={limit}", encode(state));
+    if let Some(service) = service {
+        path.push_str(&format!("&service={}", encode(service)));
+    }
+    let list: IncidentsResponse = client.get(&path).await?;
+    print_or_json(json, &list, || incidents_table(&list));
+    Ok(EXIT_OK)
+}
+
+async fn silence_command(
+    client: &ApiClient,
+    json: bool,
+    action: &SilenceCommand,
+) -> Result<i32, ClientError> {
+    match action {
+        SilenceCommand::Add {
+            service,
+            check,
+            probe,
+            env,
+            duration,
+            reason,
+        } => {
+            let request = NewSilence {
+                service: service.clone(),
+                check: check.clone(),
+                probe: probe.clone(),
+                env: env.clone(),
+                duration: Some(format_duration(*duration)),
+                ends_at: None,
+                starts_at: None,
+                reason: reason.clone(),
+            };
+            let silence: Silence = client.post("/api/v1/silences", &request).await?;
+            print_or_json(json, &silence, || {
+                format!(
+                    "silence {} added: {} until {} ({})\n",
+                    silence.id,
+                    silence.scope.describe(),
+                    rfc3339(silence.ends_at_ms),
+                    silence.reason
+                )
+            });
+        }
+        SilenceCommand::List { all } => {
+            let path = if *all {
+                "/api/v1/silences?all=true"
+            } else {
+                "/api/v1/silences"
+            };
+            let list: SilencesResponse = client.get(path).await?;
+            print_or_json(json, &list, || silences_table(&list));
+        }
+        SilenceCommand::Expire { id } => {
+            let silence: Silence = client
+                .post(
+                    &format!("/api/v1/silences/{id}/expire"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            print_or_json(json, &silence, || {
+                format!(
+                    "silence {} expired ({})\n",
+                    silence.id,
+                    silence.scope.describe()
+                )
+            });
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn incidents_table(list: &IncidentsResponse) -> String {
+    let mut table = Table::new(&[
+        "id", "state", "service", "env", "about", "summary", "opened", "resolved", "notified",
+    ]);
+    for incident in &list.incidents {
+        let about = incident
+            .check
+            .clone()
+            .or_else(|| incident.probe.as_ref().map(|p| format!("probe {p}")))
+            .unwrap_or_default();
+        let notified = match (&incident.silenced_by, incident.notified) {
+            (Some(_), false) => "silenced",
+            (_, true) => "yes",
+            (None, false) => "no",
+        };
+        table.row(vec![
+            incident.id.to_string(),
+            incident_state(incident.state).into(),
+            incident.service.clone(),
+            incident.env.clone().unwrap_or_else(|| "-".into()),
+            about,
+            incident.summary.clone(),
+            ago(incident.opened_at_ms, list.now_ms),
+            incident
+                .resolved_at_ms
+                .map(|at| ago(at, list.now_ms))
+                .unwrap_or_else(|| "-".into()),
+            notified.into(),
+        ]);
+    }
+    if table.is_empty() {
+        return "no incidents\n".into();
+    }
+    table.render()
+}
+
+fn incident_state(state: IncidentState) -> &'static str {
+    match state {
+        IncidentState::Open => "open",
+        IncidentState::Resolved => "resolved",
+    }
+}
+
+fn incident_detail(detail: &IncidentResponse) -> String {
+    let incident = &detail.incident;
+    let mut out = format!(
+        "incident {} ({}): {}\n  severity {}, started {}, opened {}",
+        incident.id,
+        incident_state(incident.state),
+        incident.summary,
+        incident.severity.as_str(),
+        rfc3339(incident.started_at_ms),
+        rfc3339(incident.opened_at_ms)
+    );
+    if let Some(resolved) = incident.resolved_at_ms {
+        out.push_str(&format!(", resolved {}", rfc3339(resolved)));
+    }
+    out.push('\n');
+    if let Some(why) = &incident.silenced_by {
+        out.push_str(&format!("  silenced: {why}\n"));
+    }
+    for failure in &incident.failing {
+        out.push_str(&format!(
+            "  {}: {} since {}{}\n",
+            failure.probe,
+            failure.outcome,
+            rfc3339(failure.since_ms),
+            failure
+                .version
+                .as_deref()
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default()
+        ));
+        for condition in &failure.failing {
+            out.push_str(&format!(
+                "    {}: expected {}, actual {}\n",
+                condition.expression, condition.expected, condition.actual
+            ));
+        }
+        if let Some(reason) = &failure.reason {
+            out.push_str(&format!("    {reason}\n"));
+        }
+    }
+    out.push_str("\nhistory:\n");
+    for note in &incident.history {
+        out.push_str(&format!("  {}  {}\n", rfc3339(note.at_ms), note.text));
+    }
+    out.push_str("\nnotifications:\n");
+    let mut table = Table::new(&[
+        "id",
+        "channel",
+        "kind",
+        "state",
+        "attempts",
+        "last attempt",
+        "error",
+    ]);
+    for record in &detail.notifications {
+        let last = record.attempts.last();
+        table.row(vec![
+            record.id.to_string(),
+            record.channel.clone(),
+            if record.reminder {
+                format!("{} (reminder)", record.kind.as_str())
+            } else {
+                record.kind.as_str().to_string()
+            },
+            match record.state {
+                DeliveryState::Pending => "pending",
+                DeliveryState::Delivered => "delivered",
+                DeliveryState::Failed => "failed",
+            }
+            .into(),
+            record.attempts.len().to_string(),
+            last.map(|a| rfc3339(a.at_ms)).unwrap_or_else(|| "-".into()),
+            last.and_then(|a| a.error.clone())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if table.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+fn silences_table(list: &SilencesResponse) -> String {
+    let mut table = Table::new(&["id", "scope", "starts", "ends", "by", "reason"]);
+    for silence in &list.silences {
+        table.row(vec![
+            silence.id.to_string(),
+            silence.scope.describe(),
+            rfc3339(silence.starts_at_ms),
+            rfc3339(silence.ends_at_ms),
+            silence.created_by.clone(),
+            silence.reason.clone(),
+        ]);
+    }
+    if table.is_empty() {
+        return "no silences in force\n".into();
+    }
+    table.render()
+}
+
+async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
+    let Command::Deploy {
+        service,
+        env,
+        version,
+        previous,
+        window,
+        baseline,
+        by,
+        note,
+    } = &cli.command
+    else {
+        return Ok(EXIT_UNREACHABLE);
+    };
+    let request = NewDeploy {
+        service: service.clone(),
+        env: env.clone(),
+        version: version.clone(),
+        previous_version: previous.clone(),
+        window: window.map(format_duration),
+        baseline: baseline.map(format_duration),
+        by: by.clone(),
+        note: note.clone(),
+    };
+    let created: Deploy = client.post("/api/v1/deploys", &request).await?;
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print_or_json(cli.json, &created, || format!("{}\n", created.id));
+    Ok(EXIT_OK)
+}
+
+async fn gate(
+    json: bool,
+    client: &ApiClient,
+    target: &GateTarget,
+    timeout: Duration,
+) -> Result<i32, ClientError> {
+    let id = resolve(client, target).await?;
+    let first: Deploy = client
+        .get(&format!("/api/v1/deploys/{}", encode(&id)))
+        .await?;
+    if !first.verdict.is_final() {
+        eprintln!("{}", waiting_line(&first, timeout));
+    }
+    let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
+    print_or_json(json, outcome.deploy(), || render(&outcome, timeout));
+    Ok(outcome.exit_code())
 }
 
 /// Print JSON when asked, else the table built by `table`.
@@ -276,8 +732,8 @@ fn history_table(history: &HistoryResponse) -> String {
     for point in &history.points {
         table.row(vec![
             rfc3339(point.time_ms),
-            point.check.clone(),
-            point.probe.clone(),
+            point.check.clone().unwrap_or_else(|| "*".into()),
+            point.probe.clone().unwrap_or_else(|| "*".into()),
             point.pass.to_string(),
             point.fail.to_string(),
             point.error.to_string(),
@@ -299,7 +755,9 @@ fn versions_table(versions: &VersionsResponse) -> String {
             v.version.clone(),
             rfc3339(v.first_seen_ms),
             rfc3339(v.last_seen_ms),
-            format!("{:.1}%", v.pass_ratio * 100.0),
+            v.pass_ratio
+                .map(|r| format!("{:.1}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
             v.probes.join(","),
         ]);
     }
@@ -323,7 +781,11 @@ fn probes_table(probes: &ProbesResponse) -> String {
     ]);
     for p in &probes.probes {
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let gaps: Vec<String> = p.gaps.iter().map(|g| format!("{}-{}", g.0, g.1)).collect();
+        let gaps: Vec<String> = p
+            .gaps
+            .iter()
+            .map(|g| format!("{}-{}", g.from, g.to))
+            .collect();
         table.row(vec![
             p.name.clone(),
             ago(p.last_seen_ms, probes.now_ms),
@@ -337,6 +799,58 @@ fn probes_table(probes: &ProbesResponse) -> String {
             },
         ]);
     }
+    table.render()
+}
+
+fn deploys_table(ledger: &LedgerResponse) -> String {
+    let mut table = Table::new(&["time", "id", "env", "version", "by", "verdict", "evidence"]);
+    for d in &ledger.deploys {
+        table.row(vec![
+            rfc3339(d.deployed_at_ms),
+            d.id.clone(),
+            d.env.clone().unwrap_or_else(|| "-".into()),
+            d.version.clone(),
+            d.by.clone(),
+            d.verdict.to_string(),
+            d.summary.clone(),
+        ]);
+    }
+    if table.is_empty() {
+        return format!(
+            "no deploys of {} recorded (record one with postflight deploy --service {} --version V)\n",
+            ledger.service, ledger.service
+        );
+    }
+    table.render()
+}
+
+fn last_good_table(answer: &LastGoodResponse) -> String {
+    let Some(good) = &answer.last_good else {
+        return format!(
+            "no good version of {} known: no deploy passed its watch window (or each regressed since)\n",
+            answer.service
+        );
+    };
+    let mut table = Table::new(&[
+        "version",
+        "deploy",
+        "env",
+        "deployed",
+        "passed",
+        "last healthy",
+    ]);
+    table.row(vec![
+        good.version.clone(),
+        good.deploy_id.clone(),
+        good.env.clone().unwrap_or_else(|| "-".into()),
+        rfc3339(good.deployed_at_ms),
+        rfc3339(good.passed_at_ms),
+        if good.current {
+            "now (still deployed)".into()
+        } else {
+            rfc3339(good.last_healthy_ms)
+        },
+    ]);
     table.render()
 }
 

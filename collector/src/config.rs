@@ -1,4 +1,5 @@
-//! `collector.toml`: server, auth, retention and the collector's own checks.
+//! `collector.toml`: server, auth, retention, deploy watch, the collector's own checks,
+//! and the alerting sections (typed in [`crate::alerting::config`]).
 //!
 //! With no file at all the collector runs on embedded defaults (listen on
 //! 127.0.0.1:7878, data in ./postflight-data, reports and writes from loopback only).
@@ -18,6 +19,8 @@ use postflight_probe::config::{
 };
 use postflight_probe::units::{ByteSize, HumanDuration};
 
+use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+
 /// The whole `collector.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,21 +37,21 @@ pub struct CollectorConfig {
     /// Checks the collector runs itself (same syntax as the probe's).
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
-    /// `[alerting]` (parsed by the alerting module).
+    /// `[alerting]`: thresholds, quorum, pacing, outbox retries.
     #[serde(default)]
-    pub alerting: Option<toml::Value>,
-    /// `[watch]` (parsed by the deploy-watch module).
+    pub alerting: AlertingSection,
+    /// `[watch]`: deploy watch windows and regression thresholds.
     #[serde(default)]
-    pub watch: Option<toml::Value>,
-    /// `[[channels]]` (parsed by the alerting module).
+    pub watch: crate::watch::WatchSection,
+    /// `[[channels]]`: email, webhook and Alertmanager destinations.
     #[serde(default)]
-    pub channels: Option<toml::Value>,
-    /// `[[routes]]` (parsed by the alerting module).
+    pub channels: Vec<ChannelSpec>,
+    /// `[[routes]]`: which events go to which channels.
     #[serde(default)]
-    pub routes: Option<toml::Value>,
-    /// `[[maintenance]]` windows (parsed by the alerting module).
+    pub routes: Vec<RouteSpec>,
+    /// `[[maintenance]]` windows: one-off or weekly, UTC.
     #[serde(default)]
-    pub maintenance: Option<toml::Value>,
+    pub maintenance: Vec<MaintenanceSpec>,
 }
 
 /// `[server]`.
@@ -252,6 +255,8 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             problems.push(format!("server.public_url {url:?} is not a valid URL"));
         }
     }
+    problems.extend(crate::alerting::validate(&config, text));
+    problems.extend(config.watch.validate(text));
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let at = check_location(text, "checks", index, spec);
         problems.extend(
@@ -369,5 +374,37 @@ mod tests {
     fn unknown_top_level_section_is_named() {
         let err = parse("[servre]\nlisten = \"x\"\n", "c.toml").unwrap_err();
         assert!(err.problems[0].contains("servre"), "{err}");
+    }
+
+    #[test]
+    fn watch_section_is_typed_with_defaults_for_missing_keys() {
+        let loaded = parse(
+            "[watch]\nwindow = \"10m\"\nlatency_factor = 3.0\nwindow_failures = 2\n",
+            "c.toml",
+        )
+        .unwrap();
+        let watch = loaded.config.watch;
+        assert_eq!(watch.window.0, std::time::Duration::from_secs(600));
+        assert_eq!(watch.baseline.0, std::time::Duration::from_secs(3600));
+        assert_eq!(watch.latency_factor, 3.0);
+        assert_eq!(watch.window_failures, 2);
+        assert_eq!(watch.min_samples, 20);
+    }
+
+    #[test]
+    fn unknown_watch_key_is_named_with_its_line() {
+        let err = parse(
+            "[watch]\nwindow = \"10m\"\nrollout_grase = \"1m\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].starts_with("line 3"), "{err}");
+        assert!(err.problems[0].contains("rollout_grase"), "{err}");
+    }
+
+    #[test]
+    fn bad_watch_duration_is_reported_with_its_line() {
+        let err = parse("[watch]\n\nwindow = \"fifteen\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].starts_with("line 3"), "{err}");
     }
 }

@@ -3,17 +3,21 @@
 //!
 //! # Layout
 //! - [`config`]: `collector.toml` and embedded defaults.
-//! - [`server`]: start, background tasks, graceful shutdown.
+//! - [`server`]: start, background tasks, graceful shutdown; [`self_checks`]: the
+//!   collector's own `[[checks]]`.
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
 //!   [`error`]: API errors.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
 //! - [`event`]: notifiable events and the contract with the outbox.
+//! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
+//! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -25,6 +29,8 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
+pub mod self_checks;
 pub mod server;
 pub mod store;
 pub mod timefmt;
+pub mod watch;

@@ -1,5 +1,6 @@
 //! Starting and stopping the collector: open storage, bind, serve, run background tasks
-//! (rollups and retention), and shut down gracefully (stop accepting, finish in-flight
+//! (rollups and retention, alerting's ticker and outbox worker, closing deploy watch
+//! windows), and shut down gracefully (stop accepting, finish in-flight
 //! requests, flush storage).
 //!
 //! [`Collector::start`] is what `postflight serve` and the in-process tests use; it binds
@@ -14,12 +15,17 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alerting::Alerting;
 use crate::app::{AppState, IngestListener, router};
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::LoadedConfig;
+use crate::event::EventSink;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
+use crate::watch::Watcher;
+use crate::watch::baseline::StoreHistory;
+use crate::watch::watcher::WatchConfig;
 
 /// A running collector.
 pub struct Collector {
@@ -27,6 +33,8 @@ pub struct Collector {
     pub addr: SocketAddr,
     /// Shared state, e.g. for tests that inspect the store.
     pub state: AppState,
+    /// The deploy watcher.
+    pub watcher: Arc<Watcher>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -34,9 +42,16 @@ pub struct Collector {
 
 impl Collector {
     /// Open storage, bind, and start serving and background work.
-    pub async fn start(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Collector> {
+    pub async fn start(
+        mut loaded: LoadedConfig,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Collector> {
         let server_config = &loaded.config.server;
-        let store = Store::open(&server_config.data_dir, server_config.cache.0)
+        let options = StoreOptions {
+            cache_capacity_bytes: server_config.cache.0,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&server_config.data_dir, &options)
             .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
         let store = Arc::new(store);
         let auth = Auth {
@@ -44,15 +59,33 @@ impl Collector {
             operators: loaded.operator_tokens.clone(),
             read_requires_token: loaded.config.auth.read_requires_token,
         };
-        let listeners: Vec<Arc<dyn IngestListener>> = Vec::new();
+        let metrics = Metrics::new();
+        let alerting = Alerting::new(store.db(), &loaded.config, clock.clone(), metrics.clone())
+            .context("starting alerting")?;
+        // Deploy verdicts go through alerting's routes and persisted outbox.
+        let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
+        let watch_config = WatchConfig {
+            section: loaded.config.watch,
+            public_url: server_config.public_url.clone(),
+            history: Some(Arc::new(StoreHistory {
+                store: store.clone(),
+            })),
+        };
+        let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
+            .context("opening the deploy ledger")?;
+        alerting.set_deploy_info(Arc::new(crate::watch::watcher::LastDeployLine(
+            Arc::downgrade(&watcher),
+        )));
+        let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone(), watcher.clone()];
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
             auth: Arc::new(auth),
-            metrics: Metrics::new(),
+            metrics,
             max_body: server_config.max_body.0 as usize,
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(listeners),
+            alerting: alerting.clone(),
         };
         let listener = tokio::net::TcpListener::bind(loaded.listen)
             .await
@@ -60,7 +93,12 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(state.clone())
+            .merge(crate::watch::api::routes(
+                watcher.clone(),
+                state.auth.clone(),
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut shutdown_signal = stopped.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -70,11 +108,23 @@ impl Collector {
                 .await
                 .context("serving HTTP")
         });
-        let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
+        let mut tasks = vec![
+            spawn_sweeper(state.clone(), &loaded, stopped.clone()),
+            crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
+        ];
+        let own_checks = std::mem::take(&mut loaded.checks);
+        tasks.extend(crate::self_checks::spawn(
+            own_checks,
+            state.clone(),
+            server_config.name.clone(),
+            stopped.clone(),
+        ));
+        tasks.extend(alerting.spawn(stopped));
         state.ready.store(true, Ordering::Release);
         Ok(Collector {
             addr,
             state,
+            watcher,
             stop,
             tasks,
             server,
@@ -151,9 +201,9 @@ fn spawn_sweeper(
             let store = state.store.clone();
             let now = state.clock.now_ms();
             let swept = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-                store.roll_up(now)?;
+                // Rolls up completed hours first, then deletes what retention allows.
                 let report = store.enforce_retention(now, retention.raw.0, retention.rollups.0)?;
-                Ok(report.deleted())
+                Ok(report.raw_deleted + report.rollups_deleted)
             })
             .await;
             match swept {

@@ -356,7 +356,7 @@ async fn sequence_gaps_are_visible_in_the_probes_view() {
     assert_eq!(probes["probes"][0]["highest_seq"], 6);
     assert_eq!(
         probes["probes"][0]["gaps"][0],
-        serde_json::json!([3, 5]),
+        serde_json::json!({"from": 3, "to": 5}),
         "{probes}"
     );
     collector.shutdown().await.unwrap();
@@ -420,5 +420,36 @@ async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
     assert_eq!(code, Some(3));
     assert_eq!(err.lines().count(), 1, "one line, not a backtrace: {err}");
     assert!(err.contains("cannot reach the collector"), "{err}");
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn collector_runs_its_own_checks_and_stores_them_like_a_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nname = \"box-1\"\n\
+         [[checks]]\nservice = \"local\"\nname = \"uname\"\ninterval = \"1s\"\n\
+         command = {{ argv = [\"uname\", \"-s\"] }}\nexpect = ['stdout contains \"Linux\"']\n",
+        dir.path().join("data").display()
+    );
+    let loaded = config::parse(&text, "test").unwrap();
+    let collector = Collector::start(loaded, Arc::new(postflight_collector::clock::SystemClock))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let series = loop {
+        let status = get(&collector, "/api/v1/status").await;
+        if let Some(series) = status["services"][0]["checks"][0]["probes"].get(0) {
+            break series.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no result from the collector's own check: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(series["service"], "local");
+    assert_eq!(series["probe"], "box-1");
+    assert_eq!(series["outcome"], "pass");
     collector.shutdown().await.unwrap();
 }

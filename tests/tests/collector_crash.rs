@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postflight_probe::report::Outcome;
+use postflight_probe::report::{Outcome, ReportBatch};
 use postflight_tests::{CollectorProcess, batch, eventually, now_ms, post_batch, result};
 
 const PROBES: usize = 4;
@@ -17,7 +17,7 @@ const RESULTS_PER_BATCH: usize = 10;
 async fn sigkill_during_ingest_loses_no_acknowledged_result() {
     let dir = tempfile::tempdir().unwrap();
     let mut collector = CollectorProcess::start(dir.path(), "").await;
-    let acked: Arc<Mutex<BTreeMap<(String, u64), usize>>> = Arc::default();
+    let acked: Arc<Mutex<BTreeMap<(String, u64), ReportBatch>>> = Arc::default();
     let start = now_ms() - 60_000;
     let mut senders = Vec::new();
     for p in 0..PROBES {
@@ -37,16 +37,14 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
                         )
                     })
                     .collect();
+                let sent = batch(&probe, seq, results);
                 let request = reqwest::Client::new()
                     .post(format!("{url}/api/v1/reports"))
                     .timeout(Duration::from_secs(5))
-                    .json(&batch(&probe, seq, results));
+                    .json(&sent);
                 match request.send().await {
                     Ok(response) if response.status().is_success() => {
-                        acked
-                            .lock()
-                            .unwrap()
-                            .insert((probe.clone(), seq), RESULTS_PER_BATCH);
+                        acked.lock().unwrap().insert((probe.clone(), seq), sent);
                     }
                     _ => return,
                 }
@@ -66,8 +64,9 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
     let acked = acked.lock().unwrap().clone();
 
     let collector = CollectorProcess::start_on(dir.path(), collector.port, "").await;
-    for (probe, seq) in acked.keys() {
-        let (status, ack) = post_batch(&collector.url, None, &batch(probe, *seq, Vec::new())).await;
+    for ((probe, seq), sent) in &acked {
+        // A probe retries by re-sending the identical spooled batch.
+        let (status, ack) = post_batch(&collector.url, None, sent).await;
         assert_eq!(status, 200);
         assert_eq!(
             ack["duplicate"], true,
@@ -88,7 +87,7 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
         let acked_results: usize = acked
             .iter()
             .filter(|((name, _), _)| *name == probe)
-            .map(|(_, n)| n)
+            .map(|(_, b)| b.results.len())
             .sum();
         let stored = stored_per_probe.get(&probe).copied().unwrap_or(0) as usize;
         assert!(
@@ -96,4 +95,31 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
             "{probe}: {stored} stored < {acked_results} acknowledged"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_collector_cleanly_and_keeps_what_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = CollectorProcess::start(dir.path(), "").await;
+    let sent = batch(
+        "term-probe",
+        1,
+        vec![result(
+            "term-svc",
+            "health",
+            now_ms() - 1_000,
+            Outcome::Fail,
+            Some("v7"),
+        )],
+    );
+    let (status, _) = post_batch(&collector.url, None, &sent).await;
+    assert_eq!(status, 200);
+    assert_eq!(collector.terminate(), Some(0), "SIGTERM is a clean exit");
+    let collector = CollectorProcess::start_on(dir.path(), collector.port, "").await;
+    let status = collector.get_json("/api/v1/status?service=term-svc").await;
+    assert_eq!(
+        status["services"][0]["checks"][0]["probes"][0]["version"], "v7",
+        "{status}"
+    );
+    assert_eq!(status["services"][0]["outcome"], "fail");
 }

@@ -1,147 +1,428 @@
-//! Storage facade (placeholder until the sled store lands; same public API).
-#![allow(missing_docs)]
+//! The collector's storage: results, rollups, probes, statuses and versions in sled.
+//!
+//! [`Store`] wraps one sled database. Everything time-dependent takes explicit
+//! timestamps (no hidden `now()`), so callers pass a [`Clock`](crate::clock::Clock)'s
+//! time and tests drive it by hand.
+//!
+//! # Trees and key layouts
+//!
+//! Keys are big-endian and prefix-scannable: a series' data is one contiguous range,
+//! ordered by time. Times are signed milliseconds with the sign bit flipped
+//! ([`keys`]). Values are compact hand-written binary ([`codec`]), never JSON.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `series` | series id (u64) | service, check, probe, kind |
+//! | `series_by_name` | `service \0 check \0 probe` | series id |
+//! | `inbox` | `probe \0 number` (u64) | one batch not sealed yet: header, results by series |
+//! | `results` | series id ++ started_at ++ seq (of the first result) | a block of results, within one hour |
+//! | `rollups` | series id ++ hour start | hourly counts, latency histogram, versions |
+//! | `rollup_marks` | series id | start of the first hour not yet rolled up |
+//! | `rollup_dirty` | series id ++ hour start | (empty) late data arrived for a rolled hour |
+//! | `probes` | probe name | self-description, received batch numbers, counters |
+//! | `latest` | series id | outcome, since, version, reason, failing conditions |
+//! | `versions` | `service \0 version` | first/last seen, probes, pass/fail/error counts |
+//! | `meta` | name | store-wide values (the raw retention horizon) |
+//!
+//! # Why results go through an inbox and into blocks
+//!
+//! sled costs roughly 100 to 250 bytes per entry on disk (leaves of at most 16 entries,
+//! node headers, and its log-structured rewrites until segments are cleaned), and every
+//! rewrite of a value costs as much again. So ingest writes one `inbox` entry per batch,
+//! not one entry per result, and does not rewrite per-probe or per-version values for
+//! every batch. When a probe's inbox averages 32 results per series, the next ingest
+//! seals it: its results move into `results` blocks that share a string table and store
+//! times as deltas (about ten bytes per pass result), and the probe record and version
+//! spans are written in the same transaction. A block never spans two hours, so rollups
+//! and retention work hour by hour. See [`inbox`] and [`raw`].
+//!
+//! # Idempotency and durability
+//!
+//! A probe's batches are numbered; the probe's state keeps the exact set of numbers
+//! received (highest plus gaps, see [`sequence`]), so a retried batch stores nothing.
+//! Each ingest writes its inbox entry (or seal), changed statuses and new series in one
+//! sled transaction, then waits for `flush_async` before returning, so an
+//! acknowledgement means durable. At open the inbox is replayed, so the in-memory
+//! state (batch numbers, counters, pending version spans) is exactly what it was.
+//! Work on one probe's series (ingest, roll-up, retention) is serialized by that
+//! probe's state lock; sled serializes transactions across probes. Concurrent flushes
+//! share sled's log flush.
+//!
+//! # Other modules' trees
+//!
+//! [`Store::db`] exposes the sled database so later subsystems (incidents, outbox,
+//! deploys, silences) open their own trees with `db.open_tree(name)`; they must not use
+//! the names above.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
+mod catalog;
+mod codec;
+mod histogram;
+mod inbox;
+mod ingest;
+mod keys;
+mod latest;
+mod probe;
+mod query;
+mod raw;
+mod retention;
+mod rollup;
+mod sequence;
+mod versions;
 
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use postflight_probe::report::{ConditionReport, ReportBatch};
+pub use codec::CodecError;
+pub use ingest::IngestOutcome;
+pub use keys::{HOUR_MS, SeriesId, hour_floor};
+pub use latest::SeriesStatus;
+pub use probe::ProbeInfo;
+pub use query::{HistoryPoint, HistoryQuery, StoredResult};
+pub use retention::RetentionReport;
+pub use sequence::SeqRange;
+pub use versions::VersionSpan;
 
+use catalog::Catalog;
+use keys::{parse_series_id, time_from_bytes};
+use latest::LatestRecord;
+use probe::{ProbeRecord, ProbeState};
+
+/// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
+    /// The database could not be opened.
+    #[error(
+        "cannot open the store at {path}: {source}; check that the directory is writable \
+         and that no other collector uses it"
+    )]
+    Open {
+        /// The data directory.
+        path: PathBuf,
+        /// What sled reported.
+        source: sled::Error,
+    },
+    /// A read or write failed.
+    #[error("storage failed: {0}; check free disk space and the data directory's permissions")]
+    Storage(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt value in tree `{tree}`: {detail}; restore the data directory from a backup")]
+    Corrupt {
+        /// The tree holding it.
+        tree: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A batch cannot be stored as sent.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// A query's parameters make no sense.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
 }
 
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-pub struct Store {
-    db: sled::Db,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct IngestOutcome {
-    pub stored: usize,
-    pub duplicate: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct RetentionReport {
-    pub raw_deleted: u64,
-    pub rollups_deleted: u64,
-}
-
-impl RetentionReport {
-    pub fn deleted(&self) -> u64 {
-        self.raw_deleted + self.rollups_deleted
+/// Maps a decoding error of a value in `tree` to [`StoreError::Corrupt`].
+pub(crate) fn corrupt(tree: &'static str) -> impl Fn(CodecError) -> StoreError {
+    move |error| StoreError::Corrupt {
+        tree,
+        detail: error.0.to_owned(),
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SeriesStatus {
-    pub service: String,
-    pub check: String,
-    pub probe: String,
-    pub outcome: String,
-    pub since_ms: i64,
-    pub last_result_ms: i64,
-    pub version: Option<String>,
-    pub failing: Vec<ConditionReport>,
+/// Tuning of the underlying database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache size, bytes.
+    pub cache_capacity_bytes: u64,
+    /// How often sled's background thread flushes and cleans its log, milliseconds.
+    /// Acknowledgements never wait for it (ingest flushes explicitly), but sled only
+    /// reclaims the space of overwritten and deleted values on this thread.
+    pub background_flush_ms: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct HistoryQuery {
-    pub service: String,
-    pub check: Option<String>,
-    pub probe: Option<String>,
-    pub from_ms: i64,
-    pub to_ms: i64,
-    pub step_ms: Option<i64>,
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            cache_capacity_bytes: 32 * 1024 * 1024,
+            background_flush_ms: 500,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HistoryPoint {
-    pub time_ms: i64,
-    pub check: String,
-    pub probe: String,
-    pub pass: u64,
-    pub fail: u64,
-    pub error: u64,
-    pub latency_p50_us: u64,
-    pub latency_p95_us: u64,
-    pub versions: Vec<String>,
+/// The store's own trees (see the module documentation for their layouts).
+pub(crate) struct Trees {
+    /// Series id -> service, check, probe, kind.
+    series: sled::Tree,
+    /// `service \0 check \0 probe` -> series id.
+    series_by_name: sled::Tree,
+    /// `probe \0 number` -> a batch not sealed yet.
+    inbox: sled::Tree,
+    /// Series id ++ first start ++ first seq -> a block of results.
+    results: sled::Tree,
+    /// Series id ++ hour -> hourly rollup.
+    rollups: sled::Tree,
+    /// Series id -> first hour not rolled up.
+    rollup_marks: sled::Tree,
+    /// Series id ++ hour -> (empty): rolled hour with late results.
+    rollup_dirty: sled::Tree,
+    /// Probe name -> probe record.
+    probes: sled::Tree,
+    /// Series id -> current status.
+    latest: sled::Tree,
+    /// `service \0 version` -> version span.
+    versions: sled::Tree,
+    /// Store-wide values.
+    meta: sled::Tree,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VersionSpan {
-    pub version: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub probes: Vec<String>,
-    pub pass_ratio: f64,
+impl Trees {
+    fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
+        Ok(Trees {
+            series: db.open_tree("series")?,
+            series_by_name: db.open_tree("series_by_name")?,
+            inbox: db.open_tree("inbox")?,
+            results: db.open_tree("results")?,
+            rollups: db.open_tree("rollups")?,
+            rollup_marks: db.open_tree("rollup_marks")?,
+            rollup_dirty: db.open_tree("rollup_dirty")?,
+            probes: db.open_tree("probes")?,
+            latest: db.open_tree("latest")?,
+            versions: db.open_tree("versions")?,
+            meta: db.open_tree("meta")?,
+        })
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProbeInfo {
-    pub name: String,
-    pub last_seen_ms: i64,
-    pub labels: BTreeMap<String, String>,
-    pub probe_version: String,
-    pub highest_seq: u64,
-    pub gaps: Vec<(u64, u64)>,
+/// In-memory bookkeeping of one series.
+#[derive(Debug, Clone, Copy, Default)]
+struct SeriesState {
+    /// Rollup watermark: hours before it are rolled up.
+    rolled_until_ms: Option<i64>,
+}
+
+/// Everything a [`Store`] and its clones share.
+struct Inner {
+    /// Where the database lives.
+    path: PathBuf,
+    /// The sled database.
+    db: sled::Db,
+    /// The store's trees in it.
+    trees: Trees,
+    /// Every series, by id and name.
+    catalog: RwLock<Catalog>,
+    /// Current status per series.
+    latest: RwLock<HashMap<SeriesId, LatestRecord>>,
+    /// Per probe: record, inbox index and pending version spans; the mutex also
+    /// serializes ingest, roll-up and retention of the probe's series.
+    probes: Mutex<BTreeMap<String, Arc<Mutex<ProbeState>>>>,
+    /// Rollup watermarks.
+    series_states: Mutex<HashMap<SeriesId, SeriesState>>,
+    /// Raw results before this time may have been deleted by retention.
+    raw_horizon_ms: AtomicI64,
+    /// Number of the next inbox entry.
+    next_inbox_number: AtomicU64,
+}
+
+/// The collector's storage; cheap to clone (clones share one database).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("series", &self.series_count())
+            .finish()
+    }
 }
 
 impl Store {
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+    /// Opens (or creates) the store in `dir` with default options.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()?;
-        Ok(Store { db })
+            .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(Some(options.background_flush_ms.max(1)))
+            .open()
+            .map_err(open_error)?;
+        let trees = Trees::open(&db).map_err(open_error)?;
+        let catalog = Catalog::load(&trees.series)?;
+        let mut latest = load_latest(&trees.latest)?;
+        // Newest sealed results first, so replaying a late result cannot pass for new.
+        catch_up_latest(&trees, &catalog, &mut latest)?;
+        let mut probes = load_probes(&trees.probes)?;
+        let next_inbox_number = ingest::replay_inbox(&trees, &catalog, &mut latest, &mut probes)?;
+        let inner = Inner {
+            path: dir.to_path_buf(),
+            catalog: RwLock::new(catalog),
+            latest: RwLock::new(latest),
+            probes: Mutex::new(
+                probes
+                    .into_iter()
+                    .map(|(name, state)| (name, Arc::new(Mutex::new(state))))
+                    .collect(),
+            ),
+            series_states: Mutex::new(load_series_states(&trees)?),
+            raw_horizon_ms: AtomicI64::new(retention::load_raw_horizon(&trees.meta)?),
+            next_inbox_number: AtomicU64::new(next_inbox_number),
+            db,
+            trees,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
     }
+
+    /// The sled database, for subsystems that keep their own trees (incidents,
+    /// outbox, deploys, silences). Open them with `db().open_tree(name)`; do not touch
+    /// the trees listed in this module's documentation.
     pub fn db(&self) -> &sled::Db {
-        &self.db
+        &self.inner.db
     }
-    pub async fn ingest(
-        &self,
-        _batch: &ReportBatch,
-        _received_at_ms: i64,
-    ) -> Result<IngestOutcome> {
-        Ok(IngestOutcome::default())
+
+    /// Bytes the database occupies on disk (0 if the files cannot be read).
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
     }
-    pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
         Ok(())
     }
-    pub fn status(&self) -> Result<Vec<SeriesStatus>> {
-        Ok(Vec::new())
+
+    fn trees(&self) -> &Trees {
+        &self.inner.trees
     }
-    pub fn history(&self, _q: &HistoryQuery) -> Result<Vec<HistoryPoint>> {
-        Ok(Vec::new())
+
+    /// The state of one probe (created empty on first use); lock it to work on the
+    /// probe's series.
+    fn probe_state(&self, probe: &str) -> Arc<Mutex<ProbeState>> {
+        let mut probes = lock(&self.inner.probes);
+        match probes.get(probe) {
+            Some(state) => state.clone(),
+            None => {
+                let state = Arc::new(Mutex::new(ProbeState::default()));
+                probes.insert(probe.to_owned(), state.clone());
+                state
+            }
+        }
     }
-    pub fn versions(&self, _service: &str) -> Result<Vec<VersionSpan>> {
-        Ok(Vec::new())
+
+    /// Every probe's state, by name.
+    fn probe_states(&self) -> Vec<(String, Arc<Mutex<ProbeState>>)> {
+        lock(&self.inner.probes)
+            .iter()
+            .map(|(name, state)| (name.clone(), state.clone()))
+            .collect()
     }
-    pub fn probes(&self) -> Result<Vec<ProbeInfo>> {
-        Ok(Vec::new())
-    }
-    pub fn series_count(&self) -> usize {
-        0
-    }
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
-    pub fn roll_up(&self, _now_ms: i64) -> Result<usize> {
-        Ok(0)
-    }
-    pub fn enforce_retention(
-        &self,
-        _now_ms: i64,
-        _raw: Duration,
-        _rollups: Duration,
-    ) -> Result<RetentionReport> {
-        Ok(RetentionReport::default())
+
+    fn series_state(&self, id: SeriesId) -> SeriesState {
+        lock(&self.inner.series_states)
+            .get(&id)
+            .copied()
+            .unwrap_or_default()
     }
 }
+
+fn load_latest(tree: &sled::Tree) -> Result<HashMap<SeriesId, LatestRecord>, StoreError> {
+    let mut latest = HashMap::new();
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        let id = parse_series_id(&key).ok_or(StoreError::Corrupt {
+            tree: "latest",
+            detail: "key is not a series id".into(),
+        })?;
+        latest.insert(id, LatestRecord::decode(&value).map_err(corrupt("latest"))?);
+    }
+    Ok(latest)
+}
+
+fn load_probes(tree: &sled::Tree) -> Result<BTreeMap<String, ProbeState>, StoreError> {
+    let mut probes = BTreeMap::new();
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        let name = String::from_utf8_lossy(&key).into_owned();
+        let record = ProbeRecord::decode(&value).map_err(corrupt("probes"))?;
+        probes.insert(
+            name,
+            ProbeState {
+                record,
+                ..ProbeState::default()
+            },
+        );
+    }
+    Ok(probes)
+}
+
+/// Moves each status' newest-result time to the newest sealed result (the stored
+/// record is only rewritten when the status changes; the inbox replay that follows
+/// covers the unsealed results).
+fn catch_up_latest(
+    trees: &Trees,
+    catalog: &Catalog,
+    latest: &mut HashMap<SeriesId, LatestRecord>,
+) -> Result<(), StoreError> {
+    for (id, _) in catalog.all() {
+        let Some(status) = latest.get_mut(&id) else {
+            continue;
+        };
+        if let Some(entry) = trees
+            .results
+            .scan_prefix(keys::series_prefix(id))
+            .next_back()
+        {
+            let (key, value) = entry?;
+            if let Some(newest) = raw::decode_block(&key, &value)?.last() {
+                status.catch_up(newest.started_at_ms, newest.seq);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads the rollup watermarks.
+fn load_series_states(trees: &Trees) -> Result<HashMap<SeriesId, SeriesState>, StoreError> {
+    let mut states: HashMap<SeriesId, SeriesState> = HashMap::new();
+    for entry in trees.rollup_marks.iter() {
+        let (key, value) = entry?;
+        let bad = || StoreError::Corrupt {
+            tree: "rollup_marks",
+            detail: "entry is not series id -> time".into(),
+        };
+        let id = parse_series_id(&key).ok_or_else(bad)?;
+        let time: [u8; 8] = value.as_ref().try_into().map_err(|_| bad())?;
+        states.entry(id).or_default().rolled_until_ms = Some(time_from_bytes(time));
+    }
+    Ok(states)
+}
+
+/// Locks a mutex, recovering the data if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Read-locks, recovering the data if a holder panicked.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks, recovering the data if a holder panicked.
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

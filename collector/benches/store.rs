@@ -1,0 +1,357 @@
+//! Benchmark of the collector's storage and API, figures printed for README:
+//!
+//! 1. ingest over HTTP (several concurrent probes, batches of 100) next to raw sled
+//!    `apply_batch` + `flush` of the same records in the same run, and their ratio;
+//! 2. history query of one series over 24 h at a 10 s interval (8,640 results), p99;
+//! 3. status query with 10,000 series, p99;
+//! 4. bytes on disk per stored result after a 1-million-result load.
+//!
+//! Run: `cargo bench -p postflight-collector --bench store`. `BENCH_LOAD` overrides the
+//! 1,000,000 results of step 4 (e.g. for a quick look).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postflight_collector::clock::ManualClock;
+use postflight_collector::config;
+use postflight_collector::server::Collector;
+use postflight_collector::store::Store;
+use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+
+const BATCH: usize = 100;
+const PROBES: usize = 4;
+const BATCHES_PER_PROBE: usize = 100;
+const NOW: i64 = 1_795_000_000_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        ingest_throughput().await;
+        history_query().await;
+        status_query().await;
+    });
+    bytes_per_result(&runtime);
+}
+
+fn result(check: usize, at: i64, version: &str) -> CheckResult {
+    CheckResult {
+        service: "bench-svc".into(),
+        check: format!("check-{check}"),
+        kind: CheckKind::Http,
+        seq: 0,
+        started_at_ms: at,
+        duration_us: 5_000 + (at % 7_000) as u64,
+        outcome: if at % 97 == 0 {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        },
+        reason: None,
+        facts: Facts {
+            status: Some(200),
+            version: Some(version.into()),
+            ..Facts::default()
+        },
+        conditions: Vec::new(),
+    }
+}
+
+fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    ReportBatch {
+        probe: probe.into(),
+        seq,
+        sent_at_ms: NOW,
+        labels: BTreeMap::from([("env".into(), "prod".into())]),
+        probe_version: "bench".into(),
+        config_digest: "0".into(),
+        heartbeat_interval_ms: 10_000,
+        results,
+    }
+}
+
+/// Batches of one probe: 100 checks, one result each per 10 s turn.
+fn probe_batches(probe: &str, count: usize) -> Vec<ReportBatch> {
+    (0..count)
+        .map(|b| {
+            let at = NOW - 86_400_000 + b as i64 * 10_000;
+            batch(
+                probe,
+                b as u64 + 1,
+                (0..BATCH).map(|c| result(c, at, "v1")).collect(),
+            )
+        })
+        .collect()
+}
+
+async fn start_collector(dir: &std::path::Path) -> Collector {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+        dir.display()
+    );
+    Collector::start(
+        config::parse(&text, "bench").unwrap(),
+        Arc::new(ManualClock::new(NOW)),
+    )
+    .await
+    .unwrap()
+}
+
+async fn ingest_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start_collector(&dir.path().join("api")).await;
+    let url = format!("http://{}/api/v1/reports", collector.addr);
+    let work: Vec<Vec<Vec<u8>>> = (0..PROBES)
+        .map(|p| {
+            probe_batches(&format!("probe-{p}"), BATCHES_PER_PROBE)
+                .iter()
+                .map(|b| serde_json::to_vec(b).unwrap())
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let senders: Vec<_> = work
+        .into_iter()
+        .map(|bodies| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for body in bodies {
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(response.status().is_success());
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let total = (PROBES * BATCHES_PER_PROBE * BATCH) as f64;
+    let http_rate = total / started.elapsed().as_secs_f64();
+    collector.shutdown().await.unwrap();
+
+    let direct_rate = direct_store_rate(&dir.path().join("direct")).await;
+    let raw_rate = raw_sled_rate(&dir.path().join("raw"));
+    println!("store.ingest without HTTP (same batches):       {direct_rate:>9.0} results/s");
+    println!("ingest over HTTP ({PROBES} probes, batches of {BATCH}): {http_rate:>9.0} results/s");
+    println!("raw sled apply_batch + flush (same records):   {raw_rate:>9.0} results/s");
+    println!(
+        "ratio HTTP ingest / raw sled: {:.2} (target >= 0.7)",
+        http_rate / raw_rate
+    );
+}
+
+/// The same batches through `Store::ingest` directly, concurrently per probe.
+async fn direct_store_rate(dir: &std::path::Path) -> f64 {
+    let store = Store::open(dir).unwrap();
+    let work: Vec<Vec<ReportBatch>> = (0..PROBES)
+        .map(|p| probe_batches(&format!("probe-{p}"), BATCHES_PER_PROBE))
+        .collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = work
+        .into_iter()
+        .map(|batches| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for batch in batches {
+                    store.ingest(&batch, NOW).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (PROBES * BATCHES_PER_PROBE * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The same records written straight into sled: key = series, time; value = a compact
+/// fixed encoding of outcome, duration, status and version; one flush per batch.
+fn raw_sled_rate(dir: &std::path::Path) -> f64 {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("results").unwrap();
+    let work: Vec<Vec<ReportBatch>> = (0..PROBES)
+        .map(|p| probe_batches(&format!("probe-{p}"), BATCHES_PER_PROBE))
+        .collect();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for (p, batches) in work.iter().enumerate() {
+            let (db, tree) = (&db, &tree);
+            scope.spawn(move || {
+                for batch in batches {
+                    let mut writes = sled::Batch::default();
+                    for (c, r) in batch.results.iter().enumerate() {
+                        let mut key = Vec::with_capacity(24);
+                        key.extend_from_slice(&((p * BATCH + c) as u64).to_be_bytes());
+                        key.extend_from_slice(&r.started_at_ms.to_be_bytes());
+                        key.extend_from_slice(&batch.seq.to_be_bytes());
+                        let mut value = Vec::with_capacity(16);
+                        value.push(r.outcome as u8);
+                        value.extend_from_slice(&(r.duration_us as u32).to_be_bytes());
+                        value.extend_from_slice(&r.facts.status.unwrap_or(0).to_be_bytes());
+                        value
+                            .extend_from_slice(r.facts.version.as_deref().unwrap_or("").as_bytes());
+                        writes.insert(key, value);
+                    }
+                    tree.apply_batch(writes).unwrap();
+                    db.flush().unwrap();
+                }
+            });
+        }
+    });
+    (PROBES * BATCHES_PER_PROBE * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn p99(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
+}
+
+async fn history_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start_collector(dir.path()).await;
+    let store = collector.state.store.clone();
+    for b in 0..(8_640 / BATCH + 1) {
+        let results = (0..BATCH)
+            .map(|i| {
+                let n = (b * BATCH + i) as i64;
+                let mut r = result(0, NOW - 86_400_000 + n * 10_000, "v1");
+                r.check = "readyz".into();
+                r
+            })
+            .filter(|r| r.started_at_ms < NOW)
+            .collect();
+        store
+            .ingest(&batch("web-1", b as u64 + 1, results), NOW)
+            .await
+            .unwrap();
+    }
+    let url = format!(
+        "http://{}/api/v1/services/bench-svc/history?check=readyz&probe=web-1&from=24h",
+        collector.addr
+    );
+    let client = reqwest::Client::new();
+    let mut samples = Vec::new();
+    let mut points = 0;
+    for _ in 0..200 {
+        let started = Instant::now();
+        let body = client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        samples.push(started.elapsed());
+        if points == 0 {
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            points = parsed["points"].as_array().map(Vec::len).unwrap_or(0);
+        }
+    }
+    println!(
+        "history, one series, 24h at 10s ({points} results) over HTTP: p99 {:.1} ms (target < 20 ms)",
+        p99(samples).as_secs_f64() * 1e3
+    );
+    collector.shutdown().await.unwrap();
+}
+
+async fn status_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start_collector(dir.path()).await;
+    let store = collector.state.store.clone();
+    for p in 0..10 {
+        for chunk in 0..10 {
+            let results = (0..1_000 / 10)
+                .map(|c| result(chunk * 100 + c, NOW - 5_000, "v1"))
+                .collect();
+            store
+                .ingest(&batch(&format!("web-{p}"), chunk as u64 + 1, results), NOW)
+                .await
+                .unwrap();
+        }
+    }
+    let url = format!("http://{}/api/v1/status", collector.addr);
+    let client = reqwest::Client::new();
+    let mut samples = Vec::new();
+    let mut series = 0;
+    for _ in 0..100 {
+        let started = Instant::now();
+        let body: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        samples.push(started.elapsed());
+        series = body["services"][0]["checks"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|c| c["probes"].as_array().map(Vec::len).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0);
+    }
+    println!(
+        "status with {series} series over HTTP: p99 {:.1} ms (target < 50 ms)",
+        p99(samples).as_secs_f64() * 1e3
+    );
+    collector.shutdown().await.unwrap();
+}
+
+fn bytes_per_result(runtime: &tokio::runtime::Runtime) {
+    let load: usize = std::env::var("BENCH_LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let probes = 10;
+    let batches_per_probe = load / probes / BATCH;
+    let started = Instant::now();
+    runtime.block_on(async {
+        for b in 0..batches_per_probe {
+            for p in 0..probes {
+                let at = NOW - 14 * 86_400_000 + b as i64 * 10_000;
+                let results = (0..BATCH)
+                    .map(|c| {
+                        result(
+                            c,
+                            at,
+                            if b < batches_per_probe / 2 {
+                                "v1"
+                            } else {
+                                "v2"
+                            },
+                        )
+                    })
+                    .collect();
+                store
+                    .ingest(&batch(&format!("web-{p}"), b as u64 + 1, results), NOW)
+                    .await
+                    .unwrap();
+            }
+        }
+        store.flush().await.unwrap();
+    });
+    let stored = batches_per_probe * probes * BATCH;
+    // Let sled's background flusher reclaim overwritten pages before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let bytes = store.size_on_disk();
+    println!(
+        "bytes on disk per result after {stored} results ({probes} probes x {BATCH} checks, batches of {BATCH}): {:.1} (target <= 120); load took {:.1}s",
+        bytes as f64 / stored as f64,
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,196 @@
+//! Incidents and silences over HTTP.
+//!
+//! - `GET /api/v1/incidents[?state=open|resolved|all&service=S&limit=N]`: open incidents
+//!   (all of them) and recently resolved ones (newest first, `limit` default 50).
+//! - `GET /api/v1/incidents/{id}`: one incident with its history, its notifications and
+//!   every delivery attempt.
+//! - `GET /api/v1/silences[?all=true]`: silences in force or pending (and ended ones).
+//! - `POST /api/v1/silences` ([`NewSilence`]): create; `201` with the silence.
+//! - `POST /api/v1/silences/{id}/expire`: end it now.
+//!
+//! Reads follow `auth.read_requires_token`; silences are writes (operator token, or
+//! loopback when no operator tokens are configured).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+use super::incident::{Incident, IncidentState};
+use super::outbox::NotificationRecord;
+use super::silence::{NewSilence, Silence};
+use super::{Alerting, IncidentFilter, SilenceError};
+
+/// The incident and silence routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/{id}", get(show_incident))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}/expire", post(expire_silence))
+}
+
+/// `GET /api/v1/incidents` query.
+#[derive(Debug, Deserialize)]
+pub struct IncidentsParams {
+    pub state: Option<String>,
+    pub service: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/incidents`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IncidentsResponse {
+    pub now_ms: i64,
+    pub incidents: Vec<Incident>,
+}
+
+/// `GET /api/v1/incidents/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IncidentResponse {
+    pub now_ms: i64,
+    pub incident: Incident,
+    /// Every notification about it, with delivery attempts, oldest first.
+    pub notifications: Vec<NotificationRecord>,
+}
+
+/// `GET /api/v1/silences`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SilencesResponse {
+    pub now_ms: i64,
+    pub silences: Vec<Silence>,
+}
+
+/// `GET /api/v1/silences` query.
+#[derive(Debug, Deserialize)]
+pub struct SilencesParams {
+    #[serde(default)]
+    pub all: bool,
+}
+
+fn alerting(state: &AppState) -> &Arc<Alerting> {
+    &state.alerting
+}
+
+async fn list_incidents(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<IncidentsParams>,
+) -> Result<Json<IncidentsResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let filter = IncidentFilter {
+        state: match params.state.as_deref() {
+            None | Some("") | Some("all") => None,
+            Some("open") => Some(IncidentState::Open),
+            Some("resolved") => Some(IncidentState::Resolved),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "state={other:?}: use open, resolved or all"
+                )));
+            }
+        },
+        service: params.service.filter(|s| !s.is_empty()),
+        limit: params.limit.unwrap_or(50).min(1000),
+    };
+    let incidents = alerting(&state)
+        .incidents(&filter)
+        .map_err(ApiError::storage)?;
+    Ok(Json(IncidentsResponse {
+        now_ms: state.clock.now_ms(),
+        incidents,
+    }))
+}
+
+async fn show_incident(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "incident id {id:?} is not a number (see GET /api/v1/incidents)"
+        ))
+    })?;
+    let (incident, notifications) = alerting(&state)
+        .incident(id)
+        .map_err(ApiError::storage)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no incident {id} (resolved incidents are kept for alerting.keep_resolved)"
+            ))
+        })?;
+    Ok(Json(IncidentResponse {
+        now_ms: state.clock.now_ms(),
+        incident,
+        notifications,
+    }))
+}
+
+async fn list_silences(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<SilencesParams>,
+) -> Result<Json<SilencesResponse>, ApiError> {
+    state.auth.authorize_read(&headers, peer)?;
+    let now = state.clock.now_ms();
+    Ok(Json(SilencesResponse {
+        now_ms: now,
+        silences: alerting(&state).silences(params.all, now),
+    }))
+}
+
+async fn add_silence(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Silence>), ApiError> {
+    let operator = state.auth.authorize_write(&headers, peer)?;
+    let request: NewSilence = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
+    let silence = alerting(&state)
+        .add_silence(request, &operator, state.clock.now_ms())
+        .map_err(silence_error)?;
+    tracing::info!(id = silence.id, by = %operator, scope = %silence.scope.describe(), reason = %silence.reason, "silence added");
+    Ok((StatusCode::CREATED, Json(silence)))
+}
+
+async fn expire_silence(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Silence>, ApiError> {
+    let operator = state.auth.authorize_write(&headers, peer)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("silence id {id:?} is not a number")))?;
+    let silence = alerting(&state)
+        .expire_silence(id, state.clock.now_ms())
+        .map_err(silence_error)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no silence {id} (see GET /api/v1/silences?all=true)"
+            ))
+        })?;
+    tracing::info!(id, by = %operator, "silence expired");
+    Ok(Json(silence))
+}
+
+fn silence_error(error: SilenceError) -> ApiError {
+    match error {
+        SilenceError::Invalid(message) => ApiError::bad_request(message),
+        SilenceError::Storage(message) => ApiError::storage(message),
+    }
+}

@@ -1,0 +1,486 @@
+//! The `alertmanager` channel: alerts posted to `POST /api/v2/alerts` of every listed
+//! Alertmanager instance (not one behind a load balancer: Alertmanager's cluster shares
+//! silences and notification state, not alerts, and deduplicates the same alert coming
+//! from two collectors).
+//!
+//! Labels: `alertname` (`PostflightCheckFailing`, `PostflightProbeSilent`,
+//! `PostflightDeployRegressed`), `service`, `check`, `env`, `probe` (probe silence),
+//! `severity`. Annotations: `summary`, `description`, `incident` (the id), `link`.
+//! A firing alert has `endsAt` four resend intervals ahead and is re-sent every
+//! `resend_interval` (default 1m) while it fires, so Alertmanager lets it lapse if the
+//! collector dies; a resolution is sent with `endsAt` = the resolve time and re-sent for
+//! `resolved_for` (default 5m). `deploy_passed` resolves a `PostflightDeployRegressed`
+//! alert of the same service and environment.
+//!
+//! A delivery succeeds when at least one instance accepted it; instances that were down
+//! catch up on the next re-send. The alerts being re-sent are kept in sled (tree
+//! `alertmanager_alerts`) so a restart keeps re-sending them.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, join_all};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, EventKind};
+use crate::timefmt::rfc3339;
+
+use super::super::config::AlertmanagerSpec;
+use super::super::field;
+use super::{Channel, Notification, SendError};
+
+/// An alert being kept alive in Alertmanager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at_ms: i64,
+    /// Set once resolved; the alert is re-sent as resolved for `resolved_for`.
+    #[serde(default)]
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// Alertmanager's `postableAlert`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostableAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt")]
+    pub starts_at: String,
+    #[serde(rename = "endsAt")]
+    pub ends_at: String,
+    #[serde(rename = "generatorURL", skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+}
+
+/// A configured Alertmanager channel.
+pub struct AlertmanagerChannel {
+    name: String,
+    /// Each instance's `/api/v2/alerts`.
+    endpoints: Vec<reqwest::Url>,
+    http: reqwest::Client,
+    resend_ms: i64,
+    resolved_for_ms: i64,
+    tree: Option<sled::Tree>,
+    /// Alerts being re-sent, by identity (labels without severity).
+    active: Mutex<BTreeMap<String, ActiveAlert>>,
+    last_refresh_ms: AtomicI64,
+}
+
+impl AlertmanagerChannel {
+    /// Validate the config; with `db`, load the alerts still being re-sent.
+    pub fn build(
+        name: &str,
+        spec: &AlertmanagerSpec,
+        timeout: Duration,
+        db: Option<&sled::Db>,
+    ) -> Result<Self, String> {
+        if spec.urls.is_empty() {
+            return Err("alertmanager.urls is empty; list every Alertmanager instance".into());
+        }
+        let endpoints = spec
+            .urls
+            .iter()
+            .map(|url| endpoint(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        if spec.resend_interval.0 < Duration::from_secs(1) {
+            return Err("alertmanager.resend_interval must be at least 1s".into());
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("alertmanager: cannot build the HTTP client: {e}"))?;
+        let tree = match db {
+            Some(db) => Some(
+                db.open_tree("alertmanager_alerts")
+                    .map_err(|e| format!("alertmanager: storage: {e}"))?,
+            ),
+            None => None,
+        };
+        let channel = AlertmanagerChannel {
+            name: name.to_string(),
+            endpoints,
+            http,
+            resend_ms: spec.resend_interval.0.as_millis() as i64,
+            resolved_for_ms: spec.resolved_for.0.as_millis() as i64,
+            tree,
+            active: Mutex::new(BTreeMap::new()),
+            last_refresh_ms: AtomicI64::new(i64::MIN),
+        };
+        channel.load();
+        Ok(channel)
+    }
+
+    fn load(&self) {
+        let Some(tree) = &self.tree else { return };
+        let prefix = format!("{}\0", self.name);
+        let Ok(mut active) = self.active.lock() else {
+            return;
+        };
+        for (key, value) in tree.scan_prefix(prefix.as_bytes()).flatten() {
+            if let Ok(alert) = serde_json::from_slice::<ActiveAlert>(&value) {
+                let identity = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                active.insert(identity, alert);
+            }
+        }
+    }
+
+    fn persist(&self, identity: &str, alert: Option<&ActiveAlert>) {
+        let Some(tree) = &self.tree else { return };
+        let key = format!("{}\0{identity}", self.name);
+        let outcome = match alert {
+            Some(alert) => tree
+                .insert(
+                    key.as_bytes(),
+                    serde_json::to_vec(alert).unwrap_or_default(),
+                )
+                .map(|_| ()),
+            None => tree.remove(key.as_bytes()).map(|_| ()),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(channel = %self.name, %error, "cannot store Alertmanager alert state");
+        }
+    }
+
+    /// Alerts currently kept alive (firing or recently resolved), by identity.
+    pub fn active(&self) -> BTreeMap<String, ActiveAlert> {
+        self.active.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// The alert states after applying `events` (not yet stored).
+    fn apply(&self, events: &[Event], now_ms: i64) -> Vec<(String, ActiveAlert)> {
+        let active = self.active();
+        let mut changed: Vec<(String, ActiveAlert)> = Vec::new();
+        for event in events {
+            let labels = labels(event);
+            let identity = identity(&labels);
+            let existing = changed
+                .iter()
+                .find(|(id, _)| *id == identity)
+                .map(|(_, a)| a.clone())
+                .or_else(|| active.get(&identity).cloned());
+            let alert = if is_firing(event.kind) {
+                ActiveAlert {
+                    labels,
+                    annotations: annotations(event),
+                    starts_at_ms: match existing {
+                        Some(a) if a.resolved_at_ms.is_none() => {
+                            a.starts_at_ms.min(event.started_at_ms)
+                        }
+                        _ => event.started_at_ms,
+                    },
+                    resolved_at_ms: None,
+                }
+            } else {
+                let mut alert = existing.unwrap_or_else(|| ActiveAlert {
+                    labels,
+                    annotations: annotations(event),
+                    starts_at_ms: event.started_at_ms,
+                    resolved_at_ms: None,
+                });
+                alert.resolved_at_ms = Some(event.ended_at_ms.unwrap_or(now_ms));
+                alert
+            };
+            changed.retain(|(id, _)| *id != identity);
+            changed.push((identity, alert));
+        }
+        changed
+    }
+
+    fn postable(&self, alert: &ActiveAlert, now_ms: i64) -> PostableAlert {
+        let ends_at = alert.resolved_at_ms.unwrap_or(now_ms + 4 * self.resend_ms);
+        PostableAlert {
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            starts_at: rfc3339(alert.starts_at_ms),
+            ends_at: rfc3339(ends_at.max(alert.starts_at_ms)),
+            generator_url: alert.annotations.get("link").cloned(),
+        }
+    }
+
+    /// POST to every instance; Ok when at least one accepted, else every error.
+    async fn post_all(&self, alerts: &[PostableAlert]) -> Result<(), String> {
+        let attempts = self.endpoints.iter().map(|url| self.post(url, alerts));
+        let outcomes = join_all(attempts).await;
+        let errors: Vec<String> = outcomes.iter().filter_map(|o| o.clone().err()).collect();
+        if errors.len() < outcomes.len() {
+            for error in &errors {
+                tracing::warn!(channel = %self.name, %error, "an Alertmanager instance missed an alert; it gets it on the next re-send");
+            }
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    async fn post(&self, url: &reqwest::Url, alerts: &[PostableAlert]) -> Result<(), String> {
+        let where_ = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("?"),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let response = self
+            .http
+            .post(url.clone())
+            .json(alerts)
+            .send()
+            .await
+            .map_err(|e| format!("Alertmanager {where_}: {}", cause(&e)))?;
+        let code = response.status();
+        if code.is_success() {
+            Ok(())
+        } else {
+            let body = response.text().await.unwrap_or_default();
+            Err(format!(
+                "Alertmanager {where_} answered {code}: {}",
+                body.trim().chars().take(200).collect::<String>()
+            ))
+        }
+    }
+
+    async fn deliver(&self, notification: &Notification) -> Result<(), SendError> {
+        let now = notification.now_ms;
+        let changed = self.apply(&notification.events, now);
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let alerts: Vec<PostableAlert> = changed
+            .iter()
+            .map(|(_, alert)| self.postable(alert, now))
+            .collect();
+        self.post_all(&alerts).await.map_err(SendError::retry)?;
+        if let Ok(mut active) = self.active.lock() {
+            for (identity, alert) in &changed {
+                active.insert(identity.clone(), alert.clone());
+            }
+        }
+        for (identity, alert) in &changed {
+            self.persist(identity, Some(alert));
+        }
+        Ok(())
+    }
+
+    /// Re-send what is firing or recently resolved, once per `resend_interval`.
+    async fn resend(&self, now_ms: i64) {
+        let last = self.last_refresh_ms.load(Ordering::Acquire);
+        if last != i64::MIN && now_ms - last < self.resend_ms {
+            return;
+        }
+        self.last_refresh_ms.store(now_ms, Ordering::Release);
+        let (alerts, expired) = {
+            let Ok(mut active) = self.active.lock() else {
+                return;
+            };
+            let expired: Vec<String> = active
+                .iter()
+                .filter(|(_, a)| {
+                    a.resolved_at_ms
+                        .is_some_and(|at| now_ms - at > self.resolved_for_ms)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for identity in &expired {
+                active.remove(identity);
+            }
+            let alerts: Vec<PostableAlert> = active
+                .values()
+                .map(|alert| self.postable(alert, now_ms))
+                .collect();
+            (alerts, expired)
+        };
+        for identity in &expired {
+            self.persist(identity, None);
+        }
+        if alerts.is_empty() {
+            return;
+        }
+        if let Err(error) = self.post_all(&alerts).await {
+            tracing::warn!(channel = %self.name, %error, "re-sending alerts to Alertmanager failed; trying again next interval");
+        }
+    }
+}
+
+impl Channel for AlertmanagerChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "alertmanager"
+    }
+
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(self.deliver(notification))
+    }
+
+    fn refresh(&self, now_ms: i64) -> BoxFuture<'_, ()> {
+        Box::pin(self.resend(now_ms))
+    }
+}
+
+fn endpoint(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| format!("alertmanager.urls: {url:?} is not an http(s) URL"))?;
+    if parsed
+        .path()
+        .trim_end_matches('/')
+        .ends_with("/api/v2/alerts")
+    {
+        return Ok(parsed);
+    }
+    let base = format!("{}/", parsed.as_str().trim_end_matches('/'));
+    reqwest::Url::parse(&base)
+        .and_then(|b| b.join("api/v2/alerts"))
+        .map_err(|e| format!("alertmanager.urls: {url:?}: {e}"))
+}
+
+fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+fn is_firing(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed
+    )
+}
+
+/// `alertname` for an event: by what it is, or for a resolution by what it resolves.
+fn alertname(event: &Event) -> &'static str {
+    let kind = match event.kind {
+        EventKind::Resolved => event
+            .fields
+            .get(field::RESOLVES)
+            .map(String::as_str)
+            .unwrap_or("incident"),
+        other => other.as_str(),
+    };
+    match kind {
+        "probe_silent" => "PostflightProbeSilent",
+        "deploy_regressed" | "deploy_passed" => "PostflightDeployRegressed",
+        _ => "PostflightCheckFailing",
+    }
+}
+
+/// The alert's labels.
+pub fn labels(event: &Event) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    labels.insert("alertname".to_string(), alertname(event).to_string());
+    labels.insert("service".to_string(), event.service.clone());
+    if let Some(check) = &event.check {
+        labels.insert("check".to_string(), check.clone());
+    }
+    if let Some(env) = &event.env {
+        labels.insert("env".to_string(), env.clone());
+    }
+    if alertname(event) == "PostflightProbeSilent" {
+        if let Some(probe) = event.fields.get(field::PROBES) {
+            labels.insert("probe".to_string(), probe.clone());
+        }
+    }
+    labels.insert("severity".to_string(), event.severity.as_str().to_string());
+    labels
+}
+
+/// What identifies an alert across firing and resolved: its labels without severity.
+fn identity(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .filter(|(k, _)| *k != "severity")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn annotations(event: &Event) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    annotations.insert("summary".to_string(), event.summary.clone());
+    annotations.insert("description".to_string(), event.details.join("\n"));
+    annotations.insert("incident".to_string(), event.id.clone());
+    if let Some(link) = &event.link {
+        annotations.insert("link".to_string(), link.clone());
+    }
+    annotations
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::event::Severity;
+    use postflight_probe::units::HumanDuration;
+
+    fn channel() -> AlertmanagerChannel {
+        let spec = AlertmanagerSpec {
+            urls: vec!["http://127.0.0.1:9".into()],
+            resend_interval: HumanDuration::from_secs(60),
+            resolved_for: HumanDuration::from_secs(300),
+        };
+        AlertmanagerChannel::build("am", &spec, Duration::from_secs(1), None).unwrap()
+    }
+
+    fn event(kind: EventKind, severity: Severity) -> Event {
+        Event {
+            id: "d1".into(),
+            kind,
+            severity,
+            service: "butler-tax".into(),
+            env: Some("prod".into()),
+            check: None,
+            summary: "s".into(),
+            details: vec![],
+            fields: BTreeMap::new(),
+            started_at_ms: 1000,
+            ended_at_ms: None,
+            reminder: false,
+            link: None,
+        }
+    }
+
+    #[test]
+    fn endpoints_append_the_v2_path_once() {
+        assert_eq!(
+            endpoint("http://am:9093").unwrap().as_str(),
+            "http://am:9093/api/v2/alerts"
+        );
+        assert_eq!(
+            endpoint("http://am:9093/prefix/").unwrap().as_str(),
+            "http://am:9093/prefix/api/v2/alerts"
+        );
+        assert_eq!(
+            endpoint("http://am:9093/api/v2/alerts").unwrap().as_str(),
+            "http://am:9093/api/v2/alerts"
+        );
+    }
+
+    #[test]
+    fn firing_ends_four_intervals_ahead_and_resolution_ends_now() {
+        let channel = channel();
+        let firing = channel.apply(
+            &[event(EventKind::DeployRegressed, Severity::Critical)],
+            10_000,
+        );
+        let alert = channel.postable(&firing[0].1, 10_000);
+        assert_eq!(alert.ends_at, rfc3339(10_000 + 240_000));
+        assert_eq!(alert.labels["alertname"], "PostflightDeployRegressed");
+        channel
+            .active
+            .lock()
+            .unwrap()
+            .insert(firing[0].0.clone(), firing[0].1.clone());
+        let passed = channel.apply(&[event(EventKind::DeployPassed, Severity::Info)], 70_000);
+        assert_eq!(passed[0].0, firing[0].0);
+        let alert = channel.postable(&passed[0].1, 70_000);
+        assert_eq!(alert.ends_at, rfc3339(70_000));
+        assert_eq!(alert.labels["severity"], "critical");
+    }
+}

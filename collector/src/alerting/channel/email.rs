@@ -1,0 +1,389 @@
+//! The `email` channel: one message per notification over SMTP (lettre, TLS by rustls).
+//!
+//! `smtp` URL forms (`${ENV}` expanded):
+//! - `smtp://host[:port]`: plain SMTP (default port 25), for a local relay;
+//! - `smtp://host[:port]?tls=required`: STARTTLS, refusing to go on without it
+//!   (default port 587); `?tls=opportunistic` upgrades when offered;
+//! - `smtps://host[:port]`: implicit TLS (default port 465).
+//!
+//! Credentials come from the URL (`smtp://user:pass@host`), or `username` with
+//! `password` (`${ENV}`) or `password_file`. `ca_file` adds a private CA to the system
+//! roots. The message has a plain-text and an HTML part with, for each event: what is
+//! failing with expected and actual values, since when, on which probes, the version they
+//! see, the last deploy when known, and a link to the collector.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use postflight_probe::config::expand_env;
+
+use crate::event::Event;
+use crate::timefmt::rfc3339;
+
+use super::super::config::EmailSpec;
+use super::super::field;
+use super::{Channel, Notification, SendError, escape_html};
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Plain,
+    StartTls { required: bool },
+    ImplicitTls,
+}
+
+/// A configured email channel.
+pub struct EmailChannel {
+    name: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    /// `host:port` for messages (never the credentials).
+    server: String,
+}
+
+impl EmailChannel {
+    /// Validate the config and prepare the transport (no connection is made).
+    pub fn build(name: &str, spec: &EmailSpec, timeout: Duration) -> Result<Self, String> {
+        let smtp = expand_env(&spec.smtp).map_err(|e| format!("email.smtp: {e}"))?;
+        let url = reqwest::Url::parse(&smtp).map_err(|_| {
+            "email.smtp is not a URL like smtp://127.0.0.1:25, smtp://host:587?tls=required or smtps://host:465".to_string()
+        })?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("email.smtp has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let security = security(&url)?;
+        let port = url.port().unwrap_or(match security {
+            Security::Plain => 25,
+            Security::StartTls { .. } => 587,
+            Security::ImplicitTls => 465,
+        });
+        let tls = tls(security, &host, spec.ca_file.as_deref())?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+            .port(port)
+            .tls(tls)
+            .timeout(Some(timeout));
+        if let Some(credentials) = credentials(&url, spec)? {
+            builder = builder.credentials(credentials);
+        }
+        let from: Mailbox = spec.from.parse().map_err(|e| {
+            format!(
+                "email.from {:?} is not an address ({e}); write \"postflight@example.com\" or \"Postflight <postflight@example.com>\"",
+                spec.from
+            )
+        })?;
+        if spec.to.0.is_empty() {
+            return Err("email.to is empty; list at least one recipient".into());
+        }
+        let to = spec
+            .to
+            .0
+            .iter()
+            .map(|address| {
+                address
+                    .parse::<Mailbox>()
+                    .map_err(|e| format!("email.to {address:?} is not an address ({e})"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EmailChannel {
+            name: name.to_string(),
+            transport: builder.build(),
+            from,
+            to,
+            server: format!("{host}:{port}"),
+        })
+    }
+
+    fn message(&self, notification: &Notification) -> Result<Message, SendError> {
+        let (text, html) = render(notification);
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(notification.title());
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))
+    }
+
+    async fn deliver(&self, notification: &Notification) -> Result<(), SendError> {
+        let message = self.message(notification)?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let text = format!("SMTP {}: {}", self.server, root_cause(&error));
+                if error.is_permanent() {
+                    Err(SendError::permanent(text))
+                } else {
+                    Err(SendError::retry(text))
+                }
+            }
+        }
+    }
+}
+
+impl Channel for EmailChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(self.deliver(notification))
+    }
+}
+
+fn security(url: &reqwest::Url) -> Result<Security, String> {
+    let tls = url
+        .query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.to_string());
+    match (url.scheme(), tls.as_deref()) {
+        ("smtp", None | Some("none")) => Ok(Security::Plain),
+        ("smtp", Some("required" | "starttls")) => Ok(Security::StartTls { required: true }),
+        ("smtp", Some("opportunistic")) => Ok(Security::StartTls { required: false }),
+        ("smtps", None | Some("required" | "wrapper")) => Ok(Security::ImplicitTls),
+        (scheme, tls) => Err(format!(
+            "email.smtp: unsupported scheme {scheme:?} with tls={tls:?}; use smtp://, smtp://...?tls=required (STARTTLS) or smtps:// (implicit TLS)"
+        )),
+    }
+}
+
+fn tls(security: Security, host: &str, ca_file: Option<&Path>) -> Result<Tls, String> {
+    if security == Security::Plain {
+        return Ok(Tls::None);
+    }
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("email.ca_file: cannot read {}: {e}", path.display()))?;
+        let certificate = Certificate::from_pem(&pem).map_err(|e| {
+            format!(
+                "email.ca_file {}: not a PEM certificate ({e})",
+                path.display()
+            )
+        })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    let parameters = builder
+        .build_rustls()
+        .map_err(|e| format!("email: cannot set up TLS for {host}: {e}"))?;
+    Ok(match security {
+        Security::StartTls { required: true } => Tls::Required(parameters),
+        Security::StartTls { required: false } => Tls::Opportunistic(parameters),
+        _ => Tls::Wrapper(parameters),
+    })
+}
+
+fn credentials(url: &reqwest::Url, spec: &EmailSpec) -> Result<Option<Credentials>, String> {
+    if let Some(password) = url.password() {
+        return Ok(Some(Credentials::new(
+            percent_decode(url.username()),
+            percent_decode(password),
+        )));
+    }
+    let password = match (&spec.password, &spec.password_file) {
+        (Some(password), None) => {
+            Some(expand_env(password).map_err(|e| format!("email.password: {e}"))?)
+        }
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("email.password_file: cannot read {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err("email: give password or password_file, not both".into()),
+    };
+    match (&spec.username, password) {
+        (Some(user), Some(password)) => {
+            let user = expand_env(user).map_err(|e| format!("email.username: {e}"))?;
+            Ok(Some(Credentials::new(user, password)))
+        }
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err("email: a password is set but no username".into()),
+        (Some(_), None) => {
+            Err("email: a username is set but no password (password or password_file)".into())
+        }
+    }
+}
+
+/// Undo `%XX` escapes in URL user info.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(source) = current {
+        let more = source.to_string();
+        if !text.contains(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        current = source.source();
+    }
+    text
+}
+
+/// The facts lines of one event: severity, start, probes, versions, last deploy.
+fn facts(event: &Event) -> Vec<(String, String)> {
+    let mut facts = vec![
+        ("severity".to_string(), event.severity.as_str().to_string()),
+        ("since".to_string(), rfc3339(event.started_at_ms)),
+    ];
+    if let Some(ended) = event.ended_at_ms {
+        facts.push(("resolved".into(), rfc3339(ended)));
+    }
+    if let Some(probes) = event.fields.get(field::PROBES).filter(|p| !p.is_empty()) {
+        let count = event
+            .fields
+            .get(field::FAILING)
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        facts.push((
+            "probes".into(),
+            format!("{}{count}", probes.replace(',', ", ")),
+        ));
+    }
+    if let Some(versions) = event.fields.get(field::VERSIONS) {
+        facts.push(("version seen".into(), versions.replace(',', ", ")));
+    }
+    if let Some(deploy) = event.fields.get(field::LAST_DEPLOY) {
+        facts.push(("last deploy".into(), deploy.clone()));
+    }
+    facts
+}
+
+/// Plain-text and HTML bodies.
+pub fn render(notification: &Notification) -> (String, String) {
+    let title = notification.title();
+    let mut text = format!("{title}\n");
+    let mut html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>",
+        escape_html(&title)
+    );
+    for event in &notification.events {
+        text.push_str(&format!("\n{}\n", event.summary));
+        html.push_str(&format!("<h3>{}</h3><ul>", escape_html(&event.summary)));
+        for (name, value) in facts(event) {
+            text.push_str(&format!("  {name}: {value}\n"));
+            html.push_str(&format!(
+                "<li><b>{}</b>: {}</li>",
+                escape_html(&name),
+                escape_html(&value)
+            ));
+        }
+        html.push_str("</ul>");
+        if !event.details.is_empty() {
+            text.push('\n');
+            html.push_str("<pre>");
+            for line in &event.details {
+                text.push_str(&format!("  {line}\n"));
+                html.push_str(&format!("{}\n", escape_html(line)));
+            }
+            html.push_str("</pre>");
+        }
+        if let Some(link) = &event.link {
+            text.push_str(&format!("\n  {link}\n"));
+            html.push_str(&format!(
+                "<p><a href=\"{0}\">{0}</a></p>",
+                escape_html(link)
+            ));
+        }
+    }
+    text.push_str("\n-- \nPostflight\n");
+    html.push_str("<p style=\"color:#888\">Postflight</p></body></html>");
+    (text, html)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::alerting::config::OneOrMany;
+
+    fn spec(smtp: &str) -> EmailSpec {
+        EmailSpec {
+            smtp: smtp.into(),
+            from: "Postflight <pf@example.com>".into(),
+            to: OneOrMany(vec!["oncall@example.com".into()]),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn url_forms_choose_the_security_and_default_port() {
+        for (url, expected, port) in [
+            ("smtp://relay", Security::Plain, 25),
+            (
+                "smtp://relay?tls=required",
+                Security::StartTls { required: true },
+                587,
+            ),
+            ("smtps://relay", Security::ImplicitTls, 465),
+            ("smtp://relay:2525", Security::Plain, 2525),
+        ] {
+            let parsed = reqwest::Url::parse(url).unwrap();
+            assert_eq!(security(&parsed).unwrap(), expected);
+            let channel = EmailChannel::build("c", &spec(url), Duration::from_secs(1)).unwrap();
+            assert_eq!(channel.server, format!("relay:{port}"));
+        }
+    }
+
+    #[test]
+    fn bad_addresses_and_schemes_are_explained() {
+        let mut bad = spec("smtp://relay");
+        bad.from = "not an address".into();
+        let error = EmailChannel::build("c", &bad, Duration::from_secs(1))
+            .err()
+            .unwrap();
+        assert!(error.contains("email.from"), "{error}");
+        let error = EmailChannel::build("c", &spec("http://relay"), Duration::from_secs(1))
+            .err()
+            .unwrap();
+        assert!(error.contains("unsupported scheme"), "{error}");
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded() {
+        assert_eq!(percent_decode("p%40ss%2Fword"), "p@ss/word");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

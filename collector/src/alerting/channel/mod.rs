@@ -1,0 +1,171 @@
+//! Channels: where notifications go. One module per kind behind the small [`Channel`]
+//! trait: [`email`] (SMTP via lettre and rustls), [`webhook`] (JSON or Slack) and
+//! [`alertmanager`] (Alertmanager v2 API, with periodic resends).
+//!
+//! A channel gets a [`Notification`]: one or more events of the same group (service,
+//! environment, event type) that the outbox merged during `group_wait`. It either
+//! delivers it or says whether trying again could help ([`SendError::retryable`]).
+
+pub mod alertmanager;
+pub mod email;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::event::{Event, EventKind};
+
+use super::config::ChannelSpec;
+
+/// What one delivery carries.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The channel's name.
+    pub channel: String,
+    /// The outbox group the events belong to.
+    pub group_key: String,
+    /// One or more events of the same service, environment and type.
+    pub events: Vec<Event>,
+    /// When the delivery is made, unix ms.
+    pub now_ms: i64,
+}
+
+impl Notification {
+    /// `[FIRING] butler-tax prod: health failing on 2/3 probes`, or for several events
+    /// `[FIRING] butler-tax prod: 3 incidents (health, version, env)`.
+    pub fn title(&self) -> String {
+        let Some(first) = self.events.first() else {
+            return String::new();
+        };
+        let tag = status_tag(first.kind);
+        let reminder = if first.reminder { " (reminder)" } else { "" };
+        if self.events.len() == 1 {
+            return format!("[{tag}] {}{reminder}", first.summary);
+        }
+        let env = first
+            .env
+            .as_deref()
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default();
+        let what: Vec<&str> = self
+            .events
+            .iter()
+            .map(|e| {
+                e.check
+                    .as_deref()
+                    .or(e.fields.get(super::field::PROBES).map(String::as_str))
+                    .unwrap_or(e.summary.as_str())
+            })
+            .collect();
+        let noun = match first.kind {
+            EventKind::ProbeSilent => "probes silent",
+            EventKind::Resolved => "incidents resolved",
+            EventKind::DeployRegressed => "deploys regressed",
+            EventKind::DeployPassed => "deploys passed",
+            EventKind::Incident => "incidents",
+        };
+        format!(
+            "[{tag}] {}{env}: {} {noun} ({}){reminder}",
+            first.service,
+            self.events.len(),
+            what.join(", ")
+        )
+    }
+}
+
+/// `firing` or `resolved`: the state an event reports.
+pub fn status(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed => "firing",
+        EventKind::Resolved | EventKind::DeployPassed => "resolved",
+    }
+}
+
+/// The tag in titles: FIRING, RESOLVED, REGRESSED, PASSED.
+pub fn status_tag(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Incident | EventKind::ProbeSilent => "FIRING",
+        EventKind::Resolved => "RESOLVED",
+        EventKind::DeployRegressed => "REGRESSED",
+        EventKind::DeployPassed => "PASSED",
+    }
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// One line for logs and the incident page.
+    pub message: String,
+    /// Could trying again later succeed (server down, timeout) or not (rejected payload)?
+    pub retryable: bool,
+}
+
+impl SendError {
+    pub fn retry(message: impl Into<String>) -> Self {
+        SendError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SendError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// A destination for notifications.
+pub trait Channel: Send + Sync {
+    /// The configured name.
+    fn name(&self) -> &str;
+    /// `email`, `webhook` or `alertmanager`.
+    fn kind(&self) -> &'static str;
+    /// Deliver one notification.
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>>;
+    /// Periodic upkeep at `now_ms` (Alertmanager re-sends); nothing by default.
+    fn refresh(&self, _now_ms: i64) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Build a channel from its config; `db` keeps channel state (Alertmanager alerts) when
+/// given. Used both to validate the config and to run.
+pub fn build(spec: &ChannelSpec, db: Option<&sled::Db>) -> Result<Arc<dyn Channel>, String> {
+    if spec.name.trim().is_empty() {
+        return Err("name must not be empty".into());
+    }
+    let timeout = spec.timeout.0;
+    match (&spec.email, &spec.webhook, &spec.alertmanager) {
+        (Some(email), None, None) => Ok(Arc::new(email::EmailChannel::build(
+            &spec.name, email, timeout,
+        )?)),
+        (None, Some(webhook), None) => Ok(Arc::new(webhook::WebhookChannel::build(
+            &spec.name, webhook, timeout,
+        )?)),
+        (None, None, Some(am)) => Ok(Arc::new(alertmanager::AlertmanagerChannel::build(
+            &spec.name, am, timeout, db,
+        )?)),
+        _ => Err(
+            "give exactly one of email = { ... }, webhook = { ... }, alertmanager = { ... }".into(),
+        ),
+    }
+}
+
+/// Escape text for HTML bodies.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,709 @@
+//! The alerting sections of `collector.toml`: `[alerting]`, `[[channels]]`, `[[routes]]`
+//! and `[[maintenance]]`, with their defaults and validation.
+//!
+//! Types are `deny_unknown_fields` and deserialize with serde, so a typo or a bad value is
+//! reported by the TOML parser with its line. Rules serde cannot express (a route naming a
+//! channel that does not exist, a maintenance window with both `weekly` and `start`) are
+//! checked by [`validate`], which names the table and its line.
+//!
+//! ```toml
+//! [alerting]
+//! failure_threshold = 2        # consecutive failures before a series is down
+//! success_threshold = 2        # consecutive passes before it is up again
+//! quorum = "any"               # "all", a number N, or { min = N }
+//! repeat_interval = "4h"       # reminders while open; "0" disables
+//! group_wait = "10s"           # one notification for a service's simultaneous incidents
+//! send_resolved = true
+//! # silence_after = "90s"      # default: 3x each probe's heartbeat interval
+//! severity = "critical"        # severity of check incidents
+//! probe_silent_severity = "warning"
+//! outbox_max_age = "24h"       # give up (and count it) after this long
+//! retry_initial = "1s"         # first retry delay, doubled each time up to retry_max
+//! retry_max = "5m"
+//! keep_resolved = "30d"        # resolved incidents and their notifications are kept this long
+//!
+//! [[channels]]
+//! name = "oncall"
+//! email = { smtp = "smtp://127.0.0.1:25", from = "postflight@example.com", to = ["oncall@example.com"] }
+//! # smtp URL forms: smtp://host[:25] (plain, local relay), smtp://host[:587]?tls=required
+//! # (STARTTLS), smtps://host[:465] (implicit TLS). username/password (${ENV}) or
+//! # password_file; ca_file for a private CA.
+//!
+//! [[channels]]
+//! name = "chat"
+//! webhook = { url = "${SLACK_WEBHOOK}", format = "slack", headers = { X-Team = "ops" } }
+//!
+//! [[channels]]
+//! name = "am"
+//! alertmanager = { urls = ["http://am-1:9093", "http://am-2:9093"], resend_interval = "1m", resolved_for = "5m" }
+//!
+//! [[routes]]                   # first match wins unless `continue = true`
+//! match = { service = "butler-*", env = "prod", severity = ["critical"], event = ["incident", "deploy_regressed"] }
+//! channels = ["oncall", "chat"]
+//!
+//! [[routes]]                   # no `match`: the default route, put it last
+//! channels = ["am"]
+//!
+//! [[maintenance]]              # one-off, RFC 3339 UTC
+//! service = "butler-*"
+//! start = "2026-12-01T02:00:00Z"
+//! end = "2026-12-01T04:00:00Z"
+//! reason = "database migration"
+//!
+//! [[maintenance]]              # weekly, UTC
+//! service = "horologen"
+//! weekly = { day = "sun", start = "02:00", duration = "2h" }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use postflight_probe::config::line_number;
+use postflight_probe::units::HumanDuration;
+
+use crate::event::{EventKind, Severity};
+
+/// `[alerting]`: how results become incidents and how notifications are paced.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingSection {
+    /// Consecutive failing results before a series (check x probe) is down (default 2).
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    /// Consecutive passing results before a down series is up again (default 2).
+    #[serde(default = "default_threshold")]
+    pub success_threshold: u32,
+    /// How many of the probes reporting a check must be down to open an incident.
+    #[serde(default)]
+    pub quorum: Quorum,
+    /// Reminder interval while an incident stays open (default 4h; "0" disables).
+    #[serde(default = "default_repeat_interval")]
+    pub repeat_interval: HumanDuration,
+    /// How long the first notification of a group waits for others (default 10s).
+    #[serde(default = "default_group_wait")]
+    pub group_wait: HumanDuration,
+    /// Send a notification when an incident resolves (default true).
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    /// A probe is silent after this long without a batch (default 3x its heartbeat
+    /// interval, or 3m when the probe did not say).
+    #[serde(default)]
+    pub silence_after: Option<HumanDuration>,
+    /// Severity of check incidents (default critical).
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// Severity of probe-silence incidents (default warning).
+    #[serde(default = "default_probe_silent_severity")]
+    pub probe_silent_severity: Severity,
+    /// Undeliverable notifications are marked failed after this long (default 24h).
+    #[serde(default = "default_max_age")]
+    pub outbox_max_age: HumanDuration,
+    /// First retry delay of a failed delivery, doubled each attempt (default 1s).
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial: HumanDuration,
+    /// Longest retry delay (default 5m).
+    #[serde(default = "default_retry_max")]
+    pub retry_max: HumanDuration,
+    /// Resolved incidents and finished notifications are kept this long (default 30d).
+    #[serde(default = "default_keep_resolved")]
+    pub keep_resolved: HumanDuration,
+}
+
+impl Default for AlertingSection {
+    fn default() -> Self {
+        AlertingSection {
+            failure_threshold: default_threshold(),
+            success_threshold: default_threshold(),
+            quorum: Quorum::default(),
+            repeat_interval: default_repeat_interval(),
+            group_wait: default_group_wait(),
+            send_resolved: true,
+            silence_after: None,
+            severity: default_severity(),
+            probe_silent_severity: default_probe_silent_severity(),
+            outbox_max_age: default_max_age(),
+            retry_initial: default_retry_initial(),
+            retry_max: default_retry_max(),
+            keep_resolved: default_keep_resolved(),
+        }
+    }
+}
+
+fn default_threshold() -> u32 {
+    2
+}
+fn default_repeat_interval() -> HumanDuration {
+    HumanDuration::from_secs(4 * 3600)
+}
+fn default_group_wait() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_severity() -> Severity {
+    Severity::Critical
+}
+fn default_probe_silent_severity() -> Severity {
+    Severity::Warning
+}
+fn default_max_age() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+fn default_retry_initial() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_retry_max() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_keep_resolved() -> HumanDuration {
+    HumanDuration::from_secs(30 * 86400)
+}
+
+/// How many down probes open an incident for a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Quorum {
+    /// One down probe is enough.
+    #[default]
+    Any,
+    /// Every probe reporting the check must be down.
+    All,
+    /// At least N probes (or all of them when fewer than N report the check).
+    Min(u32),
+}
+
+impl Quorum {
+    /// Is `down` out of `total` probes enough?
+    pub fn is_met(self, down: usize, total: usize) -> bool {
+        if down == 0 || total == 0 {
+            return false;
+        }
+        match self {
+            Quorum::Any => true,
+            Quorum::All => down >= total,
+            Quorum::Min(n) => down >= (n as usize).min(total),
+        }
+    }
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::Any => f.write_str("any"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Min(n) => write!(f, "min = {n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quorum {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(QuorumVisitor)
+    }
+}
+
+struct QuorumVisitor;
+
+const QUORUM_HELP: &str = "quorum must be \"any\", \"all\", a number of probes, or { min = N }";
+
+impl<'de> Visitor<'de> for QuorumVisitor {
+    type Value = Quorum;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(QUORUM_HELP)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Quorum, E> {
+        let text = text.trim();
+        match text {
+            "any" => return Ok(Quorum::Any),
+            "all" => return Ok(Quorum::All),
+            _ => {}
+        }
+        let number = text
+            .strip_prefix("min")
+            .map(|rest| rest.trim_start().trim_start_matches('=').trim())
+            .unwrap_or(text);
+        number
+            .parse::<i64>()
+            .map_err(|_| E::custom(QUORUM_HELP))
+            .and_then(|n| self.visit_i64(n))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Quorum, E> {
+        match u32::try_from(n) {
+            Ok(n) if n >= 1 => Ok(Quorum::Min(n)),
+            _ => Err(E::custom("quorum must be at least 1 probe")),
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Quorum, E> {
+        self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Quorum, A::Error> {
+        let mut min = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "min" {
+                return Err(de::Error::custom(format!(
+                    "unknown key {key:?} in quorum; write {{ min = N }}"
+                )));
+            }
+            min = Some(map.next_value::<i64>()?);
+        }
+        match min {
+            Some(n) => self.visit_i64(n),
+            None => Err(de::Error::custom(QUORUM_HELP)),
+        }
+    }
+}
+
+/// A value written either once (`"x"`) or as a list (`["x", "y"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(OneOrManyVisitor(PhantomData))
+    }
+}
+
+struct OneOrManyVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
+    type Value = OneOrMany<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or a list of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        T::deserialize(text.into_deserializer()).map(|one| OneOrMany(vec![one]))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(OneOrMany(items))
+    }
+}
+
+/// `[[channels]]`: a named destination with exactly one of `email`, `webhook`,
+/// `alertmanager`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Name used by routes.
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<EmailSpec>,
+    #[serde(default)]
+    pub webhook: Option<WebhookSpec>,
+    #[serde(default)]
+    pub alertmanager: Option<AlertmanagerSpec>,
+    /// Give up one delivery attempt after this long (default 10s).
+    #[serde(default = "default_channel_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_channel_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+/// `email = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// `smtp://host[:port]` (plain), `smtp://host[:port]?tls=required` (STARTTLS),
+    /// `smtps://host[:port]` (implicit TLS). `${ENV}` is expanded.
+    pub smtp: String,
+    /// Sender address, e.g. `Postflight <postflight@example.com>`.
+    pub from: String,
+    /// Recipients.
+    pub to: OneOrMany<String>,
+    /// SMTP user (`${ENV}` expanded).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SMTP password (`${ENV}` expanded); or `password_file`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File holding the SMTP password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) trusted in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `webhook = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// Where to POST (`${ENV}` expanded: Slack URLs are secrets).
+    pub url: String,
+    /// `json` (the documented schema, default) or `slack`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Extra request headers (values `${ENV}` expanded).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Postflight's notification schema (see [`crate::alerting::channel::webhook`]).
+    #[default]
+    Json,
+    /// Slack-compatible incoming webhook (`{"text": ...}`).
+    Slack,
+}
+
+/// `alertmanager = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSpec {
+    /// Every Alertmanager instance (not a load balancer): each gets every alert.
+    pub urls: Vec<String>,
+    /// Firing alerts are re-sent this often (default 1m); `endsAt` is 4 intervals ahead.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: HumanDuration,
+    /// Resolved alerts are re-sent for this long (default 5m).
+    #[serde(default = "default_resolved_for")]
+    pub resolved_for: HumanDuration,
+}
+
+fn default_resend_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_resolved_for() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+/// `[[routes]]`: which events go to which channels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// What the route matches; absent matches everything (a default route).
+    #[serde(default, rename = "match")]
+    pub matcher: RouteMatch,
+    /// Channels the matching events go to.
+    pub channels: Vec<String>,
+    /// Keep looking at later routes after this one matched (default false).
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+/// `match = { ... }`: every given key must match; lists mean "any of".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Service globs (`butler-*`).
+    #[serde(default)]
+    pub service: OneOrMany<String>,
+    /// Environments (the probes' `env` label, or the deploy's).
+    #[serde(default)]
+    pub env: OneOrMany<String>,
+    /// Severities.
+    #[serde(default)]
+    pub severity: OneOrMany<Severity>,
+    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed.
+    #[serde(default)]
+    pub event: OneOrMany<EventKind>,
+}
+
+/// `[[maintenance]]`: a window during which matching events are not notified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSpec {
+    /// Service glob (default: every service).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Only this environment.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Only this check.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Only this probe.
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// One-off window start, RFC 3339 UTC.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// One-off window end, RFC 3339 UTC.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Weekly recurring window, UTC.
+    #[serde(default)]
+    pub weekly: Option<WeeklySpec>,
+    /// Why, shown with suppressed incidents.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `weekly = { day = "sun", start = "02:00", duration = "2h" }` (UTC).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklySpec {
+    /// `mon` .. `sun` (or the full English name).
+    pub day: String,
+    /// `HH:MM` in UTC.
+    pub start: String,
+    /// How long the window lasts.
+    pub duration: HumanDuration,
+}
+
+/// The alerting-related parts of the collector config, borrowed together.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertingConfig<'a> {
+    pub alerting: &'a AlertingSection,
+    pub channels: &'a [ChannelSpec],
+    pub routes: &'a [RouteSpec],
+    pub maintenance: &'a [MaintenanceSpec],
+    /// `server.public_url`, for links in notifications.
+    pub public_url: Option<&'a str>,
+}
+
+/// Every problem with the alerting sections, each naming its table and line.
+pub fn validate(config: AlertingConfig<'_>, text: &str) -> Vec<String> {
+    let mut problems = validate_section(config.alerting);
+    let mut names = BTreeSet::new();
+    for (index, spec) in config.channels.iter().enumerate() {
+        let at = table_location(text, "channels", index, &spec.name);
+        if !names.insert(spec.name.as_str()) {
+            problems.push(format!("{at}: channel name {:?} is used twice", spec.name));
+        }
+        if let Err(problem) = super::channel::build(spec, None) {
+            problems.push(format!("{at}: {problem}"));
+        }
+    }
+    for (index, route) in config.routes.iter().enumerate() {
+        let at = table_location(text, "routes", index, "");
+        if route.channels.is_empty() {
+            problems.push(format!(
+                "{at}: channels is empty; list at least one channel"
+            ));
+        }
+        for channel in &route.channels {
+            if !names.contains(channel.as_str()) {
+                problems.push(format!(
+                    "{at}: unknown channel {channel:?}; define it in [[channels]] (known: {})",
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+    for (index, spec) in config.maintenance.iter().enumerate() {
+        let at = table_location(text, "maintenance", index, "");
+        if let Err(problem) = super::silence::MaintenanceWindow::from_spec(spec) {
+            problems.push(format!("{at}: {problem}"));
+        }
+    }
+    problems
+}
+
+fn validate_section(section: &AlertingSection) -> Vec<String> {
+    let mut problems = Vec::new();
+    if section.failure_threshold == 0 {
+        problems.push("alerting.failure_threshold must be at least 1".to_string());
+    }
+    if section.success_threshold == 0 {
+        problems.push("alerting.success_threshold must be at least 1".to_string());
+    }
+    if section.retry_initial.0.is_zero() {
+        problems.push("alerting.retry_initial must be longer than 0 (e.g. \"1s\")".to_string());
+    }
+    if section.retry_max.0 < section.retry_initial.0 {
+        problems.push("alerting.retry_max must not be shorter than retry_initial".to_string());
+    }
+    if section
+        .silence_after
+        .is_some_and(|d| d.0 < Duration::from_secs(1))
+    {
+        problems.push("alerting.silence_after must be at least 1s".to_string());
+    }
+    problems
+}
+
+/// `line N, channels[i] (name)` for the i-th `[[table]]`.
+pub fn table_location(text: &str, table: &str, index: usize, name: &str) -> String {
+    let header = format!("[[{table}]]");
+    let mut seen = 0;
+    let mut offset = 0;
+    let mut found = None;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with(&header) {
+            if seen == index {
+                found = Some(line_number(text, offset));
+                break;
+            }
+            seen += 1;
+        }
+        offset += line.len();
+    }
+    let label = if name.is_empty() {
+        format!("{table}[{index}]")
+    } else {
+        format!("{table}[{index}] ({name})")
+    };
+    match found {
+        Some(line) => format!("line {line}, {label}"),
+        None => label,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Wrapper {
+        quorum: Quorum,
+    }
+
+    fn quorum(text: &str) -> Result<Quorum, String> {
+        toml::from_str::<Wrapper>(&format!("quorum = {text}"))
+            .map(|w| w.quorum)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn quorum_accepts_any_all_numbers_and_min_tables() {
+        assert_eq!(quorum("\"any\""), Ok(Quorum::Any));
+        assert_eq!(quorum("\"all\""), Ok(Quorum::All));
+        assert_eq!(quorum("2"), Ok(Quorum::Min(2)));
+        assert_eq!(quorum("\"min = 3\""), Ok(Quorum::Min(3)));
+        assert_eq!(quorum("{ min = 2 }"), Ok(Quorum::Min(2)));
+        assert!(quorum("0").unwrap_err().contains("at least 1"));
+        assert!(quorum("\"most\"").unwrap_err().contains("quorum must be"));
+    }
+
+    #[test]
+    fn quorum_min_is_capped_by_the_probes_reporting() {
+        assert!(!Quorum::Min(2).is_met(1, 3));
+        assert!(Quorum::Min(2).is_met(2, 3));
+        assert!(Quorum::Min(2).is_met(1, 1));
+        assert!(!Quorum::All.is_met(2, 3));
+        assert!(Quorum::Any.is_met(1, 3));
+        assert!(!Quorum::Any.is_met(0, 3));
+    }
+
+    fn problems(text: &str) -> String {
+        crate::config::parse(text, "c.toml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn route_naming_an_unknown_channel_is_reported_with_its_line() {
+        let text = "[[channels]]\nname = \"chat\"\nwebhook = { url = \"http://127.0.0.1:9/hook\" }\n\n\
+                    [[routes]]\nmatch = { service = \"butler-*\" }\nchannels = [\"oncall\"]\n";
+        let error = problems(text);
+        assert!(error.contains("line 5, routes[0]"), "{error}");
+        assert!(error.contains("unknown channel \"oncall\""), "{error}");
+        assert!(error.contains("known: chat"), "{error}");
+    }
+
+    #[test]
+    fn misspelled_keys_and_bad_values_keep_their_line() {
+        let error = problems("[alerting]\nfailure_treshold = 3\n");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("failure_treshold"), "{error}");
+        let error = problems("[alerting]\n\nquorum = \"most\"\n");
+        assert!(error.contains("line 3"), "{error}");
+        let error = problems("[[routes]]\nmatch = { event = \"deploy_failed\" }\nchannels = []\n");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("deploy_regressed"), "{error}");
+    }
+
+    #[test]
+    fn channels_need_exactly_one_kind_and_unique_names() {
+        let text = "[[channels]]\nname = \"x\"\n\n[[channels]]\nname = \"x\"\nwebhook = { url = \"http://h/\" }\n";
+        let error = problems(text);
+        assert!(
+            error.contains("line 1, channels[0] (x): give exactly one of"),
+            "{error}"
+        );
+        assert!(
+            error.contains("line 4, channels[1] (x): channel name \"x\" is used twice"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn maintenance_windows_are_checked_with_their_line() {
+        let text = "[[maintenance]]\nservice = \"x\"\nstart = \"2026-12-01T02:00:00Z\"\n";
+        let error = problems(text);
+        assert!(error.contains("line 1, maintenance[0]"), "{error}");
+        let text = "[[maintenance]]\nweekly = { day = \"funday\", start = \"02:00\", duration = \"2h\" }\n";
+        assert!(
+            problems(text).contains("use mon, tue"),
+            "{}",
+            problems(text)
+        );
+    }
+
+    #[test]
+    fn email_secrets_come_from_the_environment_or_a_file() {
+        let text = "[[channels]]\nname = \"mail\"\nemail = { smtp = \"smtp://relay\", from = \"a@b.c\", to = \"d@e.f\", username = \"u\", password = \"${POSTFLIGHT_TEST_UNSET_SECRET}\" }\n";
+        let error = problems(text);
+        assert!(
+            error.contains("POSTFLIGHT_TEST_UNSET_SECRET is not set"),
+            "{error}"
+        );
+        let text = "[[channels]]\nname = \"mail\"\nemail = { smtp = \"smtp://relay\", from = \"a@b.c\", to = \"d@e.f\", username = \"u\", password_file = \"/nonexistent/pw\" }\n";
+        assert!(
+            problems(text).contains("cannot read /nonexistent/pw"),
+            "{}",
+            problems(text)
+        );
+    }
+
+    #[test]
+    fn full_example_config_is_valid() {
+        let text = "[alerting]\nfailure_threshold = 2\nsuccess_threshold = 2\nquorum = \"any\"\nrepeat_interval = \"4h\"\ngroup_wait = \"10s\"\n\n\
+            [[channels]]\nname = \"oncall\"\nemail = { smtp = \"smtp://127.0.0.1:2525\", from = \"postflight@example.com\", to = [\"oncall@example.com\"] }\n\n\
+            [[channels]]\nname = \"chat\"\nwebhook = { url = \"http://127.0.0.1:9000/hook\", format = \"json\" }\n\n\
+            [[channels]]\nname = \"am\"\nalertmanager = { urls = [\"http://127.0.0.1:9093\"] }\n\n\
+            [[routes]]\nmatch = { service = \"butler-*\", event = [\"incident\", \"deploy_regressed\"] }\nchannels = [\"oncall\", \"chat\"]\n";
+        assert_eq!(problems(text), "");
+        let loaded = crate::config::parse(text, "c.toml").unwrap();
+        assert_eq!(
+            loaded.config.alerting.group_wait,
+            HumanDuration::from_secs(10)
+        );
+        assert_eq!(
+            loaded.config.alerting.outbox_max_age,
+            HumanDuration::from_secs(86400)
+        );
+        assert_eq!(
+            loaded.config.routes[0].matcher.event.0,
+            [EventKind::Incident, EventKind::DeployRegressed]
+        );
+    }
+
+    #[test]
+    fn table_location_finds_the_nth_header_line() {
+        let text = "[server]\n\n[[routes]]\nchannels = []\n[[routes]]\nchannels = [\"x\"]\n";
+        assert_eq!(table_location(text, "routes", 1, ""), "line 5, routes[1]");
+        assert_eq!(table_location(text, "routes", 2, ""), "routes[2]");
+    }
+}

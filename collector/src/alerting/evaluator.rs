@@ -1,0 +1,469 @@
+//! The alert state machine, kept free of storage so it can be tested result by result.
+//!
+//! Per series (service x check x probe): `failure_threshold` consecutive failing results
+//! (fail or error) mark it down, `success_threshold` consecutive passes mark it up again,
+//! so a flapping series never changes state. Per service check (service x env x check,
+//! env being the probes' `env` label): the [`Quorum`] over the probes reporting that
+//! check says whether the check is failing, i.e. whether an incident should be open.
+//!
+//! Per probe: when its last batch arrived and how often it promised to report, for
+//! probe-silence incidents.
+
+use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatch};
+
+use super::config::Quorum;
+
+/// Silence threshold when a probe did not say how often it reports.
+const FALLBACK_SILENCE_AFTER: Duration = Duration::from_secs(180);
+
+/// Consecutive results needed to change a series' state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub failure: u32,
+    pub success: u32,
+}
+
+/// The alert state of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesState {
+    pub service: String,
+    pub check: String,
+    pub probe: String,
+    /// The probe's `env` label.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Consecutive failing results so far.
+    pub fail_streak: u32,
+    /// Consecutive passing results so far.
+    pub pass_streak: u32,
+    /// Down after `failure_threshold` failures, until `success_threshold` passes.
+    pub down: bool,
+    /// Start of the first failing result of the current failure streak, unix ms.
+    pub failing_since_ms: i64,
+    /// Start of the latest result, unix ms.
+    pub last_result_ms: i64,
+    pub last_outcome: Outcome,
+    /// Why the latest result failed or errored.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Conditions that did not hold in the latest result.
+    #[serde(default)]
+    pub failing: Vec<ConditionReport>,
+    /// The service version this probe saw last.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl SeriesState {
+    /// Up, with no failure streak: the state a restart can rebuild from the next result.
+    pub fn is_steady(&self) -> bool {
+        !self.down && self.fail_streak == 0
+    }
+
+    fn new(probe: &str, env: Option<String>, result: &CheckResult) -> Self {
+        SeriesState {
+            service: result.service.clone(),
+            check: result.check.clone(),
+            probe: probe.to_string(),
+            env,
+            fail_streak: 0,
+            pass_streak: 0,
+            down: false,
+            failing_since_ms: 0,
+            last_result_ms: 0,
+            last_outcome: Outcome::Pass,
+            reason: None,
+            failing: Vec::new(),
+            version: None,
+        }
+    }
+
+    /// Fold one result in; true when `down` changed.
+    pub fn observe(&mut self, result: &CheckResult, thresholds: Thresholds) -> bool {
+        self.last_result_ms = result.started_at_ms;
+        self.last_outcome = result.outcome;
+        if result.facts.version.is_some() {
+            self.version = result.facts.version.clone();
+        }
+        let was_down = self.down;
+        if result.outcome.is_pass() {
+            self.pass_streak = self.pass_streak.saturating_add(1);
+            self.fail_streak = 0;
+            if self.down && self.pass_streak >= thresholds.success {
+                self.down = false;
+            }
+            if !self.down {
+                self.reason = None;
+                self.failing.clear();
+            }
+        } else {
+            if self.fail_streak == 0 {
+                self.failing_since_ms = result.started_at_ms;
+            }
+            self.fail_streak = self.fail_streak.saturating_add(1);
+            self.pass_streak = 0;
+            self.reason = result.reason.clone();
+            self.failing = result
+                .conditions
+                .iter()
+                .filter(|c| !c.ok)
+                .cloned()
+                .collect();
+            if !self.down && self.fail_streak >= thresholds.failure {
+                self.down = true;
+            }
+        }
+        was_down != self.down
+    }
+
+    /// The service check this series belongs to.
+    pub fn check_key(&self) -> CheckKey {
+        CheckKey {
+            service: self.service.clone(),
+            env: self.env.clone().unwrap_or_default(),
+            check: self.check.clone(),
+        }
+    }
+
+    /// Storage key: `service \0 check \0 probe`.
+    pub fn storage_key(&self) -> Vec<u8> {
+        series_key(&self.service, &self.check, &self.probe)
+    }
+}
+
+fn series_key(service: &str, check: &str, probe: &str) -> Vec<u8> {
+    [service.as_bytes(), check.as_bytes(), probe.as_bytes()].join(&0u8)
+}
+
+/// A service check as alerting sees it: one per environment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckKey {
+    pub service: String,
+    /// The probes' `env` label, empty when they have none.
+    pub env: String,
+    pub check: String,
+}
+
+impl CheckKey {
+    /// Key of the incident about this check.
+    pub fn incident_key(&self) -> String {
+        format!("check\0{}\0{}\0{}", self.service, self.env, self.check)
+    }
+
+    /// The environment, if any.
+    pub fn env(&self) -> Option<String> {
+        (!self.env.is_empty()).then(|| self.env.clone())
+    }
+}
+
+/// A service check's state across probes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckView {
+    pub key: CheckKey,
+    /// Down series, by probe name.
+    pub down: Vec<SeriesState>,
+    /// Probes reporting the check.
+    pub total: usize,
+    /// Whether the quorum of probes is down.
+    pub failing: bool,
+}
+
+/// What alerting knows about one probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeState {
+    pub name: String,
+    /// When its latest batch arrived, unix ms (collector time).
+    pub last_seen_ms: i64,
+    /// How often it promised to report, ms (0 if it did not say).
+    pub heartbeat_interval_ms: u64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Services it reports results for.
+    #[serde(default)]
+    pub services: BTreeSet<String>,
+}
+
+impl ProbeState {
+    /// How long without a batch before the probe counts as silent.
+    pub fn silence_after(&self, configured: Option<Duration>) -> Duration {
+        match (configured, self.heartbeat_interval_ms) {
+            (Some(fixed), _) => fixed,
+            (None, 0) => FALLBACK_SILENCE_AFTER,
+            (None, interval) => Duration::from_millis(interval.saturating_mul(3)),
+        }
+    }
+
+    /// Silent at `now_ms`?
+    pub fn is_silent(&self, now_ms: i64, configured: Option<Duration>) -> bool {
+        now_ms - self.last_seen_ms > self.silence_after(configured).as_millis() as i64
+    }
+}
+
+/// What one batch changed.
+#[derive(Debug, Clone, Default)]
+pub struct BatchEffect {
+    /// Series whose state changed in any way (to persist).
+    pub series: Vec<SeriesState>,
+    /// Service checks to re-evaluate.
+    pub checks: BTreeSet<CheckKey>,
+    /// The probe's updated state.
+    pub probe: Option<ProbeState>,
+}
+
+/// Every series and probe, in memory.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    thresholds: Thresholds,
+    quorum: Quorum,
+    series: BTreeMap<Vec<u8>, SeriesState>,
+    probes: BTreeMap<String, ProbeState>,
+}
+
+impl Evaluator {
+    pub fn new(thresholds: Thresholds, quorum: Quorum) -> Self {
+        Evaluator {
+            thresholds,
+            quorum,
+            series: BTreeMap::new(),
+            probes: BTreeMap::new(),
+        }
+    }
+
+    /// Restore a stored series.
+    pub fn restore_series(&mut self, state: SeriesState) {
+        self.series.insert(state.storage_key(), state);
+    }
+
+    /// Restore a stored probe.
+    pub fn restore_probe(&mut self, state: ProbeState) {
+        self.probes.insert(state.name.clone(), state);
+    }
+
+    /// Fold a batch in: the probe is seen at `received_at_ms`, every result updates its
+    /// series (results older than the series' latest are ignored).
+    pub fn observe_batch(&mut self, batch: &ReportBatch, received_at_ms: i64) -> BatchEffect {
+        let env = batch.labels.get("env").filter(|e| !e.is_empty()).cloned();
+        let mut effect = BatchEffect::default();
+        let mut results: Vec<&CheckResult> = batch.results.iter().collect();
+        results.sort_by_key(|r| r.started_at_ms);
+        let probe = self
+            .probes
+            .entry(batch.probe.clone())
+            .or_insert_with(|| ProbeState {
+                name: batch.probe.clone(),
+                last_seen_ms: received_at_ms,
+                heartbeat_interval_ms: batch.heartbeat_interval_ms,
+                labels: BTreeMap::new(),
+                services: BTreeSet::new(),
+            });
+        probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
+        if batch.heartbeat_interval_ms > 0 {
+            probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
+        }
+        probe.labels = batch.labels.clone();
+        for result in &results {
+            probe.services.insert(result.service.clone());
+        }
+        effect.probe = Some(probe.clone());
+        let mut slots: HashMap<(String, String), usize> = HashMap::new();
+        for result in results {
+            let key = series_key(&result.service, &result.check, &batch.probe);
+            let known = self.series.contains_key(&key);
+            let state = self
+                .series
+                .entry(key)
+                .or_insert_with(|| SeriesState::new(&batch.probe, env.clone(), result));
+            if result.started_at_ms < state.last_result_ms {
+                continue;
+            }
+            let steady_before = known && state.is_steady() && state.env == env;
+            state.env = env.clone();
+            state.observe(result, self.thresholds);
+            effect.checks.insert(state.check_key());
+            if steady_before && state.is_steady() {
+                // Up with no failure streak before and after: nothing a restart needs.
+                continue;
+            }
+            // One entry per series in the effect, the latest state winning.
+            match slots.entry((result.service.clone(), result.check.clone())) {
+                std::collections::hash_map::Entry::Occupied(slot) => {
+                    effect.series[*slot.get()] = state.clone();
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(effect.series.len());
+                    effect.series.push(state.clone());
+                }
+            }
+        }
+        effect
+    }
+
+    /// The check's state across the probes reporting it.
+    pub fn check_view(&self, key: &CheckKey) -> CheckView {
+        let prefix = [key.service.as_bytes(), key.check.as_bytes(), b""].join(&0u8);
+        let mut total = 0;
+        let mut down = Vec::new();
+        for (_, state) in self.series.range(prefix.clone()..) {
+            if !(state.service == key.service && state.check == key.check) {
+                break;
+            }
+            if state.env.clone().unwrap_or_default() != key.env {
+                continue;
+            }
+            total += 1;
+            if state.down {
+                down.push(state.clone());
+            }
+        }
+        let failing = self.quorum.is_met(down.len(), total);
+        CheckView {
+            key: key.clone(),
+            down,
+            total,
+            failing,
+        }
+    }
+
+    /// Every probe.
+    pub fn probes(&self) -> impl Iterator<Item = &ProbeState> {
+        self.probes.values()
+    }
+
+    /// One probe.
+    pub fn probe(&self, name: &str) -> Option<&ProbeState> {
+        self.probes.get(name)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use postflight_probe::report::{CheckKind, Facts};
+
+    fn result(check: &str, at: i64, pass: bool) -> CheckResult {
+        CheckResult {
+            service: "svc".into(),
+            check: check.into(),
+            kind: CheckKind::Http,
+            seq: 0,
+            started_at_ms: at,
+            duration_us: 1000,
+            outcome: if pass { Outcome::Pass } else { Outcome::Fail },
+            reason: None,
+            facts: Facts::default(),
+            conditions: vec![ConditionReport {
+                expression: "status == 200".into(),
+                expected: "== 200".into(),
+                actual: if pass { "200" } else { "503" }.into(),
+                ok: pass,
+                error: None,
+            }],
+        }
+    }
+
+    fn batch(probe: &str, results: Vec<CheckResult>) -> ReportBatch {
+        ReportBatch {
+            probe: probe.into(),
+            seq: 1,
+            sent_at_ms: 0,
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            probe_version: String::new(),
+            config_digest: String::new(),
+            heartbeat_interval_ms: 10_000,
+            results,
+        }
+    }
+
+    fn evaluator(quorum: Quorum) -> Evaluator {
+        Evaluator::new(
+            Thresholds {
+                failure: 2,
+                success: 2,
+            },
+            quorum,
+        )
+    }
+
+    fn key() -> CheckKey {
+        CheckKey {
+            service: "svc".into(),
+            env: "prod".into(),
+            check: "health".into(),
+        }
+    }
+
+    #[test]
+    fn alternating_results_never_take_a_series_down() {
+        let mut eval = evaluator(Quorum::Any);
+        for i in 0..20 {
+            eval.observe_batch(
+                &batch("p1", vec![result("health", i * 1000, i % 2 == 0)]),
+                0,
+            );
+            assert!(!eval.check_view(&key()).failing, "flapped down at {i}");
+        }
+    }
+
+    #[test]
+    fn two_failures_take_it_down_and_two_passes_bring_it_back() {
+        let mut eval = evaluator(Quorum::Any);
+        eval.observe_batch(&batch("p1", vec![result("health", 1000, false)]), 0);
+        assert!(!eval.check_view(&key()).failing);
+        eval.observe_batch(&batch("p1", vec![result("health", 2000, false)]), 0);
+        let view = eval.check_view(&key());
+        assert!(view.failing);
+        assert_eq!(view.down[0].failing_since_ms, 1000);
+        eval.observe_batch(&batch("p1", vec![result("health", 3000, true)]), 0);
+        assert!(eval.check_view(&key()).failing);
+        eval.observe_batch(&batch("p1", vec![result("health", 4000, true)]), 0);
+        assert!(!eval.check_view(&key()).failing);
+    }
+
+    #[test]
+    fn quorum_min_two_ignores_one_failing_probe_of_three() {
+        let mut eval = evaluator(Quorum::Min(2));
+        for at in [1000, 2000, 3000] {
+            eval.observe_batch(&batch("p1", vec![result("health", at, false)]), 0);
+            eval.observe_batch(&batch("p2", vec![result("health", at, true)]), 0);
+            eval.observe_batch(&batch("p3", vec![result("health", at, true)]), 0);
+        }
+        let view = eval.check_view(&key());
+        assert_eq!((view.down.len(), view.total), (1, 3));
+        assert!(!view.failing);
+        for at in [4000, 5000] {
+            eval.observe_batch(&batch("p2", vec![result("health", at, false)]), 0);
+        }
+        assert!(eval.check_view(&key()).failing);
+    }
+
+    #[test]
+    fn older_results_do_not_rewind_a_series() {
+        let mut eval = evaluator(Quorum::Any);
+        eval.observe_batch(&batch("p1", vec![result("health", 5000, true)]), 0);
+        eval.observe_batch(
+            &batch(
+                "p1",
+                vec![result("health", 1000, false), result("health", 2000, false)],
+            ),
+            0,
+        );
+        assert!(!eval.check_view(&key()).failing);
+    }
+
+    #[test]
+    fn probe_silence_defaults_to_three_heartbeats() {
+        let mut eval = evaluator(Quorum::Any);
+        eval.observe_batch(&batch("p1", vec![]), 100_000);
+        let probe = eval.probe("p1").unwrap();
+        assert!(!probe.is_silent(130_000, None));
+        assert!(probe.is_silent(130_001, None));
+        assert!(!probe.is_silent(150_000, Some(Duration::from_secs(60))));
+    }
+}

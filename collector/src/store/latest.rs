@@ -1,0 +1,222 @@
+//! The current status of every series: the `latest` tree.
+//!
+//! One [`LatestRecord`] per series id: the outcome of its newest result, since when that
+//! outcome has held, the version, and the failing conditions. It is kept in memory as
+//! well (a map loaded at open and updated after each committed ingest), so the status
+//! page over thousands of series is a copy, not a scan. The stored record is rewritten
+//! only when the status changes, not for every result: a steady series would otherwise
+//! rewrite it every few seconds, and sled's log pays for each rewrite. The newest
+//! result's time is recovered at open from the newest raw result.
+
+use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{CodecError, RawResult, Reader, Writer, outcome_code, outcome_from_code};
+
+/// Format marker of a latest-status value.
+const LATEST_FORMAT: u8 = 1;
+
+/// Stored current status of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LatestRecord {
+    /// Outcome of the newest result.
+    pub outcome: Outcome,
+    /// Start of the first result of the current run of this outcome.
+    pub since_ms: i64,
+    /// Start of the newest result.
+    pub last_result_ms: i64,
+    /// Its sequence number, to order results started in the same millisecond.
+    pub last_seq: u64,
+    /// Version the newest result saw, or the probe's last seen version of the service.
+    pub version: Option<String>,
+    /// Why the newest result failed or errored.
+    pub reason: Option<String>,
+    /// Conditions of the newest result that did not hold.
+    pub failing: Vec<ConditionReport>,
+}
+
+impl LatestRecord {
+    /// The status after one result, when nothing was known before.
+    pub(crate) fn first(result: &RawResult, version: Option<&str>) -> LatestRecord {
+        LatestRecord {
+            outcome: result.outcome,
+            since_ms: result.started_at_ms,
+            last_result_ms: result.started_at_ms,
+            last_seq: result.seq,
+            version: version.map(str::to_owned),
+            reason: result.reason.clone(),
+            failing: failing_conditions(result),
+        }
+    }
+
+    /// Moves to `result` if it is newer; older (late) results do not change the status.
+    pub(crate) fn apply(&mut self, result: &RawResult, version: Option<&str>) {
+        let newer = (result.started_at_ms, result.seq) >= (self.last_result_ms, self.last_seq);
+        if !newer {
+            return;
+        }
+        let since_ms = if result.outcome == self.outcome {
+            self.since_ms
+        } else {
+            result.started_at_ms
+        };
+        *self = LatestRecord {
+            since_ms,
+            ..LatestRecord::first(result, version)
+        };
+    }
+
+    /// True when only the newest result's time differs: the stored record need not be
+    /// rewritten, since [`Store::open`](super::Store::open) recovers that time from the
+    /// newest raw result (inbox replay, then the newest block).
+    pub(crate) fn same_status(&self, other: &LatestRecord) -> bool {
+        self.outcome == other.outcome
+            && self.since_ms == other.since_ms
+            && self.version == other.version
+            && self.reason == other.reason
+            && self.failing == other.failing
+    }
+
+    /// Moves the newest-result time forward to a result found on disk.
+    pub(crate) fn catch_up(&mut self, started_at_ms: i64, seq: u64) {
+        if (started_at_ms, seq) > (self.last_result_ms, self.last_seq) {
+            self.last_result_ms = started_at_ms;
+            self.last_seq = seq;
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Writer::with_capacity(48);
+        out.u8(LATEST_FORMAT);
+        out.u8(outcome_code(self.outcome));
+        out.zigzag(self.since_ms);
+        out.zigzag(self.last_result_ms);
+        out.varint(self.last_seq);
+        out.opt_str(self.version.as_deref());
+        out.opt_str(self.reason.as_deref());
+        out.varint(self.failing.len() as u64);
+        for condition in &self.failing {
+            out.str(&condition.expression);
+            out.str(&condition.expected);
+            out.str(&condition.actual);
+            out.opt_str(condition.error.as_deref());
+        }
+        out.into_bytes()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<LatestRecord, CodecError> {
+        let mut input = Reader::new(bytes);
+        if input.u8()? != LATEST_FORMAT {
+            return Err(CodecError("unknown latest status format"));
+        }
+        let outcome = outcome_from_code(input.u8()?)?;
+        let since_ms = input.zigzag()?;
+        let last_result_ms = input.zigzag()?;
+        let last_seq = input.varint()?;
+        let version = input.opt_string()?;
+        let reason = input.opt_string()?;
+        let count = input.len()?;
+        let mut failing = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            failing.push(ConditionReport {
+                expression: input.string()?,
+                expected: input.string()?,
+                actual: input.string()?,
+                ok: false,
+                error: input.opt_string()?,
+            });
+        }
+        Ok(LatestRecord {
+            outcome,
+            since_ms,
+            last_result_ms,
+            last_seq,
+            version,
+            reason,
+            failing,
+        })
+    }
+}
+
+/// The conditions of a result that did not hold (none for a pass).
+fn failing_conditions(result: &RawResult) -> Vec<ConditionReport> {
+    if result.outcome.is_pass() {
+        return Vec::new();
+    }
+    result
+        .conditions
+        .iter()
+        .filter(|c| !c.ok)
+        .cloned()
+        .collect()
+}
+
+/// The current status of one series, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesStatus {
+    /// Service the check belongs to.
+    pub service: String,
+    /// Check name.
+    pub check: String,
+    /// Probe that runs it.
+    pub probe: String,
+    /// Kind of the check.
+    pub kind: CheckKind,
+    /// Outcome of the newest result.
+    pub outcome: Outcome,
+    /// Since when the series has had this outcome, unix milliseconds.
+    pub since_ms: i64,
+    /// Start of the newest result, unix milliseconds.
+    pub last_result_ms: i64,
+    /// The service version live on that probe's host, if known.
+    pub version: Option<String>,
+    /// Why the newest result failed or errored.
+    pub reason: Option<String>,
+    /// Conditions of the newest result that did not hold.
+    pub failing: Vec<ConditionReport>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use postflight_probe::report::Facts;
+
+    use super::*;
+
+    fn result(ts: i64, outcome: Outcome) -> RawResult {
+        RawResult {
+            seq: ts as u64,
+            started_at_ms: ts,
+            duration_us: 1,
+            outcome,
+            reason: (!outcome.is_pass()).then(|| "status 503".into()),
+            facts: Facts::default(),
+            conditions: vec![ConditionReport {
+                expression: "status == 200".into(),
+                expected: "== 200".into(),
+                actual: "503".into(),
+                ok: outcome.is_pass(),
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn since_moves_only_when_the_outcome_changes() {
+        let mut latest = LatestRecord::first(&result(10, Outcome::Pass), None);
+        latest.apply(&result(20, Outcome::Fail), Some("1.0"));
+        latest.apply(&result(30, Outcome::Fail), Some("1.0"));
+        assert_eq!(
+            (latest.outcome, latest.since_ms, latest.last_result_ms),
+            (Outcome::Fail, 20, 30)
+        );
+        assert_eq!(latest.failing.len(), 1);
+        latest.apply(&result(5, Outcome::Pass), None);
+        assert_eq!(
+            latest.outcome,
+            Outcome::Fail,
+            "late result must not change the status"
+        );
+        assert_eq!(LatestRecord::decode(&latest.encode()).unwrap(), latest);
+    }
+}

@@ -1,0 +1,172 @@
+//! Deploy routes:
+//! - `POST /api/v1/deploys` (operator): create a deploy marker, 201 with the [`Deploy`];
+//! - `GET /api/v1/deploys/{id}`: one deploy, its verdict and evidence (what
+//!   `postflight gate` polls);
+//! - `POST /api/v1/deploys/{id}/cancel` (operator): stop watching;
+//! - `GET /api/v1/services/{service}/deploys?env=&version=&limit=`: the ledger, newest
+//!   first;
+//! - `GET /api/v1/services/{service}/last-good?env=`: the version to roll back to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::watch::deploy::{Deploy, NewDeploy};
+use crate::watch::ledger::LastGood;
+use crate::watch::watcher::{WatchError, Watcher};
+
+/// What the deploy handlers share.
+#[derive(Clone)]
+pub struct DeployApi {
+    pub watcher: Arc<Watcher>,
+    pub auth: Arc<Auth>,
+}
+
+/// The deploy routes, ready to merge into the collector's router.
+pub fn routes<S>(watcher: Arc<Watcher>, auth: Arc<Auth>) -> Router<S> {
+    Router::new()
+        .route("/api/v1/deploys", post(create))
+        .route("/api/v1/deploys/{id}", get(show))
+        .route("/api/v1/deploys/{id}/cancel", post(cancel))
+        .route("/api/v1/services/{service}/deploys", get(ledger))
+        .route("/api/v1/services/{service}/last-good", get(last_good))
+        .with_state(DeployApi { watcher, auth })
+}
+
+impl From<WatchError> for ApiError {
+    fn from(error: WatchError) -> Self {
+        match error {
+            WatchError::Invalid(_) => ApiError::bad_request(error.to_string()),
+            WatchError::NotFound(_) => ApiError::not_found(error.to_string()),
+            WatchError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            WatchError::Storage(_) => ApiError::storage(error),
+        }
+    }
+}
+
+/// Run blocking deploy work (sled, baseline) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WatchError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::storage(format!("deploy task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+async fn create(
+    State(api): State<DeployApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Deploy>), ApiError> {
+    let operator = api.auth.authorize_write(&headers, peer)?;
+    let request: NewDeploy = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "malformed deploy: {e}; send {{\"service\": \"...\", \"env\": \"prod\", \"version\": \"1.4.2\"}}"
+        ))
+    })?;
+    let watcher = api.watcher.clone();
+    let deploy = blocking(move || watcher.create(request, &operator)).await?;
+    Ok((StatusCode::CREATED, Json(deploy)))
+}
+
+async fn show(
+    State(api): State<DeployApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Deploy>, ApiError> {
+    api.auth.authorize_read(&headers, peer)?;
+    let watcher = api.watcher.clone();
+    Ok(Json(blocking(move || watcher.get(&id)).await?))
+}
+
+async fn cancel(
+    State(api): State<DeployApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Deploy>, ApiError> {
+    let operator = api.auth.authorize_write(&headers, peer)?;
+    let watcher = api.watcher.clone();
+    Ok(Json(
+        blocking(move || watcher.cancel(&id, &operator)).await?,
+    ))
+}
+
+/// Filters of the ledger.
+#[derive(Debug, Default, Deserialize)]
+pub struct LedgerParams {
+    pub env: Option<String>,
+    pub version: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/services/{service}/deploys`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LedgerResponse {
+    pub service: String,
+    pub deploys: Vec<Deploy>,
+}
+
+async fn ledger(
+    State(api): State<DeployApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    Query(params): Query<LedgerParams>,
+) -> Result<Json<LedgerResponse>, ApiError> {
+    api.auth.authorize_read(&headers, peer)?;
+    let watcher = api.watcher.clone();
+    let name = service.clone();
+    let mut deploys =
+        blocking(move || watcher.deploys(&name, params.env.as_deref(), params.version.as_deref()))
+            .await?;
+    if let Some(limit) = params.limit {
+        deploys.truncate(limit);
+    }
+    Ok(Json(LedgerResponse { service, deploys }))
+}
+
+/// Filters of last-good.
+#[derive(Debug, Default, Deserialize)]
+pub struct LastGoodParams {
+    pub env: Option<String>,
+}
+
+/// `GET /api/v1/services/{service}/last-good`; `last_good` is null when no deploy of
+/// the service passed its window (or every one that did regressed since).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LastGoodResponse {
+    pub service: String,
+    #[serde(default)]
+    pub env: Option<String>,
+    pub last_good: Option<LastGood>,
+}
+
+async fn last_good(
+    State(api): State<DeployApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    Query(params): Query<LastGoodParams>,
+) -> Result<Json<LastGoodResponse>, ApiError> {
+    api.auth.authorize_read(&headers, peer)?;
+    let watcher = api.watcher.clone();
+    let (name, env) = (service.clone(), params.env.clone());
+    let last_good = blocking(move || watcher.last_good(&name, env.as_deref())).await?;
+    Ok(Json(LastGoodResponse {
+        service,
+        env: params.env,
+        last_good,
+    }))
+}

@@ -1,0 +1,217 @@
+//! `postflight gate`, the client side of a watch window: find the deploy, poll
+//! `GET /api/v1/deploys/{id}` every [`POLL_EVERY`] until its verdict is final or the
+//! timeout passes, then say what happened and exit so a deploy script can roll back.
+//!
+//! Exit codes: 0 passed; 1 regressed; 2 inconclusive, superseded, cancelled or timed out;
+//! 3 usage error or the collector could not be asked (see [`crate::cli`]).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use postflight_probe::units::format_duration;
+
+use crate::cli::encode;
+use crate::client::{ApiClient, ClientError};
+use crate::timefmt::rfc3339;
+use crate::watch::api::LedgerResponse;
+use crate::watch::deploy::Deploy;
+use crate::watch::verdict::Verdict;
+
+/// How often the gate asks for the verdict.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How long the collector may be unreachable once the gate found the deploy.
+pub const UNREACHABLE_GRACE: Duration = Duration::from_secs(10);
+
+/// Exit code: the window passed.
+pub const EXIT_PASSED: i32 = 0;
+/// Exit code: the deploy regressed; roll back.
+pub const EXIT_REGRESSED: i32 = 1;
+/// Exit code: inconclusive, superseded, cancelled, or no verdict before the timeout.
+pub const EXIT_UNDECIDED: i32 = 2;
+
+/// Which deploy to wait for.
+#[derive(Debug, Clone)]
+pub enum GateTarget {
+    /// By id (`d-12`).
+    Deploy(String),
+    /// The newest deploy of this service and version (in this environment).
+    Version {
+        service: String,
+        version: String,
+        env: Option<String>,
+    },
+}
+
+/// How the wait ended.
+#[derive(Debug, Clone)]
+pub enum GateOutcome {
+    /// The verdict is final.
+    Decided(Deploy),
+    /// Still watching when the timeout passed.
+    TimedOut(Deploy),
+}
+
+impl GateOutcome {
+    /// The deploy as last seen.
+    pub fn deploy(&self) -> &Deploy {
+        match self {
+            GateOutcome::Decided(deploy) | GateOutcome::TimedOut(deploy) => deploy,
+        }
+    }
+
+    /// The gate's exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GateOutcome::Decided(deploy) => match deploy.verdict {
+                Verdict::Passed => EXIT_PASSED,
+                Verdict::Regressed => EXIT_REGRESSED,
+                _ => EXIT_UNDECIDED,
+            },
+            GateOutcome::TimedOut(_) => EXIT_UNDECIDED,
+        }
+    }
+}
+
+/// The id of the deploy to wait for.
+pub async fn resolve(client: &ApiClient, target: &GateTarget) -> Result<String, ClientError> {
+    match target {
+        GateTarget::Deploy(id) => Ok(id.clone()),
+        GateTarget::Version {
+            service,
+            version,
+            env,
+        } => {
+            let mut path = format!(
+                "/api/v1/services/{}/deploys?version={}&limit=1",
+                encode(service),
+                encode(version)
+            );
+            if let Some(env) = env {
+                path.push_str(&format!("&env={}", encode(env)));
+            }
+            let ledger: LedgerResponse = client.get(&path).await?;
+            ledger
+                .deploys
+                .into_iter()
+                .next()
+                .map(|d| d.id)
+                .ok_or_else(|| ClientError::Api {
+                    status: 404,
+                    message: format!(
+                        "no deploy of {service} version {version}{} is recorded: create it first with `postflight deploy`",
+                        env.as_ref().map(|e| format!(" in {e}")).unwrap_or_default()
+                    ),
+                })
+        }
+    }
+}
+
+/// Poll the deploy until its verdict is final or `timeout` passes. The first request must
+/// succeed; later ones may fail for up to [`UNREACHABLE_GRACE`] (a collector restart).
+pub async fn wait_for_verdict(
+    client: &ApiClient,
+    id: &str,
+    timeout: Duration,
+    every: Duration,
+) -> Result<GateOutcome, ClientError> {
+    let path = format!("/api/v1/deploys/{}", encode(id));
+    let deadline = Instant::now() + timeout;
+    let mut last: Deploy = client.get(&path).await?;
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        if last.verdict.is_final() {
+            return Ok(GateOutcome::Decided(last));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(GateOutcome::TimedOut(last));
+        }
+        tokio::time::sleep(every.min(deadline - now)).await;
+        match client.get::<Deploy>(&path).await {
+            Ok(deploy) => {
+                last = deploy;
+                unreachable_since = None;
+            }
+            Err(error @ ClientError::Unreachable { .. }) => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= UNREACHABLE_GRACE {
+                    return Err(error);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The line printed (on stderr) while waiting.
+pub fn waiting_line(deploy: &Deploy, timeout: Duration) -> String {
+    format!(
+        "waiting for the verdict on {} {}: window ends {}, timeout {}",
+        deploy.id,
+        deploy.label(),
+        rfc3339(deploy.window_ends_at_ms()),
+        format_duration(timeout)
+    )
+}
+
+/// What the gate prints: the verdict, its evidence, versions, warnings.
+pub fn render(outcome: &GateOutcome, timeout: Duration) -> String {
+    let deploy = outcome.deploy();
+    let mut out = match outcome {
+        GateOutcome::TimedOut(_) => format!(
+            "{} {}: still watching after the {} gate timeout (window ends {})\n",
+            deploy.id,
+            deploy.label(),
+            format_duration(timeout),
+            rfc3339(deploy.window_ends_at_ms())
+        ),
+        GateOutcome::Decided(_) => {
+            let after = deploy
+                .decided_at_ms
+                .map(|at| {
+                    let ms = (at - deploy.deployed_at_ms).max(0) as u64;
+                    format!(
+                        " {} after the deploy",
+                        format_duration(Duration::from_secs(ms / 1000))
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{} {}: {}{after}\n",
+                deploy.id,
+                deploy.label(),
+                deploy.verdict
+            )
+        }
+    };
+    if deploy.evidence.is_empty() {
+        out.push_str(&format!("  {}\n", deploy.summary));
+    }
+    for evidence in &deploy.evidence {
+        out.push_str(&format!("  {}\n", evidence.summary));
+        out.push_str(&format!("    {}\n", evidence.finding.figures()));
+        for detail in &evidence.details {
+            out.push_str(&format!("    {detail}\n"));
+        }
+    }
+    if deploy.verdict == Verdict::Regressed {
+        let previous = deploy
+            .previous_version
+            .as_ref()
+            .map(|p| format!(" (previous {p})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  deployed {}{previous} by {}\n",
+            deploy.version, deploy.by
+        ));
+        out.push_str(&match &deploy.last_good {
+            Some(version) => format!("  roll back to {version} (last good version)\n"),
+            None => "  no last good version known\n".into(),
+        });
+    }
+    for warning in &deploy.warnings {
+        out.push_str(&format!("  warning: {warning}\n"));
+    }
+    out
+}

@@ -1,0 +1,254 @@
+//! A compact in-memory summary of each service's recent results, fed from ingest, so a
+//! deploy has a baseline even when the stored history cannot answer (or has not been
+//! written yet). Per (service, check, probe) it keeps the last results (time, duration,
+//! outcome) for at most `keep` and at most `max_samples` results, plus the last version
+//! the probe reported. It is lost on restart; the stored history covers that case.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use postflight_probe::report::{CheckResult, Outcome, ReportBatch};
+
+use crate::watch::baseline::{Baseline, BaselineSource, Scope, p95};
+
+/// One remembered result.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at_ms: i64,
+    duration_us: u64,
+    outcome: Outcome,
+}
+
+/// The recent results of one check on one probe.
+#[derive(Debug, Default)]
+struct Series {
+    /// The probe's `env` label when it last reported.
+    env: Option<String>,
+    /// Oldest first.
+    samples: VecDeque<Sample>,
+    /// Version changes reported (time, version), oldest first, at most
+    /// [`VERSION_CHANGES`].
+    versions: VecDeque<(i64, String)>,
+}
+
+/// Version changes remembered per check and probe.
+const VERSION_CHANGES: usize = 16;
+
+/// Service -> (check, probe) -> series.
+type Services = HashMap<String, BTreeMap<(String, String), Series>>;
+
+/// The summary; shared between ingest and deploy creation.
+pub struct RecentResults {
+    keep_ms: i64,
+    max_samples: usize,
+    services: Mutex<Services>,
+}
+
+impl RecentResults {
+    /// Keep results for `keep`, at most `max_samples` per check and probe.
+    pub fn new(keep: Duration, max_samples: usize) -> Self {
+        RecentResults {
+            keep_ms: keep.as_millis() as i64,
+            max_samples: max_samples.max(1),
+            services: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn services(&self) -> MutexGuard<'_, Services> {
+        self.services
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remember a stored batch's results.
+    pub fn record(&self, batch: &ReportBatch) {
+        let env = batch.labels.get("env").cloned();
+        let mut services = self.services();
+        for result in &batch.results {
+            let series = services
+                .entry(result.service.clone())
+                .or_default()
+                .entry((result.check.clone(), batch.probe.clone()))
+                .or_default();
+            series.env = env.clone();
+            self.push(series, result);
+        }
+    }
+
+    fn push(&self, series: &mut Series, result: &CheckResult) {
+        let sample = Sample {
+            at_ms: result.started_at_ms,
+            duration_us: result.duration_us,
+            outcome: result.outcome,
+        };
+        // Results normally arrive in order; a late one is inserted at its place.
+        let at = series
+            .samples
+            .iter()
+            .rposition(|s| s.at_ms <= sample.at_ms)
+            .map_or(0, |i| i + 1);
+        series.samples.insert(at, sample);
+        let newest = series.samples.back().map_or(sample.at_ms, |s| s.at_ms);
+        while series.samples.len() > self.max_samples
+            || series
+                .samples
+                .front()
+                .is_some_and(|s| s.at_ms < newest - self.keep_ms)
+        {
+            series.samples.pop_front();
+        }
+        if let Some(version) = &result.facts.version {
+            let changed = series
+                .versions
+                .back()
+                .is_none_or(|(at, last)| last != version && *at <= sample.at_ms);
+            if changed {
+                series.versions.push_back((sample.at_ms, version.clone()));
+                if series.versions.len() > VERSION_CHANGES {
+                    series.versions.pop_front();
+                }
+            }
+        }
+    }
+}
+
+impl BaselineSource for RecentResults {
+    fn baseline(&self, scope: Scope<'_>, from_ms: i64, to_ms: i64) -> Baseline {
+        let mut baseline = Baseline::empty(from_ms, to_ms);
+        let services = self.services();
+        let Some(series) = services.get(scope.service) else {
+            return baseline;
+        };
+        let mut latencies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for ((check, probe), series) in series {
+            if !scope.env_matches(series.env.as_deref()) {
+                continue;
+            }
+            let in_period: Vec<&Sample> = series
+                .samples
+                .iter()
+                .filter(|s| s.at_ms >= from_ms && s.at_ms < to_ms)
+                .collect();
+            let Some(last) = in_period.last() else {
+                continue;
+            };
+            let figures = baseline
+                .checks
+                .entry(check.clone())
+                .or_default()
+                .probes
+                .entry(probe.clone())
+                .or_default();
+            for sample in &in_period {
+                match sample.outcome {
+                    Outcome::Pass => figures.pass += 1,
+                    Outcome::Fail => figures.fail += 1,
+                    Outcome::Error => figures.error += 1,
+                }
+            }
+            figures.last_passed = Some(last.outcome.is_pass());
+            latencies
+                .entry(check)
+                .or_default()
+                .extend(in_period.iter().map(|s| s.duration_us));
+            if let Some((_, version)) = series.versions.iter().rev().find(|(at, _)| *at < to_ms) {
+                baseline.versions.insert(probe.clone(), version.clone());
+            }
+        }
+        for (check, mut values) in latencies {
+            if let Some(figures) = baseline.checks.get_mut(check) {
+                figures.latency_samples = values.len() as u64;
+                figures.latency_p95_us = p95(&mut values);
+            }
+        }
+        baseline
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use postflight_probe::report::{CheckKind, Facts};
+
+    fn batch(probe: &str, env: Option<&str>, results: Vec<CheckResult>) -> ReportBatch {
+        ReportBatch {
+            probe: probe.into(),
+            seq: 1,
+            sent_at_ms: 0,
+            labels: env
+                .map(|e| [("env".to_string(), e.to_string())].into())
+                .unwrap_or_default(),
+            probe_version: String::new(),
+            config_digest: String::new(),
+            heartbeat_interval_ms: 0,
+            results,
+        }
+    }
+
+    fn result(at_ms: i64, outcome: Outcome, duration_us: u64) -> CheckResult {
+        CheckResult {
+            service: "recall-api".into(),
+            check: "readyz".into(),
+            kind: CheckKind::Http,
+            seq: 0,
+            started_at_ms: at_ms,
+            duration_us,
+            outcome,
+            reason: None,
+            facts: Facts {
+                version: Some("1.0.0".into()),
+                ..Facts::default()
+            },
+            conditions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn baseline_counts_only_the_period_and_the_environment() {
+        let recent = RecentResults::new(Duration::from_secs(3600), 100);
+        recent.record(&batch(
+            "web-1",
+            Some("prod"),
+            vec![
+                result(1_000, Outcome::Pass, 10_000),
+                result(2_000, Outcome::Fail, 20_000),
+                result(3_000, Outcome::Pass, 30_000),
+                result(9_000, Outcome::Fail, 40_000),
+            ],
+        ));
+        recent.record(&batch(
+            "stage-1",
+            Some("staging"),
+            vec![result(2_000, Outcome::Fail, 1)],
+        ));
+        recent.record(&batch("self", None, vec![result(2_500, Outcome::Pass, 5)]));
+        let scope = Scope {
+            service: "recall-api",
+            env: Some("prod"),
+        };
+        let baseline = recent.baseline(scope, 0, 5_000);
+        let readyz = &baseline.checks["readyz"];
+        assert_eq!(readyz.totals(), (3, 4));
+        assert_eq!(readyz.probes["web-1"].last_passed, Some(true));
+        assert!(!readyz.probes.contains_key("stage-1"));
+        assert_eq!(readyz.latency_p95_us, 30_000);
+        assert_eq!(baseline.versions["web-1"], "1.0.0");
+    }
+
+    #[test]
+    fn old_and_excess_samples_are_forgotten() {
+        let recent = RecentResults::new(Duration::from_millis(10_000), 3);
+        let results = (0..10)
+            .map(|i| result(i * 2_000, Outcome::Pass, 1))
+            .collect();
+        recent.record(&batch("web-1", None, results));
+        let scope = Scope {
+            service: "recall-api",
+            env: None,
+        };
+        let baseline = recent.baseline(scope, 0, 100_000);
+        assert_eq!(baseline.checks["readyz"].totals(), (3, 3));
+    }
+}

@@ -1,0 +1,212 @@
+//! Verdicts of a watch window and the events they notify.
+//!
+//! `watching` until one of: `regressed` (at the first regression, not waiting for the
+//! window to end), `passed` (the window ended clean), `inconclusive` (no probe reported
+//! the service during the window, or there was no baseline to compare with),
+//! `superseded` (a newer deploy of the same service and environment), `cancelled`.
+//! `regressed` notifies `deploy_regressed`, `passed` notifies `deploy_passed`; the others
+//! notify nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use postflight_probe::units::format_duration;
+
+use crate::event::{Event, EventKind, Severity};
+use crate::timefmt::rfc3339;
+use crate::watch::baseline::Baseline;
+use crate::watch::deploy::Deploy;
+use crate::watch::window::WindowObservations;
+
+/// Where a deploy's watch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Watching,
+    Regressed,
+    Passed,
+    Inconclusive,
+    Superseded,
+    Cancelled,
+}
+
+impl Verdict {
+    /// Lower-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Watching => "watching",
+            Verdict::Regressed => "regressed",
+            Verdict::Passed => "passed",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Superseded => "superseded",
+            Verdict::Cancelled => "cancelled",
+        }
+    }
+
+    /// True once the verdict cannot change any more.
+    pub fn is_final(self) -> bool {
+        self != Verdict::Watching
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict of a window that ended without a regression, and why.
+pub fn at_window_end(
+    deploy: &Deploy,
+    baseline: &Baseline,
+    window: &WindowObservations,
+) -> (Verdict, String) {
+    let length = format_duration(Duration::from_millis(deploy.window_ms.max(0) as u64));
+    let probes = window.probes().len();
+    if window.results == 0 {
+        let place = deploy
+            .env
+            .as_ref()
+            .map(|env| format!(" in {env}"))
+            .unwrap_or_default();
+        return (
+            Verdict::Inconclusive,
+            format!(
+                "no probe reported {}{place} during the {length} window: nothing to judge",
+                deploy.service
+            ),
+        );
+    }
+    if baseline.is_empty() {
+        return (
+            Verdict::Inconclusive,
+            format!(
+                "first deploy: no baseline to compare with; nothing failed in {} results from {probes} probes",
+                window.results
+            ),
+        );
+    }
+    (
+        Verdict::Passed,
+        format!(
+            "{length} window ended clean: {} results from {probes} probes (baseline {} results)",
+            window.results,
+            baseline.results()
+        ),
+    )
+}
+
+/// The `deploy_regressed` event.
+pub fn regressed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
+    let first = deploy.evidence.first();
+    let place = deploy
+        .env
+        .as_ref()
+        .map(|env| format!(" in {env}"))
+        .unwrap_or_default();
+    let mut details = vec![deployed_line(deploy)];
+    for evidence in &deploy.evidence {
+        details.push(evidence.summary.clone());
+        details.push(format!("  {}", evidence.finding.figures()));
+        details.extend(evidence.details.iter().map(|d| format!("  {d}")));
+    }
+    details.push(match &deploy.last_good {
+        Some(version) => format!("last good version: {version} (roll back to it)"),
+        None => "no last good version known (no earlier deploy passed its window)".into(),
+    });
+    let mut fields = common_fields(deploy);
+    if let Some(last_good) = &deploy.last_good {
+        fields.insert("last_good".into(), last_good.clone());
+    }
+    if let Some(first) = first {
+        fields.insert("probes".into(), first.probes.join(","));
+        fields.insert("condition".into(), first.finding.condition().into());
+    }
+    if let Ok(evidence) = serde_json::to_string(&deploy.evidence) {
+        fields.insert("evidence".into(), evidence);
+    }
+    Event {
+        id: deploy.id.clone(),
+        kind: EventKind::DeployRegressed,
+        severity: Severity::Critical,
+        service: deploy.service.clone(),
+        env: deploy.env.clone(),
+        check: first.map(|e| e.check.clone()),
+        summary: format!(
+            "{} {} regressed{place}: {}",
+            deploy.service, deploy.version, deploy.summary
+        ),
+        details,
+        fields,
+        started_at_ms: deploy.deployed_at_ms,
+        ended_at_ms: None,
+        reminder: false,
+        link: link(deploy, public_url),
+    }
+}
+
+/// The `deploy_passed` event.
+pub fn passed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
+    let place = deploy
+        .env
+        .as_ref()
+        .map(|env| format!(" in {env}"))
+        .unwrap_or_default();
+    let length = format_duration(Duration::from_millis(deploy.window_ms.max(0) as u64));
+    Event {
+        id: deploy.id.clone(),
+        kind: EventKind::DeployPassed,
+        severity: Severity::Info,
+        service: deploy.service.clone(),
+        env: deploy.env.clone(),
+        check: None,
+        summary: format!(
+            "{} {} passed its {length} watch{place}",
+            deploy.service, deploy.version
+        ),
+        details: vec![deployed_line(deploy), deploy.summary.clone()],
+        fields: common_fields(deploy),
+        started_at_ms: deploy.deployed_at_ms,
+        ended_at_ms: deploy.decided_at_ms,
+        reminder: false,
+        link: link(deploy, public_url),
+    }
+}
+
+fn deployed_line(deploy: &Deploy) -> String {
+    let previous = deploy
+        .previous_version
+        .as_ref()
+        .map(|p| format!(" (previous {p})"))
+        .unwrap_or_default();
+    format!(
+        "deployed {}{previous} at {} by {}",
+        deploy.version,
+        rfc3339(deploy.deployed_at_ms),
+        deploy.by
+    )
+}
+
+fn common_fields(deploy: &Deploy) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    fields.insert("deploy_id".into(), deploy.id.clone());
+    fields.insert("version".into(), deploy.version.clone());
+    fields.insert("verdict".into(), deploy.verdict.as_str().into());
+    fields.insert("by".into(), deploy.by.clone());
+    if let Some(previous) = &deploy.previous_version {
+        fields.insert("previous_version".into(), previous.clone());
+    }
+    fields
+}
+
+fn link(deploy: &Deploy, public_url: Option<&str>) -> Option<String> {
+    public_url.map(|base| {
+        format!(
+            "{}/api/v1/deploys/{}",
+            base.trim_end_matches('/'),
+            deploy.id
+        )
+    })
+}

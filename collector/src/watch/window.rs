@@ -1,0 +1,221 @@
+//! What the probes reported for a deploy's service during its watch window: per check
+//! and probe the pass/fail/error counts and the last failure (its failing conditions,
+//! reason and missing names, for the evidence), per check the latencies, and per probe
+//! the last version seen. Stored with the deploy, so a restart keeps the window going.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use postflight_probe::report::{CheckKind, CheckResult, ConditionReport, Outcome};
+
+/// Latencies kept per check (the newest ones once full).
+pub const MAX_LATENCIES: usize = 4096;
+
+/// A failing result, as evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureSample {
+    /// When the run started, unix ms.
+    pub at_ms: i64,
+    /// `fail` or `error`.
+    pub outcome: Outcome,
+    /// Why, one line, when the probe said.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The conditions that did not hold.
+    #[serde(default)]
+    pub conditions: Vec<ConditionReport>,
+    /// Libraries or variables that were required and not found.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+/// One check on one probe during the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeWindow {
+    pub pass: u64,
+    pub fail: u64,
+    pub error: u64,
+    /// The most recent failing result.
+    #[serde(default)]
+    pub last_failure: Option<FailureSample>,
+}
+
+impl ProbeWindow {
+    /// Failing results (fail or error).
+    pub fn failures(&self) -> u64 {
+        self.fail + self.error
+    }
+    /// All results.
+    pub fn results(&self) -> u64 {
+        self.pass + self.fail + self.error
+    }
+}
+
+/// One check during the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckWindow {
+    /// The check's kind (native, env and command checks have their own rule).
+    pub kind: CheckKind,
+    /// Per probe.
+    pub probes: BTreeMap<String, ProbeWindow>,
+    /// Durations in microseconds, at most [`MAX_LATENCIES`] (a ring once full).
+    pub latencies_us: Vec<u64>,
+    /// Results seen (also past [`MAX_LATENCIES`]); the ring's next slot is this modulo.
+    pub latency_count: u64,
+}
+
+/// A version a probe reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionSeen {
+    pub version: String,
+    /// The check that reported it.
+    pub check: String,
+    /// When, unix ms (the result's start).
+    pub at_ms: i64,
+}
+
+/// Everything observed during one deploy's window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowObservations {
+    /// Per check name.
+    pub checks: BTreeMap<String, CheckWindow>,
+    /// The latest version each probe reported.
+    pub versions: BTreeMap<String, VersionSeen>,
+    /// Results folded in.
+    pub results: u64,
+}
+
+impl WindowObservations {
+    /// Fold in one result from `probe`.
+    pub fn record(&mut self, probe: &str, result: &CheckResult) {
+        self.results += 1;
+        let check = self
+            .checks
+            .entry(result.check.clone())
+            .or_insert_with(|| CheckWindow {
+                kind: result.kind,
+                probes: BTreeMap::new(),
+                latencies_us: Vec::new(),
+                latency_count: 0,
+            });
+        check.kind = result.kind;
+        check.push_latency(result.duration_us);
+        let figures = check.probes.entry(probe.to_string()).or_default();
+        match result.outcome {
+            Outcome::Pass => figures.pass += 1,
+            Outcome::Fail => figures.fail += 1,
+            Outcome::Error => figures.error += 1,
+        }
+        if !result.outcome.is_pass()
+            && figures
+                .last_failure
+                .as_ref()
+                .is_none_or(|f| f.at_ms <= result.started_at_ms)
+        {
+            figures.last_failure = Some(FailureSample {
+                at_ms: result.started_at_ms,
+                outcome: result.outcome,
+                reason: result.reason.clone(),
+                conditions: result
+                    .conditions
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .cloned()
+                    .collect(),
+                missing: result.facts.missing.clone(),
+            });
+        }
+        if let Some(version) = &result.facts.version {
+            let newer = self
+                .versions
+                .get(probe)
+                .is_none_or(|seen| seen.at_ms <= result.started_at_ms);
+            if newer {
+                self.versions.insert(
+                    probe.to_string(),
+                    VersionSeen {
+                        version: version.clone(),
+                        check: result.check.clone(),
+                        at_ms: result.started_at_ms,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Probes that reported anything.
+    pub fn probes(&self) -> BTreeSet<&str> {
+        self.checks
+            .values()
+            .flat_map(|c| c.probes.keys().map(String::as_str))
+            .collect()
+    }
+}
+
+impl CheckWindow {
+    fn push_latency(&mut self, duration_us: u64) {
+        if self.latencies_us.len() < MAX_LATENCIES {
+            self.latencies_us.push(duration_us);
+        } else {
+            let slot = (self.latency_count % MAX_LATENCIES as u64) as usize;
+            self.latencies_us[slot] = duration_us;
+        }
+        self.latency_count += 1;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use postflight_probe::report::Facts;
+
+    fn result(at_ms: i64, outcome: Outcome, version: &str) -> CheckResult {
+        CheckResult {
+            service: "recall-api".into(),
+            check: "version".into(),
+            kind: CheckKind::Http,
+            seq: 0,
+            started_at_ms: at_ms,
+            duration_us: 1_000,
+            outcome,
+            reason: (!outcome.is_pass()).then(|| "status 503".to_string()),
+            facts: Facts {
+                version: Some(version.into()),
+                ..Facts::default()
+            },
+            conditions: vec![ConditionReport {
+                expression: "status == 200".into(),
+                expected: "== 200".into(),
+                actual: if outcome.is_pass() { "200" } else { "503" }.into(),
+                ok: outcome.is_pass(),
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn folding_keeps_counts_last_failure_and_latest_version() {
+        let mut window = WindowObservations::default();
+        window.record("web-1", &result(2_000, Outcome::Fail, "1.1.0"));
+        window.record("web-1", &result(1_000, Outcome::Pass, "1.0.0"));
+        let version = &window.checks["version"];
+        assert_eq!(version.probes["web-1"].failures(), 1);
+        assert_eq!(version.probes["web-1"].results(), 2);
+        let failure = version.probes["web-1"].last_failure.as_ref().unwrap();
+        assert_eq!(failure.conditions[0].actual, "503");
+        assert_eq!(window.versions["web-1"].version, "1.1.0");
+        assert_eq!(window.probes().len(), 1);
+    }
+
+    #[test]
+    fn latencies_are_bounded() {
+        let mut window = WindowObservations::default();
+        for i in 0..(MAX_LATENCIES as i64 + 10) {
+            window.record("web-1", &result(i, Outcome::Pass, "1"));
+        }
+        assert_eq!(window.checks["version"].latencies_us.len(), MAX_LATENCIES);
+        assert_eq!(window.results, MAX_LATENCIES as u64 + 10);
+    }
+}

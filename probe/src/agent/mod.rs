@@ -229,7 +229,14 @@ impl Agent {
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
+        tracing::info!(
+            results = self.metrics.results_produced(),
+            "stopped; every result produced is delivered or spooled"
+        );
         for spool in self.spools.values() {
+            if let Err(e) = spool.close() {
+                tracing::warn!(spool = %spool.dir().display(), error = %e, "cannot tidy the spool; its last delivered batch will be sent again and ignored as a duplicate");
+            }
             let stats = spool.stats();
             if stats.batches > 0 {
                 tracing::info!(spool = %spool.dir().display(), batches = stats.batches, bytes = stats.bytes, "batches left in the spool for the next start");

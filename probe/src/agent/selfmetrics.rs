@@ -227,6 +227,14 @@ impl AgentMetrics {
             .set(1);
     }
 
+    /// Results produced since the agent started, all outcomes.
+    pub fn results_produced(&self) -> u64 {
+        [Outcome::Pass, Outcome::Fail, Outcome::Error]
+            .iter()
+            .map(|o| self.results.with_label_values(&[o.as_str()]).get())
+            .sum()
+    }
+
     /// Publish a collector's spool size.
     pub fn spool(&self, collector: &str, stats: SpoolStats) {
         self.spool_bytes

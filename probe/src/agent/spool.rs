@@ -8,11 +8,16 @@
 //! # On disk
 //! `<spool.dir>/<collector-key>/` holds one file per batch, named by its zero-padded batch
 //! sequence (`00000000000000000042.json`, the batch's JSON), each written durably (temp
-//! file, fsync, rename, directory fsync). `next-seq` holds the next batch sequence; it is
-//! only written when the newest batch file is about to disappear, because while that file
-//! exists it already tells the next sequence (`max(newest file + 1, next-seq)`).
-//! Batch sequences are per collector, start at 1 and never repeat, so a collector that
-//! already stored a batch recognises a resend as a duplicate.
+//! file, fsync, rename, directory fsync). Batch sequences are per collector, start at 1
+//! and never repeat, so a collector that already stored a batch recognises a resend as a
+//! duplicate; on open, the next sequence is `max(newest file + 1, next-seq)`.
+//!
+//! To cost one durable write per batch and no more, the newest batch file is never
+//! deleted while it is the newest: once acknowledged it stays on disk (no longer waiting)
+//! and is deleted when the next batch has been written, or at a clean close, which first
+//! writes `next-seq`. `next-seq` is otherwise written only when the newest file is set
+//! aside. After a crash the acknowledged newest batch is sent once more and the collector
+//! answers that it is a duplicate.
 //!
 //! # Bounds and damage
 //! - After each append, while the spool holds more than `max_bytes`, the oldest batches
@@ -94,6 +99,8 @@ struct SpoolState {
     next_seq: u64,
     /// The value in `next-seq` on disk.
     persisted_next: u64,
+    /// The acknowledged newest batch, kept on disk until a newer one is written.
+    acknowledged_newest: Option<u64>,
 }
 
 /// What [`Spool::append`] did.
@@ -193,6 +200,11 @@ impl Spool {
         let bytes = body.len() as u64;
         state.pending.insert(seq, bytes);
         state.bytes += bytes;
+        if let Some(acknowledged) = state.acknowledged_newest.take() {
+            if let Err(e) = self.remove_file(acknowledged) {
+                tracing::warn!(file = %self.batch_path(acknowledged).display(), error = %e, "cannot delete a delivered batch; it will be sent again and ignored as a duplicate");
+            }
+        }
         let dropped = self.drop_oldest_above_bound(&mut state);
         drop(state);
         self.appended.notify_one();
@@ -256,17 +268,37 @@ impl Spool {
         }
     }
 
-    /// The collector acknowledged `seq`: remove it for good.
+    /// The collector acknowledged `seq`: it no longer waits. Its file is deleted, unless
+    /// it is the newest, which stays until a newer batch is written (see the module docs).
     pub fn acknowledge(&self, seq: u64) -> io::Result<()> {
         let mut state = self.lock();
-        self.keep_next_seq_if_newest(&mut state, seq)?;
-        match fs::remove_file(self.batch_path(seq)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let newest = state.pending.keys().next_back().copied();
+        if newest == Some(seq) {
+            state.acknowledged_newest = Some(seq);
+        } else {
+            self.remove_file(seq)?;
         }
         forget(&mut state, seq);
         Ok(())
+    }
+
+    /// A clean stop: persist the next sequence and delete the acknowledged newest batch,
+    /// so that only waiting batches stay on disk.
+    pub fn close(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        if let Some(acknowledged) = state.acknowledged_newest {
+            self.persist_next_seq(&mut state)?;
+            self.remove_file(acknowledged)?;
+            state.acknowledged_newest = None;
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, seq: u64) -> io::Result<()> {
+        match fs::remove_file(self.batch_path(seq)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Move batch `seq` into the sub-directory `folder` ([`CORRUPT_DIR`],
@@ -298,8 +330,14 @@ impl Spool {
 
     /// Before the newest batch file disappears, persist the next sequence it stood for.
     fn keep_next_seq_if_newest(&self, state: &mut SpoolState, seq: u64) -> io::Result<()> {
-        let newest = state.pending.keys().next_back().copied();
-        if newest == Some(seq) && state.persisted_next < state.next_seq {
+        if state.pending.keys().next_back().copied() == Some(seq) {
+            self.persist_next_seq(state)?;
+        }
+        Ok(())
+    }
+
+    fn persist_next_seq(&self, state: &mut SpoolState) -> io::Result<()> {
+        if state.persisted_next < state.next_seq {
             write_durably(
                 &self.dir.join(NEXT_SEQ_FILE),
                 state.next_seq.to_string().as_bytes(),
@@ -378,9 +416,35 @@ mod tests {
         spool.acknowledge(1).unwrap();
         spool.acknowledge(2).unwrap();
         assert_eq!(spool.stats().batches, 0);
+        spool.close().unwrap();
+        assert_eq!(
+            fs::read_dir(spool.dir()).unwrap().count(),
+            1,
+            "only next-seq is left"
+        );
         drop(spool);
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
         assert_eq!(spool.append(&mut batch()).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn the_acknowledged_newest_batch_stays_until_a_newer_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
+        spool.append(&mut batch()).unwrap();
+        spool.acknowledge(1).unwrap();
+        assert!(spool.dir().join(batch_file_name(1)).exists());
+        assert_eq!(spool.oldest(), None);
+        drop(spool);
+        let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
+        assert_eq!(
+            spool.oldest(),
+            Some(1),
+            "after a crash it is sent once more"
+        );
+        spool.acknowledge(1).unwrap();
+        assert_eq!(spool.append(&mut batch()).unwrap().seq, 2);
+        assert!(!spool.dir().join(batch_file_name(1)).exists());
     }
 
     #[test]

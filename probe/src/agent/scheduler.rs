@@ -5,7 +5,9 @@
 //! - Each check gets one task. Its first run happens at a random offset within its
 //!   interval (so a probe with 200 checks does not fire them all at once after a restart),
 //!   then every interval after that first run, each turn moved by a small jitter
-//!   (±5% of the interval, at most ±1 s) that does not accumulate into drift.
+//!   (±5% of the interval, at most ±1 s) that does not accumulate into drift. Turns are
+//!   rounded up to a 100 ms grid (a tenth of the interval for shorter ones), so checks due
+//!   at nearly the same moment share one wake-up: fewer wake-ups, less CPU.
 //! - A semaphore caps how many checks run at once across the whole scheduler; a run
 //!   waiting for a permit counts as in progress.
 //! - A check whose previous run is still in progress when its next turn comes is not
@@ -176,12 +178,26 @@ struct Turns<J> {
 
 type RunFuture = Pin<Box<dyn Future<Output = CheckResult> + Send>>;
 
+/// Turns are rounded up to this grid (or a tenth of the interval, if smaller), so checks
+/// due within the same 100 ms share one wake-up of the runtime.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// `at` rounded up to the next multiple of `quantum` after `origin`.
+fn coalesced(origin: Instant, at: Instant, quantum: Duration) -> Instant {
+    let quantum_ns = quantum.as_nanos().max(1);
+    let offset_ns = at.saturating_duration_since(origin).as_nanos();
+    let slots = offset_ns.div_ceil(quantum_ns);
+    let rounded = u64::try_from(slots * quantum_ns).unwrap_or(u64::MAX);
+    origin + Duration::from_nanos(rounded)
+}
+
 impl<J: Scheduled> Turns<J> {
     async fn run(mut self, started: Instant) {
         let interval = self.check.interval().max(Duration::from_millis(1));
         let spread = (interval / 20).min(Duration::from_secs(1));
+        let quantum = (interval / 10).min(COALESCE);
         let mut grid = started + self.jitter.below(interval);
-        let mut next = grid;
+        let mut next = coalesced(started, grid, quantum);
         let mut running: Option<RunFuture> = None;
         loop {
             tokio::select! {
@@ -192,7 +208,7 @@ impl<J: Scheduled> Turns<J> {
                         running = Some(self.launch());
                     }
                     grid += interval;
-                    next = self.jittered(grid, spread);
+                    next = coalesced(started, self.jittered(grid, spread), quantum);
                 }
                 result = async {
                     match running.as_mut() {
@@ -359,6 +375,17 @@ mod tests {
             "four 1 s runs one at a time took {:?}",
             begin.elapsed()
         );
+    }
+
+    #[test]
+    fn turns_round_up_to_the_grid() {
+        let origin = Instant::now();
+        let quantum = Duration::from_millis(100);
+        let at = |ms| origin + Duration::from_millis(ms);
+        assert_eq!(coalesced(origin, at(0), quantum), at(0));
+        assert_eq!(coalesced(origin, at(1), quantum), at(100));
+        assert_eq!(coalesced(origin, at(100), quantum), at(100));
+        assert_eq!(coalesced(origin, at(1234), quantum), at(1300));
     }
 
     #[tokio::test(start_paused = true)]

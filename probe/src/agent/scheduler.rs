@@ -12,7 +12,8 @@
 //!   waiting for a permit counts as in progress.
 //! - A check whose previous run is still in progress when its next turn comes is not
 //!   stacked: the turn is skipped, counted (per check, see [`ScheduleOptions::skipped_runs`]
-//!   and [`SchedulerHandle::skipped_runs`]) and logged.
+//!   and [`SchedulerHandle::skipped_runs`]) and logged (a warning for the first skip of a
+//!   streak, debug for the rest).
 //! - Timeouts: [`Check::run`] bounds each observation by the check's timeout; on top of
 //!   that the scheduler gives a whole run `timeout × repeat + 1 s` and reports an `error`
 //!   result ("timeout") if it takes longer.
@@ -154,6 +155,7 @@ pub fn start<J: Scheduled>(
             skipped: skipped.clone(),
             skipped_runs: options.skipped_runs.clone(),
             jitter: Jitter::seeded(seeds.next_u64()),
+            skipping: false,
         };
         tasks.spawn(turn.run(started));
     }
@@ -174,6 +176,8 @@ struct Turns<J> {
     skipped_runs: Option<IntCounterVec>,
     /// This check's random source.
     jitter: Jitter,
+    /// The last turn was skipped (only the first skip of a streak is logged as a warning).
+    skipping: bool,
 }
 
 type RunFuture = Pin<Box<dyn Future<Output = CheckResult> + Send>>;
@@ -205,6 +209,7 @@ impl<J: Scheduled> Turns<J> {
                     if running.is_some() {
                         self.count_skip(interval);
                     } else {
+                        self.skipping = false;
                         running = Some(self.launch());
                     }
                     grid += interval;
@@ -241,19 +246,26 @@ impl<J: Scheduled> Turns<J> {
         }
     }
 
-    fn count_skip(&self, interval: Duration) {
+    fn count_skip(&mut self, interval: Duration) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if let Some(counter) = &self.skipped_runs {
             counter
                 .with_label_values(&[self.check.service(), self.check.name()])
                 .inc();
         }
-        tracing::warn!(
-            service = self.check.service(),
-            check = self.check.name(),
-            interval = %crate::units::format_duration(interval),
-            "check still running at its next turn; turn skipped (lengthen its interval or shorten its timeout)"
-        );
+        let (service, check) = (self.check.service(), self.check.name());
+        let interval = crate::units::format_duration(interval);
+        if self.skipping {
+            tracing::debug!(service, check, %interval, "check still running; turn skipped again");
+        } else {
+            tracing::warn!(
+                service,
+                check,
+                %interval,
+                "check still running at its next turn; turn skipped (lengthen its interval or shorten its timeout)"
+            );
+        }
+        self.skipping = true;
     }
 }
 

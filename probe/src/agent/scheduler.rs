@@ -5,12 +5,15 @@
 //! - Each check gets one task. Its first run happens at a random offset within its
 //!   interval (so a probe with 200 checks does not fire them all at once after a restart),
 //!   then every interval after that first run, each turn moved by a small jitter
-//!   (±5% of the interval, at most ±1 s) that does not accumulate into drift.
+//!   (±5% of the interval, at most ±1 s) that does not accumulate into drift. Turns are
+//!   rounded up to a 100 ms grid (a tenth of the interval for shorter ones), so checks due
+//!   at nearly the same moment share one wake-up: fewer wake-ups, less CPU.
 //! - A semaphore caps how many checks run at once across the whole scheduler; a run
 //!   waiting for a permit counts as in progress.
 //! - A check whose previous run is still in progress when its next turn comes is not
 //!   stacked: the turn is skipped, counted (per check, see [`ScheduleOptions::skipped_runs`]
-//!   and [`SchedulerHandle::skipped_runs`]) and logged.
+//!   and [`SchedulerHandle::skipped_runs`]) and logged (a warning for the first skip of a
+//!   streak, debug for the rest).
 //! - Timeouts: [`Check::run`] bounds each observation by the check's timeout; on top of
 //!   that the scheduler gives a whole run `timeout × repeat + 1 s` and reports an `error`
 //!   result ("timeout") if it takes longer.
@@ -152,6 +155,7 @@ pub fn start<J: Scheduled>(
             skipped: skipped.clone(),
             skipped_runs: options.skipped_runs.clone(),
             jitter: Jitter::seeded(seeds.next_u64()),
+            skipping: false,
         };
         tasks.spawn(turn.run(started));
     }
@@ -172,16 +176,32 @@ struct Turns<J> {
     skipped_runs: Option<IntCounterVec>,
     /// This check's random source.
     jitter: Jitter,
+    /// The last turn was skipped (only the first skip of a streak is logged as a warning).
+    skipping: bool,
 }
 
 type RunFuture = Pin<Box<dyn Future<Output = CheckResult> + Send>>;
+
+/// Turns are rounded up to this grid (or a tenth of the interval, if smaller), so checks
+/// due within the same 100 ms share one wake-up of the runtime.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// `at` rounded up to the next multiple of `quantum` after `origin`.
+fn coalesced(origin: Instant, at: Instant, quantum: Duration) -> Instant {
+    let quantum_ns = quantum.as_nanos().max(1);
+    let offset_ns = at.saturating_duration_since(origin).as_nanos();
+    let slots = offset_ns.div_ceil(quantum_ns);
+    let rounded = u64::try_from(slots * quantum_ns).unwrap_or(u64::MAX);
+    origin + Duration::from_nanos(rounded)
+}
 
 impl<J: Scheduled> Turns<J> {
     async fn run(mut self, started: Instant) {
         let interval = self.check.interval().max(Duration::from_millis(1));
         let spread = (interval / 20).min(Duration::from_secs(1));
+        let quantum = (interval / 10).min(COALESCE);
         let mut grid = started + self.jitter.below(interval);
-        let mut next = grid;
+        let mut next = coalesced(started, grid, quantum);
         let mut running: Option<RunFuture> = None;
         loop {
             tokio::select! {
@@ -189,10 +209,11 @@ impl<J: Scheduled> Turns<J> {
                     if running.is_some() {
                         self.count_skip(interval);
                     } else {
+                        self.skipping = false;
                         running = Some(self.launch());
                     }
                     grid += interval;
-                    next = self.jittered(grid, spread);
+                    next = coalesced(started, self.jittered(grid, spread), quantum);
                 }
                 result = async {
                     match running.as_mut() {
@@ -225,19 +246,26 @@ impl<J: Scheduled> Turns<J> {
         }
     }
 
-    fn count_skip(&self, interval: Duration) {
+    fn count_skip(&mut self, interval: Duration) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if let Some(counter) = &self.skipped_runs {
             counter
                 .with_label_values(&[self.check.service(), self.check.name()])
                 .inc();
         }
-        tracing::warn!(
-            service = self.check.service(),
-            check = self.check.name(),
-            interval = %crate::units::format_duration(interval),
-            "check still running at its next turn; turn skipped (lengthen its interval or shorten its timeout)"
-        );
+        let (service, check) = (self.check.service(), self.check.name());
+        let interval = crate::units::format_duration(interval);
+        if self.skipping {
+            tracing::debug!(service, check, %interval, "check still running; turn skipped again");
+        } else {
+            tracing::warn!(
+                service,
+                check,
+                %interval,
+                "check still running at its next turn; turn skipped (lengthen its interval or shorten its timeout)"
+            );
+        }
+        self.skipping = true;
     }
 }
 
@@ -359,6 +387,17 @@ mod tests {
             "four 1 s runs one at a time took {:?}",
             begin.elapsed()
         );
+    }
+
+    #[test]
+    fn turns_round_up_to_the_grid() {
+        let origin = Instant::now();
+        let quantum = Duration::from_millis(100);
+        let at = |ms| origin + Duration::from_millis(ms);
+        assert_eq!(coalesced(origin, at(0), quantum), at(0));
+        assert_eq!(coalesced(origin, at(1), quantum), at(100));
+        assert_eq!(coalesced(origin, at(100), quantum), at(100));
+        assert_eq!(coalesced(origin, at(1234), quantum), at(1300));
     }
 
     #[tokio::test(start_paused = true)]

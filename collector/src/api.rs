@@ -271,10 +271,10 @@ pub fn parse_time(
 
 /// A span: a duration (`5m`) or milliseconds.
 fn parse_span(text: &str, name: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = text.parse::<i64>() {
-        if ms > 0 {
-            return Ok(ms);
-        }
+    if let Ok(ms) = text.parse::<i64>()
+        && ms > 0
+    {
+        return Ok(ms);
     }
     match parse_duration(text) {
         Ok(d) if !d.is_zero() => Ok(d.as_millis() as i64),

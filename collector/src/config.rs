@@ -241,19 +241,20 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     };
     let probe_tokens = resolve_tokens("auth.probes", &config.auth.probes, &mut problems);
     let operator_tokens = resolve_tokens("auth.operators", &config.auth.operators, &mut problems);
-    if let Some(addr) = listen {
-        if !addr.ip().is_loopback() && probe_tokens.is_empty() {
-            problems.push(format!(
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && probe_tokens.is_empty()
+    {
+        problems.push(format!(
                 "server.listen {addr} is not a loopback address but no probe tokens are configured: \
                  add [[auth.probes]] entries (name = \"web-1\", token = \"${{POSTFLIGHT_TOKEN_WEB_1}}\" \
                  or token_sha256 = \"...\"), or listen on 127.0.0.1"
             ));
-        }
     }
-    if let Some(url) = &config.server.public_url {
-        if reqwest::Url::parse(url).is_err() {
-            problems.push(format!("server.public_url {url:?} is not a valid URL"));
-        }
+    if let Some(url) = &config.server.public_url
+        && reqwest::Url::parse(url).is_err()
+    {
+        problems.push(format!("server.public_url {url:?} is not a valid URL"));
     }
     problems.extend(crate::alerting::validate(&config, text));
     problems.extend(config.watch.validate(text));

@@ -273,10 +273,10 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     if config.probe.batch_size == 0 {
         problems.push("probe.batch_size must be at least 1".into());
     }
-    if problems.is_empty() {
-        if let Err(e) = build_checks(&config.checks, &config.defaults, text) {
-            problems.extend(e.problems);
-        }
+    if problems.is_empty()
+        && let Err(e) = build_checks(&config.checks, &config.defaults, text)
+    {
+        problems.extend(e.problems);
     }
     if problems.is_empty() {
         Ok(config)

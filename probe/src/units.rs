@@ -74,7 +74,7 @@ pub fn format_duration(d: Duration) -> String {
             format!("{}us", d.as_micros())
         };
     }
-    if ms < 1000 || ms % 1000 != 0 {
+    if ms < 1000 || !ms.is_multiple_of(1000) {
         return if ms < 10_000 {
             format!("{ms}ms")
         } else {

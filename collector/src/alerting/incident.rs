@@ -101,10 +101,10 @@ impl ProbeFailure {
             }
             lines.push(line);
         }
-        if let Some(reason) = &self.reason {
-            if self.failing.is_empty() || self.outcome == Outcome::Error {
-                lines.push(format!("  {reason}"));
-            }
+        if let Some(reason) = &self.reason
+            && (self.failing.is_empty() || self.outcome == Outcome::Error)
+        {
+            lines.push(format!("  {reason}"));
         }
         lines
     }
@@ -378,14 +378,14 @@ impl Incident {
 
     fn details(&self, kind: EventKind) -> Vec<String> {
         let mut lines = Vec::new();
-        if kind == EventKind::Resolved {
-            if let Some(resolved) = self.resolved_at_ms {
-                lines.push(format!(
-                    "resolved at {} after {}",
-                    rfc3339(resolved),
-                    span(resolved - self.started_at_ms)
-                ));
-            }
+        if kind == EventKind::Resolved
+            && let Some(resolved) = self.resolved_at_ms
+        {
+            lines.push(format!(
+                "resolved at {} after {}",
+                rfc3339(resolved),
+                span(resolved - self.started_at_ms)
+            ));
         }
         match self.kind {
             IncidentKind::Check => {

@@ -573,10 +573,10 @@ impl Alerting {
             self.reload(state);
             return;
         }
-        if !incidents.is_empty() || !changes.outbox.is_empty() {
-            if let Err(error) = self.db.flush() {
-                tracing::error!(%error, "cannot flush alert state to disk");
-            }
+        if (!incidents.is_empty() || !changes.outbox.is_empty())
+            && let Err(error) = self.db.flush()
+        {
+            tracing::error!(%error, "cannot flush alert state to disk");
         }
         self.open_gauge.set(state.open.len() as i64);
         if !changes.outbox.is_empty() {

@@ -73,10 +73,10 @@ pub fn event_services(event: &Event) -> Vec<&str> {
 /// The event types an event counts as for matching.
 fn event_kinds(event: &Event) -> Vec<&str> {
     let mut kinds = vec![event.kind.as_str()];
-    if event.kind == EventKind::Resolved {
-        if let Some(resolves) = event.fields.get(field::RESOLVES) {
-            kinds.push(resolves.as_str());
-        }
+    if event.kind == EventKind::Resolved
+        && let Some(resolves) = event.fields.get(field::RESOLVES)
+    {
+        kinds.push(resolves.as_str());
     }
     kinds
 }

@@ -399,19 +399,18 @@ impl Silences {
 
     /// Why `event` must not be notified at `now_ms`, if it must not.
     pub fn silenced_by(&self, event: &Event, now_ms: i64) -> Option<String> {
-        if let Ok(cache) = self.cache.read() {
-            if let Some(silence) = cache
+        if let Ok(cache) = self.cache.read()
+            && let Some(silence) = cache
                 .values()
                 .find(|s| s.is_active(now_ms) && s.scope.matches(event))
-            {
-                return Some(format!(
-                    "silence {} by {} until {}: {}",
-                    silence.id,
-                    silence.created_by,
-                    rfc3339(silence.ends_at_ms),
-                    silence.reason
-                ));
-            }
+        {
+            return Some(format!(
+                "silence {} by {} until {}: {}",
+                silence.id,
+                silence.created_by,
+                rfc3339(silence.ends_at_ms),
+                silence.reason
+            ));
         }
         self.windows
             .iter()

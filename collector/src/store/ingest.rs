@@ -231,10 +231,10 @@ impl Store {
                 .lookup(&result.service, &result.check, probe)
                 .map(|id| (id, catalog.meta(id)))
         };
-        if let Some((id, Some(meta))) = &known {
-            if meta.kind == result.kind {
-                return (*id, meta.clone());
-            }
+        if let Some((id, Some(meta))) = &known
+            && meta.kind == result.kind
+        {
+            return (*id, meta.clone());
         }
         let id = match known {
             Some((id, _)) => id,

@@ -120,10 +120,10 @@ impl Bucket {
         }
         self.samples.push(result.duration_us);
         self.max_us = self.max_us.max(result.duration_us);
-        if let Some(version) = &result.facts.version {
-            if !self.versions.contains(version) {
-                self.versions.insert(version.clone());
-            }
+        if let Some(version) = &result.facts.version
+            && !self.versions.contains(version)
+        {
+            self.versions.insert(version.clone());
         }
     }
 
@@ -272,12 +272,12 @@ impl Store {
     /// data is gone) is a point, each naming its check and probe. With a step, points
     /// are epoch-aligned buckets over all matching series, oldest first.
     pub fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryPoint>, StoreError> {
-        if let Some(step) = query.step_ms {
-            if step <= 0 {
-                return Err(StoreError::InvalidQuery(format!(
-                    "step_ms must be positive, got {step}; pass a bucket width such as 60000"
-                )));
-            }
+        if let Some(step) = query.step_ms
+            && step <= 0
+        {
+            return Err(StoreError::InvalidQuery(format!(
+                "step_ms must be positive, got {step}; pass a bucket width such as 60000"
+            )));
         }
         let series = read(&self.inner.catalog).matching(
             &query.service,

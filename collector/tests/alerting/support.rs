@@ -542,10 +542,10 @@ impl Alertmanager {
         let ready = format!("{}/-/ready", am.url);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(response) = http.get(&ready).send().await {
-                if response.status().is_success() {
-                    break;
-                }
+            if let Ok(response) = http.get(&ready).send().await
+                && response.status().is_success()
+            {
+                break;
             }
             assert!(
                 Instant::now() < deadline,

@@ -200,10 +200,10 @@ impl Spool {
         let bytes = body.len() as u64;
         state.pending.insert(seq, bytes);
         state.bytes += bytes;
-        if let Some(acknowledged) = state.acknowledged_newest.take() {
-            if let Err(e) = self.remove_file(acknowledged) {
-                tracing::warn!(file = %self.batch_path(acknowledged).display(), error = %e, "cannot delete a delivered batch; it will be sent again and ignored as a duplicate");
-            }
+        if let Some(acknowledged) = state.acknowledged_newest.take()
+            && let Err(e) = self.remove_file(acknowledged)
+        {
+            tracing::warn!(file = %self.batch_path(acknowledged).display(), error = %e, "cannot delete a delivered batch; it will be sent again and ignored as a duplicate");
         }
         let dropped = self.drop_oldest_above_bound(&mut state);
         drop(state);

@@ -80,13 +80,13 @@ impl CommandTarget {
     pub async fn observe(&self, timeout: Duration) -> Result<Observation, CheckError> {
         let limit = self.timeout.unwrap_or(timeout);
         let program = &self.argv[0];
-        if let Some(cwd) = &self.cwd {
-            if !tokio::fs::metadata(cwd).await.is_ok_and(|m| m.is_dir()) {
-                return Err(CheckError::new(format!(
-                    "cannot run `{program}`: working directory {} does not exist",
-                    cwd.display()
-                )));
-            }
+        if let Some(cwd) = &self.cwd
+            && !tokio::fs::metadata(cwd).await.is_ok_and(|m| m.is_dir())
+        {
+            return Err(CheckError::new(format!(
+                "cannot run `{program}`: working directory {} does not exist",
+                cwd.display()
+            )));
         }
         let mut command = Command::new(program);
         command.args(&self.argv[1..]).envs(&self.env);

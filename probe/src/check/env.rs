@@ -261,13 +261,13 @@ fn process_is_named(pid: u32, name: &str) -> bool {
 fn environ_block_names(block: &[u8]) -> BTreeMap<String, bool> {
     let mut names = BTreeMap::new();
     for entry in block.split(|b| *b == 0) {
-        if let Some(eq) = entry.iter().position(|b| *b == b'=') {
-            if eq > 0 {
-                names.insert(
-                    String::from_utf8_lossy(&entry[..eq]).into_owned(),
-                    eq + 1 < entry.len(),
-                );
-            }
+        if let Some(eq) = entry.iter().position(|b| *b == b'=')
+            && eq > 0
+        {
+            names.insert(
+                String::from_utf8_lossy(&entry[..eq]).into_owned(),
+                eq + 1 < entry.len(),
+            );
         }
     }
     names

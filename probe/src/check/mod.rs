@@ -384,11 +384,11 @@ impl Check {
             Some(failed) => {
                 result.outcome = Outcome::Fail;
                 let mut reason = failure_reason(failed);
-                if observation.missing.is_empty() {
-                    if let Some(detail) = &observation.detail {
-                        // e.g. a tcp check's "connection refused (127.0.0.1:5432)".
-                        reason.push_str(&format!(": {detail}"));
-                    }
+                if observation.missing.is_empty()
+                    && let Some(detail) = &observation.detail
+                {
+                    // e.g. a tcp check's "connection refused (127.0.0.1:5432)".
+                    reason.push_str(&format!(": {detail}"));
                 }
                 result.reason = Some(reason);
             }

@@ -382,10 +382,10 @@ pub fn labels(event: &Event) -> BTreeMap<String, String> {
     if let Some(env) = &event.env {
         labels.insert("env".to_string(), env.clone());
     }
-    if alertname(event) == "PostflightProbeSilent" {
-        if let Some(probe) = event.fields.get(field::PROBES) {
-            labels.insert("probe".to_string(), probe.clone());
-        }
+    if alertname(event) == "PostflightProbeSilent"
+        && let Some(probe) = event.fields.get(field::PROBES)
+    {
+        labels.insert("probe".to_string(), probe.clone());
     }
     labels.insert("severity".to_string(), event.severity.as_str().to_string());
     labels

@@ -88,13 +88,13 @@ fn describe_cause(
     if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
         return Some(describe_tls(tls, to.host));
     }
-    if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-        if hyper.is_incomplete_message() {
-            return Some(format!(
-                "connection closed by {} before a complete response",
-                to.authority
-            ));
-        }
+    if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+        && hyper.is_incomplete_message()
+    {
+        return Some(format!(
+            "connection closed by {} before a complete response",
+            to.authority
+        ));
     }
     if cause.to_string() == "dns error" {
         let detail = cause

@@ -575,7 +575,30 @@ fn sleeper(dir: &Path, name: &str, arg0: Option<&str>, vars: &[(&str, &str)]) ->
     if let Some(arg0) = arg0 {
         command.arg0(arg0);
     }
-    RunningChild(command.spawn().unwrap())
+    // A parallel test's fork may briefly hold the copied file open for writing
+    // ("Text file busy"); retry a bounded number of times.
+    let mut attempts = 0;
+    let child = loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            spawned => break spawned.unwrap(),
+        }
+    };
+    // Ready once the kernel shows the new program's environment (the exec completed).
+    let environ = format!("/proc/{}/environ", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !vars.is_empty()
+        && std::fs::read(&environ)
+            .map(|e| e.is_empty())
+            .unwrap_or(true)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    RunningChild(child)
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@
 //!   delivery to every collector, self-metrics.
 //! - [`cli`]: the `postflight-probe` commands and their exit codes.
 //! - [`logging`]: tracing set-up shared with the collector.
+//! - [`wildcard`]: `*` / `?` patterns in config.
 //! - [`output`]: the table and JSON that `postflight-probe once` prints.
 
 pub mod agent;
@@ -26,3 +27,4 @@ pub mod output;
 pub mod report;
 pub mod units;
 pub mod version;
+pub mod wildcard;

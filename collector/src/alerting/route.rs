@@ -32,31 +32,7 @@ impl Glob {
 
     /// Does `name` match the whole pattern?
     pub fn matches(&self, name: &str) -> bool {
-        let pattern: Vec<char> = self.0.chars().collect();
-        let name: Vec<char> = name.chars().collect();
-        let (mut p, mut n) = (0, 0);
-        let mut backtrack: Option<(usize, usize)> = None;
-        while n < name.len() {
-            match pattern.get(p) {
-                Some('*') => {
-                    backtrack = Some((p, n));
-                    p += 1;
-                }
-                Some(&c) if c == '?' || c == name[n] => {
-                    p += 1;
-                    n += 1;
-                }
-                _ => match backtrack {
-                    Some((star, matched)) => {
-                        p = star + 1;
-                        n = matched + 1;
-                        backtrack = Some((star, matched + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        pattern[p..].iter().all(|c| *c == '*')
+        postflight_probe::wildcard::matches(self.0.as_bytes(), name.as_bytes())
     }
 }
 

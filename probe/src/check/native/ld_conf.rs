@@ -10,6 +10,8 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
+use crate::wildcard::matches as wildcard_match;
+
 /// How deep `include` may nest before it is treated as a loop.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
@@ -112,33 +114,6 @@ fn matching_entries(dir: &Path, pattern: &str) -> Vec<PathBuf> {
         .collect();
     names.sort();
     names.into_iter().map(|name| dir.join(name)).collect()
-}
-
-/// `*` matches any run of bytes, `?` one byte; everything else matches itself.
-pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                backtrack = Some((p, n));
-                p += 1;
-            }
-            Some(c) if *c == b'?' || *c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match backtrack {
-                Some((star, matched)) => {
-                    p = star + 1;
-                    n = matched + 1;
-                    backtrack = Some((star, matched + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|c| *c == b'*')
 }
 
 #[cfg(test)]

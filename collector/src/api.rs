@@ -2,7 +2,6 @@
 //! versions, probes. Times are unix milliseconds in JSON; query parameters accept
 //! milliseconds, RFC 3339, or a duration meaning "that long ago" (`from=2h`).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -97,44 +96,52 @@ async fn status(
     Query(params): Query<StatusParams>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
-    let series = state.store.status().map_err(ApiError::storage)?;
-    let mut grouped: BTreeMap<String, BTreeMap<String, Vec<ProbeStatus>>> = BTreeMap::new();
-    for mut s in series {
-        if params
-            .service
-            .as_ref()
-            .is_some_and(|wanted| *wanted != s.service)
-        {
-            continue;
-        }
-        let service = std::mem::take(&mut s.service);
-        let check = std::mem::take(&mut s.check);
-        grouped
-            .entry(service)
-            .or_default()
-            .entry(check)
-            .or_default()
-            .push(ProbeStatus::from(s));
-    }
-    let services = grouped
-        .into_iter()
-        .map(|(service, checks)| {
-            let checks: Vec<CheckStatus> = checks
-                .into_iter()
-                .map(|(check, probes)| CheckStatus { check, probes })
-                .collect();
-            let outcome = worst_outcome(checks.iter().flat_map(|c| c.probes.iter()));
-            ServiceStatus {
-                service,
-                outcome,
-                checks,
-            }
-        })
-        .collect();
+    let series = state
+        .store
+        .status(params.service.as_deref())
+        .map_err(ApiError::storage)?;
     Ok(Json(StatusResponse {
         now_ms: state.clock.now_ms(),
-        services,
+        services: group_by_service_and_check(series),
     }))
+}
+
+/// Nests series into services and checks. The store hands them out ordered by
+/// service, check and probe, so each group is a run of neighbours: one pass, no maps.
+fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
+    let mut services: Vec<ServiceStatus> = Vec::new();
+    for mut s in series {
+        let service = std::mem::take(&mut s.service);
+        let check = std::mem::take(&mut s.check);
+        let same_service = services.last().is_some_and(|last| last.service == service);
+        if !same_service {
+            services.push(ServiceStatus {
+                service,
+                outcome: String::new(),
+                checks: Vec::new(),
+            });
+        }
+        let Some(current) = services.last_mut() else {
+            continue;
+        };
+        let same_check = current
+            .checks
+            .last()
+            .is_some_and(|last| last.check == check);
+        if !same_check {
+            current.checks.push(CheckStatus {
+                check,
+                probes: Vec::new(),
+            });
+        }
+        if let Some(current_check) = current.checks.last_mut() {
+            current_check.probes.push(ProbeStatus::from(s));
+        }
+    }
+    for service in &mut services {
+        service.outcome = worst_outcome(service.checks.iter().flat_map(|c| c.probes.iter()));
+    }
+    services
 }
 
 fn worst_outcome<'a>(series: impl Iterator<Item = &'a ProbeStatus>) -> String {

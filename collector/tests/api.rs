@@ -277,6 +277,80 @@ async fn rejected_batches_store_nothing_and_say_why() {
 }
 
 #[tokio::test]
+async fn status_nests_services_checks_and_probes_and_narrows_to_one_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let in_service = |service: &str, mut result: CheckResult| {
+        result.service = service.into();
+        result
+    };
+    for (probe, token, readyz) in [
+        ("web-2", TOKEN_WEB2, Outcome::Fail),
+        ("web-1", TOKEN_WEB1, Outcome::Pass),
+    ] {
+        let results = vec![
+            in_service(
+                "recall-api",
+                result("version", NOW - 9, Outcome::Pass, "v2"),
+            ),
+            in_service("butler", result("health", NOW - 8, Outcome::Pass, "v7")),
+            in_service("recall-api", result("readyz", NOW - 7, readyz, "v2")),
+        ];
+        let (status, ack) = post(
+            &collector,
+            Some(token),
+            json(&batch(probe, 1, results)),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200, "{ack}");
+    }
+
+    // One line per probe entry, in answer order: "service(outcome) check probe=outcome".
+    let status = get(&collector, "/api/v1/status").await;
+    let mut shape = Vec::new();
+    for service in status["services"].as_array().unwrap() {
+        for check in service["checks"].as_array().unwrap() {
+            for probe in check["probes"].as_array().unwrap() {
+                shape.push(format!(
+                    "{}({}) {} {}={}",
+                    service["service"].as_str().unwrap(),
+                    service["outcome"].as_str().unwrap(),
+                    check["check"].as_str().unwrap(),
+                    probe["probe"].as_str().unwrap(),
+                    probe["outcome"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        shape,
+        [
+            "butler(pass) health web-1=pass",
+            "butler(pass) health web-2=pass",
+            "recall-api(fail) readyz web-1=pass",
+            "recall-api(fail) readyz web-2=fail",
+            "recall-api(fail) version web-1=pass",
+            "recall-api(fail) version web-2=pass",
+        ],
+        "{status}"
+    );
+    assert_eq!(status["services"][1]["checks"].as_array().unwrap().len(), 2);
+
+    let narrowed = get(&collector, "/api/v1/status?service=butler").await;
+    let services = narrowed["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{narrowed}");
+    assert_eq!(services[0]["service"], "butler");
+    let unknown = get(&collector, "/api/v1/status?service=nope").await;
+    assert_eq!(
+        unknown["services"].as_array().unwrap().len(),
+        0,
+        "{unknown}"
+    );
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn gzip_batches_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path()).await;

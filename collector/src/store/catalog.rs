@@ -142,10 +142,17 @@ impl Catalog {
         self.by_id.len()
     }
 
-    /// Every series id, ordered by service, check and probe, with its names.
-    pub(crate) fn iter_ordered(&self) -> impl Iterator<Item = (SeriesId, &SeriesMeta)> + '_ {
-        self.by_name
-            .values()
+    /// Every series id, ordered by service, check and probe, with its names; only the
+    /// series of `service` when one is given.
+    pub(crate) fn iter_ordered<'a>(
+        &'a self,
+        service: Option<&str>,
+    ) -> impl Iterator<Item = (SeriesId, &'a SeriesMeta)> + 'a {
+        let services: Box<dyn Iterator<Item = &'a ServiceSeries>> = match service {
+            Some(service) => Box::new(self.by_name.get(service).into_iter()),
+            None => Box::new(self.by_name.values()),
+        };
+        services
             .flat_map(|checks| checks.values())
             .flat_map(|probes| probes.values())
             .filter_map(|id| Some((*id, self.by_id.get(id)?.as_ref())))

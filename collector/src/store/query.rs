@@ -181,13 +181,13 @@ fn hour_ceil(ms: i64) -> i64 {
 }
 
 impl Store {
-    /// Current status of every series, ordered by service, check and probe. Served
-    /// from memory.
-    pub fn status(&self) -> Result<Vec<SeriesStatus>, StoreError> {
+    /// Current status of every series (or only those of `service`), ordered by
+    /// service, check and probe. Served from memory.
+    pub fn status(&self, service: Option<&str>) -> Result<Vec<SeriesStatus>, StoreError> {
         let catalog = read(&self.inner.catalog);
         let latest = read(&self.inner.latest);
         let statuses = catalog
-            .iter_ordered()
+            .iter_ordered(service)
             .filter_map(|(id, meta)| {
                 let status = latest.get(&id)?;
                 Some(SeriesStatus {

@@ -125,7 +125,7 @@ async fn ingest_then_query_round_trips() {
     pass_without_conditions.conditions.clear();
     assert_eq!(stored[0].result, pass_without_conditions);
 
-    let status = store.status().unwrap();
+    let status = store.status(None).unwrap();
     assert_eq!(status.len(), 2);
     let readyz = status.iter().find(|s| s.check == "readyz").unwrap();
     assert_eq!(readyz.outcome, Outcome::Fail);
@@ -354,7 +354,7 @@ async fn data_survives_close_and_reopen() {
             .len(),
         100
     );
-    let status = store.status().unwrap();
+    let status = store.status(None).unwrap();
     assert_eq!(
         status.iter().find(|s| s.check == "env").unwrap().outcome,
         Outcome::Fail
@@ -400,7 +400,7 @@ async fn status_since_holds_across_pass_fail_fail() {
             )
             .await
             .unwrap();
-        let status = &store.status().unwrap()[0];
+        let status = &store.status(None).unwrap()[0];
         assert_eq!(status.outcome, outcome);
         assert_eq!(status.last_result_ms, ts);
         let expected_since = if outcome.is_pass() { T0 } else { T0 + 10_000 };
@@ -412,7 +412,7 @@ async fn status_since_holds_across_pass_fail_fail() {
         vec![result("readyz", T0 + 30_000, 4, Outcome::Pass)],
     );
     store.ingest(&recovered, T0 + 30_000).await.unwrap();
-    let status = &store.status().unwrap()[0];
+    let status = &store.status(None).unwrap()[0];
     assert_eq!(
         (status.outcome, status.since_ms),
         (Outcome::Pass, T0 + 30_000)
@@ -483,11 +483,11 @@ async fn late_result_does_not_change_the_status_even_after_reopen() {
             vec![result("readyz", T0 + 100_005, 1_000, Outcome::Fail)],
         );
         store.ingest(&late, T0 + HOUR_MS).await.unwrap();
-        let status = &store.status().unwrap()[0];
+        let status = &store.status(None).unwrap()[0];
         assert_eq!((status.outcome, status.since_ms), (Outcome::Pass, T0));
     }
     let store = Store::open(dir.path()).unwrap();
-    let status = &store.status().unwrap()[0];
+    let status = &store.status(None).unwrap()[0];
     assert_eq!(
         (status.outcome, status.since_ms, status.last_result_ms),
         (Outcome::Pass, T0, T0 + 35 * 10_000)

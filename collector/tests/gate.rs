@@ -517,6 +517,7 @@ async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression(
         "{}/api/v1/services/recall-api/deploys?version=sha-bad",
         server.url
     );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let ledger: serde_json::Value = server
             .http
@@ -530,6 +531,10 @@ async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression(
         if ledger["deploys"].as_array().is_some_and(|d| !d.is_empty()) {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy script never recorded its deploy: {ledger}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     server.report(vec![readyz(now_ms(), 503)]).await;

@@ -136,19 +136,8 @@ async fn starttls_with_login_delivers_to_a_server_signed_by_a_private_ca() {
         password_file.display(),
         pki.ca.display()
     );
-    let h = Harness::new(&config(
-        &[],
-        &email_channel(
-            &format!("smtp://127.0.0.1:{}?tls=required", smtp.port),
-            &extra,
-        ),
-    ));
-    two_of_three_failing(&h);
-    let pass = h.deliver().await;
-    assert_eq!(pass.delivered, 1, "{pass:?}");
-    let messages = smtp.received();
-    assert_eq!(messages[0]["tls"], true);
-    assert_eq!(messages[0]["authenticated"], true);
+    let url = format!("smtp://127.0.0.1:{}?tls=required", smtp.port);
+    delivers_over_tls_with_login(&smtp, &url, &extra).await;
 }
 
 #[tokio::test]
@@ -168,10 +157,14 @@ async fn implicit_tls_delivers_to_a_server_signed_by_a_private_ca() {
         ", username = \"postflight\", password = \"s3cret\", ca_file = \"{}\"",
         pki.ca.display()
     );
-    let h = Harness::new(&config(
-        &[],
-        &email_channel(&format!("smtps://127.0.0.1:{}", smtp.port), &extra),
-    ));
+    let url = format!("smtps://127.0.0.1:{}", smtp.port);
+    delivers_over_tls_with_login(&smtp, &url, &extra).await;
+}
+
+/// An incident's email sent through `url` (channel keys `extra`) reaches `smtp` over
+/// TLS, logged in.
+async fn delivers_over_tls_with_login(smtp: &SmtpServer, url: &str, extra: &str) {
+    let h = Harness::new(&config(&[], &email_channel(url, extra)));
     two_of_three_failing(&h);
     let pass = h.deliver().await;
     assert_eq!(pass.delivered, 1, "{pass:?}");

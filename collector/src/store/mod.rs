@@ -92,6 +92,18 @@ use probe::{ProbeRecord, ProbeState};
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another process (or a store in this process that is still closing) held the
+    /// data directory's lock for longer than [`StoreOptions::lock_wait_ms`].
+    #[error(
+        "the store at {path} is in use: another process holds its lock (waited {waited_ms} ms); \
+         stop the other collector or give this one its own data_dir"
+    )]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// How long opening waited for the lock.
+        waited_ms: u64,
+    },
     /// The database could not be opened.
     #[error(
         "cannot open the store at {path}: {source}; check that the directory is writable \
@@ -139,6 +151,11 @@ pub struct StoreOptions {
     /// Acknowledgements never wait for it (ingest flushes explicitly), but sled only
     /// reclaims the space of overwritten and deleted values on this thread.
     pub background_flush_ms: u64,
+    /// How long opening waits for the data directory's lock, milliseconds. sled's
+    /// background threads let go of a closed database a moment after it is dropped, and
+    /// a restarted collector may start while the old process is still finishing its last
+    /// flush; both are waited out. A lock still held after this is [`StoreError::Locked`].
+    pub lock_wait_ms: u64,
 }
 
 impl Default for StoreOptions {
@@ -146,6 +163,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 32 * 1024 * 1024,
             background_flush_ms: 500,
+            lock_wait_ms: 10_000,
         }
     }
 }
@@ -239,6 +257,50 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Opens the sled database in `dir`, waiting up to `options.lock_wait_ms` for its lock.
+fn open_db(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(options.cache_capacity_bytes)
+        .flush_every_ms(Some(options.background_flush_ms.max(1)));
+    let started = std::time::Instant::now();
+    let wait = std::time::Duration::from_millis(options.lock_wait_ms);
+    let mut pause = std::time::Duration::from_millis(5);
+    let mut logged = false;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(error) if is_lock_held(&error) => {
+                let waited = started.elapsed();
+                if waited >= wait {
+                    return Err(StoreError::Locked {
+                        path: dir.to_path_buf(),
+                        waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+                if !logged {
+                    tracing::info!(path = %dir.display(), "waiting for the store's lock");
+                    logged = true;
+                }
+                std::thread::sleep(pause.min(wait - waited));
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            Err(source) => {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// Whether sled failed to open because another handle holds the database's file lock.
+/// sled 0.34 reports it only as an I/O error of kind `Other` with this wording.
+fn is_lock_held(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir` with default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -251,12 +313,7 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_capacity_bytes)
-            .flush_every_ms(Some(options.background_flush_ms.max(1)))
-            .open()
-            .map_err(open_error)?;
+        let db = open_db(dir, options)?;
         let trees = Trees::open(&db).map_err(open_error)?;
         let catalog = Catalog::load(&trees.series)?;
         let mut latest = load_latest(&trees.latest)?;

@@ -330,6 +330,31 @@ async fn names_with_nul_bytes_are_refused() {
     assert!(store.probes().unwrap().is_empty());
 }
 
+#[test]
+fn a_held_store_is_reported_locked_and_opens_once_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = Store::open(dir.path()).unwrap();
+    let quick = StoreOptions {
+        lock_wait_ms: 50,
+        ..StoreOptions::default()
+    };
+    let error = Store::open_with(dir.path(), &quick).unwrap_err();
+    assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("in use"), "{error}");
+    // Let go while the second open is waiting (or before it starts: both must open).
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(holder);
+    });
+    let patient = StoreOptions {
+        lock_wait_ms: 30_000,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), &patient).unwrap();
+    releaser.join().unwrap();
+    assert_eq!(store.series_count(), 0);
+}
+
 #[tokio::test]
 async fn data_survives_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();

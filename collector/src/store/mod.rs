@@ -258,7 +258,8 @@ impl std::fmt::Debug for Store {
 }
 
 /// Opens the sled database in `dir`, waiting up to `options.lock_wait_ms` for its lock.
-fn open_db(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+/// [`Store::open_with`] uses it; so can tools and tests that need the bare database.
+pub fn open_database(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity(options.cache_capacity_bytes)
@@ -313,7 +314,7 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        let db = open_db(dir, options)?;
+        let db = open_database(dir, options)?;
         let trees = Trees::open(&db).map_err(open_error)?;
         let catalog = Catalog::load(&trees.series)?;
         let mut latest = load_latest(&trees.latest)?;

@@ -22,6 +22,7 @@ use postflight_collector::alerting::outbox::PassReport;
 use postflight_collector::alerting::{IncidentFilter, SilenceError};
 use postflight_collector::clock::{Clock, ManualClock};
 use postflight_collector::metrics::Metrics;
+use postflight_collector::store::{StoreOptions, open_database};
 use postflight_probe::report::{
     CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
 };
@@ -110,7 +111,8 @@ impl Harness {
     fn open(dir: tempfile::TempDir, clock: ManualClock, config: &str) -> Harness {
         let loaded = postflight_collector::config::parse(config, "test.toml")
             .unwrap_or_else(|e| panic!("config: {e}"));
-        let db = sled::open(dir.path().join("data")).expect("sled");
+        // Waits out the lock a just-closed database keeps for a moment (restart).
+        let db = open_database(&dir.path().join("data"), &StoreOptions::default()).expect("sled");
         let metrics = Metrics::new();
         let alerting = Alerting::with_settings(
             &db,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
@@ -27,13 +28,22 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port for a server the test starts later (bound, then released).
+///
+/// Taken below the kernel's ephemeral range (32768 and up), so the outgoing
+/// connections the tests make meanwhile cannot be handed the same port; each call
+/// moves on from a per-process starting point, so parallel tests do not collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % 400 * 30;
+    for _ in 0..12_000 {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        let port = 20_000 + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 31999");
 }
 
 /// Poll `condition` every 50 ms until it holds or `limit` passes; returns whether it held.

@@ -3,7 +3,7 @@
 //! [`Alerting`] with a manual clock.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -26,17 +26,10 @@ use postflight_collector::store::{StoreOptions, open_database};
 use postflight_probe::report::{
     CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
 };
+pub use postflight_tests::free_port;
 
 /// 2026-11-23T20:15:04Z.
 pub const T0: i64 = 1_795_464_904_000;
-
-/// A free loopback port (bound and released: the caller binds it again).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Poll `probe` every 20 ms until it returns Some, or panic after `limit`.
 pub async fn eventually<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {

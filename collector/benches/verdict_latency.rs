@@ -16,64 +16,23 @@
 use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use postflight_collector::clock::SystemClock;
 use postflight_collector::config;
 use postflight_collector::server::Collector;
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::CheckResult;
+use postflight_tests::{batch, now_ms, status_result};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postflight");
 const RUNS: u64 = 20;
 const LIMIT: Duration = Duration::from_secs(1);
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
+/// `status == 200` on the service's readyz at `at_ms`.
 fn readyz(service: &str, at_ms: i64, status: u16) -> CheckResult {
-    let ok = status == 200;
-    CheckResult {
-        service: service.into(),
-        check: "readyz".into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 20_000,
-        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        reason: None,
-        facts: Facts {
-            status: Some(status),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "status == 200".into(),
-            expected: "== 200".into(),
-            actual: status.to_string(),
-            ok,
-            error: None,
-        }],
-    }
-}
-
-fn batch(seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        probe: "web-1".into(),
-        seq,
-        sent_at_ms: now_ms(),
-        labels: [("env".to_string(), "prod".to_string())].into(),
-        probe_version: "bench".into(),
-        config_digest: String::new(),
-        heartbeat_interval_ms: 30_000,
-        results,
-    }
+    status_result(service, "readyz", at_ms, status)
 }
 
 /// One run: (gate-visible latency, report request latency).
@@ -85,7 +44,7 @@ async fn run(http: &reqwest::Client, url: &str, index: u64) -> (Duration, Durati
         .collect();
     let sent = http
         .post(format!("{url}/api/v1/reports"))
-        .json(&batch(index * 2 + 1, baseline))
+        .json(&batch("web-1", index * 2 + 1, baseline))
         .send()
         .await
         .unwrap();
@@ -114,7 +73,11 @@ async fn run(http: &reqwest::Client, url: &str, index: u64) -> (Duration, Durati
     let arrival = Instant::now();
     let failing = http
         .post(format!("{url}/api/v1/reports"))
-        .json(&batch(index * 2 + 2, vec![readyz(&service, now_ms(), 503)]))
+        .json(&batch(
+            "web-1",
+            index * 2 + 2,
+            vec![readyz(&service, now_ms(), 503)],
+        ))
         .send()
         .await
         .unwrap();

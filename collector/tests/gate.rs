@@ -3,121 +3,46 @@
 //! over `POST /api/v1/reports`, and the CLI run as a deploy script would run it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::CheckResult;
+use postflight_tests::{CollectorProcess, batch, eventually, now_ms, status_result};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postflight");
 
-/// A running `postflight serve`, killed on drop.
+/// A running `postflight serve` on a temporary data dir, killed on drop.
 struct Server {
-    child: Child,
+    _collector: CollectorProcess,
     url: String,
     seq: AtomicU64,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start a collector with `extra` appended to its config; returns once it listens.
-fn serve(extra: &str) -> Server {
+/// Start a collector with `extra` appended to its config; returns once it is ready.
+async fn serve(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--log-format", "json", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("postflight serve exited before listening")
-            .unwrap();
-        let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if log["fields"]["message"] == "collector listening" {
-            break log["fields"]["addr"].as_str().unwrap().to_string();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let collector = CollectorProcess::start(dir.path(), extra).await;
     Server {
-        child,
-        url: format!("http://{addr}"),
+        url: collector.url.clone(),
+        _collector: collector,
         seq: AtomicU64::new(1),
         http: reqwest::Client::new(),
         _dir: dir,
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
+/// `status == 200` on recall-api's readyz at `at_ms`.
 fn readyz(at_ms: i64, status: u16) -> CheckResult {
-    let ok = status == 200;
-    CheckResult {
-        service: "recall-api".into(),
-        check: "readyz".into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 20_000,
-        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        reason: None,
-        facts: Facts {
-            status: Some(status),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "status == 200".into(),
-            expected: "== 200".into(),
-            actual: status.to_string(),
-            ok,
-            error: None,
-        }],
-    }
+    status_result("recall-api", "readyz", at_ms, status)
 }
 
 impl Server {
     /// Send one batch from probe `web-1` (env prod), as the probe would.
     async fn report(&self, results: Vec<CheckResult>) {
-        let batch = ReportBatch {
-            probe: "web-1".into(),
-            seq: self.seq.fetch_add(1, Ordering::SeqCst),
-            sent_at_ms: now_ms(),
-            labels: [("env".to_string(), "prod".to_string())].into(),
-            probe_version: "0.1.0".into(),
-            config_digest: String::new(),
-            heartbeat_interval_ms: 30_000,
-            results,
-        };
+        let batch = batch("web-1", self.seq.fetch_add(1, Ordering::SeqCst), results);
         let response = self
             .http
             .post(format!("{}/api/v1/reports", self.url))
@@ -190,7 +115,7 @@ impl From<std::process::Output> for Outcome3 {
 
 #[tokio::test]
 async fn gate_exits_0_when_the_window_passes() {
-    let server = serve("");
+    let server = serve("").await;
     server.healthy_baseline().await;
     let id = server.deploy("1.4.2", "2s").await;
     server.report(vec![readyz(now_ms(), 200)]).await;
@@ -209,7 +134,7 @@ async fn gate_exits_0_when_the_window_passes() {
 
 #[tokio::test]
 async fn gate_exits_1_on_regression_and_prints_the_evidence() {
-    let server = serve("");
+    let server = serve("").await;
     server.healthy_baseline().await;
     server.deploy("1.4.2", "10m").await;
     let gate = tokio::process::Command::new(BIN)
@@ -249,7 +174,7 @@ async fn gate_exits_1_on_regression_and_prints_the_evidence() {
 
 #[tokio::test]
 async fn gate_exits_2_when_no_probe_reports_during_the_window() {
-    let server = serve("");
+    let server = serve("").await;
     server.healthy_baseline().await;
     let id = server.deploy("1.4.2", "1s").await;
     let out = server
@@ -266,7 +191,7 @@ async fn gate_exits_2_when_no_probe_reports_during_the_window() {
 
 #[tokio::test]
 async fn gate_exits_2_when_the_timeout_passes_first() {
-    let server = serve("");
+    let server = serve("").await;
     let id = server.deploy("1.4.2", "10m").await;
     let out = server
         .cli(&["gate", "--deploy", &id, "--timeout", "600ms"])
@@ -282,7 +207,7 @@ async fn gate_exits_2_when_the_timeout_passes_first() {
 
 #[tokio::test]
 async fn gate_exits_3_on_usage_unknown_deploy_and_unreachable_collector() {
-    let server = serve("");
+    let server = serve("").await;
     let usage = server.cli(&["gate", "--service", "recall-api"]).await;
     assert_eq!(usage.code, 3, "{}", usage.stderr);
     let unknown = server.cli(&["gate", "--deploy", "d-42"]).await;
@@ -317,7 +242,7 @@ async fn gate_exits_3_on_usage_unknown_deploy_and_unreachable_collector() {
 
 #[tokio::test]
 async fn last_good_after_a_regressed_deploy_is_the_previous_passed_version() {
-    let server = serve("");
+    let server = serve("").await;
     server.healthy_baseline().await;
     let good = server.deploy("1.4.1", "1s").await;
     server.report(vec![readyz(now_ms(), 200)]).await;
@@ -377,7 +302,8 @@ async fn last_good_after_a_regressed_deploy_is_the_previous_passed_version() {
 #[tokio::test]
 async fn deploy_writes_need_an_operator_token_once_one_is_configured() {
     let server =
-        serve("[[auth.operators]]\nname = \"deploy-bot\"\ntoken = \"0123456789abcdef-deploy\"\n");
+        serve("[[auth.operators]]\nname = \"deploy-bot\"\ntoken = \"0123456789abcdef-deploy\"\n")
+            .await;
     let without = server
         .cli(&["deploy", "--service", "recall-api", "--version", "1.0.0"])
         .await;
@@ -416,7 +342,7 @@ async fn deploy_writes_need_an_operator_token_once_one_is_configured() {
 
 #[tokio::test]
 async fn api_refuses_a_malformed_deploy_with_advice() {
-    let server = serve("");
+    let server = serve("").await;
     let response = server
         .http
         .post(format!("{}/api/v1/deploys", server.url))
@@ -468,7 +394,7 @@ fn script(path: &std::path::Path, body: &str) {
 
 #[tokio::test]
 async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression() {
-    let server = serve("");
+    let server = serve("").await;
     server.healthy_baseline().await;
     let good = server.deploy("sha-good", "1s").await;
     server.report(vec![readyz(now_ms(), 200)]).await;
@@ -517,8 +443,7 @@ async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression(
         "{}/api/v1/services/recall-api/deploys?version=sha-bad",
         server.url
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let recorded = eventually(Duration::from_secs(30), || async {
         let ledger: serde_json::Value = server
             .http
             .get(&ledger_url)
@@ -528,15 +453,10 @@ async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression(
             .json()
             .await
             .unwrap();
-        if ledger["deploys"].as_array().is_some_and(|d| !d.is_empty()) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the deploy script never recorded its deploy: {ledger}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        ledger["deploys"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    assert!(recorded, "the deploy script never recorded its deploy");
     server.report(vec![readyz(now_ms(), 503)]).await;
 
     let out = Outcome3::from(run.wait_with_output().await.unwrap());
@@ -597,29 +517,24 @@ async fn a_regression_is_notified_through_the_routes_with_evidence_and_versions(
         "[alerting]\ngroup_wait = \"0s\"\n\
          [[channels]]\nname = \"hook\"\nwebhook = {{ url = \"{hook}\" }}\n\
          [[routes]]\nmatch = {{ event = [\"deploy_regressed\", \"deploy_passed\"] }}\nchannels = [\"hook\"]\n"
-    ));
+    ))
+    .await;
     server.healthy_baseline().await;
     server.deploy("1.4.2", "10m").await;
     server.report(vec![readyz(now_ms(), 503)]).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let event = loop {
-        let found = received.lock().unwrap().iter().find_map(|body| {
+    let regressed = || {
+        received.lock().unwrap().iter().find_map(|body| {
             body["events"].as_array().and_then(|events| {
                 events
                     .iter()
                     .find(|e| e["kind"] == "deploy_regressed")
                     .cloned()
             })
-        });
-        if let Some(event) = found {
-            break event;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no deploy_regressed webhook arrived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        })
     };
+    let arrived = eventually(Duration::from_secs(20), || async { regressed().is_some() }).await;
+    assert!(arrived, "no deploy_regressed webhook arrived");
+    let event = regressed().unwrap();
     assert_eq!(event["service"], "recall-api");
     assert_eq!(event["fields"]["version"], "1.4.2", "{event}");
     let text = event.to_string();

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+use postflight_probe::report::{
+    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
+};
 
 /// Path of a workspace binary next to the test executable (target/<profile>/NAME).
 pub fn binary(name: &str) -> PathBuf {
@@ -196,6 +198,33 @@ pub fn result(
             ..Facts::default()
         },
         conditions: Vec::new(),
+    }
+}
+
+/// An HTTP result judged by `status == 200` at `at_ms`, with that condition reported
+/// the way the probe reports it (expected and actual).
+pub fn status_result(service: &str, check: &str, at_ms: i64, status: u16) -> CheckResult {
+    let ok = status == 200;
+    CheckResult {
+        service: service.into(),
+        check: check.into(),
+        kind: CheckKind::Http,
+        seq: 0,
+        started_at_ms: at_ms,
+        duration_us: 20_000,
+        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+        reason: None,
+        facts: Facts {
+            status: Some(status),
+            ..Facts::default()
+        },
+        conditions: vec![ConditionReport {
+            expression: "status == 200".into(),
+            expected: "== 200".into(),
+            actual: status.to_string(),
+            ok,
+            error: None,
+        }],
     }
 }
 

@@ -23,10 +23,9 @@ use postflight_collector::alerting::{IncidentFilter, SilenceError};
 use postflight_collector::clock::{Clock, ManualClock};
 use postflight_collector::metrics::Metrics;
 use postflight_collector::store::{StoreOptions, open_database};
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::{CheckResult, ReportBatch};
 pub use postflight_tests::free_port;
+use postflight_tests::status_result;
 
 /// 2026-11-23T20:15:04Z.
 pub const T0: i64 = 1_795_464_904_000;
@@ -43,30 +42,12 @@ pub async fn eventually<T>(limit: Duration, what: &str, mut probe: impl FnMut() 
     }
 }
 
-/// One check result.
+/// One check result: `status == 200` passing (200) or failing (503), version 1.4.2.
 pub fn result(service: &str, check: &str, pass: bool, at_ms: i64) -> CheckResult {
-    CheckResult {
-        service: service.into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 12_000,
-        outcome: if pass { Outcome::Pass } else { Outcome::Fail },
-        reason: (!pass).then(|| "1 of 1 conditions failed".to_string()),
-        facts: Facts {
-            status: Some(if pass { 200 } else { 503 }),
-            version: Some("1.4.2".into()),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "status == 200".into(),
-            expected: "== 200".into(),
-            actual: if pass { "200" } else { "503" }.into(),
-            ok: pass,
-            error: None,
-        }],
-    }
+    let mut result = status_result(service, check, at_ms, if pass { 200 } else { 503 });
+    result.reason = (!pass).then(|| "1 of 1 conditions failed".to_string());
+    result.facts.version = Some("1.4.2".into());
+    result
 }
 
 /// A batch from `probe` (env=prod, heartbeat every 10s).

@@ -72,6 +72,12 @@ impl Server {
         Outcome3::from(output)
     }
 
+    /// `postflight gate --deploy ID --timeout 30s`.
+    async fn gate(&self, id: &str) -> Outcome3 {
+        self.cli(&["gate", "--deploy", id, "--timeout", "30s"])
+            .await
+    }
+
     /// `postflight deploy …` and the id it printed.
     async fn deploy(&self, version: &str, window: &str) -> String {
         let out = self
@@ -119,9 +125,7 @@ async fn gate_exits_0_when_the_window_passes() {
     server.healthy_baseline().await;
     let id = server.deploy("1.4.2", "2s").await;
     server.report(vec![readyz(now_ms(), 200)]).await;
-    let out = server
-        .cli(&["gate", "--deploy", &id, "--timeout", "30s"])
-        .await;
+    let out = server.gate(&id).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout
@@ -177,9 +181,7 @@ async fn gate_exits_2_when_no_probe_reports_during_the_window() {
     let server = serve("").await;
     server.healthy_baseline().await;
     let id = server.deploy("1.4.2", "1s").await;
-    let out = server
-        .cli(&["gate", "--deploy", &id, "--timeout", "30s"])
-        .await;
+    let out = server.gate(&id).await;
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("inconclusive"), "{}", out.stdout);
     assert!(
@@ -246,16 +248,12 @@ async fn last_good_after_a_regressed_deploy_is_the_previous_passed_version() {
     server.healthy_baseline().await;
     let good = server.deploy("1.4.1", "1s").await;
     server.report(vec![readyz(now_ms(), 200)]).await;
-    let passed = server
-        .cli(&["gate", "--deploy", &good, "--timeout", "30s"])
-        .await;
+    let passed = server.gate(&good).await;
     assert_eq!(passed.code, 0, "{}\n{}", passed.stdout, passed.stderr);
 
     let bad = server.deploy("1.4.2", "10m").await;
     server.report(vec![readyz(now_ms(), 503)]).await;
-    let regressed = server
-        .cli(&["gate", "--deploy", &bad, "--timeout", "30s"])
-        .await;
+    let regressed = server.gate(&bad).await;
     assert_eq!(
         regressed.code, 1,
         "{}\n{}",

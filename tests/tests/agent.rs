@@ -315,12 +315,18 @@ async fn assert_complete(probe: &ProbeProcess, collector: &CollectorProcess) {
     );
 }
 
+/// A collector in its own directory `dir/name` (returned, to restart it there).
+async fn collector_in(dir: &Path, name: &str) -> (PathBuf, CollectorProcess) {
+    let collector_dir = dir.join(name);
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let collector = CollectorProcess::start(&collector_dir, "").await;
+    (collector_dir, collector)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_produced_while_the_collector_is_down_arrive_once() {
     let dir = tempfile::tempdir().unwrap();
-    let collector_dir = dir.path().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let mut collector = CollectorProcess::start(&collector_dir, "").await;
+    let (collector_dir, mut collector) = collector_in(dir.path(), "collector").await;
     let config = ProbeConfigText::new(dir.path(), &[&collector]);
     let mut probe = ProbeProcess::start(dir.path(), &config).await;
     wait_highest_seq(&collector, 3).await;
@@ -339,9 +345,7 @@ async fn results_produced_while_the_collector_is_down_arrive_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_killed_with_sigkill_delivers_its_spool_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let collector_dir = dir.path().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let mut collector = CollectorProcess::start(&collector_dir, "").await;
+    let (collector_dir, mut collector) = collector_in(dir.path(), "collector").await;
     let config = ProbeConfigText::new(dir.path(), &[&collector]);
     let mut probe = ProbeProcess::start(dir.path(), &config).await;
     wait_highest_seq(&collector, 2).await;
@@ -392,9 +396,7 @@ async fn a_probe_killed_with_sigkill_delivers_its_spool_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_drops_the_oldest_and_the_collector_shows_the_gap() {
     let dir = tempfile::tempdir().unwrap();
-    let collector_dir = dir.path().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let mut collector = CollectorProcess::start(&collector_dir, "").await;
+    let (collector_dir, mut collector) = collector_in(dir.path(), "collector").await;
     let mut config = ProbeConfigText::new(dir.path(), &[&collector]);
     config.max_bytes = "4KiB";
     let mut probe = ProbeProcess::start(dir.path(), &config).await;
@@ -433,11 +435,8 @@ async fn a_full_spool_drops_the_oldest_and_the_collector_shows_the_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_collectors_both_end_with_every_result_while_one_was_down() {
     let dir = tempfile::tempdir().unwrap();
-    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    std::fs::create_dir_all(&a_dir).unwrap();
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let a = CollectorProcess::start(&a_dir, "").await;
-    let mut b = CollectorProcess::start(&b_dir, "").await;
+    let (_, a) = collector_in(dir.path(), "a").await;
+    let (b_dir, mut b) = collector_in(dir.path(), "b").await;
     let config = ProbeConfigText::new(dir.path(), &[&a, &b]);
     let mut probe = ProbeProcess::start(dir.path(), &config).await;
     wait_highest_seq(&b, 2).await;

@@ -125,10 +125,7 @@ async fn starttls_with_login_delivers_to_a_server_signed_by_a_private_ca() {
     let smtp = SmtpServer::start(
         free_port(),
         &dir.path().join("mail"),
-        SmtpSecurity::StartTls {
-            cert: pki.cert.clone(),
-            key: pki.key.clone(),
-        },
+        pki.starttls(),
         Some(("postflight", "s3cret")),
     );
     let extra = format!(
@@ -147,10 +144,7 @@ async fn implicit_tls_delivers_to_a_server_signed_by_a_private_ca() {
     let smtp = SmtpServer::start(
         free_port(),
         &dir.path().join("mail"),
-        SmtpSecurity::ImplicitTls {
-            cert: pki.cert.clone(),
-            key: pki.key.clone(),
-        },
+        pki.implicit_tls(),
         Some(("postflight", "s3cret")),
     );
     let extra = format!(
@@ -177,15 +171,7 @@ async fn delivers_over_tls_with_login(smtp: &SmtpServer, url: &str, extra: &str)
 async fn starttls_refuses_a_certificate_it_cannot_verify() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::create(dir.path());
-    let smtp = SmtpServer::start(
-        free_port(),
-        &dir.path().join("mail"),
-        SmtpSecurity::StartTls {
-            cert: pki.cert.clone(),
-            key: pki.key.clone(),
-        },
-        None,
-    );
+    let smtp = SmtpServer::start(free_port(), &dir.path().join("mail"), pki.starttls(), None);
     let h = Harness::new(&config(
         &[],
         &email_channel(&format!("smtp://127.0.0.1:{}?tls=required", smtp.port), ""),

@@ -475,6 +475,22 @@ impl TestPki {
         std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
         pki
     }
+
+    /// A server that requires STARTTLS with this PKI's certificate.
+    pub fn starttls(&self) -> SmtpSecurity {
+        SmtpSecurity::StartTls {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+
+    /// A server that speaks TLS from the first byte with this PKI's certificate.
+    pub fn implicit_tls(&self) -> SmtpSecurity {
+        SmtpSecurity::ImplicitTls {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 /// Debian's `prometheus-alertmanager`, on loopback, clustering off.

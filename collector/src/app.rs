@@ -117,6 +117,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.store.writer().queue_depth();
     state.metrics.series.set(state.store.series_count() as i64);
     state
         .metrics

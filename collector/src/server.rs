@@ -146,15 +146,44 @@ impl Collector {
     }
 
     /// Stop accepting, finish in-flight requests, stop background tasks, flush storage.
+    /// Requests and tasks get [`SHUTDOWN_GRACE`] together; what is still running then
+    /// is cut off (nothing it did is acknowledged), and storage is flushed and closed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
-        let served = self.server.await.context("joining the HTTP server")?;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let served = match finish_by(deadline, self.server).await {
+            Some(joined) => joined.context("joining the HTTP server")?,
+            None => {
+                tracing::warn!("requests still running after the shutdown grace; cut off");
+                Ok(())
+            }
+        };
         for task in self.tasks {
-            let _ = task.await;
+            if finish_by(deadline, task).await.is_none() {
+                tracing::warn!("a background task was still running after the shutdown grace");
+            }
         }
         self.state.store.close().await.context("flushing storage")?;
         served
+    }
+}
+
+/// How long shutdown waits for in-flight requests and background tasks before it
+/// flushes storage and exits (SIGTERM under full load ends well within 5 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Joins `task`, or aborts it at `deadline` (None then).
+async fn finish_by<T>(
+    deadline: tokio::time::Instant,
+    mut task: JoinHandle<T>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(joined) => Some(joined),
+        Err(_) => {
+            task.abort();
+            None
+        }
     }
 }
 

@@ -31,6 +31,27 @@ pub struct FleetSpec {
     pub batches_per_probe: u64,
     /// Most batches per request.
     pub per_request: usize,
+    /// Probe names are this prefix and a number.
+    pub prefix: String,
+    /// Every other batch is a heartbeat (empty); else every batch carries results.
+    pub heartbeats: bool,
+}
+
+impl FleetSpec {
+    /// `probes` probes of `series` results every `interval` with heartbeats between,
+    /// producing until stopped, up to 50 batches per request.
+    pub fn steady(url: &str, probes: usize, series: usize, interval: Duration) -> FleetSpec {
+        FleetSpec {
+            url: url.to_string(),
+            probes,
+            series,
+            interval,
+            batches_per_probe: u64::MAX,
+            per_request: 50,
+            prefix: "fleet-".into(),
+            heartbeats: true,
+        }
+    }
 }
 
 /// Counters shared by every probe of a fleet.
@@ -79,7 +100,7 @@ impl SimulatedFleet {
         let tasks = (0..spec.probes)
             .map(|index| {
                 let probe = SimulatedProbe {
-                    name: format!("fleet-{index}"),
+                    name: format!("{}{index}", spec.prefix),
                     spec: spec.clone(),
                     client: client.clone(),
                     stats: stats.clone(),
@@ -177,7 +198,7 @@ impl SimulatedProbe {
     /// Results batches and heartbeats alternate.
     fn make_batch(&self, seq: u64) -> ReportBatch {
         let at = now_ms();
-        let results = if seq % 2 == 1 {
+        let results = if !self.spec.heartbeats || seq % 2 == 1 {
             (0..self.spec.series)
                 .map(|i| {
                     result(

@@ -66,12 +66,9 @@ async fn two_hundred_probes_survive_a_restart_and_a_backlog_burst_stored_once() 
     let done = Arc::new(AtomicBool::new(false));
     let (polls, slow, health) = watch_health(collector.url.clone(), up.clone(), done.clone());
     let fleet = SimulatedFleet::start(&FleetSpec {
-        url: collector.url.clone(),
-        probes: PROBES,
-        series: SERIES,
-        interval: Duration::from_millis(600),
         batches_per_probe: BATCHES_PER_PROBE,
         per_request: 8,
+        ..FleetSpec::steady(&collector.url, PROBES, SERIES, Duration::from_millis(600))
     });
     let stats = fleet.stats.clone();
     let steady = eventually(Duration::from_secs(20), || {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Most batches in one multi-batch report.
     pub max_batches_per_request: usize,
+    /// Report bytes being stored at once, in KiB permits (`server.ingest_memory`).
+    pub ingest_budget: Arc<tokio::sync::Semaphore>,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
     /// Reactions to stored batches (replaced on reload).

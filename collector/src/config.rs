@@ -83,6 +83,10 @@ pub struct ServerSection {
     /// Most batches one multi-batch report may carry (default 64).
     #[serde(default = "default_max_batches_per_request")]
     pub max_batches_per_request: usize,
+    /// Report JSON held at once between decoding and acknowledgement (default 64 MiB);
+    /// beyond it reports are answered 503 with `Retry-After`.
+    #[serde(default = "default_ingest_memory")]
+    pub ingest_memory: ByteSize,
 }
 
 impl Default for ServerSection {
@@ -96,6 +100,7 @@ impl Default for ServerSection {
             name: default_self_name(),
             write_queue: default_write_queue(),
             max_batches_per_request: default_max_batches_per_request(),
+            ingest_memory: default_ingest_memory(),
         }
     }
 }
@@ -174,6 +179,9 @@ fn default_write_queue() -> usize {
 }
 fn default_max_batches_per_request() -> usize {
     64
+}
+fn default_ingest_memory() -> ByteSize {
+    ByteSize(64 * 1024 * 1024)
 }
 fn default_raw() -> HumanDuration {
     HumanDuration::from_secs(14 * 86400)
@@ -268,6 +276,12 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     }
     if config.server.write_queue == 0 {
         problems.push("server.write_queue must be at least 1 (default 512)".into());
+    }
+    if config.server.ingest_memory.0 < config.server.max_body.0 {
+        problems.push(format!(
+            "server.ingest_memory ({} bytes) must be at least server.max_body ({} bytes): a report that does not fit would never be taken",
+            config.server.ingest_memory.0, config.server.max_body.0
+        ));
     }
     if config.server.max_batches_per_request == 0 {
         problems.push("server.max_batches_per_request must be at least 1 (default 64)".into());

@@ -3,8 +3,9 @@
 //!
 //! Order of checks, so that nothing from a rejected request is stored: body size (413,
 //! compressed and decompressed), JSON and schema (400 with the field that is wrong),
-//! token and probe name (401/403), room in the storage writer's queue (503 with
-//! `Retry-After` when it is full: the probe keeps its batches and comes back), then the
+//! token and probe name (401/403), room in the ingest memory budget and in the storage
+//! writer's queue (503 with `Retry-After` when either is full: the probe keeps its
+//! batches and comes back), then the
 //! durable, idempotent store (200; a retried batch is acknowledged as a duplicate and
 //! not stored twice).
 //!
@@ -93,7 +94,10 @@ async fn receive(
         ))
     })?;
     let json = decode_body(headers, raw, limit)?;
+    // Held until the answer: what waits for the storage writer stays bounded in memory.
+    let _budget = reserve_memory(state, json.len())?;
     let received = parse_reports(&json, state.max_batches_per_request)?;
+    drop(json);
     let probe = match &received {
         Received::One(batch) => Some(batch.probe.as_str()),
         Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
@@ -114,6 +118,25 @@ async fn receive(
             Ok(Answer::Many(EnvelopeAck { acks, refused }))
         }
     }
+}
+
+/// Takes `bytes` (in KiB, rounded up) from the ingest memory budget, or refuses with
+/// 503 busy when it is spent.
+fn reserve_memory(
+    state: &AppState,
+    bytes: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let permits = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    state
+        .ingest_budget
+        .clone()
+        .try_acquire_many_owned(permits)
+        .map_err(|_| {
+            ApiError::busy(
+                BUSY_RETRY_AFTER_SECS,
+                "reports waiting to be stored use all of server.ingest_memory; the probe keeps its batches",
+            )
+        })
 }
 
 /// Stores `batches` in one storage write; the acks of those stored, in order. A

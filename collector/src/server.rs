@@ -74,6 +74,9 @@ impl Collector {
             metrics,
             max_body: server_config.max_body.0 as usize,
             max_batches_per_request: server_config.max_batches_per_request,
+            ingest_budget: Arc::new(tokio::sync::Semaphore::new(ingest_permits(
+                server_config.ingest_memory.0,
+            ))),
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(Live::new(Arc::new(Vec::new()))),
             alerting: Arc::new(Live::new(parts.alerting.clone())),
@@ -225,6 +228,13 @@ impl Collector {
         self.state.store.close().await.context("flushing storage")?;
         served
     }
+}
+
+/// `server.ingest_memory` as KiB permits of the ingest budget.
+fn ingest_permits(bytes: u64) -> usize {
+    usize::try_from(bytes / 1024)
+        .unwrap_or(usize::MAX)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// How long shutdown waits for in-flight requests and background tasks before it

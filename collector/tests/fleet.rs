@@ -1,7 +1,7 @@
 //! Ingest at fleet scale, in-process on a loopback port with a real sled store: a report
 //! carrying several batches is acknowledged batch by batch and stays idempotent, and a
-//! full storage writer queue is answered 503 with `Retry-After` while `/healthz` and the
-//! read API keep answering.
+//! full storage writer queue (or a spent ingest memory budget) is answered 503 with
+//! `Retry-After` while `/healthz` and the read API keep answering.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -195,5 +195,66 @@ async fn a_full_write_queue_answers_503_with_retry_after_and_health_keeps_answer
         200
     );
     assert_eq!(stored_results(&collector, "web-1").await, 4);
+    collector.shutdown().await.unwrap();
+}
+
+/// A batch of about `kib` KiB of JSON.
+fn padded(probe: &str, seq: u64, kib: usize) -> ReportBatch {
+    let mut padded = numbered(probe, seq);
+    padded.results[0].reason = Some("x".repeat(kib * 1024));
+    padded
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_beyond_the_ingest_memory_budget_are_answered_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(
+        dir.path(),
+        "max_body = \"8KiB\"\ningest_memory = \"8KiB\"\n",
+    )
+    .await;
+    let writer = collector.state.store.writer().clone();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holding = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.exclusive(move |_| held.recv().unwrap()).await }
+    });
+    // The first report holds 5 KiB of the budget while it waits for the writer.
+    let waiting = tokio::spawn({
+        let endpoint = url(&collector, "/api/v1/reports");
+        async move {
+            let client = reqwest::Client::new();
+            let sent = client
+                .post(endpoint)
+                .json(&padded("web-1", 1, 5))
+                .send()
+                .await;
+            sent.unwrap().status()
+        }
+    });
+    let queued = eventually(Duration::from_secs(10), || {
+        let writer = writer.clone();
+        async move { writer.queue_depth() == 1 }
+    })
+    .await;
+    assert!(queued, "the first report never reached the writer's queue");
+    let refused = post_json(&collector, &padded("web-1", 2, 5)).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("server.ingest_memory")
+    );
+    release.send(()).unwrap();
+    holding.await.unwrap().unwrap();
+    assert_eq!(waiting.await.unwrap(), 200);
+    // The budget is back once the first report is answered.
+    assert_eq!(
+        post_json(&collector, &padded("web-1", 2, 5)).await.status(),
+        200
+    );
     collector.shutdown().await.unwrap();
 }

@@ -66,6 +66,41 @@ async fn stored_results(collector: &Collector, probe: &str) -> usize {
     history["points"].as_array().map_or(0, Vec::len)
 }
 
+/// Holds the storage writer (an exclusive request) and sends `first` behind it; returns
+/// once that report waits in the writer's queue. Send on the returned channel to let
+/// the writer go; the handles answer the hold and the report's status.
+async fn hold_writer_behind(
+    collector: &Collector,
+    first: ReportBatch,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), postflight_collector::store::WriteError>>,
+    tokio::task::JoinHandle<reqwest::StatusCode>,
+) {
+    let writer = collector.state.store.writer().clone();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holding = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.exclusive(move |_| held.recv().unwrap()).await }
+    });
+    let endpoint = url(collector, "/api/v1/reports");
+    let waiting = tokio::spawn(async move {
+        let sent = reqwest::Client::new()
+            .post(endpoint)
+            .json(&first)
+            .send()
+            .await;
+        sent.unwrap().status()
+    });
+    let queued = eventually(Duration::from_secs(10), || {
+        let writer = writer.clone();
+        async move { writer.queue_depth() == 1 }
+    })
+    .await;
+    assert!(queued, "the first report never reached the writer's queue");
+    (release, holding, waiting)
+}
+
 #[tokio::test]
 async fn a_multi_batch_report_is_acknowledged_batch_by_batch_and_only_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,32 +163,8 @@ async fn an_envelope_mixing_probes_or_above_the_limit_is_refused_whole() {
 async fn a_full_write_queue_answers_503_with_retry_after_and_health_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path(), "write_queue = 1\n").await;
-    let writer = collector.state.store.writer().clone();
     // Hold the writer so that the queue fills: one report waits, the next is refused.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let holding = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.exclusive(move |_| held.recv().unwrap()).await }
-    });
-    let waiting = tokio::spawn({
-        let endpoint = url(&collector, "/api/v1/reports");
-        async move {
-            reqwest::Client::new()
-                .post(endpoint)
-                .json(&numbered("web-1", 1))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
-    let queued = eventually(Duration::from_secs(10), || {
-        let writer = writer.clone();
-        async move { writer.queue_depth() == 1 }
-    })
-    .await;
-    assert!(queued, "the first report never reached the writer's queue");
-
+    let (release, holding, waiting) = hold_writer_behind(&collector, numbered("web-1", 1)).await;
     let refused = post_json(&collector, &numbered("web-1", 2)).await;
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -213,31 +224,8 @@ async fn reports_beyond_the_ingest_memory_budget_are_answered_503() {
         "max_body = \"8KiB\"\ningest_memory = \"8KiB\"\n",
     )
     .await;
-    let writer = collector.state.store.writer().clone();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let holding = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.exclusive(move |_| held.recv().unwrap()).await }
-    });
     // The first report holds 5 KiB of the budget while it waits for the writer.
-    let waiting = tokio::spawn({
-        let endpoint = url(&collector, "/api/v1/reports");
-        async move {
-            let client = reqwest::Client::new();
-            let sent = client
-                .post(endpoint)
-                .json(&padded("web-1", 1, 5))
-                .send()
-                .await;
-            sent.unwrap().status()
-        }
-    });
-    let queued = eventually(Duration::from_secs(10), || {
-        let writer = writer.clone();
-        async move { writer.queue_depth() == 1 }
-    })
-    .await;
-    assert!(queued, "the first report never reached the writer's queue");
+    let (release, holding, waiting) = hold_writer_behind(&collector, padded("web-1", 1, 5)).await;
     let refused = post_json(&collector, &padded("web-1", 2, 5)).await;
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");

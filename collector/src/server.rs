@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::LoadedConfig;
 use crate::event::EventSink;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreOptions};
+use crate::store::{CheckError, StoreOptions};
 use crate::watch::Watcher;
 use crate::watch::baseline::StoreHistory;
 use crate::watch::watcher::WatchConfig;
@@ -51,8 +51,19 @@ impl Collector {
             cache_capacity_bytes: server_config.cache.0,
             ..StoreOptions::default()
         };
-        let store = Store::open_with(&server_config.data_dir, &options)
-            .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
+        let store = crate::store::open_checked(
+            &server_config.data_dir,
+            &options,
+            clock.now_ms() - loaded.config.alerting.keep_resolved.0.as_millis() as i64,
+            loaded.accept_data_loss,
+        )
+        .map_err(|error| match error {
+            CheckError::Loss(loss) => anyhow::Error::new(loss),
+            CheckError::Store(error) => anyhow::Error::new(error).context(format!(
+                "opening storage in {}",
+                server_config.data_dir.display()
+            )),
+        })?;
         let store = Arc::new(store);
         let auth = Auth {
             probes: loaded.probe_tokens.clone(),

@@ -21,6 +21,7 @@ use sled::transaction::{
     TransactionalTree,
 };
 
+use super::acknowledged::ProbeAck;
 use super::catalog::{Catalog, SeriesMeta};
 use super::codec::{RawResult, decode_results, encode_results};
 use super::inbox::{Inbox, InboxEntry, inbox_key, parse_inbox_key};
@@ -125,9 +126,15 @@ impl Store {
         received_at_ms: i64,
     ) -> Result<IngestOutcome, StoreError> {
         validate(batch)?;
+        let _backup_waits = self.inner.ingest_gate.read().await;
         let outcome = self.ingest_serialized(batch, received_at_ms)?;
+        // Read before the flush: everything they show is on disk once it returns.
+        let acknowledged = ProbeAck::of(&lock(&self.probe_state(&batch.probe)).record);
+        let facts = self.read_facts()?;
         // Also for duplicates: the original may still be on its way to disk.
         self.inner.db.flush_async().await?;
+        self.note_acknowledged(&batch.probe, acknowledged, facts)
+            .await?;
         Ok(outcome)
     }
 

@@ -48,17 +48,29 @@
 //! probe's state lock; sled serializes transactions across probes. Concurrent flushes
 //! share sled's log flush.
 //!
+//! # What was acknowledged
+//!
+//! Beside sled, [`acknowledged`] keeps a small, separately fsynced record of what was
+//! acknowledged (per probe the newest batch and the counts of batches and results, the
+//! newest deploy and the deploy count, the newest incident). Ingest notes a batch there
+//! after its flush and before it returns; [`Store::check_acknowledged`] compares the
+//! record with what sled recovered, so a damaged database is noticed at start instead
+//! of passing for an empty or older one. [`Store::backup_to`] writes a consistent copy.
+//!
 //! # Other modules' trees
 //!
 //! [`Store::db`] exposes the sled database so later subsystems (incidents, outbox,
 //! deploys, silences) open their own trees with `db.open_tree(name)`; they must not use
 //! the names above.
 
+pub mod acknowledged;
+mod backup;
 mod catalog;
 mod codec;
 mod histogram;
 mod inbox;
 mod ingest;
+mod integrity;
 mod keys;
 mod latest;
 mod probe;
@@ -74,6 +86,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use backup::{BackupReport, restore};
 pub use codec::CodecError;
 pub use ingest::IngestOutcome;
 pub use keys::{HOUR_MS, SeriesId, hour_floor};
@@ -84,7 +97,9 @@ pub use retention::RetentionReport;
 pub use sequence::SeqRange;
 pub use versions::VersionSpan;
 
+use acknowledged::{AckRecord, Acknowledged, StoreFacts};
 use catalog::Catalog;
+pub use integrity::{CheckError, open_checked};
 use keys::{parse_series_id, time_from_bytes};
 use latest::LatestRecord;
 use probe::{ProbeRecord, ProbeState};
@@ -132,6 +147,32 @@ pub enum StoreError {
     /// A query's parameters make no sense.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The acknowledged record cannot be read.
+    #[error(transparent)]
+    Record(#[from] acknowledged::AckError),
+    /// The acknowledged record cannot be written.
+    #[error("cannot write the acknowledged record: {0}; check free disk space")]
+    RecordWrite(std::io::Error),
+    /// A backup or restore failed.
+    #[error("{0}")]
+    Backup(String),
+}
+
+/// Acknowledged data is missing from what sled recovered.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "acknowledged data is missing from the store at {path}:\n  - {list}\n\
+     Two ways on: restore the newest backup (stop the collector, `postflight restore --from DIR \
+     --data-dir {path}`), or start anyway with `postflight serve --accept-data-loss` (what is \
+     missing stays lost; the record is reset to what the store holds)",
+    path = path.display(),
+    list = missing.join("\n  - ")
+)]
+pub struct DataLoss {
+    /// The data directory.
+    pub path: PathBuf,
+    /// What is missing, one line each.
+    pub missing: Vec<String>,
 }
 
 /// Maps a decoding error of a value in `tree` to [`StoreError::Corrupt`].
@@ -240,6 +281,17 @@ struct Inner {
     raw_horizon_ms: AtomicI64,
     /// Number of the next inbox entry.
     next_inbox_number: AtomicU64,
+    /// The acknowledged record.
+    ack: Arc<AckRecord>,
+    /// The record as found at open (None: there was none).
+    ack_at_open: Option<Acknowledged>,
+    /// `deploys` and `incidents` (other modules' trees, read for the record).
+    fact_trees: (sled::Tree, sled::Tree),
+    /// The deploy and incident figures last read.
+    facts: Mutex<StoreFacts>,
+    /// Ingest holds it shared from commit to acknowledgement; a backup holds it
+    /// exclusively, so its copy and record agree.
+    ingest_gate: tokio::sync::RwLock<()>,
 }
 
 /// The collector's storage; cheap to clone (clones share one database).
@@ -322,6 +374,11 @@ impl Store {
         catch_up_latest(&trees, &catalog, &mut latest)?;
         let mut probes = load_probes(&trees.probes)?;
         let next_inbox_number = ingest::replay_inbox(&trees, &catalog, &mut latest, &mut probes)?;
+        let (ack, ack_at_open) = AckRecord::load(dir)?;
+        let fact_trees = (
+            db.open_tree("deploys").map_err(open_error)?,
+            db.open_tree("incidents").map_err(open_error)?,
+        );
         let inner = Inner {
             path: dir.to_path_buf(),
             catalog: RwLock::new(catalog),
@@ -335,6 +392,11 @@ impl Store {
             series_states: Mutex::new(load_series_states(&trees)?),
             raw_horizon_ms: AtomicI64::new(retention::load_raw_horizon(&trees.meta)?),
             next_inbox_number: AtomicU64::new(next_inbox_number),
+            ack: Arc::new(ack),
+            ack_at_open,
+            fact_trees,
+            facts: Mutex::new(StoreFacts::default()),
+            ingest_gate: tokio::sync::RwLock::new(()),
             db,
             trees,
         };

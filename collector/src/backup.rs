@@ -49,11 +49,10 @@ async fn backup(
             "\"to\" must be an absolute path on the collector's host",
         ));
     }
-    let store = state.store.clone();
-    let to = request.to.clone();
-    let report = tokio::task::spawn_blocking(move || store.backup_to(&to))
+    let report = state
+        .store
+        .backup_to(&request.to)
         .await
-        .map_err(ApiError::storage)?
         .map_err(|e| match e {
             crate::store::StoreError::Backup(message) => ApiError::bad_request(message),
             other => ApiError::storage(other),

@@ -1,8 +1,8 @@
 //! Online backup and offline restore of the data directory.
 //!
 //! [`Store::backup_to`] copies every tree of the running database into a new sled
-//! database in the target directory, with ingest paused for the copy (so the copy and
-//! its acknowledged record agree), carries sled's id counter over (incident, outbox and
+//! database in the target directory, on the storage writer with writes paused (so the
+//! copy and its acknowledged record agree), carries sled's id counter over (incident, outbox and
 //! silence ids never repeat after a restore), and writes the acknowledged record beside
 //! it. The copy is built in `<dir>.partial` and renamed into place once complete, so a
 //! directory named like the target is always a whole backup. [`restore`] puts a backup
@@ -32,9 +32,9 @@ pub struct BackupReport {
 }
 
 impl Store {
-    /// Write a consistent copy of the store to `dir` (which must not exist), pausing
-    /// ingest meanwhile. Blocking: call it off the async workers.
-    pub fn backup_to(&self, dir: &Path) -> Result<BackupReport, StoreError> {
+    /// Write a consistent copy of the store to `dir` (which must not exist) on the
+    /// storage writer, with every earlier write flushed and writes paused meanwhile.
+    pub async fn backup_to(&self, dir: &Path) -> Result<BackupReport, StoreError> {
         if dir.exists() {
             return Err(StoreError::Backup(format!(
                 "{} exists already; give a new directory",
@@ -42,18 +42,25 @@ impl Store {
             )));
         }
         let partial = partial_path(dir);
-        let _ = std::fs::remove_dir_all(&partial);
-        let _paused = self.inner.ingest_gate.blocking_write();
-        let record = self.inner.ack.current();
-        let report = copy_database(&self.inner.db, &partial)?;
-        let record_bytes = serde_json::to_vec_pretty(&record)
-            .map_err(|e| StoreError::Backup(format!("encoding the record: {e}")))?;
-        write_atomically(&partial.join(ACK_FILE), &record_bytes).map_err(backup_io(&partial))?;
-        std::fs::rename(&partial, dir).map_err(backup_io(dir))?;
-        Ok(BackupReport {
-            path: dir.to_path_buf(),
-            ..report
-        })
+        let target = dir.to_path_buf();
+        let record = self.inner.ack.clone();
+        self.writer()
+            .exclusive(move |db| {
+                let _ = std::fs::remove_dir_all(&partial);
+                // Every earlier commit, its record note included, is done.
+                let acknowledged = record.current();
+                let report = copy_database(db, &partial)?;
+                let record_bytes = serde_json::to_vec_pretty(&acknowledged)
+                    .map_err(|e| StoreError::Backup(format!("encoding the record: {e}")))?;
+                write_atomically(&partial.join(ACK_FILE), &record_bytes)
+                    .map_err(backup_io(&partial))?;
+                std::fs::rename(&partial, &target).map_err(backup_io(&target))?;
+                Ok(BackupReport {
+                    path: target,
+                    ..report
+                })
+            })
+            .await?
     }
 }
 

@@ -2,11 +2,12 @@
 //! in the record's terms, the note after each durable ingest, and the start-up check.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::acknowledged::{ACK_FILE, AckRecord, Acknowledged, IncidentAck, ProbeAck, StoreFacts};
 use super::probe::ProbeRecord;
-use super::{DataLoss, Store, StoreError, StoreOptions, lock};
+use super::writer::CommitHook;
+use super::{DataLoss, Inner, Store, StoreError, StoreOptions, lock};
 
 /// Open the store in `dir` and check it against the acknowledged record (see
 /// [`Store::check_acknowledged`]). A store that cannot be opened or read while the
@@ -116,22 +117,21 @@ impl Store {
         Ok(*cached)
     }
 
-    /// After ingest made `probe`'s batch durable: note its figures (`ack`, read before
-    /// the flush) and the deploy and incident figures (`facts`, also read before it),
-    /// then write the record, sharing the write with concurrent callers.
-    pub(crate) async fn note_acknowledged(
-        &self,
-        probe: &str,
-        ack: ProbeAck,
-        facts: StoreFacts,
-    ) -> Result<(), StoreError> {
-        let record = self.inner.ack.clone();
-        record.note_probe(probe, ack);
+    /// After a commit's flush (on the writer thread, before its requests are answered):
+    /// note the figures of the probes it held and the deploy and incident figures, and
+    /// write the record when anything changed.
+    pub(crate) fn note_commit(&self) -> Result<(), StoreError> {
+        let touched = std::mem::take(&mut *lock(&self.inner.ack_touched));
+        let record = &self.inner.ack;
+        let facts = self.read_facts()?;
+        if touched.is_empty() && record.current().facts == facts {
+            return Ok(());
+        }
+        for probe in &touched {
+            record.note_probe(probe, ProbeAck::of(&lock(&self.probe_state(probe)).record));
+        }
         let generation = record.note_facts(facts);
-        tokio::task::spawn_blocking(move || record.persist(generation))
-            .await
-            .map_err(|e| StoreError::RecordWrite(std::io::Error::other(e)))?
-            .map_err(StoreError::RecordWrite)
+        record.persist(generation).map_err(StoreError::RecordWrite)
     }
 
     /// Compare the record found at open with what sled recovered. Without a record (a
@@ -162,6 +162,18 @@ impl Store {
         let record = &self.inner.ack;
         let generation = record.replace(recovered);
         record.persist(generation).map_err(StoreError::RecordWrite)
+    }
+}
+
+/// Writes the acknowledged record after each of the writer's flushes.
+pub(crate) struct AckHook(pub(crate) Weak<Inner>);
+
+impl CommitHook for AckHook {
+    fn committed(&mut self, _requests: usize) -> Result<(), String> {
+        let Some(inner) = self.0.upgrade() else {
+            return Ok(());
+        };
+        Store { inner }.note_commit().map_err(|e| e.to_string())
     }
 }
 

@@ -179,3 +179,32 @@ async fn a_webhook_carries_the_notification_id_as_idempotency_key_header_and_fie
     assert_ne!(keys[0], keys[1]);
     assert!(keys.iter().all(|k| !k.is_empty()));
 }
+
+#[tokio::test]
+async fn an_alertmanager_instance_that_never_answers_does_not_hold_back_the_others() {
+    let silent = SilentServer::start().await;
+    let am = Receiver::start().await;
+    let h = Harness::new(&config(
+        &[],
+        &format!(
+            "[[channels]]\nname = \"am\"\ntimeout = \"30s\"\n\
+             alertmanager = {{ urls = [\"http://127.0.0.1:{}\", \"{}\"] }}\n",
+            silent.port,
+            am.url("")
+        ),
+    ));
+    open_incident(&h, "butler-tax");
+    // The answering instance accepts at once; the silent one would take the whole 30 s
+    // timeout. The bound here is far below that, not a tight timing figure.
+    let pass = tokio::time::timeout(Duration::from_secs(10), h.deliver())
+        .await
+        .expect("delivered without waiting for the silent instance");
+    assert_eq!(pass.delivered, 1, "{pass:?}");
+    assert_eq!(am.requests()[0].path, "/api/v2/alerts");
+    eventually(
+        Duration::from_secs(5),
+        "the silent instance to be tried too",
+        || (silent.accepted() == 1).then_some(()),
+    )
+    .await;
+}

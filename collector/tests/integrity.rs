@@ -221,6 +221,24 @@ async fn a_backup_taken_while_probes_report_restores_to_a_consistent_store() {
         String::from_utf8_lossy(&restored.stderr)
     );
     assert!(dir.path().join("data.before-restore-1").exists());
+    // A second restore over the same directory works too, even when it is damaged.
+    zero(&db_file(dir.path()));
+    let again = postflight(
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "http://127.0.0.1:1",
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(dir.path().join("data.before-restore-2").exists());
     let store = open_checked(&data, &StoreOptions::default(), 0, false).unwrap();
     assert_eq!(store.recovered().unwrap().probes, held.probes);
 }

@@ -110,13 +110,8 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Option<PathBuf>, StoreErr
             from.display()
         )));
     }
-    // Fails with StoreError::Locked while a collector runs on it.
-    let options = StoreOptions {
-        lock_wait_ms: 0,
-        ..StoreOptions::default()
-    };
     let kept = if data_dir.exists() {
-        drop(open_database(data_dir, &options)?);
+        refuse_while_in_use(data_dir)?;
         let aside = free_sibling(data_dir, "before-restore");
         std::fs::rename(data_dir, &aside).map_err(backup_io(data_dir))?;
         Some(aside)
@@ -128,6 +123,25 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Option<PathBuf>, StoreErr
     copy_dir(from, &partial)?;
     std::fs::rename(&partial, data_dir).map_err(backup_io(data_dir))?;
     Ok(kept)
+}
+
+/// [`StoreError::Locked`] while a collector holds `data_dir`: sled keeps an exclusive
+/// lock on its `db` file. Checked without opening sled, which could alter a damaged
+/// database that is about to be kept aside.
+fn refuse_while_in_use(data_dir: &Path) -> Result<(), StoreError> {
+    let Ok(db) = std::fs::File::open(data_dir.join("db")) else {
+        return Ok(());
+    };
+    // `File::try_lock` (flock) is std since Rust 1.89, the workspace's rust-version.
+    #[allow(clippy::incompatible_msrv)]
+    match db.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: data_dir.to_path_buf(),
+            waited_ms: 0,
+        }),
+        Err(std::fs::TryLockError::Error(error)) => Err(backup_io(data_dir)(error)),
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), StoreError> {

@@ -16,10 +16,10 @@ use postflight_tests::{CollectorProcess, batch, binary, free_port, now_ms, post_
 
 const EXIT_DATA_LOSS: i32 = 4;
 
-/// A data directory in `dir/data` holding 40 acknowledged batches of 25 results.
+/// A data directory in `dir/data` holding 20 acknowledged batches of 25 results.
 async fn acknowledged_data(dir: &Path) -> CollectorProcess {
     let mut collector = CollectorProcess::start(dir, "").await;
-    for seq in 1..=40 {
+    for seq in 1..=20 {
         let at = now_ms();
         let results = (0..25)
             .map(|n| result("recall-api", &format!("check-{n}"), at, Outcome::Pass, None))
@@ -175,7 +175,7 @@ async fn a_backup_taken_while_probes_report_restores_to_a_consistent_store() {
     let mut collector = CollectorProcess::start(dir.path(), "").await;
     let url = collector.url.clone();
     let reporting = tokio::spawn(async move {
-        for seq in 1..=200 {
+        for seq in 1..=60 {
             let at = now_ms();
             let results = vec![result("recall-api", "readyz", at, Outcome::Pass, None)];
             post_batch(&url, None, &batch("web-1", seq, results)).await;

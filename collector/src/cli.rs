@@ -6,7 +6,7 @@
 //! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
 //! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
 //! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
-//! error, collector unreachable or API error; 4 `serve`: acknowledged data is missing
+//! error, collector unreachable or API error; 5 `serve`: acknowledged data is missing
 //! from the store (restore a backup or start with `--accept-data-loss`).
 
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ pub const EXIT_CONFIG: i32 = 2;
 /// Exit code: usage error, collector unreachable, or API error.
 pub const EXIT_UNREACHABLE: i32 = 3;
 /// Exit code: `serve` found acknowledged data missing from the store.
-pub const EXIT_DATA_LOSS: i32 = 4;
+pub const EXIT_DATA_LOSS: i32 = 5;
 
 /// Postflight collector and operator CLI.
 #[derive(Debug, Parser)]

@@ -1,5 +1,5 @@
 //! Storage integrity with real sled files and real `postflight` processes: damage to
-//! sled's files is noticed at start (exit 4, naming what is missing and the ways on),
+//! sled's files is noticed at start (exit 5, naming what is missing and the ways on),
 //! `--accept-data-loss` starts anyway, and a backup of a running collector, taken while
 //! probes keep reporting, restores to a consistent store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,7 +14,7 @@ use postflight_collector::store::{Store, StoreOptions, open_checked};
 use postflight_probe::report::Outcome;
 use postflight_tests::{CollectorProcess, batch, binary, free_port, now_ms, post_batch, result};
 
-const EXIT_DATA_LOSS: i32 = 4;
+const EXIT_DATA_LOSS: i32 = 5;
 
 /// A data directory in `dir/data` holding 20 acknowledged batches of 25 results.
 async fn acknowledged_data(dir: &Path) -> CollectorProcess {
@@ -107,7 +107,7 @@ fn truncate(path: &Path) {
     file.set_len(len / 3).unwrap();
 }
 
-async fn damage_is_refused_with_exit_4(damage: fn(&Path)) {
+async fn damage_is_refused_with_exit_5(damage: fn(&Path)) {
     let dir = tempfile::tempdir().unwrap();
     drop(acknowledged_data(dir.path()).await);
     damage(&db_file(dir.path()));
@@ -129,17 +129,17 @@ async fn damage_is_refused_with_exit_4(damage: fn(&Path)) {
 
 #[tokio::test]
 async fn flipped_bytes_in_sleds_file_are_detected_at_start() {
-    damage_is_refused_with_exit_4(flip_bytes).await;
+    damage_is_refused_with_exit_5(flip_bytes).await;
 }
 
 #[tokio::test]
 async fn a_zeroed_sled_file_is_detected_at_start() {
-    damage_is_refused_with_exit_4(zero).await;
+    damage_is_refused_with_exit_5(zero).await;
 }
 
 #[tokio::test]
 async fn a_truncated_sled_file_is_detected_at_start() {
-    damage_is_refused_with_exit_4(truncate).await;
+    damage_is_refused_with_exit_5(truncate).await;
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ async fn backup(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<BackupReport>, ApiError> {
-    let operator = state.auth.authorize_write(&headers, peer)?;
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let request: BackupRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed backup request: {e}")))?;
     if !request.to.is_absolute() {

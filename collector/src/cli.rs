@@ -290,7 +290,8 @@ async fn serve(config: Option<&std::path::Path>, accept_data_loss: bool) -> i32 
         }
     };
     loaded.accept_data_loss = accept_data_loss;
-    match crate::server::serve(loaded, Arc::new(SystemClock)).await {
+    let path = config.map(std::path::Path::to_path_buf);
+    match crate::server::serve(loaded, path, Arc::new(SystemClock)).await {
         Ok(()) => EXIT_OK,
         Err(error) if error.downcast_ref::<crate::store::DataLoss>().is_some() => {
             eprintln!("error: {error:#}");

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/reports", post(crate::ingest::post_reports))
         .merge(crate::api::routes())
         .merge(crate::alerting::api::routes())
+        .merge(crate::backup::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -1,11 +1,13 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
 //! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
-//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`).
+//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`, `backup`), and
+//! `restore` (offline).
 //!
 //! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
 //! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
 //! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
-//! error, collector unreachable or API error.
+//! error, collector unreachable or API error; 5 `serve`: acknowledged data is missing
+//! from the store (restore a backup or start with `--accept-data-loss`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub const EXIT_FAILING: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code: usage error, collector unreachable, or API error.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: `serve` found acknowledged data missing from the store.
+pub const EXIT_DATA_LOSS: i32 = 5;
 
 /// Postflight collector and operator CLI.
 #[derive(Debug, Parser)]
@@ -68,6 +72,27 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector (embedded defaults without --config).
     Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Start even though acknowledged data is missing from the store (it stays
+        /// lost); the acknowledged record is reset to what the store holds.
+        #[arg(long)]
+        accept_data_loss: bool,
+    },
+    /// Have the running collector write a consistent copy of its data to DIR (a new
+    /// directory on the collector's host).
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup in place of the data directory (stop the collector first); the old
+    /// directory is kept aside.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory (default: server.data_dir of --config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -235,7 +260,15 @@ pub fn parse_args() -> Cli {
 /// Run the parsed command; returns the exit code.
 pub async fn execute(cli: Cli) -> i32 {
     match &cli.command {
-        Command::Serve { config } => serve(config.as_deref()).await,
+        Command::Serve {
+            config,
+            accept_data_loss,
+        } => serve(config.as_deref(), *accept_data_loss).await,
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+        } => restore(from, data_dir.as_deref(), config.as_deref()),
         Command::CheckConfig { config } => check_config(config),
         Command::Dlopen { paths } => postflight_probe::check::native::dlopen_child_main(paths),
         _ => match operator_command(&cli).await {
@@ -248,22 +281,45 @@ pub async fn execute(cli: Cli) -> i32 {
     }
 }
 
-async fn serve(config: Option<&std::path::Path>) -> i32 {
-    let loaded = match crate::config::load(config) {
+async fn serve(config: Option<&std::path::Path>, accept_data_loss: bool) -> i32 {
+    let mut loaded = match crate::config::load(config) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_CONFIG;
         }
     };
+    loaded.accept_data_loss = accept_data_loss;
     let path = config.map(std::path::Path::to_path_buf);
     match crate::server::serve(loaded, path, Arc::new(SystemClock)).await {
         Ok(()) => EXIT_OK,
+        Err(error) if error.downcast_ref::<crate::store::DataLoss>().is_some() => {
+            eprintln!("error: {error:#}");
+            EXIT_DATA_LOSS
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             EXIT_CONFIG
         }
     }
+}
+
+fn restore(
+    from: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+) -> i32 {
+    let data_dir = match (data_dir, config) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, config) => match crate::config::load(config) {
+            Ok(loaded) => loaded.config.server.data_dir,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_CONFIG;
+            }
+        },
+    };
+    crate::backup::restore_command(from, &data_dir)
 }
 
 fn check_config(path: &std::path::Path) -> i32 {
@@ -332,7 +388,14 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             print_or_json(cli.json, &probes, || probes_table(&probes));
             Ok(EXIT_OK)
         }
-        Command::Serve { .. } | Command::CheckConfig { .. } | Command::Dlopen { .. } => Ok(EXIT_OK),
+        Command::Serve { .. }
+        | Command::CheckConfig { .. }
+        | Command::Dlopen { .. }
+        | Command::Restore { .. } => Ok(EXIT_OK),
+        Command::Backup { to } => {
+            crate::backup::backup_command(&client, cli.json, to).await?;
+            Ok(EXIT_OK)
+        }
         Command::Incidents {
             id,
             service,

@@ -231,6 +231,8 @@ pub struct LoadedConfig {
     pub checks: Vec<Check>,
     /// The config text (for sections parsed by other modules), empty for defaults.
     pub text: String,
+    /// Start even though acknowledged data is missing (`serve --accept-data-loss`).
+    pub accept_data_loss: bool,
 }
 
 /// Load a config file, or embedded defaults when `path` is None.
@@ -320,6 +322,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             operator_tokens,
             checks,
             text: text.to_string(),
+            accept_data_loss: false,
         }),
         _ => Err(ConfigError::new(origin, problems)),
     }

@@ -8,7 +8,8 @@
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
 //!   [`error`]: API errors.
-//! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
+//! - [`store`]: sled trees, keys, codec, rollups, retention, queries, the acknowledged
+//!   record; [`backup`]: online backup and restore for operators.
 //! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
@@ -21,6 +22,7 @@ pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod clock;

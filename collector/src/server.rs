@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::reload::{
     Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
 };
-use crate::store::{Store, StoreOptions, WriterOptions};
+use crate::store::{CheckError, Store, StoreOptions, WriterOptions};
 use crate::watch::Watcher;
 
 /// A running collector.
@@ -59,8 +59,19 @@ impl Collector {
             },
             ..StoreOptions::default()
         };
-        let store = Store::open_with(&server_config.data_dir, &options)
-            .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
+        let store = crate::store::open_checked(
+            &server_config.data_dir,
+            &options,
+            clock.now_ms() - loaded.config.alerting.keep_resolved.0.as_millis() as i64,
+            loaded.accept_data_loss,
+        )
+        .map_err(|error| match error {
+            CheckError::Loss(loss) => anyhow::Error::new(loss),
+            CheckError::Store(error) => anyhow::Error::new(error).context(format!(
+                "opening storage in {}",
+                server_config.data_dir.display()
+            )),
+        })?;
         let store = Arc::new(store);
         let metrics = Metrics::new();
         for collector in store.writer().metrics().collectors() {

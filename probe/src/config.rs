@@ -143,6 +143,10 @@ pub struct SpoolSection {
     /// Bound on the spool's size per collector; the oldest batches go first.
     #[serde(default = "default_spool_bytes")]
     pub max_bytes: ByteSize,
+    /// Bound on batches held in memory per collector while the spool cannot be written
+    /// (a full disk); beyond it the oldest are given up and leave a gap.
+    #[serde(default = "default_spool_memory_bytes")]
+    pub max_memory_bytes: ByteSize,
 }
 
 impl Default for SpoolSection {
@@ -150,6 +154,7 @@ impl Default for SpoolSection {
         SpoolSection {
             dir: default_spool_dir(),
             max_bytes: default_spool_bytes(),
+            max_memory_bytes: default_spool_memory_bytes(),
         }
     }
 }
@@ -190,6 +195,9 @@ fn default_spool_dir() -> PathBuf {
 }
 fn default_spool_bytes() -> ByteSize {
     ByteSize(64 * 1024 * 1024)
+}
+fn default_spool_memory_bytes() -> ByteSize {
+    ByteSize(crate::agent::spool::DEFAULT_MAX_MEMORY_BYTES)
 }
 fn default_interval() -> HumanDuration {
     HumanDuration::from_secs(30)

@@ -673,17 +673,19 @@ impl Alerting {
                 if let Err(error) = alerting.writer.write(move || ticking.tick(now)).await {
                     tracing::error!(%error, "alerting tick not stored");
                 }
-                alerting.refresh_channels(now).await;
+                // Re-sends run on their own: a slow Alertmanager never holds back
+                // the tick (each channel skips a re-send while one is under way).
+                let refreshing = alerting.clone();
+                tokio::spawn(async move { refreshing.refresh_channels(now).await });
             }
         });
         vec![worker, ticker]
     }
 
-    /// Channel upkeep (Alertmanager re-sends) at `now_ms`.
+    /// Channel upkeep (Alertmanager re-sends) at `now_ms`, every channel at once.
     pub async fn refresh_channels(&self, now_ms: i64) {
-        for channel in self.outbox.channels().values() {
-            channel.refresh(now_ms).await;
-        }
+        let channels = self.outbox.channels().values();
+        futures_util::future::join_all(channels.map(|channel| channel.refresh(now_ms))).await;
     }
 }
 

@@ -17,9 +17,16 @@
 //! After a successful send the entries are moved to `notifications` (on the storage
 //! writer, like every write) and flushed before anything else happens, so a restart does not send them again; on start the worker
 //! delivers whatever is pending.
+//!
+//! Groups are delivered independently: the worker starts each due group in a task of its
+//! own and does not wait for it, so a channel whose server hangs (an SMTP server that
+//! never greets) delays no other channel, nor other groups of its own channel. A group
+//! is never in flight twice; each attempt is bounded by the channel's `timeout`. Each
+//! notification's id ([`notification_id`]) depends only on its entries, so a retry or a
+//! restart sends the same `Message-ID` / `Idempotency-Key` again.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, Weak};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -27,6 +34,7 @@ use prometheus::IntGauge;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::event::{Event, EventKind};
@@ -180,8 +188,8 @@ pub struct Outbox {
     pending_gauge: IntGauge,
     clock: Arc<dyn Clock>,
     wake: Notify,
-    /// One delivery pass at a time.
-    pass: tokio::sync::Mutex<()>,
+    /// Group keys being delivered right now: a group is never sent twice at once.
+    in_flight: Arc<Mutex<HashSet<String>>>,
     /// Re-renders events at delivery (weak: the renderer owns the outbox).
     refresh: OnceLock<Weak<dyn EventRefresh>>,
 }
@@ -212,7 +220,7 @@ impl Outbox {
             pending_gauge,
             clock,
             wake: Notify::new(),
-            pass: tokio::sync::Mutex::new(()),
+            in_flight: Arc::new(Mutex::new(HashSet::new())),
             refresh: OnceLock::new(),
         };
         outbox.pending_gauge.set(outbox.pending.len() as i64);
@@ -307,9 +315,18 @@ impl Outbox {
         self.pending().iter().map(OutboxEntry::due_at).min()
     }
 
-    /// Send every group that is due at `now_ms`; groups go out concurrently.
-    pub async fn deliver_due(&self, now_ms: i64) -> PassReport {
-        let _pass = self.pass.lock().await;
+    /// When the next entry of a group not in flight is due: what the worker waits for.
+    fn next_idle_due_ms(&self) -> Option<i64> {
+        let busy = self.in_flight.lock().map(|b| b.clone()).unwrap_or_default();
+        self.pending()
+            .iter()
+            .filter(|entry| !busy.contains(&entry.group_key))
+            .map(OutboxEntry::due_at)
+            .min()
+    }
+
+    /// Take the groups due at `now_ms` that are not in flight, and mark them in flight.
+    fn claim_due(&self, now_ms: i64) -> Vec<Claimed> {
         let mut groups: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
         for entry in self.pending() {
             groups
@@ -317,18 +334,38 @@ impl Outbox {
                 .or_default()
                 .push(entry);
         }
-        let due: Vec<Vec<OutboxEntry>> = groups
-            .into_values()
-            .filter(|group| group.iter().any(|e| e.due_at() <= now_ms))
-            .map(|group| {
-                group
-                    .into_iter()
-                    .filter(|e| e.attempts.is_empty() || e.next_attempt_ms <= now_ms)
-                    .collect()
-            })
-            .collect();
-        let reports = join_all(due.into_iter().map(|group| self.deliver(group, now_ms))).await;
-        self.pending_gauge.set(self.pending.len() as i64);
+        let Ok(mut busy) = self.in_flight.lock() else {
+            return Vec::new();
+        };
+        let mut claimed = Vec::new();
+        for (key, group) in groups {
+            if busy.contains(&key) || !group.iter().any(|e| e.due_at() <= now_ms) {
+                continue;
+            }
+            busy.insert(key.clone());
+            let entries = group
+                .into_iter()
+                .filter(|e| e.attempts.is_empty() || e.next_attempt_ms <= now_ms)
+                .collect();
+            claimed.push(Claimed {
+                in_flight: self.in_flight.clone(),
+                key,
+                entries,
+            });
+        }
+        claimed
+    }
+
+    /// Send every group that is due at `now_ms` and not already in flight, concurrently,
+    /// and wait for them (the worker does not wait: see [`Outbox::run`]).
+    pub async fn deliver_due(&self, now_ms: i64) -> PassReport {
+        let claimed = self.claim_due(now_ms);
+        let reports = join_all(
+            claimed
+                .into_iter()
+                .map(|group| self.deliver_claimed(group, now_ms)),
+        )
+        .await;
         reports
             .into_iter()
             .fold(PassReport::default(), |total, report| PassReport {
@@ -339,12 +376,22 @@ impl Outbox {
             })
     }
 
+    /// Deliver a claimed group, then free it.
+    async fn deliver_claimed(&self, mut claimed: Claimed, now_ms: i64) -> PassReport {
+        let entries = std::mem::take(&mut claimed.entries);
+        let report = self.deliver(entries, now_ms).await;
+        self.pending_gauge.set(self.pending.len() as i64);
+        drop(claimed);
+        report
+    }
+
     async fn deliver(&self, mut group: Vec<OutboxEntry>, now_ms: i64) -> PassReport {
         let Some(first) = group.first() else {
             return PassReport::default();
         };
         let channel_name = first.channel.clone();
         let notification = Notification {
+            id: notification_id(&group),
             channel: channel_name.clone(),
             group_key: first.group_key.clone(),
             events: group.iter().map(|e| self.current(&e.event)).collect(),
@@ -505,14 +552,24 @@ impl Outbox {
         Ok(removed)
     }
 
-    /// Deliver until `stop`: a pass whenever woken, when an entry falls due, or every
-    /// `poll` at the latest.
+    /// Deliver until `stop`: whenever woken, when an entry falls due, or every `poll` at
+    /// the latest, start every due group in its own task (without waiting for it).
+    /// Deliveries still in flight at `stop` are dropped; their entries stay pending and
+    /// go out, with the same id, after the restart.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut deliveries = JoinSet::new();
         loop {
+            while deliveries.try_join_next().is_some() {}
             let now = self.clock.now_ms();
-            self.deliver_due(now).await;
+            for group in self.claim_due(now) {
+                let outbox = self.clone();
+                deliveries.spawn(async move {
+                    outbox.deliver_claimed(group, now).await;
+                    outbox.wake.notify_one();
+                });
+            }
             let poll = self.settings.poll;
-            let wait = match self.next_due_ms() {
+            let wait = match self.next_idle_due_ms() {
                 Some(due) => Duration::from_millis((due - now).max(0) as u64).min(poll),
                 None => poll,
             };
@@ -525,12 +582,48 @@ impl Outbox {
     }
 }
 
-/// Send, but never wait forever on a channel.
-async fn send_bounded(channel: &dyn Channel, notification: &Notification) -> Result<(), SendError> {
-    match tokio::time::timeout(Duration::from_secs(120), channel.send(notification)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(SendError::retry("delivery took longer than 120s")),
+/// A group taken for delivery; dropping it (delivered, or the task cancelled) frees the
+/// group for the next attempt.
+struct Claimed {
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    key: String,
+    entries: Vec<OutboxEntry>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.in_flight.lock() {
+            busy.remove(&self.key);
+        }
     }
+}
+
+/// Send, but give up after the channel's `timeout`.
+async fn send_bounded(channel: &dyn Channel, notification: &Notification) -> Result<(), SendError> {
+    let timeout = channel.timeout();
+    match tokio::time::timeout(timeout, channel.send(notification)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(SendError::retry(format!(
+            "no answer within the channel's timeout ({}s)",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// The id of the notification made of `entries`: the smallest entry id and a hash of all
+/// of them, e.g. `17-9f0c3a1be2d4c657`. It depends only on which entries go together, so
+/// every retry and a restart send the same id.
+pub fn notification_id(entries: &[OutboxEntry]) -> String {
+    let mut ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    // FNV-1a: stable across builds and versions, unlike std's hasher.
+    let hash = ids
+        .iter()
+        .flat_map(|id| id.to_be_bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{}-{hash:016x}", ids.first().copied().unwrap_or(0))
 }
 
 /// Entries with the same key go out as one notification: channel, service, environment
@@ -588,5 +681,41 @@ mod tests {
         };
         let delays: Vec<u64> = (1..=8).map(|n| settings.backoff(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+    }
+
+    fn entry(id: u64) -> OutboxEntry {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "id": "42", "kind": "incident", "severity": "critical", "service": "s",
+            "summary": "s failing", "started_at_ms": 0
+        }))
+        .unwrap();
+        OutboxEntry {
+            id,
+            channel: "c".into(),
+            group_key: group_key("c", &event),
+            event,
+            created_at_ms: 0,
+            not_before_ms: 0,
+            next_attempt_ms: 0,
+            attempts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_notification_id_depends_only_on_which_entries_go_together() {
+        let id = notification_id(&[entry(7), entry(9)]);
+        assert!(id.starts_with("7-"), "{id}");
+        assert_eq!(id, notification_id(&[entry(9), entry(7)]));
+        let mut retried = entry(7);
+        retried.attempts.push(DeliveryAttempt {
+            at_ms: 5,
+            ok: false,
+            error: Some("down".into()),
+            duration_ms: 1,
+            batch: 2,
+        });
+        assert_eq!(id, notification_id(&[retried, entry(9)]));
+        assert_ne!(id, notification_id(&[entry(7)]));
+        assert_ne!(id, notification_id(&[entry(7), entry(10)]));
     }
 }

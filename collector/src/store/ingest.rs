@@ -142,7 +142,12 @@ impl Store {
         received_at_ms: i64,
     ) -> Result<IngestOutcome, StoreError> {
         validate(batch)?;
-        self.ingest_serialized(batch, received_at_ms)
+        let outcome = self.ingest_serialized(batch, received_at_ms)?;
+        if !outcome.duplicate {
+            // Noted in the acknowledged record once this commit is flushed.
+            lock(&self.inner.ack_touched).insert(batch.probe.clone());
+        }
+        Ok(outcome)
     }
 
     fn ingest_serialized(

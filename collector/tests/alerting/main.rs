@@ -4,6 +4,7 @@
 
 mod alertmanager;
 mod api;
+mod channels;
 mod email;
 mod incidents;
 mod outbox;

@@ -290,6 +290,7 @@ p.add_argument("--cert")
 p.add_argument("--key")
 p.add_argument("--user")
 p.add_argument("--password")
+p.add_argument("--fail-first", type=int, default=0)
 a = p.parse_args()
 
 class Save:
@@ -303,6 +304,7 @@ class Save:
             body = msg.get_body(preferencelist=(kind,))
             return body.get_content() if body is not None else ""
         record = {"received_at": received, "mail_from": envelope.mail_from,
+                  "message_id": str(msg["message-id"]),
                   "rcpt_tos": envelope.rcpt_tos, "subject": str(msg["subject"]),
                   "text": part("plain"), "html": part("html"),
                   "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
@@ -311,6 +313,8 @@ class Save:
         with open(path + ".tmp", "w") as f:
             json.dump(record, f)
         os.rename(path + ".tmp", path)
+        if self.n <= a.fail_first:
+            return "451 4.3.0 stored, but answering as if not"
         return "250 OK"
 
 def authenticator(server, session, envelope, mechanism, auth_data):
@@ -370,6 +374,29 @@ impl SmtpServer {
         security: SmtpSecurity,
         login: Option<(&str, &str)>,
     ) -> SmtpServer {
+        Self::start_with(port, mail, security, login, &[])
+    }
+
+    /// A plain server that stores the first `count` messages but answers them with a
+    /// temporary failure (451), as a server that fails after accepting would.
+    pub fn start_storing_then_failing(port: u16, mail: &Path, count: usize) -> SmtpServer {
+        let count = count.to_string();
+        Self::start_with(
+            port,
+            mail,
+            SmtpSecurity::Plain,
+            None,
+            &["--fail-first", &count],
+        )
+    }
+
+    fn start_with(
+        port: u16,
+        mail: &Path,
+        security: SmtpSecurity,
+        login: Option<(&str, &str)>,
+        extra: &[&str],
+    ) -> SmtpServer {
         std::fs::create_dir_all(mail).expect("mail dir");
         let script = mail.join("smtp_server.py");
         std::fs::write(&script, SMTP_SERVER).expect("script");
@@ -398,6 +425,7 @@ impl SmtpServer {
         if let Some((user, password)) = login {
             command.args(["--user", user, "--password", password]);
         }
+        command.args(extra);
         let log = std::fs::File::create(mail.join("smtp_server.log")).expect("log file");
         let mut child = command
             .stdin(Stdio::piped())

@@ -237,8 +237,14 @@ impl Agent {
             "stopped; every result produced is delivered or spooled"
         );
         for spool in self.spools.values() {
-            if let Err(e) = spool.close() {
-                tracing::warn!(spool = %spool.dir().display(), error = %e, "cannot tidy the spool; its last delivered batch will be sent again and ignored as a duplicate");
+            match spool.close() {
+                Ok(given_up) if !given_up.is_empty() => {
+                    tracing::error!(spool = %spool.dir().display(), batches = given_up.len(), first = given_up.first().copied().unwrap_or_default(), "batches that could not be written (disk full) are lost at stop; the collector will see the gap");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(spool = %spool.dir().display(), error = %e, "cannot tidy the spool; its last delivered batch will be sent again and ignored as a duplicate");
+                }
             }
             let stats = spool.stats();
             if stats.batches > 0 {
@@ -267,6 +273,7 @@ impl Agent {
         self.metrics.reset_checks(&config.digest);
         for spool in self.spools.values() {
             spool.set_max_bytes(config.spool.max_bytes.0);
+            spool.set_max_memory_bytes(config.spool.max_memory_bytes.0);
         }
         tracing::info!(
             probe = %config.probe_name(),
@@ -334,6 +341,7 @@ impl Agent {
             spools: targets,
             sequence: self.sequence.1.clone(),
             metrics: self.metrics.clone(),
+            unnumbered: Default::default(),
         };
         let (batcher_stop, batcher_signal) = shutdown_pair();
         let batcher = tokio::spawn(batcher.run(results, batcher_signal));
@@ -477,6 +485,7 @@ fn open_spools(
                 )
             })?),
         };
+        spool.set_max_memory_bytes(prepared.config.spool.max_memory_bytes.0);
         spools.insert(dir.clone(), spool);
     }
     Ok(spools)

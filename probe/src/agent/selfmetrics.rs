@@ -60,6 +60,10 @@ pub struct AgentMetrics {
     pub corrupt_batches: IntCounterVec,
     /// Batches that could not be written to a spool (disk full, permissions).
     pub spool_write_errors: IntCounterVec,
+    /// Batches given up unwritten (over `[spool] max_memory_bytes`); each is a gap.
+    pub unwritten_batches: IntCounterVec,
+    /// Batches held in memory because the spool could not be written.
+    pub spool_memory_batches: IntGaugeVec,
     /// 1 when the last send to the collector worked, else 0.
     pub collector_up: IntGaugeVec,
     /// Config reloads, by result (`ok`, `error`).
@@ -165,6 +169,18 @@ impl AgentMetrics {
                 "Batches that could not be written to the collector's spool.",
                 collector,
             ),
+            unwritten_batches: counter(
+                &registry,
+                "postflight_probe_unwritten_batches_total",
+                "Batches given up because the spool could not be written for longer than [spool] max_memory_bytes holds; the collector sees them as a gap.",
+                collector,
+            ),
+            spool_memory_batches: int_gauge(
+                &registry,
+                "postflight_probe_spool_memory_batches",
+                "Batches waiting in memory because the collector's spool could not be written.",
+                collector,
+            ),
             collector_up: int_gauge(
                 &registry,
                 "postflight_probe_collector_up",
@@ -243,6 +259,9 @@ impl AgentMetrics {
         self.spool_batches
             .with_label_values(&[collector])
             .set(stats.batches as i64);
+        self.spool_memory_batches
+            .with_label_values(&[collector])
+            .set(stats.unwritten as i64);
     }
 
     /// Everything in the Prometheus text format.

@@ -46,6 +46,8 @@ pub struct EmailChannel {
     to: Vec<Mailbox>,
     /// `host:port` for messages (never the credentials).
     server: String,
+    /// Bound of one delivery attempt (`timeout`).
+    timeout: Duration,
 }
 
 impl EmailChannel {
@@ -101,6 +103,7 @@ impl EmailChannel {
             from,
             to,
             server: format!("{host}:{port}"),
+            timeout,
         })
     }
 
@@ -108,6 +111,7 @@ impl EmailChannel {
         let (text, html) = render(notification);
         let mut builder = Message::builder()
             .from(self.from.clone())
+            .message_id(Some(message_id(&notification.id, &self.from)))
             .subject(notification.title());
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -142,9 +146,19 @@ impl Channel for EmailChannel {
         "email"
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.deliver(notification))
     }
+}
+
+/// `<postflight.ID@domain-of-from>`: the same notification always has the same
+/// Message-ID, so a receiver (or a person) recognises a duplicate.
+pub fn message_id(notification_id: &str, from: &Mailbox) -> String {
+    format!("<postflight.{notification_id}@{}>", from.email.domain())
 }
 
 fn security(url: &reqwest::Url) -> Result<Security, String> {

@@ -9,6 +9,8 @@
 //! ```json
 //! {
 //!   "version": 1,
+//!   "idempotency_key": "5-…",        // the notification's id, also sent as the
+//!                                    // Idempotency-Key header; same on every retry
 //!   "channel": "chat",
 //!   "status": "firing",              // "firing" | "resolved" (of the events below)
 //!   "kind": "incident",              // incident | resolved | probe_silent |
@@ -63,12 +65,18 @@ use crate::timefmt::rfc3339;
 use super::super::config::{WebhookFormat, WebhookSpec};
 use super::{Channel, Notification, SendError, status};
 
+/// The header that carries [`Notification::id`]: a receiver that has seen the key
+/// already can drop the request as a duplicate.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
 /// A configured webhook channel.
 pub struct WebhookChannel {
     name: String,
     url: reqwest::Url,
     format: WebhookFormat,
     http: reqwest::Client,
+    /// Bound of one delivery attempt (`timeout`).
+    timeout: Duration,
 }
 
 impl WebhookChannel {
@@ -99,6 +107,7 @@ impl WebhookChannel {
             url,
             format: spec.format,
             http,
+            timeout,
         })
     }
 
@@ -111,6 +120,7 @@ impl WebhookChannel {
         let response = self
             .http
             .post(self.url.clone())
+            .header(IDEMPOTENCY_KEY, notification.id.as_str())
             .json(&body)
             .send()
             .await
@@ -151,6 +161,10 @@ impl Channel for WebhookChannel {
         "webhook"
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.deliver(notification))
     }
@@ -168,6 +182,8 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Debug, Serialize)]
 pub struct WebhookPayload<'a> {
     pub version: u32,
+    /// The notification's id, the same as the `Idempotency-Key` header.
+    pub idempotency_key: &'a str,
     pub channel: &'a str,
     pub status: &'static str,
     pub kind: EventKind,
@@ -230,6 +246,7 @@ pub fn payload(notification: &Notification) -> WebhookPayload<'_> {
         .unwrap_or(EventKind::Incident);
     WebhookPayload {
         version: 1,
+        idempotency_key: &notification.id,
         channel: &notification.channel,
         status: status(kind),
         kind,
@@ -277,6 +294,7 @@ mod tests {
 
     fn notification(kind: EventKind) -> Notification {
         Notification {
+            id: "7-1".into(),
             channel: "chat".into(),
             group_key: "g".into(),
             events: vec![Event {

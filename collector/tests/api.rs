@@ -35,6 +35,7 @@ async fn start(dir: &std::path::Path) -> Collector {
 fn result(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult {
     let failing = outcome != Outcome::Pass;
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -64,6 +65,7 @@ fn result(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult 
 
 fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 0,
         probe: probe.into(),
         seq,
         sent_at_ms: NOW,

@@ -349,6 +349,7 @@ mod tests {
 
     fn result(check: &str, at: i64, pass: bool) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "svc".into(),
             check: check.into(),
             kind: CheckKind::Http,
@@ -370,6 +371,7 @@ mod tests {
 
     fn batch(probe: &str, results: Vec<CheckResult>) -> ReportBatch {
         ReportBatch {
+            retry_cap_ms: 0,
             probe: probe.into(),
             seq: 1,
             sent_at_ms: 0,

@@ -410,6 +410,7 @@ fn stored_result(meta: &SeriesMeta, raw: RawResult) -> StoredResult {
     StoredResult {
         probe: meta.probe.clone(),
         result: CheckResult {
+            interval_ms: 0,
             service: meta.service.clone(),
             check: meta.check.clone(),
             kind: meta.kind,

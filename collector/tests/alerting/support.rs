@@ -53,6 +53,7 @@ pub fn result(service: &str, check: &str, pass: bool, at_ms: i64) -> CheckResult
 /// A batch from `probe` (env=prod, heartbeat every 10s).
 pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 0,
         probe: probe.into(),
         seq,
         sent_at_ms: results.first().map(|r| r.started_at_ms).unwrap_or(T0),

@@ -4,7 +4,8 @@
 //! one collector being down never delays another.
 //!
 //! One batch at a time goes to `POST <url>/api/v1/reports` (gzip'd above
-//! [`GZIP_ABOVE`] bytes, bearer token if configured), and the answer decides:
+//! [`GZIP_ABOVE`] bytes, bearer token if configured, the probe's clock at that attempt in
+//! the [`PROBE_TIME_HEADER`] header), and the answer decides:
 //! - 2xx with a [`ReportAck`] for that sequence: the batch is deleted from the spool;
 //! - connection errors, timeouts, 408, 429, 5xx, or a 2xx without a matching ack: retry
 //!   the same batch after an exponential backoff with full jitter ([`Backoff`]);
@@ -15,6 +16,9 @@
 //!   of the spool goes on; the collector sees a gap for it.
 //!
 //! A spool file that cannot be read as its batch is moved to `corrupt/` with a warning.
+//!
+//! After each acknowledgement `postflight_probe_delivery_lag_seconds` is set to the age of
+//! the batch just delivered, so a probe falling behind on a bad link shows it.
 //!
 //! On shutdown the task keeps sending while sends succeed and batches wait (a retry wait
 //! in progress is cut short for one immediate attempt), and returns at the first failure
@@ -33,7 +37,8 @@ use super::jitter::Jitter;
 use super::selfmetrics::AgentMetrics;
 use super::shutdown::ShutdownSignal;
 use super::spool::{CORRUPT_DIR, REJECTED_DIR, ReadError, Spool};
-use crate::report::ReportAck;
+use crate::check::unix_millis;
+use crate::report::{PROBE_TIME_HEADER, ReportAck};
 
 /// Bodies larger than this are sent gzip'd.
 pub const GZIP_ABOVE: usize = 4 * 1024;
@@ -114,8 +119,10 @@ impl Delivery {
             let Some(body) = self.read(seq).await else {
                 continue;
             };
+            let built_at_ms = built_at_ms(&body);
             match self.send(seq, body).await {
                 Answer::Acknowledged(ack) => {
+                    self.note_lag(built_at_ms);
                     if failing_since_log {
                         tracing::info!(collector = %self.link.label, waiting = self.spool.stats().batches, "collector reachable again; delivering the spooled batches");
                         failing_since_log = false;
@@ -178,6 +185,10 @@ impl Delivery {
         if let Some(token) = &self.link.token {
             request = request.bearer_auth(token);
         }
+        // The probe's clock at this attempt (not the batch's build time): the collector
+        // estimates the probe's clock offset from it.
+        let now_ms = unix_millis(std::time::SystemTime::now());
+        request = request.header(PROBE_TIME_HEADER, now_ms.to_string());
         request = match gzip(&body) {
             Some(compressed) => request.header(CONTENT_ENCODING, "gzip").body(compressed),
             None => request.body(body),
@@ -186,6 +197,19 @@ impl Delivery {
             Ok(response) => judge(seq, response).await,
             Err(e) => Answer::Retry(describe_send_error(&e)),
         }
+    }
+
+    /// The acknowledged batch was built at `built_at_ms`: its age is the delivery lag.
+    fn note_lag(&self, built_at_ms: Option<i64>) {
+        let Some(built_at_ms) = built_at_ms else {
+            return;
+        };
+        let now_ms = unix_millis(std::time::SystemTime::now());
+        let lag_ms = now_ms.saturating_sub(built_at_ms).max(0);
+        self.metrics
+            .delivery_lag_seconds
+            .with_label_values(&[&self.link.label])
+            .set(lag_ms as f64 / 1000.0);
     }
 
     async fn acknowledged(&self, ack: ReportAck) {
@@ -252,6 +276,17 @@ impl Delivery {
             tracing::debug!(collector = %label, seq, reason, waiting, retry_within = ?backoff.ceiling(), "delivery still failing");
         }
     }
+}
+
+/// When a spooled batch was built (its `sent_at_ms`), read without decoding its results.
+fn built_at_ms(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct BuiltAt {
+        sent_at_ms: i64,
+    }
+    serde_json::from_slice::<BuiltAt>(body)
+        .ok()
+        .map(|b| b.sent_at_ms)
 }
 
 /// Classify the collector's answer to batch `seq`.
@@ -333,6 +368,15 @@ mod tests {
             reports_endpoint("http://c/postflight/").unwrap().as_str(),
             "http://c/postflight/api/v1/reports"
         );
+    }
+
+    #[test]
+    fn a_batch_build_time_is_read_from_its_body() {
+        assert_eq!(
+            built_at_ms(br#"{"probe":"p","seq":3,"sent_at_ms":1700000000000,"results":[]}"#),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(built_at_ms(b"not json"), None);
     }
 
     #[test]

@@ -539,6 +539,7 @@ mod tests {
                 error: None,
             }],
             version: Some(version.into()),
+            interval_ms: 10_000,
         }
     }
 
@@ -551,6 +552,7 @@ mod tests {
             },
             down,
             total,
+            stale: Vec::new(),
             failing: true,
         }
     }

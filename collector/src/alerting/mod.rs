@@ -20,6 +20,7 @@ pub mod api;
 pub mod channel;
 pub mod config;
 pub mod evaluator;
+pub mod freshness;
 pub mod incident;
 pub mod outbox;
 pub mod route;
@@ -46,6 +47,7 @@ use crate::metrics::Metrics;
 
 use self::config::{AlertingConfig, AlertingSection};
 use self::evaluator::{CheckView, Evaluator, ProbeState, SeriesState, Thresholds};
+use self::freshness::{ProbeFreshness, SilencePolicy};
 use self::incident::{EventContext, Incident, IncidentState, IncidentTrees};
 use self::outbox::{EventRefresh, NotificationRecord, Outbox, OutboxSettings};
 use self::route::Routes;
@@ -132,8 +134,6 @@ pub struct Alerting {
     state: Mutex<AlertState>,
     deploy_info: OnceLock<Arc<dyn DeployInfo>>,
     open_gauge: IntGauge,
-    /// When this process started alerting: probes get a grace period after a restart.
-    started_at_ms: i64,
     last_cleanup_ms: AtomicI64,
 }
 
@@ -211,13 +211,16 @@ impl Alerting {
                         success: settings.success_threshold.max(1),
                     },
                     settings.quorum,
+                    SilencePolicy {
+                        configured: settings.silence_after.map(|d| d.0),
+                        started_at_ms: clock.now_ms(),
+                    },
                 ),
                 open: BTreeMap::new(),
             }),
             settings,
             deploy_info: OnceLock::new(),
             open_gauge,
-            started_at_ms: clock.now_ms(),
             last_cleanup_ms: AtomicI64::new(i64::MIN),
         };
         alerting.load().context("loading alert state")?;
@@ -292,7 +295,7 @@ impl Alerting {
             changes.incident(&incident);
         }
         for key in effect.checks {
-            let view = state.evaluator.check_view(&key);
+            let view = state.evaluator.check_view(&key, received_at_ms);
             self.reconcile_check(&mut state, &view, received_at_ms, &mut changes);
         }
         self.commit(&mut state, changes);
@@ -320,6 +323,8 @@ impl Alerting {
                     changes.incident(incident);
                 }
             }
+            // Every probe of the check is stale: unknown, the incident stays as it is.
+            (Some(_), false) if view.total == 0 => {}
             (Some(incident), false) => {
                 let why = if view.down.is_empty() {
                     "passing again on every probe".to_string()
@@ -376,21 +381,22 @@ impl Alerting {
     }
 
     fn open_silent_probes(&self, state: &mut AlertState, now_ms: i64, changes: &mut Changes) {
-        let configured = self.settings.silence_after.map(|d| d.0);
+        let policy = *state.evaluator.policy();
         let silent: Vec<ProbeState> = state
             .evaluator
             .probes()
             .filter(|probe| !state.open.contains_key(&probe_incident_key(&probe.name)))
-            .filter(|probe| {
-                // After a restart, probes get a full silence period to report again.
-                let since = probe.last_seen_ms.max(self.started_at_ms);
-                now_ms - since > probe.silence_after(configured).as_millis() as i64
-            })
+            .filter(|probe| policy.freshness(probe, now_ms) == ProbeFreshness::Silent)
             .cloned()
             .collect();
         for probe in silent {
+            // Its series are stale now: checks counting on it are judged without it.
+            for key in state.evaluator.checks_of(&probe.name) {
+                let view = state.evaluator.check_view(&key, now_ms);
+                self.reconcile_check(state, &view, now_ms, changes);
+            }
             let Some(id) = self.next_id() else { return };
-            let after = probe.silence_after(configured).as_millis() as i64;
+            let after = policy.threshold_ms(&probe);
             let mut incident = Incident::for_silent_probe(
                 id,
                 &probe,

@@ -5,6 +5,7 @@
 mod alertmanager;
 mod api;
 mod email;
+mod freshness;
 mod incidents;
 mod outbox;
 mod pacing;

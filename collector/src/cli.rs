@@ -295,7 +295,10 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             };
             let status: StatusResponse = client.get(&path).await?;
             print_or_json(cli.json, &status, || status_table(&status));
-            let failing = status.services.iter().any(|s| s.outcome != "pass");
+            let failing = status
+                .services
+                .iter()
+                .any(|s| matches!(s.outcome.as_str(), "fail" | "error"));
             Ok(if failing { EXIT_FAILING } else { EXIT_OK })
         }
         Command::History {
@@ -706,7 +709,11 @@ fn status_table(status: &StatusResponse) -> String {
                     service.service.clone(),
                     check.check.clone(),
                     s.probe.clone(),
-                    s.outcome.to_string(),
+                    if s.stale {
+                        format!("stale ({})", s.outcome)
+                    } else {
+                        s.outcome.to_string()
+                    },
                     ago(s.since_ms, status.now_ms),
                     ago(s.last_result_ms, status.now_ms),
                     s.version.clone().unwrap_or_else(|| "-".into()),

@@ -529,3 +529,42 @@ async fn collector_runs_its_own_checks_and_stores_them_like_a_probes() {
     assert_eq!(series["outcome"], "pass");
     collector.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn status_marks_a_series_older_than_three_intervals_stale_and_leaves_it_out_of_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let mut old = result("readyz", NOW - 40_000, Outcome::Fail, "sha-aaa");
+    old.interval_ms = 10_000;
+    let mut current = result("readyz", NOW - 1_000, Outcome::Pass, "sha-aaa");
+    current.interval_ms = 10_000;
+    post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, vec![old])),
+        false,
+    )
+    .await;
+    post(
+        &collector,
+        Some(TOKEN_WEB2),
+        json(&batch("web-2", 1, vec![current])),
+        false,
+    )
+    .await;
+    let status = get(&collector, "/api/v1/status").await;
+    let service = &status["services"][0];
+    assert_eq!(
+        service["outcome"], "pass",
+        "the stale failure is not current"
+    );
+    let probes = &service["checks"][0]["probes"];
+    assert_eq!(probes[0]["probe"], "web-1");
+    assert_eq!(probes[0]["stale"], true);
+    assert_eq!(
+        probes[0]["outcome"], "fail",
+        "the last outcome is still shown"
+    );
+    assert_eq!(probes[1]["stale"], false);
+    collector.shutdown().await.unwrap();
+}

@@ -273,6 +273,24 @@ impl Alerting {
         &self.clock
     }
 
+    /// Where probe `name` stands at `now_ms` (None: never heard from).
+    pub fn probe_freshness(&self, name: &str, now_ms: i64) -> Option<ProbeFreshness> {
+        let state = self.lock();
+        let probe = state.evaluator.probe(name)?;
+        Some(state.evaluator.policy().freshness(probe, now_ms))
+    }
+
+    /// Every probe alerting knows, with where it stands at `now_ms`.
+    pub fn probes(&self, now_ms: i64) -> Vec<(ProbeState, ProbeFreshness)> {
+        let state = self.lock();
+        let policy = *state.evaluator.policy();
+        state
+            .evaluator
+            .probes()
+            .map(|probe| (probe.clone(), policy.freshness(probe, now_ms)))
+            .collect()
+    }
+
     /// The `[alerting]` settings in force.
     pub fn settings(&self) -> &AlertingSection {
         &self.settings

@@ -201,6 +201,8 @@ impl Store {
                     version: status.version.clone(),
                     reason: status.reason.clone(),
                     failing: status.failing.clone(),
+                    interval_ms: status.interval_ms,
+                    stale: false,
                 })
             })
             .collect();

@@ -16,7 +16,8 @@ use postflight_probe::units::parse_duration;
 use crate::alerting::freshness::{ProbeFreshness, series_is_stale};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::{HistoryPoint, HistoryQuery, ProbeInfo, SeriesStatus, VersionSpan};
+use crate::probes::{ProbeView, probe_views};
+use crate::store::{HistoryPoint, HistoryQuery, SeriesStatus, VersionSpan};
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
@@ -263,7 +264,7 @@ async fn versions(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProbesResponse {
     pub now_ms: i64,
-    pub probes: Vec<ProbeInfo>,
+    pub probes: Vec<ProbeView>,
 }
 
 async fn probes(
@@ -272,10 +273,11 @@ async fn probes(
     headers: HeaderMap,
 ) -> Result<Json<ProbesResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
-    let probes = state.store.probes().map_err(ApiError::storage)?;
+    let stored = state.store.probes().map_err(ApiError::storage)?;
+    let now_ms = state.clock.now_ms();
     Ok(Json(ProbesResponse {
-        now_ms: state.clock.now_ms(),
-        probes,
+        now_ms,
+        probes: probe_views(stored, state.alerting.probes(now_ms)),
     }))
 }
 

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/reports", post(crate::ingest::post_reports))
         .merge(crate::api::routes())
+        .merge(crate::probes::routes())
         .merge(crate::alerting::api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -2,7 +2,9 @@
 //!
 //! Order of checks, so that nothing from a rejected batch is stored: body size (413,
 //! compressed and decompressed), JSON and schema (400 with the field that is wrong),
-//! token and probe name (401/403), then the durable, idempotent store (200 with
+//! token and probe name (401/403), then the results are moved onto the collector's
+//! clock ([`probe_clock`](crate::probe_clock); results still dated in the future are
+//! refused one by one and counted), then the durable, idempotent store (200 with
 //! [`ReportAck`]; a retried batch is acknowledged as a duplicate and not stored twice).
 
 use std::io::Read;
@@ -17,6 +19,7 @@ use postflight_probe::report::{ReportAck, ReportBatch};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::probe_clock::{correct_batch, probe_time};
 
 /// The handler.
 pub async fn post_reports(
@@ -57,11 +60,12 @@ async fn receive(
         ))
     })?;
     let json = decode_body(headers, raw, limit)?;
-    let batch: ReportBatch = serde_json::from_slice(&json)
+    let mut batch: ReportBatch = serde_json::from_slice(&json)
         .map_err(|e| ApiError::bad_request(format!("malformed report batch: {e}")))?;
     validate_batch(&batch).map_err(ApiError::bad_request)?;
     state.auth.authorize_report(headers, peer, &batch.probe)?;
     let received_at = state.clock.now_ms();
+    let receipt = correct_batch(&mut batch, probe_time(headers), received_at);
     let outcome = state
         .store
         .ingest(&batch, received_at)
@@ -74,6 +78,7 @@ async fn receive(
     if !outcome.duplicate {
         state.after_ingest(&batch, received_at).await;
     }
+    state.alerting.observe_receipt(&batch.probe, &receipt);
     Ok(ReportAck {
         seq: batch.seq,
         stored: outcome.stored,

@@ -568,3 +568,45 @@ async fn status_marks_a_series_older_than_three_intervals_stale_and_leaves_it_ou
     assert_eq!(probes[1]["stale"], false);
     collector.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn probes_show_state_offset_and_lag_and_retire_needs_a_known_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let results = vec![result("readyz", NOW - 2_000, Outcome::Pass, "sha-aaa")];
+    post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, results)),
+        false,
+    )
+    .await;
+    let probes = get(&collector, "/api/v1/probes").await;
+    let web1 = &probes["probes"][0];
+    assert_eq!(web1["name"], "web-1");
+    assert_eq!(web1["state"], "fresh");
+    assert_eq!(web1["delivery_lag_ms"], 2_000);
+    assert_eq!(
+        web1["clock_offset_ms"],
+        Value::Null,
+        "no probe time header sent"
+    );
+    let http = reqwest::Client::new();
+    let url = |name: &str| format!("http://{}/api/v1/probes/{name}/retire", collector.addr);
+    let retired: Value = http
+        .post(url("web-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(retired["state"], "retired");
+    assert_eq!(
+        retired["retired"]["by"], "local",
+        "the operator's name (loopback)"
+    );
+    let unknown = http.post(url("web-7")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    collector.shutdown().await.unwrap();
+}

@@ -21,6 +21,8 @@
 //! retry_initial = "1s"         # first retry delay, doubled each time up to retry_max
 //! retry_max = "5m"
 //! keep_resolved = "30d"        # resolved incidents and their notifications are kept this long
+//! max_clock_skew = "30s"       # a probe clock further off opens a clock_skew incident
+//! clock_skew_severity = "warning"
 //!
 //! [[channels]]
 //! name = "oncall"
@@ -113,6 +115,13 @@ pub struct AlertingSection {
     /// Resolved incidents and finished notifications are kept this long (default 30d).
     #[serde(default = "default_keep_resolved")]
     pub keep_resolved: HumanDuration,
+    /// A probe whose clock is further than this from the collector's opens a
+    /// `clock_skew` incident (default 30s).
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew: HumanDuration,
+    /// Severity of clock-skew incidents (default warning).
+    #[serde(default = "default_probe_silent_severity")]
+    pub clock_skew_severity: Severity,
 }
 
 impl Default for AlertingSection {
@@ -131,6 +140,8 @@ impl Default for AlertingSection {
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
             keep_resolved: default_keep_resolved(),
+            max_clock_skew: default_max_clock_skew(),
+            clock_skew_severity: default_probe_silent_severity(),
         }
     }
 }
@@ -161,6 +172,9 @@ fn default_retry_initial() -> HumanDuration {
 }
 fn default_retry_max() -> HumanDuration {
     HumanDuration::from_secs(300)
+}
+fn default_max_clock_skew() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 fn default_keep_resolved() -> HumanDuration {
     HumanDuration::from_secs(30 * 86400)
@@ -537,6 +551,9 @@ fn validate_section(section: &AlertingSection) -> Vec<String> {
         .is_some_and(|d| d.0 < Duration::from_secs(1))
     {
         problems.push("alerting.silence_after must be at least 1s".to_string());
+    }
+    if section.max_clock_skew.0 < Duration::from_secs(2) {
+        problems.push("alerting.max_clock_skew must be at least 2s".to_string());
     }
     problems
 }

@@ -306,8 +306,6 @@ impl Evaluator {
         if batch.retry_cap_ms > 0 {
             probe.retry_cap_ms = batch.retry_cap_ms;
         }
-        let newest = results.last().map_or(batch.sent_at_ms, |r| r.started_at_ms);
-        probe.delivery_lag_ms = Some(received_at_ms.saturating_sub(newest).max(0));
         probe.retired = None;
         probe.labels = batch.labels.clone();
         for result in &results {

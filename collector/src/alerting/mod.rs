@@ -4,6 +4,8 @@
 //! per check quorum) -> [`incident`] (open / update / resolve, stored) -> [`route`] and
 //! [`silence`] (who gets it, unless silenced) -> [`outbox`] (written in the same sled
 //! transaction as the incident) -> [`channel`] (email, webhook, Alertmanager).
+//! Each delivery's clock reading goes to [`Alerting::observe_receipt`] ([`skew`]): clock
+//! offset, delivery lag and `clock_skew` incidents.
 //! A once-a-second [`Alerting::tick`] opens probe-silence incidents, sends reminders
 //! (`repeat_interval`) and notifications held back by silences that ended; the outbox
 //! worker delivers and retries. [`api`] serves incidents and silences.
@@ -23,8 +25,10 @@ pub mod evaluator;
 pub mod freshness;
 pub mod incident;
 pub mod outbox;
+pub mod retire;
 pub mod route;
 pub mod silence;
+pub mod skew;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -134,6 +138,8 @@ pub struct Alerting {
     state: Mutex<AlertState>,
     deploy_info: OnceLock<Arc<dyn DeployInfo>>,
     open_gauge: IntGauge,
+    /// Per-probe clock offset and lag gauges, refused results.
+    clock_metrics: skew::ClockMetrics,
     last_cleanup_ms: AtomicI64,
 }
 
@@ -189,6 +195,7 @@ impl Alerting {
         let open_gauge = IntGauge::new("postflight_incidents_open", "Incidents currently open.")
             .context("defining postflight_incidents_open")?;
         metrics.register(Box::new(open_gauge.clone()));
+        let clock_metrics = skew::ClockMetrics::register(&metrics)?;
         let silences = Silences::open(db, windows).context("opening the silences tree")?;
         let alerting = Alerting {
             public_url: config.server.public_url.clone(),
@@ -221,6 +228,7 @@ impl Alerting {
             settings,
             deploy_info: OnceLock::new(),
             open_gauge,
+            clock_metrics,
             last_cleanup_ms: AtomicI64::new(i64::MIN),
         };
         alerting.load().context("loading alert state")?;
@@ -502,7 +510,10 @@ impl Alerting {
         let waits = !event.reminder
             && matches!(
                 event.kind,
-                EventKind::Incident | EventKind::Resolved | EventKind::ProbeSilent
+                EventKind::Incident
+                    | EventKind::Resolved
+                    | EventKind::ProbeSilent
+                    | EventKind::ClockSkew
             );
         let not_before = if waits {
             now_ms + self.settings.group_wait.0.as_millis() as i64
@@ -727,7 +738,10 @@ impl IngestListener for Alerting {
 impl EventRefresh for Alerting {
     /// Opening and reminder events of a still-open incident show its current state.
     fn refresh(&self, event: &Event) -> Option<Event> {
-        if !matches!(event.kind, EventKind::Incident | EventKind::ProbeSilent) {
+        if !matches!(
+            event.kind,
+            EventKind::Incident | EventKind::ProbeSilent | EventKind::ClockSkew
+        ) {
             return None;
         }
         let id: u64 = event.fields.get(field::INCIDENT)?.parse().ok()?;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use postflight_collector::alerting::freshness::ProbeFreshness;
 use postflight_collector::alerting::incident::{IncidentKind, IncidentState};
 
 use crate::support::{Harness, Receiver, config, webhook_channel};
@@ -105,4 +106,52 @@ async fn a_series_older_than_three_intervals_does_not_count_in_quorum_all() {
         .find(|i| i.kind == IncidentKind::Check)
         .expect("web-2's old pass is not current: web-1 alone decides");
     assert_eq!((check.failing.len(), check.total_probes), (1, 1));
+}
+
+#[tokio::test]
+async fn retire_resolves_the_silence_and_a_retired_probe_that_reports_again_is_active() {
+    let hook = Receiver::start().await;
+    let h = Harness::new(&config(&[], &webhook_channel(&hook)));
+    h.report("web-9", &[("butler-tax", "health", true)]);
+    h.advance(Duration::from_secs(31));
+    h.alerting.tick(h.now());
+    assert_eq!(silence_incidents(&h), ["web-9"]);
+    let retired = h
+        .alerting
+        .retire_probe("web-9", "ops-alice", h.now())
+        .expect("a known probe");
+    assert_eq!(
+        retired.retired.as_ref().map(|r| r.by.as_str()),
+        Some("ops-alice")
+    );
+    let incident = &h.incidents()[0];
+    assert_eq!(incident.state, IncidentState::Resolved);
+    assert!(
+        incident
+            .history
+            .iter()
+            .any(|note| note.text == "resolved: retired by ops-alice"),
+        "{:?}",
+        incident.history
+    );
+    // Retired: no silence incident however long it stays away, across a restart too.
+    h.advance(Duration::from_secs(3600));
+    let h = h.restart();
+    h.advance(Duration::from_secs(3600));
+    h.alerting.tick(h.now());
+    assert_eq!(h.incidents().len(), 1, "no new silence incident");
+    assert_eq!(
+        h.alerting.probe_freshness("web-9", h.now()),
+        Some(ProbeFreshness::Retired)
+    );
+    // It comes back: active again, and judged again.
+    h.report("web-9", &[]);
+    assert_eq!(
+        h.alerting.probe_freshness("web-9", h.now()),
+        Some(ProbeFreshness::Fresh)
+    );
+    h.advance(Duration::from_secs(31));
+    h.alerting.tick(h.now());
+    assert_eq!(h.incidents().len(), 2, "silent again: a new incident");
+    assert_eq!(h.alerting.retire_probe("never-seen", "ops", h.now()), None);
 }

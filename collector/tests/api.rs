@@ -591,6 +591,17 @@ async fn probes_show_state_offset_and_lag_and_retire_needs_a_known_probe() {
         Value::Null,
         "no probe time header sent"
     );
+    // web-2 delivers results 30 s old: past half its silence threshold (3 x 15 s).
+    let late = vec![result("readyz", NOW - 30_000, Outcome::Pass, "sha-aaa")];
+    post(
+        &collector,
+        Some(TOKEN_WEB2),
+        json(&batch("web-2", 1, late)),
+        false,
+    )
+    .await;
+    let probes = get(&collector, "/api/v1/probes").await;
+    assert_eq!(probes["probes"][1]["state"], "lagging");
     let http = reqwest::Client::new();
     let url = |name: &str| format!("http://{}/api/v1/probes/{name}/retire", collector.addr);
     let retired: Value = http

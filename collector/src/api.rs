@@ -104,10 +104,8 @@ async fn status(
     Query(params): Query<StatusParams>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
-    let mut series = state
-        .store
-        .status(params.service.as_deref())
-        .map_err(ApiError::storage)?;
+    let store = state.store.clone();
+    let mut series = read_store(move || store.status(params.service.as_deref())).await?;
     let now_ms = state.clock.now_ms();
     mark_stale(&state, &mut series, now_ms);
     Ok(Json(StatusResponse {
@@ -131,6 +129,17 @@ fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
             .unwrap_or(ProbeFreshness::Fresh);
         s.stale = series_is_stale(s.last_result_ms, s.interval_ms, freshness, now_ms);
     }
+}
+
+/// Runs a store read on a blocking thread: scans must not hold an async worker (the
+/// runtime keeps answering `/healthz` and ingest meanwhile).
+pub async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ApiError::storage(format!("read task failed: {e}")))?
+        .map_err(ApiError::storage)
 }
 
 /// Nests series into services and checks. The store hands them out ordered by
@@ -232,7 +241,8 @@ async fn history(
         to_ms,
         step_ms,
     };
-    let points = state.store.history(&query).map_err(ApiError::storage)?;
+    let store = state.store.clone();
+    let points = read_store(move || store.history(&query)).await?;
     Ok(Json(HistoryResponse {
         service,
         from_ms,
@@ -256,7 +266,9 @@ async fn versions(
     Path(service): Path<String>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
-    let versions = state.store.versions(&service).map_err(ApiError::storage)?;
+    let store = state.store.clone();
+    let wanted = service.clone();
+    let versions = read_store(move || store.versions(&wanted)).await?;
     Ok(Json(VersionsResponse { service, versions }))
 }
 
@@ -273,7 +285,8 @@ async fn probes(
     headers: HeaderMap,
 ) -> Result<Json<ProbesResponse>, ApiError> {
     state.auth.authorize_read(&headers, peer)?;
-    let stored = state.store.probes().map_err(ApiError::storage)?;
+    let store = state.store.clone();
+    let stored = read_store(move || store.probes()).await?;
     let now_ms = state.clock.now_ms();
     Ok(Json(ProbesResponse {
         now_ms,

@@ -128,15 +128,20 @@ async fn retire(
 ) -> Result<Json<ProbeView>, ApiError> {
     let operator = state.auth.authorize_write(&headers, peer)?;
     let now_ms = state.clock.now_ms();
+    let (alerting, probe) = (state.alerting.clone(), name.clone());
     state
-        .alerting
-        .retire_probe(&name, &operator, now_ms)
+        .store
+        .writer()
+        .write(move || alerting.retire_probe(&probe, &operator, now_ms))
+        .await
+        .map_err(ApiError::storage)?
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "no probe {name:?} has reported; list them with `postflight probes`"
             ))
         })?;
-    let stored = state.store.probes().map_err(ApiError::storage)?;
+    let store = state.store.clone();
+    let stored = crate::api::read_store(move || store.probes()).await?;
     let views = probe_views(stored, state.alerting.probes(now_ms));
     views
         .into_iter()

@@ -612,6 +612,7 @@ fn incident_detail(detail: &IncidentResponse) -> String {
                 DeliveryState::Pending => "pending",
                 DeliveryState::Delivered => "delivered",
                 DeliveryState::Failed => "failed",
+                DeliveryState::LeftToPrimary => "left to primary",
             }
             .into(),
             record.attempts.len().to_string(),

@@ -4,6 +4,7 @@
 //! per check quorum) -> [`incident`] (open / update / resolve, stored) -> [`route`] and
 //! [`silence`] (who gets it, unless silenced) -> [`outbox`] (written in the same sled
 //! transaction as the incident) -> [`channel`] (email, webhook, Alertmanager).
+//! On an HA standby ([`standby`]) direct channels send only while the primary is down.
 //! Each delivery's clock reading goes to [`Alerting::observe_receipt`] ([`skew`]): clock
 //! offset, delivery lag and `clock_skew` incidents.
 //! A once-a-second [`Alerting::tick`] opens probe-silence incidents, sends reminders
@@ -29,6 +30,7 @@ pub mod retire;
 pub mod route;
 pub mod silence;
 pub mod skew;
+pub mod standby;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -58,6 +60,7 @@ use self::incident::{EventContext, Incident, IncidentState, IncidentTrees};
 use self::outbox::{EventRefresh, NotificationRecord, Outbox, OutboxSettings};
 use self::route::Routes;
 use self::silence::{MaintenanceWindow, NewSilence, Silence, Silences};
+use self::standby::Standby;
 
 /// Names of [`Event::fields`] alerting writes (and reads back when routing).
 pub mod field {
@@ -143,6 +146,8 @@ pub struct Alerting {
     open_gauge: IntGauge,
     /// Per-probe clock offset and lag gauges, refused results.
     clock_metrics: skew::ClockMetrics,
+    /// Set on an HA standby (`alerting.standby_of`): polls the primary.
+    standby: Option<Arc<Standby>>,
     last_cleanup_ms: AtomicI64,
 }
 
@@ -197,6 +202,15 @@ impl Alerting {
             clock.clone(),
         )
         .context("opening the outbox")?;
+        let standby = match &settings.standby_of {
+            Some(primary) => {
+                let standby = Arc::new(Standby::new(primary, settings.takeover_after.0, &metrics)?);
+                outbox.set_standby(standby.clone());
+                tracing::info!(%primary, takeover_after = ?settings.takeover_after.0, "HA standby: email and webhook notifications are sent only while the primary is down");
+                Some(standby)
+            }
+            None => None,
+        };
         let open_gauge = IntGauge::new("postflight_incidents_open", "Incidents currently open.")
             .context("defining postflight_incidents_open")?;
         metrics.register(Box::new(open_gauge.clone()));
@@ -234,6 +248,7 @@ impl Alerting {
             deploy_info: OnceLock::new(),
             open_gauge,
             clock_metrics,
+            standby,
             last_cleanup_ms: AtomicI64::new(i64::MIN),
         };
         alerting.load().context("loading alert state")?;
@@ -695,6 +710,7 @@ impl Alerting {
     /// Start the outbox worker and the once-a-second ticker.
     pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let worker = tokio::spawn(self.outbox.clone().run(stop.clone()));
+        let stop_standby = stop.clone();
         let alerting = self.clone();
         let mut stopped = stop;
         let ticker = tokio::spawn(async move {
@@ -711,7 +727,13 @@ impl Alerting {
                 alerting.refresh_channels(now).await;
             }
         });
-        vec![worker, ticker]
+        let mut tasks = vec![worker, ticker];
+        if let Some(standby) = &self.standby {
+            tasks.push(tokio::spawn(
+                standby.clone().run(self.clock.clone(), stop_standby),
+            ));
+        }
+        tasks
     }
 
     /// Channel upkeep (Alertmanager re-sends) at `now_ms`.

@@ -103,7 +103,7 @@ async fn status(
     headers: HeaderMap,
     Query(params): Query<StatusParams>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let mut series = read_store(move || store.status(params.service.as_deref())).await?;
     let now_ms = state.clock.now_ms();
@@ -118,6 +118,7 @@ async fn status(
 fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
     let probes: std::collections::HashMap<String, ProbeFreshness> = state
         .alerting
+        .get()
         .probes(now_ms)
         .into_iter()
         .map(|(probe, freshness)| (probe.name, freshness))
@@ -222,7 +223,7 @@ async fn history(
     Path(service): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     let from_ms = parse_time(params.from.as_deref(), now, now - 3_600_000, "from")?;
     let to_ms = parse_time(params.to.as_deref(), now, now, "to")?;
@@ -265,7 +266,7 @@ async fn versions(
     headers: HeaderMap,
     Path(service): Path<String>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let wanted = service.clone();
     let versions = read_store(move || store.versions(&wanted)).await?;
@@ -284,13 +285,13 @@ async fn probes(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<ProbesResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let stored = read_store(move || store.probes()).await?;
     let now_ms = state.clock.now_ms();
     Ok(Json(ProbesResponse {
         now_ms,
-        probes: probe_views(stored, state.alerting.probes(now_ms)),
+        probes: probe_views(stored, state.alerting.get().probes(now_ms)),
     }))
 }
 

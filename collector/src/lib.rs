@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: `collector.toml` and embedded defaults.
-//! - [`server`]: start, background tasks, graceful shutdown; [`self_checks`]: the
-//!   collector's own `[[checks]]`.
+//! - [`server`]: start, background tasks, graceful shutdown; [`reload`]: SIGHUP
+//!   re-reads the config; [`self_checks`]: the collector's own `[[checks]]`.
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
 //!   [`probe_clock`]: probe clock offsets, results moved onto the collector's clock;
 //!   [`probes`]: the probe lifecycle (state, drift, retire);
@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod probe_clock;
 pub mod probes;
+pub mod reload;
 pub mod self_checks;
 pub mod server;
 pub mod store;

@@ -126,9 +126,9 @@ async fn retire(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<ProbeView>, ApiError> {
-    let operator = state.auth.authorize_write(&headers, peer)?;
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let now_ms = state.clock.now_ms();
-    let (alerting, probe) = (state.alerting.clone(), name.clone());
+    let (alerting, probe) = (state.alerting.get(), name.clone());
     state
         .store
         .writer()
@@ -142,7 +142,7 @@ async fn retire(
         })?;
     let store = state.store.clone();
     let stored = crate::api::read_store(move || store.probes()).await?;
-    let views = probe_views(stored, state.alerting.probes(now_ms));
+    let views = probe_views(stored, state.alerting.get().probes(now_ms));
     views
         .into_iter()
         .find(|view| view.info.name == name)

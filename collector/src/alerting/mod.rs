@@ -213,7 +213,7 @@ impl Alerting {
         };
         let open_gauge = IntGauge::new("postflight_incidents_open", "Incidents currently open.")
             .context("defining postflight_incidents_open")?;
-        metrics.register(Box::new(open_gauge.clone()));
+        metrics.replace(open_gauge.clone());
         let clock_metrics = skew::ClockMetrics::register(&metrics)?;
         let silences = Silences::open(db, windows).context("opening the silences tree")?;
         let alerting = Alerting {

@@ -55,9 +55,9 @@ impl ClockMetrics {
             &["reason"],
         )
         .context("defining postflight_results_refused_total")?;
-        metrics.register(Box::new(offset.clone()));
-        metrics.register(Box::new(lag.clone()));
-        metrics.register(Box::new(refused.clone()));
+        metrics.replace(offset.clone());
+        metrics.replace(lag.clone());
+        metrics.replace(refused.clone());
         Ok(ClockMetrics {
             offset,
             lag,

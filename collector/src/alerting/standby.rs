@@ -78,13 +78,13 @@ impl Standby {
     pub fn new(primary_url: &str, takeover: Duration, metrics: &Metrics) -> anyhow::Result<Self> {
         let gauge = |name: &str, help: &str| -> anyhow::Result<IntGauge> {
             let gauge = IntGauge::new(name, help).with_context(|| format!("defining {name}"))?;
-            metrics.register(Box::new(gauge.clone()));
+            metrics.replace(gauge.clone());
             Ok(gauge)
         };
         let counter = |name: &str, help: &str| -> anyhow::Result<IntCounter> {
             let counter =
                 IntCounter::new(name, help).with_context(|| format!("defining {name}"))?;
-            metrics.register(Box::new(counter.clone()));
+            metrics.replace(counter.clone());
             Ok(counter)
         };
         Ok(Standby {

@@ -190,7 +190,7 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
 fn store(shared: &Shared, headers: &HeaderMap, gzipped: bool, batch: ReportBatch) -> ReportAck {
     let mut seen = shared.seen.lock().unwrap();
     seen.probe_times
-        .extend(probe_time(&headers).map(|t| (batch.seq, t)));
+        .extend(probe_time(headers).map(|t| (batch.seq, t)));
     seen.gzipped += u64::from(gzipped);
     if let Some(token) = headers
         .get("authorization")

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use postflight_probe::units::parse_duration;
 
+use crate::alerting::freshness::{ProbeFreshness, series_is_stale};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::{HistoryPoint, HistoryQuery, ProbeInfo, SeriesStatus, VersionSpan};
+use crate::probes::{ProbeView, probe_views};
+use crate::store::{HistoryPoint, HistoryQuery, SeriesStatus, VersionSpan};
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
@@ -38,7 +40,8 @@ pub struct StatusResponse {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub service: String,
-    /// `pass` when every series passes, else `fail` / `error`.
+    /// `pass` when every fresh series passes, else `fail` / `error`; `stale` when no
+    /// series is fresh.
     pub outcome: String,
     pub checks: Vec<CheckStatus>,
 }
@@ -67,6 +70,10 @@ pub struct ProbeStatus {
     /// Conditions that did not hold in the newest result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing: Vec<ConditionReport>,
+    /// The newest result no longer speaks for now: the probe is silent or retired, or
+    /// the result is older than three check intervals. Left out of the service outcome.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 impl From<SeriesStatus> for ProbeStatus {
@@ -80,6 +87,7 @@ impl From<SeriesStatus> for ProbeStatus {
             version: s.version,
             reason: s.reason,
             failing: s.failing,
+            stale: s.stale,
         }
     }
 }
@@ -97,11 +105,31 @@ async fn status(
 ) -> Result<Json<StatusResponse>, ApiError> {
     state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
-    let series = read_store(move || store.status(params.service.as_deref())).await?;
+    let mut series = read_store(move || store.status(params.service.as_deref())).await?;
+    let now_ms = state.clock.now_ms();
+    mark_stale(&state, &mut series, now_ms);
     Ok(Json(StatusResponse {
-        now_ms: state.clock.now_ms(),
+        now_ms,
         services: group_by_service_and_check(series),
     }))
+}
+
+/// Marks the series whose probe is not heard from, or whose newest result is old.
+fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
+    let probes: std::collections::HashMap<String, ProbeFreshness> = state
+        .alerting
+        .get()
+        .probes(now_ms)
+        .into_iter()
+        .map(|(probe, freshness)| (probe.name, freshness))
+        .collect();
+    for s in series {
+        let freshness = probes
+            .get(&s.probe)
+            .copied()
+            .unwrap_or(ProbeFreshness::Fresh);
+        s.stale = series_is_stale(s.last_result_ms, s.interval_ms, freshness, now_ms);
+    }
 }
 
 /// Runs a store read on a blocking thread: scans must not hold an async worker (the
@@ -153,9 +181,13 @@ fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
     services
 }
 
+/// The worst outcome of the fresh series; `stale` when every series is stale.
 fn worst_outcome<'a>(series: impl Iterator<Item = &'a ProbeStatus>) -> String {
-    let mut worst = "pass";
-    for s in series {
+    let mut worst = "stale";
+    for s in series.filter(|s| !s.stale) {
+        if worst == "stale" {
+            worst = "pass";
+        }
         match s.outcome.as_str() {
             "error" => worst = "error",
             "fail" if worst == "pass" => worst = "fail",
@@ -245,7 +277,7 @@ async fn versions(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProbesResponse {
     pub now_ms: i64,
-    pub probes: Vec<ProbeInfo>,
+    pub probes: Vec<ProbeView>,
 }
 
 async fn probes(
@@ -255,10 +287,11 @@ async fn probes(
 ) -> Result<Json<ProbesResponse>, ApiError> {
     state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
-    let probes = read_store(move || store.probes()).await?;
+    let stored = read_store(move || store.probes()).await?;
+    let now_ms = state.clock.now_ms();
     Ok(Json(ProbesResponse {
-        now_ms: state.clock.now_ms(),
-        probes,
+        now_ms,
+        probes: probe_views(stored, state.alerting.get().probes(now_ms)),
     }))
 }
 

@@ -18,6 +18,7 @@ use crate::alerting::Alerting;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::probe_clock::Receipt;
 use crate::reload::Live;
 use crate::store::{IngestOutcome, Store, StoreError, WriteError};
 
@@ -73,18 +74,36 @@ impl AppState {
         received_at_ms: i64,
         admission: Admission,
     ) -> Result<StoredBatches, WriteError> {
+        let batches = batches.into_iter().map(|batch| (batch, None)).collect();
+        self.store_reports(batches, received_at_ms, admission).await
+    }
+
+    /// Like [`AppState::store_batches`], for probes' reports: each batch's clock
+    /// [`Receipt`] goes to alerting in the same write (duplicates included: a retry
+    /// still tells the probe's time).
+    pub async fn store_reports(
+        &self,
+        batches: Vec<(ReportBatch, Option<Receipt>)>,
+        received_at_ms: i64,
+        admission: Admission,
+    ) -> Result<StoredBatches, WriteError> {
         let store = self.store.clone();
         let listeners = self.listeners.clone();
+        let alerting = self.alerting.clone();
         let work = move || {
             // Taken on the writer: a reload swaps listeners with writes paused.
             let listeners = listeners.get();
+            let alerting = alerting.get();
             let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in &batches {
+            for (batch, receipt) in &batches {
                 let outcome = store.apply_report(batch, received_at_ms);
                 if matches!(&outcome, Ok(stored) if !stored.duplicate) {
                     for listener in listeners.iter() {
                         listener.on_batch(batch, received_at_ms);
                     }
+                }
+                if let (Ok(_), Some(receipt)) = (&outcome, receipt) {
+                    alerting.observe_receipt(&batch.probe, receipt);
                 }
                 outcomes.push((batch.seq, outcome));
             }
@@ -103,6 +122,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/reports", post(crate::ingest::post_reports))
         .merge(crate::api::routes())
+        .merge(crate::probes::routes())
         .merge(crate::alerting::api::routes())
         .merge(crate::backup::routes())
         .route("/healthz", get(healthz))

@@ -27,6 +27,7 @@ use crate::alerting::silence::{NewSilence, Silence};
 use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
+use crate::probes::ProbeView;
 use crate::timefmt::{ago, rfc3339};
 use crate::watch::api::{LastGoodResponse, LedgerResponse};
 use crate::watch::deploy::{Deploy, NewDeploy};
@@ -123,8 +124,12 @@ pub enum Command {
     },
     /// Version timeline of one service.
     Versions { service: String },
-    /// Probes: last seen, labels, version, sequence gaps.
-    Probes,
+    /// Probes: state, last seen, clock offset, lag, labels, version, config drift, gaps;
+    /// `probes retire NAME` retires a decommissioned probe.
+    Probes {
+        #[command(subcommand)]
+        action: Option<ProbesCommand>,
+    },
     /// Load libraries in this child process (used by the collector's own `native` checks
     /// with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
@@ -242,6 +247,14 @@ pub enum SilenceCommand {
     Expire { id: u64 },
 }
 
+/// `postflight probes …` actions.
+#[derive(Debug, Subcommand)]
+pub enum ProbesCommand {
+    /// Retire a probe that is gone for good: resolves its silence incident; it is
+    /// judged again as soon as it reports again.
+    Retire { name: String },
+}
+
 /// Parse arguments; usage errors exit 3 (help and version exit 0).
 pub fn parse_args() -> Cli {
     match Cli::try_parse() {
@@ -352,7 +365,10 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             };
             let status: StatusResponse = client.get(&path).await?;
             print_or_json(cli.json, &status, || status_table(&status));
-            let failing = status.services.iter().any(|s| s.outcome != "pass");
+            let failing = status
+                .services
+                .iter()
+                .any(|s| matches!(s.outcome.as_str(), "fail" | "error"));
             Ok(if failing { EXIT_FAILING } else { EXIT_OK })
         }
         Command::History {
@@ -383,9 +399,19 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             print_or_json(cli.json, &versions, || versions_table(&versions));
             Ok(EXIT_OK)
         }
-        Command::Probes => {
+        Command::Probes { action: None } => {
             let probes: ProbesResponse = client.get("/api/v1/probes").await?;
             print_or_json(cli.json, &probes, || probes_table(&probes));
+            Ok(EXIT_OK)
+        }
+        Command::Probes {
+            action: Some(ProbesCommand::Retire { name }),
+        } => {
+            let path = format!("/api/v1/probes/{}/retire", encode(name));
+            let probe: ProbeView = client.post(&path, &serde_json::json!({})).await?;
+            print_or_json(cli.json, &probe, || {
+                format!("probe {} retired\n", probe.info.name)
+            });
             Ok(EXIT_OK)
         }
         Command::Serve { .. }
@@ -650,6 +676,7 @@ fn incident_detail(detail: &IncidentResponse) -> String {
                 DeliveryState::Pending => "pending",
                 DeliveryState::Delivered => "delivered",
                 DeliveryState::Failed => "failed",
+                DeliveryState::LeftToPrimary => "left to primary",
             }
             .into(),
             record.attempts.len().to_string(),
@@ -770,7 +797,11 @@ fn status_table(status: &StatusResponse) -> String {
                     service.service.clone(),
                     check.check.clone(),
                     s.probe.clone(),
-                    s.outcome.to_string(),
+                    if s.stale {
+                        format!("stale ({})", s.outcome)
+                    } else {
+                        s.outcome.to_string()
+                    },
                     ago(s.since_ms, status.now_ms),
                     ago(s.last_result_ms, status.now_ms),
                     s.version.clone().unwrap_or_else(|| "-".into()),
@@ -837,25 +868,43 @@ fn versions_table(versions: &VersionsResponse) -> String {
 fn probes_table(probes: &ProbesResponse) -> String {
     let mut table = Table::new(&[
         "probe",
+        "state",
         "last seen",
+        "clock offset",
+        "lag",
         "version",
+        "config",
         "labels",
-        "highest seq",
         "gaps",
     ]);
-    for p in &probes.probes {
+    for view in &probes.probes {
+        let p = &view.info;
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let gaps: Vec<String> = p
             .gaps
             .iter()
             .map(|g| format!("{}-{}", g.from, g.to))
             .collect();
+        let seconds = |ms: Option<i64>| {
+            ms.map_or("-".to_string(), |ms| format!("{:+.1}s", ms as f64 / 1000.0))
+        };
+        let digest: String = p.config_digest.chars().take(12).collect();
         table.row(vec![
             p.name.clone(),
+            match &view.retired {
+                Some(retired) => format!("retired by {}", retired.by),
+                None => view.state.as_str().to_string(),
+            },
             ago(p.last_seen_ms, probes.now_ms),
+            seconds(view.clock_offset_ms),
+            seconds(view.delivery_lag_ms),
             p.probe_version.clone(),
+            if view.config_drift {
+                format!("{digest} (differs)")
+            } else {
+                digest
+            },
             labels.join(","),
-            p.highest_seq.to_string(),
             if gaps.is_empty() {
                 "-".into()
             } else {

@@ -22,6 +22,8 @@ pub enum EventKind {
     Resolved,
     /// A probe stopped reporting.
     ProbeSilent,
+    /// A probe's clock is further from the collector's than `alerting.max_clock_skew`.
+    ClockSkew,
     /// A deploy's watch window found a regression.
     DeployRegressed,
     /// A deploy's watch window ended clean.
@@ -35,6 +37,7 @@ impl EventKind {
             EventKind::Incident => "incident",
             EventKind::Resolved => "resolved",
             EventKind::ProbeSilent => "probe_silent",
+            EventKind::ClockSkew => "clock_skew",
             EventKind::DeployRegressed => "deploy_regressed",
             EventKind::DeployPassed => "deploy_passed",
         }

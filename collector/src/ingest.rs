@@ -6,6 +6,8 @@
 //! token and probe name (401/403), room in the ingest memory budget and in the storage
 //! writer's queue (503 with `Retry-After` when either is full: the probe keeps its
 //! batches and comes back), then the
+//! results are moved onto the collector's clock ([`probe_clock`](crate::probe_clock):
+//! results still dated in the future are refused one by one and counted), then the
 //! durable, idempotent store (200; a retried batch is acknowledged as a duplicate and
 //! not stored twice).
 //!
@@ -31,6 +33,7 @@ use postflight_probe::report::{
 
 use crate::app::{Admission, AppState};
 use crate::error::ApiError;
+use crate::probe_clock::{Receipt, correct_batch, probe_time};
 use crate::store::{IngestOutcome, WriteError};
 
 /// Seconds a probe is told to wait (`Retry-After`) when the storage writer is full.
@@ -106,14 +109,20 @@ async fn receive(
         state.auth.get().authorize_report(headers, peer, probe)?;
     }
     let received_at = state.clock.now_ms();
+    let probe_time = probe_time(headers);
+    let correct = |mut batch: ReportBatch| {
+        let receipt = correct_batch(&mut batch, probe_time, received_at);
+        (batch, Some(receipt))
+    };
     match received {
         Received::One(batch) => {
-            let mut acks = store(state, vec![batch], received_at).await?;
+            let mut acks = store(state, vec![correct(batch)], received_at).await?;
             acks.pop()
                 .map(Answer::One)
                 .ok_or_else(|| ApiError::storage("the batch was not stored"))
         }
         Received::Many(batches, refused) => {
+            let batches = batches.into_iter().map(correct).collect();
             let acks = store(state, batches, received_at).await?;
             Ok(Answer::Many(EnvelopeAck { acks, refused }))
         }
@@ -144,12 +153,12 @@ fn reserve_memory(
 /// its own is left out of the acks (the probe sends it again).
 async fn store(
     state: &AppState,
-    batches: Vec<ReportBatch>,
+    batches: Vec<(ReportBatch, Option<Receipt>)>,
     received_at: i64,
 ) -> Result<Vec<ReportAck>, ApiError> {
     let count = batches.len();
     let stored = state
-        .store_batches(batches, received_at, Admission::RefuseWhenFull)
+        .store_reports(batches, received_at, Admission::RefuseWhenFull)
         .await
         .map_err(|error| match error {
             WriteError::Busy { .. } => ApiError::busy(

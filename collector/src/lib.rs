@@ -6,6 +6,8 @@
 //! - [`server`]: start, background tasks, graceful shutdown; [`reload`]: SIGHUP
 //!   re-reads the config; [`self_checks`]: the collector's own `[[checks]]`.
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
+//!   [`probe_clock`]: probe clock offsets, results moved onto the collector's clock;
+//!   [`probes`]: the probe lifecycle (state, drift, retire);
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
 //!   [`error`]: API errors.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries, the acknowledged
@@ -31,6 +33,8 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
+pub mod probe_clock;
+pub mod probes;
 pub mod reload;
 pub mod self_checks;
 pub mod server;

@@ -105,6 +105,7 @@ async fn store(
     results: Vec<CheckResult>,
 ) {
     let batch = ReportBatch {
+        retry_cap_ms: 0,
         probe: name.to_string(),
         seq: *seq,
         sent_at_ms: state.clock.now_ms(),

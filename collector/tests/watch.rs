@@ -86,6 +86,7 @@ fn harness_with(section: WatchSection) -> Harness {
 
 fn http(check: &str, at_ms: i64, latency_ms: u64) -> CheckResult {
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -120,6 +121,7 @@ fn version(at_ms: i64, version: &str) -> CheckResult {
 
 fn host_check(check: &str, kind: CheckKind, at_ms: i64, missing: &[&str]) -> CheckResult {
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind,
@@ -147,6 +149,7 @@ impl Harness {
             .map(|e| [("env".to_string(), e.to_string())].into())
             .unwrap_or_default();
         let batch = ReportBatch {
+            retry_cap_ms: 0,
             probe: probe.into(),
             seq: self.seq.fetch_add(1, Ordering::SeqCst) as u64,
             sent_at_ms: self.clock_now(),
@@ -779,6 +782,7 @@ fn a_watched_deploy_survives_a_restart() {
     failing.outcome = Outcome::Fail;
     failing.conditions = vec![condition("status == 200", "== 200", "502", false)];
     let batch = ReportBatch {
+        retry_cap_ms: 0,
         probe: "web-3".into(),
         seq: 99,
         sent_at_ms: T0,

@@ -100,6 +100,11 @@ pub struct ProbeSection {
     /// Send a heartbeat this often even when no check is due (default 15s).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: HumanDuration,
+    /// Longest wait between two delivery retries to a collector (default 30s). Sent
+    /// with every batch, so a restarted collector knows how long a healthy probe may
+    /// take to come back.
+    #[serde(default = "default_retry_cap")]
+    pub retry_cap: HumanDuration,
 }
 
 impl Default for ProbeSection {
@@ -112,6 +117,7 @@ impl Default for ProbeSection {
             flush_interval: default_flush_interval(),
             batch_size: default_batch_size(),
             heartbeat_interval: default_heartbeat(),
+            retry_cap: default_retry_cap(),
         }
     }
 }
@@ -189,6 +195,9 @@ fn default_batch_size() -> usize {
 }
 fn default_heartbeat() -> HumanDuration {
     HumanDuration::from_secs(15)
+}
+fn default_retry_cap() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/lib/postflight/spool")
@@ -280,6 +289,9 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     }
     if config.probe.batch_size == 0 {
         problems.push("probe.batch_size must be at least 1".into());
+    }
+    if config.probe.retry_cap.0 < std::time::Duration::from_secs(1) {
+        problems.push("probe.retry_cap must be at least 1s".into());
     }
     if problems.is_empty()
         && let Err(e) = build_checks(&config.checks, &config.defaults, text)

@@ -42,6 +42,11 @@ use crate::metrics::Metrics;
 use crate::store::Writer;
 
 use super::channel::{Channel, Notification, SendError};
+use super::standby::{DirectGate, POLL_INTERVAL, Standby};
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// One delivery attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +97,8 @@ pub enum DeliveryState {
     Pending,
     Delivered,
     Failed,
+    /// Not sent by this HA standby: its primary was ready and sends it.
+    LeftToPrimary,
 }
 
 /// A notification as the incident page shows it.
@@ -174,6 +181,8 @@ pub struct PassReport {
     pub retrying: usize,
     /// Entries given up.
     pub failed: usize,
+    /// Entries an HA standby left to its ready primary.
+    pub left_to_primary: usize,
 }
 
 /// The outbox and its delivery worker.
@@ -192,6 +201,8 @@ pub struct Outbox {
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Re-renders events at delivery (weak: the renderer owns the outbox).
     refresh: OnceLock<Weak<dyn EventRefresh>>,
+    /// Set on an HA standby: decides whether direct channels send.
+    standby: OnceLock<Arc<Standby>>,
 }
 
 impl Outbox {
@@ -222,9 +233,28 @@ impl Outbox {
             wake: Notify::new(),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             refresh: OnceLock::new(),
+            standby: OnceLock::new(),
         };
         outbox.pending_gauge.set(outbox.pending.len() as i64);
         Ok(outbox)
+    }
+
+    /// Make this an HA standby's outbox: direct channels ask `standby` before sending.
+    pub fn set_standby(&self, standby: Arc<Standby>) {
+        let _ = self.standby.set(standby);
+    }
+
+    /// What the standby says about a notification to `channel` (Send when not a
+    /// standby or for Alertmanager channels, which send from both collectors).
+    fn standby_gate(&self, channel: &str, queued_at_ms: i64) -> DirectGate {
+        let direct = self
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.kind() != "alertmanager");
+        match self.standby.get() {
+            Some(standby) if direct => standby.gate(queued_at_ms),
+            _ => DirectGate::Send,
+        }
     }
 
     /// Render events again at delivery time with `refresh`.
@@ -373,6 +403,7 @@ impl Outbox {
                 delivered: total.delivered + report.delivered,
                 retrying: total.retrying + report.retrying,
                 failed: total.failed + report.failed,
+                left_to_primary: total.left_to_primary + report.left_to_primary,
             })
     }
 
@@ -390,6 +421,23 @@ impl Outbox {
             return PassReport::default();
         };
         let channel_name = first.channel.clone();
+        let queued_at_ms = group
+            .iter()
+            .map(|e| e.created_at_ms)
+            .min()
+            .unwrap_or(now_ms);
+        match self.standby_gate(&channel_name, queued_at_ms) {
+            DirectGate::Send => {}
+            DirectGate::LeaveToPrimary => {
+                return self
+                    .finish(&group, DeliveryState::LeftToPrimary, now_ms)
+                    .await;
+            }
+            DirectGate::Hold => {
+                let next = now_ms.saturating_add(duration_ms(POLL_INTERVAL));
+                return self.reschedule(&mut group, next).await;
+            }
+        }
         let notification = Notification {
             id: notification_id(&group),
             channel: channel_name.clone(),
@@ -471,6 +519,7 @@ impl Outbox {
         }
         let label = match state {
             DeliveryState::Delivered => "sent",
+            DeliveryState::LeftToPrimary => "left_to_primary",
             _ => "failed",
         };
         let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
@@ -482,6 +531,10 @@ impl Outbox {
             DeliveryState::Delivered => PassReport {
                 sent: 1,
                 delivered: group.len(),
+                ..PassReport::default()
+            },
+            DeliveryState::LeftToPrimary => PassReport {
+                left_to_primary: group.len(),
                 ..PassReport::default()
             },
             _ => PassReport {
@@ -506,6 +559,20 @@ impl Outbox {
             error = %error.message,
             "notification not delivered; will retry"
         );
+        self.reschedule(group, next).await;
+        let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
+        self.metrics
+            .notifications
+            .with_label_values(&[channel, "retry"])
+            .inc_by(group.len() as u64);
+        PassReport {
+            retrying: group.len(),
+            ..PassReport::default()
+        }
+    }
+
+    /// Store `group` as due again at `next` (no attempt counted by itself).
+    async fn reschedule(&self, group: &mut [OutboxEntry], next: i64) -> PassReport {
         let mut rows = Vec::with_capacity(group.len());
         for entry in group.iter_mut() {
             entry.next_attempt_ms = next;
@@ -524,15 +591,7 @@ impl Outbox {
             Ok(Err(error)) => tracing::error!(%error, "cannot record a delivery attempt"),
             Err(error) => tracing::error!(%error, "cannot record a delivery attempt"),
         }
-        let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
-        self.metrics
-            .notifications
-            .with_label_values(&[channel, "retry"])
-            .inc_by(group.len() as u64);
-        PassReport {
-            retrying: group.len(),
-            ..PassReport::default()
-        }
+        PassReport::default()
     }
 
     /// Forget finished notifications older than `cutoff_ms`. Writes: run it on the

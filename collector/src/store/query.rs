@@ -201,6 +201,8 @@ impl Store {
                     version: status.version.clone(),
                     reason: status.reason.clone(),
                     failing: status.failing.clone(),
+                    interval_ms: status.interval_ms,
+                    stale: false,
                 })
             })
             .collect();
@@ -410,6 +412,7 @@ fn stored_result(meta: &SeriesMeta, raw: RawResult) -> StoredResult {
     StoredResult {
         probe: meta.probe.clone(),
         result: CheckResult {
+            interval_ms: 0,
             service: meta.service.clone(),
             check: meta.check.clone(),
             kind: meta.kind,

@@ -459,6 +459,7 @@ mod tests {
 
     fn result(check: &str, kind: CheckKind, at_ms: i64, outcome: Outcome) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: check.into(),
             kind,

@@ -174,6 +174,7 @@ mod tests {
 
     fn batch(probe: &str, env: Option<&str>, results: Vec<CheckResult>) -> ReportBatch {
         ReportBatch {
+            retry_cap_ms: 0,
             probe: probe.into(),
             seq: 1,
             sent_at_ms: 0,
@@ -189,6 +190,7 @@ mod tests {
 
     fn result(at_ms: i64, outcome: Outcome, duration_us: u64) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: "readyz".into(),
             kind: CheckKind::Http,

@@ -173,6 +173,7 @@ mod tests {
 
     fn result(at_ms: i64, outcome: Outcome, version: &str) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: "version".into(),
             kind: CheckKind::Http,

@@ -6,6 +6,7 @@ mod alertmanager;
 mod api;
 mod channels;
 mod email;
+mod freshness;
 mod incidents;
 mod outbox;
 mod pacing;

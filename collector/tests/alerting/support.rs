@@ -50,9 +50,10 @@ pub fn result(service: &str, check: &str, pass: bool, at_ms: i64) -> CheckResult
     result
 }
 
-/// A batch from `probe` (env=prod, heartbeat every 10s).
+/// A batch from `probe` (env=prod, heartbeat every 10s, retries at most 10s apart).
 pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 10_000,
         probe: probe.into(),
         seq,
         sent_at_ms: results.first().map(|r| r.started_at_ms).unwrap_or(T0),
@@ -140,6 +141,12 @@ impl Harness {
 
     /// `probe` reports `results` (service, check, pass) now.
     pub fn report(&self, probe: &str, results: &[(&str, &str, bool)]) {
+        self.alerting
+            .evaluate(&self.batch(probe, results), self.now());
+    }
+
+    /// The next batch `probe` would send now with `results` (service, check, pass).
+    pub fn batch(&self, probe: &str, results: &[(&str, &str, bool)]) -> ReportBatch {
         let now = self.now();
         let results = results
             .iter()
@@ -150,7 +157,7 @@ impl Harness {
             *seq += 1;
             *seq
         };
-        self.alerting.evaluate(&batch(probe, seq, results), now);
+        batch(probe, seq, results)
     }
 
     /// One outbox pass at the current time.

@@ -5,8 +5,9 @@
 //! - When nothing was flushed for `heartbeat_interval`, an empty batch goes out as a
 //!   heartbeat; one also goes out at start, so a collector sees a (re)started probe, its
 //!   version and config digest at once.
-//! - Every batch carries the probe name, labels, probe version, config digest and the
-//!   heartbeat interval (the collector's silence threshold).
+//! - Every batch carries the probe name, labels, probe version, config digest, the
+//!   heartbeat interval (the collector's silence threshold) and the retry cap (how long a
+//!   healthy probe may take to come back after a collector outage).
 //! - Results are numbered from the persisted [`ResultSequence`] before they are written,
 //!   then the batch is appended to each spool, which gives it that collector's batch
 //!   sequence. File writes happen on the blocking pool.
@@ -53,6 +54,8 @@ pub struct BatchPolicy {
     pub batch_size: usize,
     /// Longest time without any batch; an empty batch is sent then.
     pub heartbeat_interval: Duration,
+    /// Longest wait between delivery retries (told to the collector).
+    pub retry_cap: Duration,
 }
 
 /// One collector's spool, as the batcher sees it.
@@ -156,6 +159,7 @@ impl Batcher {
             probe_version: env!("CARGO_PKG_VERSION").to_string(),
             config_digest: self.identity.config_digest.clone(),
             heartbeat_interval_ms: self.policy.heartbeat_interval.as_millis() as u64,
+            retry_cap_ms: u64::try_from(self.policy.retry_cap.as_millis()).unwrap_or(u64::MAX),
             results,
         });
         let batches = std::mem::take(&mut self.unnumbered);

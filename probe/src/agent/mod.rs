@@ -68,7 +68,8 @@ pub const PROBE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Knobs of the agent that are not in the config file (tests shorten them).
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    /// Retry waits of the deliveries.
+    /// Retry waits of the deliveries: `initial`, and an upper bound on the config's
+    /// `[probe] retry_cap` (tests shorten both; the default leaves the cap to the config).
     pub backoff: BackoffPolicy,
     /// How long SIGTERM lets the deliveries drain the spools.
     pub shutdown_grace: Duration,
@@ -83,7 +84,10 @@ pub struct AgentOptions {
 impl Default for AgentOptions {
     fn default() -> Self {
         AgentOptions {
-            backoff: BackoffPolicy::default(),
+            backoff: BackoffPolicy {
+                max: Duration::from_secs(24 * 3600),
+                ..BackoffPolicy::default()
+            },
             shutdown_grace: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             seed: None,
@@ -307,6 +311,7 @@ impl Agent {
             },
         );
         let (delivery_stop, delivery_signal) = shutdown_pair();
+        let backoff = self.retry_policy(&config);
         let mut targets = Vec::new();
         let mut deliveries = Vec::new();
         for (dir, link) in collectors {
@@ -321,7 +326,7 @@ impl Agent {
             let delivery = Delivery {
                 link,
                 spool,
-                backoff: self.options.backoff,
+                backoff,
                 catch_up: self.options.catch_up,
                 metrics: self.metrics.clone(),
             };
@@ -337,6 +342,7 @@ impl Agent {
                 flush_interval: config.probe.flush_interval.0,
                 batch_size: config.probe.batch_size,
                 heartbeat_interval: config.probe.heartbeat_interval.0,
+                retry_cap: backoff.max,
             },
             spools: targets,
             sequence: self.sequence.1.clone(),
@@ -351,6 +357,16 @@ impl Agent {
             batcher_stop,
             deliveries,
             delivery_stop,
+        }
+    }
+}
+
+impl Agent {
+    /// The deliveries' retry waits: the options' first wait, capped by `[probe] retry_cap`.
+    fn retry_policy(&self, config: &ProbeConfig) -> BackoffPolicy {
+        BackoffPolicy {
+            initial: self.options.backoff.initial,
+            max: self.options.backoff.max.min(config.probe.retry_cap.0),
         }
     }
 }

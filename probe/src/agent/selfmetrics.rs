@@ -7,7 +7,8 @@
 //!   with the `job`/`instance` labels Prometheus adds;
 //! - `postflight_probe_*` about the agent itself: results, skipped runs, and per collector
 //!   (label `collector`, its URL without credentials) spool size, dropped, delivered,
-//!   rejected and corrupt batches, failed sends, and whether the last send worked.
+//!   rejected and corrupt batches, failed sends, whether the last send worked, and the
+//!   delivery lag (age of the batch acknowledged last).
 //!
 //! Routes: `GET /metrics` (Prometheus text format) and `GET /healthz` (`ok`).
 
@@ -66,6 +67,9 @@ pub struct AgentMetrics {
     pub spool_memory_batches: IntGaugeVec,
     /// 1 when the last send to the collector worked, else 0.
     pub collector_up: IntGaugeVec,
+    /// Age of the batch the collector acknowledged last, seconds (send time minus the
+    /// time the batch was built): how far behind delivery runs.
+    pub delivery_lag_seconds: GaugeVec,
     /// Config reloads, by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
     /// Always 1; labels carry the probe version and config digest.
@@ -185,6 +189,12 @@ impl AgentMetrics {
                 &registry,
                 "postflight_probe_collector_up",
                 "Whether the last send to the collector worked (1) or not (0).",
+                collector,
+            ),
+            delivery_lag_seconds: gauge(
+                &registry,
+                "postflight_probe_delivery_lag_seconds",
+                "Age of the batch the collector acknowledged last, seconds.",
                 collector,
             ),
             config_reloads: counter(
@@ -377,6 +387,7 @@ mod tests {
     fn blackbox_names_carry_service_and_check_labels() {
         let metrics = AgentMetrics::new();
         metrics.observe_result(&CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: "readyz".into(),
             kind: CheckKind::Http,

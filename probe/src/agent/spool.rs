@@ -595,6 +595,7 @@ mod tests {
 
     fn batch() -> ReportBatch {
         ReportBatch {
+            retry_cap_ms: 0,
             probe: "web-1".into(),
             seq: 0,
             sent_at_ms: 1,

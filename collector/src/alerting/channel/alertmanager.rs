@@ -3,7 +3,7 @@
 //! silences and notification state, not alerts, and deduplicates the same alert coming
 //! from two collectors).
 //!
-//! Labels: `alertname` (`PostflightCheckFailing`, `PostflightProbeSilent`,
+//! Labels: `alertname` (`PostflightCheckFailing`, `PostflightProbeSilent`, `PostflightClockSkew`,
 //! `PostflightDeployRegressed`), `service`, `check`, `env`, `probe` (probe silence),
 //! `severity`. Annotations: `summary`, `description`, `incident` (the id), `link`.
 //! A firing alert has `endsAt` four resend intervals ahead and is re-sent every
@@ -417,7 +417,10 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> String {
 fn is_firing(kind: EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed
+        EventKind::Incident
+            | EventKind::ProbeSilent
+            | EventKind::ClockSkew
+            | EventKind::DeployRegressed
     )
 }
 
@@ -433,6 +436,7 @@ fn alertname(event: &Event) -> &'static str {
     };
     match kind {
         "probe_silent" => "PostflightProbeSilent",
+        "clock_skew" => "PostflightClockSkew",
         "deploy_regressed" | "deploy_passed" => "PostflightDeployRegressed",
         _ => "PostflightCheckFailing",
     }
@@ -449,8 +453,10 @@ pub fn labels(event: &Event) -> BTreeMap<String, String> {
     if let Some(env) = &event.env {
         labels.insert("env".to_string(), env.clone());
     }
-    if alertname(event) == "PostflightProbeSilent"
-        && let Some(probe) = event.fields.get(field::PROBES)
+    if matches!(
+        alertname(event),
+        "PostflightProbeSilent" | "PostflightClockSkew"
+    ) && let Some(probe) = event.fields.get(field::PROBES)
     {
         labels.insert("probe".to_string(), probe.clone());
     }

@@ -70,6 +70,7 @@ impl Notification {
             .collect();
         let noun = match first.kind {
             EventKind::ProbeSilent => "probes silent",
+            EventKind::ClockSkew => "probe clocks skewed",
             EventKind::Resolved => "incidents resolved",
             EventKind::DeployRegressed => "deploys regressed",
             EventKind::DeployPassed => "deploys passed",
@@ -87,7 +88,10 @@ impl Notification {
 /// `firing` or `resolved`: the state an event reports.
 pub fn status(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed => "firing",
+        EventKind::Incident
+        | EventKind::ProbeSilent
+        | EventKind::ClockSkew
+        | EventKind::DeployRegressed => "firing",
         EventKind::Resolved | EventKind::DeployPassed => "resolved",
     }
 }
@@ -95,7 +99,7 @@ pub fn status(kind: EventKind) -> &'static str {
 /// The tag in titles: FIRING, RESOLVED, REGRESSED, PASSED.
 pub fn status_tag(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent => "FIRING",
+        EventKind::Incident | EventKind::ProbeSilent | EventKind::ClockSkew => "FIRING",
         EventKind::Resolved => "RESOLVED",
         EventKind::DeployRegressed => "REGRESSED",
         EventKind::DeployPassed => "PASSED",

@@ -17,6 +17,7 @@ use postflight_probe::config::{
     ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env,
     toml_problem,
 };
+use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
 use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
@@ -294,7 +295,7 @@ fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>)
     let mut digests = TokenDigests::default();
     for (index, entry) in entries.iter().enumerate() {
         let at = format!("{key}[{index}] ({})", entry.name);
-        match token_digest(entry) {
+        match token_digest(entry, &format!("{key}[{}].token", entry.name)) {
             Ok(digest) => digests.entries.push((entry.name.clone(), digest)),
             Err(e) => problems.push(format!("{at}: {e}")),
         }
@@ -302,22 +303,23 @@ fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>)
     digests
 }
 
-fn token_digest(entry: &TokenEntry) -> Result<[u8; 32], String> {
+fn token_digest(entry: &TokenEntry, key: &str) -> Result<[u8; 32], String> {
     if entry.name.is_empty() {
         return Err("name must not be empty".into());
     }
     match (&entry.token, &entry.token_file, &entry.token_sha256) {
         (Some(token), None, None) => {
             let token = expand_env(token)?;
+            secret::register(&token, &SecretSource::Key(key.to_string()));
             if token.len() < 16 {
                 return Err("token is shorter than 16 characters; use a long random token".into());
             }
             Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, Some(path), None) => {
-            let token = std::fs::read_to_string(path)
+            let token = secret::read_secret_file(path)
                 .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
-            Ok(Sha256::digest(token.trim().as_bytes()).into())
+            Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, None, Some(hex)) => parse_hex_digest(hex),
         _ => Err("give exactly one of token, token_file, token_sha256".into()),

@@ -13,6 +13,7 @@
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`.
+//! - [`redact`]: every text answer passes through the secret redaction.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
+pub mod redact;
 pub mod self_checks;
 pub mod server;
 pub mod store;

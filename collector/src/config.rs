@@ -21,6 +21,7 @@ use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
 use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+use crate::tls::{TlsFiles, TlsSetup};
 
 /// The whole `collector.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +78,18 @@ pub struct ServerSection {
     /// Name under which the collector's own checks are stored (default "collector").
     #[serde(default = "default_self_name")]
     pub name: String,
+    /// PEM certificate chain: with `tls_key`, the collector serves HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates bind probes by name (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Allow a non-loopback listen without TLS (a TLS-terminating proxy in front).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 impl Default for ServerSection {
@@ -88,6 +101,10 @@ impl Default for ServerSection {
             max_body: default_max_body(),
             cache: default_cache(),
             name: default_self_name(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            plaintext: false,
         }
     }
 }
@@ -207,6 +224,8 @@ pub struct LoadedConfig {
     pub probe_tokens: TokenDigests,
     pub operator_tokens: TokenDigests,
     pub checks: Vec<Check>,
+    /// The TLS files when `tls_cert` and `tls_key` are set (validated by loading them).
+    pub tls: Option<TlsFiles>,
     /// The config text (for sections parsed by other modules), empty for defaults.
     pub text: String,
 }
@@ -242,9 +261,23 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     };
     let probe_tokens = resolve_tokens("auth.probes", &config.auth.probes, &mut problems);
     let operator_tokens = resolve_tokens("auth.operators", &config.auth.operators, &mut problems);
+    let tls = tls_files(&config.server, &mut problems);
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && tls.is_none()
+        && !config.server.plaintext
+    {
+        problems.push(format!(
+            "server.listen {addr} is not a loopback address and TLS is off: probe tokens would \
+             cross the network in clear; set server.tls_cert and server.tls_key, or \
+             plaintext = true when a TLS-terminating proxy is in front"
+        ));
+    }
+    let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     if let Some(addr) = listen
         && !addr.ip().is_loopback()
         && probe_tokens.is_empty()
+        && !client_certificates
     {
         problems.push(format!(
                 "server.listen {addr} is not a loopback address but no probe tokens are configured: \
@@ -285,9 +318,38 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             probe_tokens,
             operator_tokens,
             checks,
+            tls,
             text: text.to_string(),
         }),
         _ => Err(ConfigError::new(origin, problems)),
+    }
+}
+
+/// The TLS files of `[server]`, loaded once to report what is wrong with them.
+fn tls_files(server: &ServerSection, problems: &mut Vec<String>) -> Option<TlsFiles> {
+    let files = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: server.client_ca.clone(),
+        },
+        (None, None) => {
+            if server.client_ca.is_some() {
+                problems.push("server.client_ca needs server.tls_cert and server.tls_key".into());
+            }
+            return None;
+        }
+        _ => {
+            problems.push("server.tls_cert and server.tls_key go together; set both".into());
+            return None;
+        }
+    };
+    match TlsSetup::load(files.clone()) {
+        Ok(_) => Some(files),
+        Err(error) => {
+            problems.push(error.to_string());
+            None
+        }
     }
 }
 
@@ -356,8 +418,38 @@ mod tests {
 
     #[test]
     fn public_listen_without_probe_tokens_is_refused_with_advice() {
-        let err = parse("[server]\nlisten = \"0.0.0.0:7878\"\n", "c.toml").unwrap_err();
+        let err = parse(
+            "[server]\nlisten = \"0.0.0.0:7878\"\nplaintext = true\n",
+            "c.toml",
+        )
+        .unwrap_err();
         assert!(err.problems[0].contains("[[auth.probes]]"), "{err}");
+    }
+
+    #[test]
+    fn public_listen_without_tls_is_refused_unless_plaintext_is_said() {
+        let tokens = "[[auth.probes]]\nname = \"web-1\"\ntoken = \"0123456789abcdef-web1\"\n";
+        let err = parse(
+            &format!("[server]\nlisten = \"0.0.0.0:7878\"\n{tokens}"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("TLS is off"), "{err}");
+        assert!(err.problems[0].contains("plaintext = true"), "{err}");
+        let text = format!("[server]\nlisten = \"0.0.0.0:7878\"\nplaintext = true\n{tokens}");
+        assert!(parse(&text, "c.toml").is_ok());
+    }
+
+    #[test]
+    fn tls_files_are_checked_when_the_config_is_read() {
+        let err = parse("[server]\ntls_cert = \"/nonexistent/cert.pem\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].contains("go together"), "{err}");
+        let err = parse(
+            "[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("/nonexistent/c.pem"), "{err}");
     }
 
     #[test]

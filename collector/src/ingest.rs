@@ -8,24 +8,27 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
+use axum::{Extension, Json};
 
 use postflight_probe::report::{ReportAck, ReportBatch};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::tls::PeerCertificate;
 
 /// The handler.
 pub async fn post_reports(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ReportAck>, ApiError> {
-    let outcome = receive(&state, peer, &headers, body).await;
+    let certificate = certificate.map(|Extension(c)| c);
+    let outcome = receive(&state, peer, certificate.as_ref(), &headers, body).await;
     let label = match &outcome {
         Ok(ack) if ack.duplicate => "duplicate",
         Ok(_) => "stored",
@@ -47,6 +50,7 @@ pub async fn post_reports(
 async fn receive(
     state: &AppState,
     peer: SocketAddr,
+    certificate: Option<&PeerCertificate>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<ReportAck, ApiError> {
@@ -60,7 +64,9 @@ async fn receive(
     let batch: ReportBatch = serde_json::from_slice(&json)
         .map_err(|e| ApiError::bad_request(format!("malformed report batch: {e}")))?;
     validate_batch(&batch).map_err(ApiError::bad_request)?;
-    state.auth.authorize_report(headers, peer, &batch.probe)?;
+    state
+        .auth
+        .authorize_report(headers, peer, certificate, &batch.probe)?;
     let received_at = state.clock.now_ms();
     let outcome = state
         .store

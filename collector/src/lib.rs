@@ -17,6 +17,7 @@
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
+//! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
 
 pub mod alerting;
 pub mod api;
@@ -35,4 +36,5 @@ pub mod self_checks;
 pub mod server;
 pub mod store;
 pub mod timefmt;
+pub mod tls;
 pub mod watch;

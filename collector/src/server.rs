@@ -23,6 +23,7 @@ use crate::config::LoadedConfig;
 use crate::event::EventSink;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
+use crate::tls::TlsSetup;
 use crate::watch::Watcher;
 use crate::watch::baseline::StoreHistory;
 use crate::watch::watcher::WatchConfig;
@@ -35,6 +36,8 @@ pub struct Collector {
     pub state: AppState,
     /// The deploy watcher.
     pub watcher: Arc<Watcher>,
+    /// The listener's TLS, when on; [`TlsSetup::reload`] rotates its certificate.
+    pub tls: Option<Arc<TlsSetup>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -54,10 +57,17 @@ impl Collector {
         let store = Store::open_with(&server_config.data_dir, &options)
             .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
         let store = Arc::new(store);
+        let tls = match loaded.tls.clone() {
+            Some(files) => Some(Arc::new(
+                TlsSetup::load(files).context("loading server.tls_cert / tls_key")?,
+            )),
+            None => None,
+        };
         let auth = Auth {
             probes: loaded.probe_tokens.clone(),
             operators: loaded.operator_tokens.clone(),
             read_requires_token: loaded.config.auth.read_requires_token,
+            client_certificates: tls.as_ref().is_some_and(|t| t.verifies_clients()),
         };
         let metrics = Metrics::new();
         let alerting = Alerting::new(store.db(), &loaded.config, clock.clone(), metrics.clone())
@@ -98,17 +108,24 @@ impl Collector {
                 watcher.clone(),
                 state.auth.clone(),
             ))
-            .layer(axum::middleware::from_fn(crate::redact::redact_answers))
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .layer(axum::middleware::from_fn(crate::redact::redact_answers));
         let mut shutdown_signal = stopped.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_signal.wait_for(|stop| *stop).await;
-                })
-                .await
-                .context("serving HTTP")
-        });
+        let shutdown = async move {
+            let _ = shutdown_signal.wait_for(|stop| *stop).await;
+        };
+        let server = match tls.clone() {
+            Some(tls) => tokio::spawn(async move {
+                crate::tls::serve(listener, tls, app, shutdown).await;
+                Ok(())
+            }),
+            None => tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("serving HTTP")
+            }),
+        };
         let mut tasks = vec![
             spawn_sweeper(state.clone(), &loaded, stopped.clone()),
             crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
@@ -126,6 +143,7 @@ impl Collector {
             addr,
             state,
             watcher,
+            tls,
             stop,
             tasks,
             server,
@@ -148,33 +166,55 @@ impl Collector {
 /// Run until SIGTERM or SIGINT, then shut down gracefully.
 pub async fn serve(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let collector = Collector::start(loaded, clock).await?;
-    tracing::info!(addr = %collector.addr, "collector listening");
-    wait_for_signal().await;
+    let scheme = if collector.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %collector.addr, scheme, "collector listening");
+    wait_for_signal(collector.tls.clone()).await;
     tracing::info!("shutting down: finishing in-flight requests");
     collector.shutdown().await?;
     tracing::info!("storage flushed, bye");
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT; on SIGHUP, re-read the TLS certificate and key.
+async fn wait_for_signal(tls: Option<Arc<TlsSetup>>) {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => reload_tls(tls.as_deref()),
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
 
+/// SIGHUP: new connections get the certificate now in the files; open ones keep theirs.
+fn reload_tls(tls: Option<&TlsSetup>) {
+    match tls.map(TlsSetup::reload) {
+        Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+        Some(Err(error)) => {
+            tracing::error!(%error, "TLS reload refused; the previous certificate stays in use")
+        }
+        None => {}
+    }
+}
+
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
+    if loaded.tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (server.plaintext = true): tokens and results cross the network in clear unless a TLS-terminating proxy is in front");
+    }
     if loaded.probe_tokens.is_empty() {
         tracing::info!(%addr, "no [[auth.probes]] tokens: accepting reports from loopback callers only");
     }

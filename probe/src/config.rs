@@ -137,6 +137,13 @@ pub struct CollectorSpec {
     /// Extra CA certificates (PEM) for an HTTPS collector.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to a collector that asks for one (mTLS); its
+    /// DNS name must be the probe's name.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[spool]`: where undelivered batches wait.
@@ -329,6 +336,9 @@ fn validate_collector(collector: &CollectorSpec) -> Result<(), String> {
     }
     if collector.token.is_some() && collector.token_file.is_some() {
         return Err("set either token or token_file, not both".into());
+    }
+    if collector.cert_file.is_some() != collector.key_file.is_some() {
+        return Err("cert_file and key_file go together; set both".into());
     }
     Ok(())
 }

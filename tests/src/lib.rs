@@ -3,6 +3,8 @@
 //! condition with a deadline (never sleep-and-hope).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pki;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,9 @@
 //! every file under the data and spool directories is searched: no secret, no base64 of
 //! the SMTP credentials. Markers (`${NAME}`) in the stored evidence show the failures
 //! really carried the secrets and were redacted on their way.
+//!
+//! In transit: a real probe reports to a real collector over mTLS (certificates made in
+//! the test), and SIGHUP rotates the collector's certificate without a lost batch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -18,6 +21,7 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use postflight_tests::pki::TestCa;
 use postflight_tests::{binary, eventually, free_port, signal};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -583,4 +587,143 @@ async fn no_planted_secret_reaches_any_log_answer_mail_webhook_or_file() {
         }
     }
     assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+}
+
+/// `GET /api/v1/probes` of an HTTPS collector through `client`; `None` when it fails.
+async fn probes_over(client: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let response = client
+        .get(format!("{base}/api/v1/probes"))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
+fn trusting(ca: &TestCa) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Results the collector stored from `probe` (0 when it cannot be asked).
+async fn stored_results(client: &reqwest::Client, base: &str, probe: &str) -> u64 {
+    let Some(probes) = probes_over(client, base).await else {
+        return 0;
+    };
+    probes["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == probe)
+        .and_then(|p| p["total_results"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (old_ca, new_ca, probes_ca) = (
+        TestCa::new("old CA"),
+        TestCa::new("new CA"),
+        TestCa::new("probes CA"),
+    );
+    let server = old_ca.issue(dir.path(), "server", &["localhost"]);
+    let client_cert = probes_ca.issue(dir.path(), "probe", &["tls-probe"]);
+    std::fs::write(path("trusted.pem"), format!("{}{}", old_ca.pem, new_ca.pem)).unwrap();
+    let port = free_port();
+    let token = "tls-probe-token-0123456789";
+    std::fs::write(
+        path("collector.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca = \"{}\"\n\n[[auth.probes]]\nname = \"tls-probe\"\ntoken = \"{token}\"\n",
+            path("data").display(),
+            server.cert.display(),
+            server.key.display(),
+            probes_ca.write(&path("probes-ca.pem")).display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("probe.toml"),
+        format!(
+            "[probe]\nname = \"tls-probe\"\nflush_interval = \"100ms\"\nheartbeat_interval = \"1s\"\n\n[[collectors]]\nurl = \"https://localhost:{port}\"\ntoken = \"{token}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[spool]\ndir = \"{}\"\n\n[[checks]]\nservice = \"svc\"\nname = \"closed-port\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\ntcp = {{ address = \"127.0.0.1:1\" }}\n",
+            path("trusted.pem").display(),
+            client_cert.cert.display(),
+            client_cert.key.display(),
+            path("spool").display(),
+        ),
+    )
+    .unwrap();
+    let no_env = BTreeMap::new();
+    let collector_config = path("collector.toml");
+    let collector_log = path("collector.log");
+    let mut serve = spawn_logged(
+        "postflight",
+        &["serve", "--config", collector_config.to_str().unwrap()],
+        &no_env,
+        &collector_log,
+    );
+    let collector = Proc(serve.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+    let probe_config = path("probe.toml");
+    let mut run = spawn_logged(
+        "postflight-probe",
+        &["run", "--config", probe_config.to_str().unwrap()],
+        &no_env,
+        &path("probe.log"),
+    );
+    let probe = Proc(run.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+
+    let base = format!("https://localhost:{port}");
+    let (old_client, new_client) = (trusting(&old_ca), trusting(&new_ca));
+    let reporting = eventually(LIMIT, || {
+        let (client, base) = (old_client.clone(), base.clone());
+        async move { stored_results(&client, &base, "tls-probe").await >= 5 }
+    })
+    .await;
+    assert!(
+        reporting,
+        "no results over mTLS; probe log: {}",
+        std::fs::read_to_string(path("probe.log")).unwrap_or_default()
+    );
+    assert!(
+        probes_over(&new_client, &base).await.is_none(),
+        "the new CA is trusted before the rotation"
+    );
+
+    new_ca.issue(dir.path(), "server", &["localhost"]);
+    signal(collector.0.id(), libc::SIGHUP);
+    let rotated = eventually(LIMIT, || {
+        let (client, base) = (new_client.clone(), base.clone());
+        async move { probes_over(&client, &base).await.is_some() }
+    })
+    .await;
+    assert!(rotated, "SIGHUP did not bring the new certificate");
+    let before = stored_results(&new_client, &base, "tls-probe").await;
+    let still_reporting = eventually(LIMIT, || {
+        let (client, base) = (new_client.clone(), base.clone());
+        async move { stored_results(&client, &base, "tls-probe").await >= before + 5 }
+    })
+    .await;
+    assert!(
+        still_reporting,
+        "the probe stopped reporting after the rotation"
+    );
+
+    probe.terminate();
+    let probes = probes_over(&new_client, &base).await.unwrap();
+    let record = probes["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tls-probe")
+        .unwrap()
+        .clone();
+    assert_eq!(record["missing_batches"], 0, "{record}");
+    assert_eq!(record["highest_seq"], record["total_batches"], "{record}");
+    collector.terminate();
+    let log = std::fs::read_to_string(&collector_log).unwrap();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
 }

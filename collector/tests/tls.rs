@@ -89,6 +89,26 @@ async fn reports_arrive_over_https_and_plain_http_gets_no_answer() {
     let stranger = TestCa::new("another CA");
     let untrusted = report(&client(&stranger, None), &collector, 2).await;
     assert!(untrusted.is_err(), "a client not trusting the CA connected");
+
+    // The operator CLI trusts the private CA given in POSTFLIGHT_CA_FILE.
+    let ca_file = ca.write(&dir.path().join("ca.pem"));
+    let url = format!("https://localhost:{}", collector.addr.port());
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+        .args(["--url", &url, "--json", "probes"])
+        .env("POSTFLIGHT_CA_FILE", &ca_file)
+        .output()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&cli.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&cli.stderr)));
+    assert_eq!(answer["probes"][0]["name"], "web-1", "{answer}");
+    let without = tokio::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+        .args(["--url", &url, "probes"])
+        .env_remove("POSTFLIGHT_CA_FILE")
+        .output()
+        .await
+        .unwrap();
+    assert!(!without.status.success(), "the CLI trusted an unknown CA");
     collector.shutdown().await.unwrap();
 }
 

@@ -160,7 +160,9 @@ pub fn register_url_userinfo(url: &str, key: &str) {
     }
 }
 
+/// Undo `%XX` escapes (a `+` stays a `+`, as in URL user info).
 fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let text = text.replace('+', "%2B");
     let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={text}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned().into_bytes())

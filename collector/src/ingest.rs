@@ -105,6 +105,7 @@ async fn receive(
     if let Some(probe) = probe {
         state
             .auth
+            .get()
             .authorize_report(headers, peer, certificate, probe)?;
     }
     let received_at = state.clock.now_ms();

@@ -13,6 +13,7 @@ use axum::http::HeaderMap;
 
 use crate::config::TokenDigests;
 use crate::error::ApiError;
+use crate::tls::PeerCertificate;
 
 /// The resolved auth settings.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,25 @@ pub struct Auth {
     pub probes: TokenDigests,
     pub operators: TokenDigests,
     pub read_requires_token: bool,
+    /// `server.client_ca` is set: reports need a client certificate naming the probe.
+    pub client_certificates: bool,
+}
+
+/// With mTLS, a report needs a client certificate whose name is the batch's probe.
+fn authorize_certificate(
+    certificate: Option<&PeerCertificate>,
+    probe: &str,
+) -> Result<(), ApiError> {
+    match certificate {
+        None => Err(ApiError::unauthorized(
+            "reports need a client certificate (server.client_ca): set cert_file and key_file in the probe's [[collectors]]",
+        )),
+        Some(certificate) if certificate.names_probe(probe) => Ok(()),
+        Some(certificate) => Err(ApiError::forbidden(format!(
+            "the client certificate names {:?}, but the batch claims to be from {probe:?}",
+            certificate.names
+        ))),
+    }
 }
 
 /// The bearer token of a request, if any.
@@ -38,8 +58,15 @@ impl Auth {
         &self,
         headers: &HeaderMap,
         peer: SocketAddr,
+        certificate: Option<&PeerCertificate>,
         probe: &str,
     ) -> Result<(), ApiError> {
+        if self.client_certificates {
+            authorize_certificate(certificate, probe)?;
+            if self.probes.is_empty() {
+                return Ok(());
+            }
+        }
         if self.probes.is_empty() {
             return if peer.ip().is_loopback() {
                 Ok(())

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use postflight_probe::logging::LogFormat;
 use postflight_probe::output::Table;
+use postflight_probe::secret::{SecretSource, redact};
 use postflight_probe::units::{format_duration, parse_duration};
 
 use crate::alerting::api::{IncidentResponse, IncidentsResponse, SilencesResponse};
@@ -287,7 +288,7 @@ pub async fn execute(cli: Cli) -> i32 {
         _ => match operator_command(&cli).await {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("error: {error}");
+                eprintln!("error: {}", redact(&error.to_string()));
                 EXIT_UNREACHABLE
             }
         },
@@ -298,7 +299,7 @@ async fn serve(config: Option<&std::path::Path>, accept_data_loss: bool) -> i32 
     let mut loaded = match crate::config::load(config) {
         Ok(loaded) => loaded,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", redact(&error.to_string()));
             return EXIT_CONFIG;
         }
     };
@@ -311,7 +312,7 @@ async fn serve(config: Option<&std::path::Path>, accept_data_loss: bool) -> i32 
             EXIT_DATA_LOSS
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", redact(&format!("{error:#}")));
             EXIT_CONFIG
         }
     }
@@ -349,13 +350,18 @@ fn check_config(path: &std::path::Path) -> i32 {
             EXIT_OK
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", redact(&error.to_string()));
             EXIT_CONFIG
         }
     }
 }
 
 async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
+    if let Some(token) = &cli.token {
+        let source = SecretSource::Key("operator token (--token / POSTFLIGHT_TOKEN)".into());
+        postflight_probe::secret::register(token, &source);
+    }
+    postflight_probe::secret::register_url_userinfo(&cli.url, "--url");
     let client = ApiClient::new(&cli.url, cli.token.clone())?;
     match &cli.command {
         Command::Status { service } => {
@@ -737,7 +743,7 @@ async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
     };
     let created: Deploy = client.post("/api/v1/deploys", &request).await?;
     for warning in &created.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", redact(warning));
     }
     print_or_json(cli.json, &created, || format!("{}\n", created.id));
     Ok(EXIT_OK)
@@ -754,7 +760,7 @@ async fn gate(
         .get(&format!("/api/v1/deploys/{}", encode(&id)))
         .await?;
     if !first.verdict.is_final() {
-        eprintln!("{}", waiting_line(&first, timeout));
+        eprintln!("{}", redact(&waiting_line(&first, timeout)));
     }
     let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
     print_or_json(json, outcome.deploy(), || render(&outcome, timeout));
@@ -762,14 +768,13 @@ async fn gate(
 }
 
 /// Print JSON when asked, else the table built by `table`.
+/// Both are redacted ([`postflight_probe::secret`]) like every line the CLI prints.
 pub fn print_or_json<T: Serialize>(json: bool, value: &T, table: impl FnOnce() -> String) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        println!("{}", redact(&text));
     } else {
-        print!("{}", table());
+        print!("{}", redact(&table()));
     }
 }
 

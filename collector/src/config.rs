@@ -17,9 +17,11 @@ use postflight_probe::config::{
     ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env,
     toml_problem,
 };
+use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
 use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+use crate::tls::{TlsFiles, TlsSetup};
 
 /// The whole `collector.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +78,18 @@ pub struct ServerSection {
     /// Name under which the collector's own checks are stored (default "collector").
     #[serde(default = "default_self_name")]
     pub name: String,
+    /// PEM certificate chain: with `tls_key`, the collector serves HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates bind probes by name (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Allow a non-loopback listen without TLS (a TLS-terminating proxy in front).
+    #[serde(default)]
+    pub plaintext: bool,
     /// Write requests the storage writer's queue holds (default 512); when it is full,
     /// reports are answered 503 with `Retry-After`.
     #[serde(default = "default_write_queue")]
@@ -98,6 +112,10 @@ impl Default for ServerSection {
             max_body: default_max_body(),
             cache: default_cache(),
             name: default_self_name(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            plaintext: false,
             write_queue: default_write_queue(),
             max_batches_per_request: default_max_batches_per_request(),
             ingest_memory: default_ingest_memory(),
@@ -229,6 +247,8 @@ pub struct LoadedConfig {
     pub probe_tokens: TokenDigests,
     pub operator_tokens: TokenDigests,
     pub checks: Vec<Check>,
+    /// The TLS files when `tls_cert` and `tls_key` are set (validated by loading them).
+    pub tls: Option<TlsFiles>,
     /// The config text (for sections parsed by other modules), empty for defaults.
     pub text: String,
     /// Start even though acknowledged data is missing (`serve --accept-data-loss`).
@@ -266,9 +286,23 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     };
     let probe_tokens = resolve_tokens("auth.probes", &config.auth.probes, &mut problems);
     let operator_tokens = resolve_tokens("auth.operators", &config.auth.operators, &mut problems);
+    let tls = tls_files(&config.server, &mut problems);
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && tls.is_none()
+        && !config.server.plaintext
+    {
+        problems.push(format!(
+            "server.listen {addr} is not a loopback address and TLS is off: probe tokens would \
+             cross the network in clear; set server.tls_cert and server.tls_key, or \
+             plaintext = true when a TLS-terminating proxy is in front"
+        ));
+    }
+    let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     if let Some(addr) = listen
         && !addr.ip().is_loopback()
         && probe_tokens.is_empty()
+        && !client_certificates
     {
         problems.push(format!(
                 "server.listen {addr} is not a loopback address but no probe tokens are configured: \
@@ -321,6 +355,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             probe_tokens,
             operator_tokens,
             checks,
+            tls,
             text: text.to_string(),
             accept_data_loss: false,
         }),
@@ -328,11 +363,39 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     }
 }
 
+/// The TLS files of `[server]`, loaded once to report what is wrong with them.
+fn tls_files(server: &ServerSection, problems: &mut Vec<String>) -> Option<TlsFiles> {
+    let files = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: server.client_ca.clone(),
+        },
+        (None, None) => {
+            if server.client_ca.is_some() {
+                problems.push("server.client_ca needs server.tls_cert and server.tls_key".into());
+            }
+            return None;
+        }
+        _ => {
+            problems.push("server.tls_cert and server.tls_key go together; set both".into());
+            return None;
+        }
+    };
+    match TlsSetup::load(files.clone()) {
+        Ok(_) => Some(files),
+        Err(error) => {
+            problems.push(error.to_string());
+            None
+        }
+    }
+}
+
 fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>) -> TokenDigests {
     let mut digests = TokenDigests::default();
     for (index, entry) in entries.iter().enumerate() {
         let at = format!("{key}[{index}] ({})", entry.name);
-        match token_digest(entry) {
+        match token_digest(entry, &format!("{key}[{}].token", entry.name)) {
             Ok(digest) => digests.entries.push((entry.name.clone(), digest)),
             Err(e) => problems.push(format!("{at}: {e}")),
         }
@@ -340,22 +403,23 @@ fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>)
     digests
 }
 
-fn token_digest(entry: &TokenEntry) -> Result<[u8; 32], String> {
+fn token_digest(entry: &TokenEntry, key: &str) -> Result<[u8; 32], String> {
     if entry.name.is_empty() {
         return Err("name must not be empty".into());
     }
     match (&entry.token, &entry.token_file, &entry.token_sha256) {
         (Some(token), None, None) => {
             let token = expand_env(token)?;
+            secret::register(&token, &SecretSource::Key(key.to_string()));
             if token.len() < 16 {
                 return Err("token is shorter than 16 characters; use a long random token".into());
             }
             Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, Some(path), None) => {
-            let token = std::fs::read_to_string(path)
+            let token = secret::read_secret_file(path)
                 .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
-            Ok(Sha256::digest(token.trim().as_bytes()).into())
+            Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, None, Some(hex)) => parse_hex_digest(hex),
         _ => Err("give exactly one of token, token_file, token_sha256".into()),
@@ -392,8 +456,38 @@ mod tests {
 
     #[test]
     fn public_listen_without_probe_tokens_is_refused_with_advice() {
-        let err = parse("[server]\nlisten = \"0.0.0.0:7878\"\n", "c.toml").unwrap_err();
+        let err = parse(
+            "[server]\nlisten = \"0.0.0.0:7878\"\nplaintext = true\n",
+            "c.toml",
+        )
+        .unwrap_err();
         assert!(err.problems[0].contains("[[auth.probes]]"), "{err}");
+    }
+
+    #[test]
+    fn public_listen_without_tls_is_refused_unless_plaintext_is_said() {
+        let tokens = "[[auth.probes]]\nname = \"web-1\"\ntoken = \"0123456789abcdef-web1\"\n";
+        let err = parse(
+            &format!("[server]\nlisten = \"0.0.0.0:7878\"\n{tokens}"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("TLS is off"), "{err}");
+        assert!(err.problems[0].contains("plaintext = true"), "{err}");
+        let text = format!("[server]\nlisten = \"0.0.0.0:7878\"\nplaintext = true\n{tokens}");
+        assert!(parse(&text, "c.toml").is_ok());
+    }
+
+    #[test]
+    fn tls_files_are_checked_when_the_config_is_read() {
+        let err = parse("[server]\ntls_cert = \"/nonexistent/cert.pem\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].contains("go together"), "{err}");
+        let err = parse(
+            "[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("/nonexistent/c.pem"), "{err}");
     }
 
     #[test]

@@ -99,6 +99,24 @@ pub struct Event {
     pub link: Option<String>,
 }
 
+impl Event {
+    /// Replace the collector's registered secrets in every text of the event by their
+    /// markers ([`postflight_probe::secret`]); done before an event is stored in the
+    /// outbox and again before it is sent.
+    pub fn redact_secrets(&mut self) {
+        use postflight_probe::secret::redact_in_place;
+        redact_in_place(&mut self.summary);
+        self.details.iter_mut().for_each(redact_in_place);
+        self.fields.values_mut().for_each(redact_in_place);
+        for text in [&mut self.env, &mut self.check, &mut self.link]
+            .into_iter()
+            .flatten()
+        {
+            redact_in_place(text);
+        }
+    }
+}
+
 /// Where events go: implemented by the alerting module (routes + outbox).
 pub trait EventSink: Send + Sync {
     /// The outbox tree, to include in the caller's transaction.

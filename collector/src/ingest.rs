@@ -21,11 +21,11 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
 use postflight_probe::report::{
     BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
@@ -35,6 +35,7 @@ use crate::app::{Admission, AppState};
 use crate::error::ApiError;
 use crate::probe_clock::{Receipt, correct_batch, probe_time};
 use crate::store::{IngestOutcome, WriteError};
+use crate::tls::PeerCertificate;
 
 /// Seconds a probe is told to wait (`Retry-After`) when the storage writer is full.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
@@ -51,10 +52,12 @@ enum Received {
 pub async fn post_reports(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let outcome = receive(&state, peer, &headers, body).await;
+    let certificate = certificate.map(|Extension(c)| c);
+    let outcome = receive(&state, peer, certificate.as_ref(), &headers, body).await;
     if let Err(e) = &outcome {
         let label = match e.status.as_u16() {
             401 => "unauthorized",
@@ -87,6 +90,7 @@ enum Answer {
 async fn receive(
     state: &AppState,
     peer: SocketAddr,
+    certificate: Option<&PeerCertificate>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Answer, ApiError> {
@@ -106,7 +110,10 @@ async fn receive(
         Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
     };
     if let Some(probe) = probe {
-        state.auth.get().authorize_report(headers, peer, probe)?;
+        state
+            .auth
+            .get()
+            .authorize_report(headers, peer, certificate, probe)?;
     }
     let received_at = state.clock.now_ms();
     let probe_time = probe_time(headers);

@@ -16,9 +16,11 @@
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`.
+//! - [`redact`]: every text answer passes through the secret redaction.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
+//! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
 
 pub mod alerting;
 pub mod api;
@@ -35,9 +37,11 @@ pub mod ingest;
 pub mod metrics;
 pub mod probe_clock;
 pub mod probes;
+pub mod redact;
 pub mod reload;
 pub mod self_checks;
 pub mod server;
 pub mod store;
 pub mod timefmt;
+pub mod tls;
 pub mod watch;

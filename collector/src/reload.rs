@@ -67,6 +67,7 @@ pub fn auth_of(loaded: &LoadedConfig) -> Auth {
         probes: loaded.probe_tokens.clone(),
         operators: loaded.operator_tokens.clone(),
         read_requires_token: loaded.config.auth.read_requires_token,
+        client_certificates: false,
     }
 }
 
@@ -186,6 +187,11 @@ pub fn warn_restart_only(running: &ServerSection, new: &ServerSection) {
             "server.max_batches_per_request",
             running.max_batches_per_request != new.max_batches_per_request,
         ),
+        // SIGHUP re-reads the TLS files in place; which files, and plaintext, need a restart.
+        ("server.tls_cert", running.tls_cert != new.tls_cert),
+        ("server.tls_key", running.tls_key != new.tls_key),
+        ("server.client_ca", running.client_ca != new.client_ca),
+        ("server.plaintext", running.plaintext != new.plaintext),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(

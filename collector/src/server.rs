@@ -24,6 +24,7 @@ use crate::reload::{
     Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
 };
 use crate::store::{CheckError, Store, StoreOptions, WriterOptions};
+use crate::tls::TlsSetup;
 use crate::watch::Watcher;
 
 /// A running collector.
@@ -34,6 +35,8 @@ pub struct Collector {
     pub state: AppState,
     /// The deploy watcher in force (replaced on reload).
     pub watcher: Arc<Live<Watcher>>,
+    /// The listener's TLS, when on; [`TlsSetup::reload`] rotates its certificate.
+    pub tls: Option<Arc<TlsSetup>>,
     /// The config in force: its `[server]` section and its text (to rebuild the
     /// running parts when a reload fails half-way).
     running: (ServerSection, String, String),
@@ -78,10 +81,16 @@ impl Collector {
             metrics.register(collector);
         }
         let parts = build_parts(&loaded, &store, &clock, &metrics)?;
+        let tls = match loaded.tls.clone() {
+            Some(files) => Some(Arc::new(
+                TlsSetup::load(files).context("loading server.tls_cert / tls_key")?,
+            )),
+            None => None,
+        };
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
-            auth: Arc::new(Live::new(Arc::new(auth_of(&loaded)))),
+            auth: Arc::new(Live::new(Arc::new(auth_with(&loaded, tls.as_deref())))),
             metrics,
             max_body: server_config.max_body.0 as usize,
             max_batches_per_request: server_config.max_batches_per_request,
@@ -106,16 +115,24 @@ impl Collector {
                 store.writer().clone(),
                 state.auth.clone(),
             ))
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .layer(axum::middleware::from_fn(crate::redact::redact_answers));
         let mut shutdown_signal = stopped.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_signal.wait_for(|stop| *stop).await;
-                })
-                .await
-                .context("serving HTTP")
-        });
+        let shutdown = async move {
+            let _ = shutdown_signal.wait_for(|stop| *stop).await;
+        };
+        let server = match tls.clone() {
+            Some(tls) => tokio::spawn(async move {
+                crate::tls::serve(listener, tls, app, shutdown).await;
+                Ok(())
+            }),
+            None => tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("serving HTTP")
+            }),
+        };
         let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
         let running = (
             loaded.config.server.clone(),
@@ -128,6 +145,7 @@ impl Collector {
             addr,
             state,
             watcher,
+            tls,
             running,
             parts,
             stop,
@@ -185,7 +203,9 @@ impl Collector {
             .await;
         match built {
             Ok(Ok((parts, mut loaded))) => {
-                self.state.auth.set(Arc::new(auth_of(&loaded)));
+                self.state
+                    .auth
+                    .set(Arc::new(auth_with(&loaded, self.tls.as_deref())));
                 self.running = (
                     loaded.config.server.clone(),
                     loaded.text.clone(),
@@ -274,7 +294,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut collector = Collector::start(loaded, clock).await?;
-    tracing::info!(addr = %collector.addr, "collector listening");
+    let scheme = if collector.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %collector.addr, scheme, "collector listening");
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -282,10 +307,13 @@ pub async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match &config {
-                Some(path) => collector.reload(path).await,
-                None => tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload"),
-            },
+            _ = hup.recv() => {
+                match &config {
+                    Some(path) => collector.reload(path).await,
+                    None => tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload"),
+                }
+                reload_tls(collector.tls.as_deref());
+            }
         }
     }
     tracing::info!("shutting down: finishing in-flight requests");
@@ -294,7 +322,30 @@ pub async fn serve(
     Ok(())
 }
 
+/// The auth settings of `loaded`; client certificates are required for reports when the
+/// running listener asks for them (`client_ca` at start).
+fn auth_with(loaded: &LoadedConfig, tls: Option<&TlsSetup>) -> crate::auth::Auth {
+    crate::auth::Auth {
+        client_certificates: tls.is_some_and(TlsSetup::verifies_clients),
+        ..auth_of(loaded)
+    }
+}
+
+/// SIGHUP: new connections get the certificate now in the files; open ones keep theirs.
+fn reload_tls(tls: Option<&TlsSetup>) {
+    match tls.map(TlsSetup::reload) {
+        Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+        Some(Err(error)) => {
+            tracing::error!(%error, "TLS reload refused; the previous certificate stays in use")
+        }
+        None => {}
+    }
+}
+
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
+    if loaded.tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (server.plaintext = true): tokens and results cross the network in clear unless a TLS-terminating proxy is in front");
+    }
     if loaded.probe_tokens.is_empty() {
         tracing::info!(%addr, "no [[auth.probes]] tokens: accepting reports from loopback callers only");
     }

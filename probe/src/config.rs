@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::check::{self, Check, CheckSpec, Target};
 use crate::condition::Condition;
 use crate::report::CheckKind;
+use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
 use crate::version::VersionSource;
 
@@ -30,10 +31,15 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// The problems are redacted ([`crate::secret`]): a value expanded from `${ENV}` is
+    /// shown as `${NAME}`, wherever the error is printed or logged.
     pub fn new(origin: impl Into<String>, problems: Vec<String>) -> Self {
         ConfigError {
             origin: origin.into(),
-            problems,
+            problems: problems
+                .into_iter()
+                .map(|p| secret::redact(&p).into_owned())
+                .collect(),
         }
     }
 }
@@ -137,6 +143,13 @@ pub struct CollectorSpec {
     /// Extra CA certificates (PEM) for an HTTPS collector.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to a collector that asks for one (mTLS); its
+    /// DNS name must be the probe's name.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[spool]`: where undelivered batches wait.
@@ -231,8 +244,8 @@ impl ProbeConfig {
         match (&spec.token, &spec.token_file) {
             (Some(_), Some(_)) => Err("set either token or token_file, not both".into()),
             (Some(token), None) => Ok(Some(token.clone())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|t| Some(t.trim().to_string()))
+            (None, Some(path)) => secret::read_secret_file(path)
+                .map(Some)
                 .map_err(|e| format!("cannot read token_file {}: {e}", path.display())),
             (None, None) => Ok(None),
         }
@@ -306,35 +319,46 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
 }
 
 fn expand_probe_section(config: &mut ProbeConfig, text: &str, problems: &mut Vec<String>) {
-    let mut expand = |value: &mut String, key: &str| match expand_env(value) {
-        Ok(expanded) => *value = expanded,
-        Err(e) => problems.push(format!("{}{key}: {e}", line_prefix(text, value))),
+    let mut expand = |value: &mut String, key: &str, public: bool| {
+        let expanded = if public {
+            expand_env_public(value)
+        } else {
+            expand_env(value)
+        };
+        match expanded {
+            Ok(expanded) => *value = expanded,
+            Err(e) => problems.push(format!("{}{key}: {e}", line_prefix(text, value))),
+        }
     };
     if let Some(name) = config.probe.name.as_mut() {
-        expand(name, "probe.name");
+        expand(name, "probe.name", true);
     }
     for value in config.probe.labels.values_mut() {
-        expand(value, "probe.labels");
+        expand(value, "probe.labels", true);
     }
-    for collector in &mut config.collectors {
-        expand(&mut collector.url, "collectors.url");
+    for (index, collector) in config.collectors.iter_mut().enumerate() {
+        expand(&mut collector.url, "collectors.url", false);
+        secret::register_url_userinfo(&collector.url, &format!("collectors[{index}].url"));
         if let Some(token) = collector.token.as_mut() {
-            expand(token, "collectors.token");
+            expand(token, "collectors.token", false);
+            let key = format!("collectors[{index}].token");
+            secret::register(token, &SecretSource::Key(key));
         }
     }
 }
 
 fn validate_collector(collector: &CollectorSpec) -> Result<(), String> {
+    let shown = secret::mask_url(&collector.url);
     let url = reqwest::Url::parse(&collector.url)
-        .map_err(|e| format!("url {:?} is not a valid URL ({e})", collector.url))?;
+        .map_err(|e| format!("url {shown:?} is not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url {:?} must start with http:// or https://",
-            collector.url
-        ));
+        return Err(format!("url {shown:?} must start with http:// or https://"));
     }
     if collector.token.is_some() && collector.token_file.is_some() {
         return Err("set either token or token_file, not both".into());
+    }
+    if collector.cert_file.is_some() != collector.key_file.is_some() {
+        return Err("cert_file and key_file go together; set both".into());
     }
     Ok(())
 }
@@ -349,6 +373,7 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     };
     if let Some(http) = spec.http.as_mut() {
         expand(&mut http.url, "http.url");
+        secret::register_url_userinfo(&http.url, "http.url");
         for value in http.headers.values_mut() {
             expand(value, "http.headers");
         }
@@ -361,6 +386,7 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     }
     if let Some(metric) = spec.metric.as_mut() {
         expand(&mut metric.url, "metric.url");
+        secret::register_url_userinfo(&metric.url, "metric.url");
         for value in metric.headers.values_mut() {
             expand(value, "metric.headers");
         }
@@ -376,8 +402,19 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     problems
 }
 
-/// Expand `${NAME}` / `${NAME:-default}`; `$$` is a literal `$`.
+/// Expand `${NAME}` / `${NAME:-default}`; `$$` is a literal `$`. Every value taken from
+/// the environment is registered as a secret ([`crate::secret`]), shown as `${NAME}`.
 pub fn expand_env(value: &str) -> Result<String, String> {
+    expand(value, true)
+}
+
+/// Expand like [`expand_env`] without registering the values: for the probe's name and
+/// labels, which identify the probe and are not secret.
+pub fn expand_env_public(value: &str) -> Result<String, String> {
+    expand(value, false)
+}
+
+fn expand(value: &str, register: bool) -> Result<String, String> {
     if !value.contains('$') {
         return Ok(value.to_string());
     }
@@ -403,7 +440,12 @@ pub fn expand_env(value: &str) -> Result<String, String> {
                 ));
             }
             match (std::env::var(name), fallback) {
-                (Ok(v), _) if !v.is_empty() => out.push_str(&v),
+                (Ok(v), _) if !v.is_empty() => {
+                    if register {
+                        secret::register(&v, &SecretSource::Env(name.to_string()));
+                    }
+                    out.push_str(&v)
+                }
                 (_, Some(fallback)) => out.push_str(fallback),
                 (Ok(_), None) => return Err(format!("environment variable {name} is empty")),
                 (Err(_), None) => {

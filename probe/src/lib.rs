@@ -14,6 +14,8 @@
 //!   delivery to every collector, self-metrics.
 //! - [`cli`]: the `postflight-probe` commands and their exit codes.
 //! - [`logging`]: tracing set-up shared with the collector.
+//! - [`secret`]: the register of secret values and the redaction every outgoing text
+//!   passes through (logs, results, answers, notifications).
 //! - [`wildcard`]: `*` / `?` patterns in config.
 //! - [`output`]: the table and JSON that `postflight-probe once` prints.
 
@@ -25,6 +27,7 @@ pub mod config;
 pub mod logging;
 pub mod output;
 pub mod report;
+pub mod secret;
 pub mod units;
 pub mod version;
 pub mod wildcard;

@@ -153,6 +153,29 @@ impl CheckResult {
     pub fn id(&self) -> String {
         format!("{}/{}", self.service, self.check)
     }
+
+    /// Replace every registered secret in the result's free text (reason, version,
+    /// conditions' expected and actual values and errors) by its marker. The check
+    /// runner does this before a result leaves it, so neither the spool, the collector
+    /// nor any output ever holds the value.
+    pub fn redact_secrets(&mut self) {
+        use crate::secret::redact_in_place;
+        if let Some(reason) = self.reason.as_mut() {
+            redact_in_place(reason);
+        }
+        if let Some(version) = self.facts.version.as_mut() {
+            redact_in_place(version);
+        }
+        self.facts.missing.iter_mut().for_each(redact_in_place);
+        for condition in &mut self.conditions {
+            redact_in_place(&mut condition.expression);
+            redact_in_place(&mut condition.expected);
+            redact_in_place(&mut condition.actual);
+            if let Some(error) = condition.error.as_mut() {
+                redact_in_place(error);
+            }
+        }
+    }
 }
 
 /// A batch of results from one probe; an empty batch is a heartbeat.

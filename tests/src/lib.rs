@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fleet;
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

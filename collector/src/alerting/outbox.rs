@@ -41,6 +41,8 @@ use crate::event::{Event, EventKind};
 use crate::metrics::Metrics;
 use crate::store::Writer;
 
+use postflight_probe::secret;
+
 use super::channel::{Channel, Notification, SendError};
 use super::standby::{DirectGate, POLL_INTERVAL, Standby};
 
@@ -263,11 +265,14 @@ impl Outbox {
     }
 
     fn current(&self, event: &Event) -> Event {
-        self.refresh
+        let mut current = self
+            .refresh
             .get()
             .and_then(Weak::upgrade)
             .and_then(|refresh| refresh.refresh(event))
-            .unwrap_or_else(|| event.clone())
+            .unwrap_or_else(|| event.clone());
+        current.redact_secrets();
+        current
     }
 
     /// The `outbox` tree, for callers' transactions.
@@ -289,11 +294,13 @@ impl Outbox {
         now_ms: i64,
         not_before_ms: i64,
     ) -> (Vec<u8>, Vec<u8>) {
+        let mut event = event.clone();
+        event.redact_secrets();
         let entry = OutboxEntry {
             id,
             channel: channel.to_string(),
-            group_key: group_key(channel, event),
-            event: event.clone(),
+            group_key: group_key(channel, &event),
+            event,
             created_at_ms: now_ms,
             not_before_ms,
             next_attempt_ms: not_before_ms,
@@ -455,7 +462,10 @@ impl Outbox {
         let attempt = DeliveryAttempt {
             at_ms: now_ms,
             ok: outcome.is_ok(),
-            error: outcome.as_ref().err().map(|e| e.message.clone()),
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|e| secret::redact(&e.message).into_owned()),
             duration_ms: started.elapsed().as_millis() as u64,
             batch: group.len(),
         };
@@ -471,6 +481,10 @@ impl Outbox {
                     .min()
                     .unwrap_or(now_ms);
                 let too_old = now_ms - oldest >= self.settings.max_age.as_millis() as i64;
+                let error = SendError {
+                    message: secret::redact(&error.message).into_owned(),
+                    ..error
+                };
                 if error.retryable && !too_old {
                     self.retry_later(&mut group, now_ms, &error).await
                 } else {

@@ -72,15 +72,17 @@ pub fn collector_label(url: &str) -> String {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
             let _ = parsed.set_password(None);
-            parsed.as_str().trim_end_matches('/').to_string()
+            parsed.set_query(None);
+            crate::secret::redact(parsed.as_str().trim_end_matches('/')).into_owned()
         }
-        Err(_) => url.to_string(),
+        Err(_) => crate::secret::mask_url(url),
     }
 }
 
 /// The endpoint batches go to.
 pub fn reports_endpoint(url: &str) -> Result<reqwest::Url, String> {
-    let base = reqwest::Url::parse(url).map_err(|e| format!("collector url {url:?}: {e}"))?;
+    let base = reqwest::Url::parse(url)
+        .map_err(|e| format!("collector url {:?}: {e}", crate::secret::mask_url(url)))?;
     let path = format!("{}/api/v1/reports", base.path().trim_end_matches('/'));
     let mut endpoint = base;
     endpoint.set_path(&path);

@@ -466,6 +466,9 @@ fn collector_link(
             builder = builder.add_root_certificate(certificate);
         }
     }
+    if let (Some(cert_file), Some(key_file)) = (&spec.cert_file, &spec.key_file) {
+        builder = builder.identity(client_identity(cert_file, key_file, &label)?);
+    }
     let client = builder
         .build()
         .with_context(|| format!("collector {label}: cannot build the HTTP client"))?;
@@ -474,6 +477,35 @@ fn collector_link(
         endpoint,
         token,
         client,
+    })
+}
+
+/// The client certificate and key of `[[collectors]] cert_file` / `key_file` (PEM).
+fn client_identity(
+    cert_file: &Path,
+    key_file: &Path,
+    label: &str,
+) -> anyhow::Result<reqwest::Identity> {
+    let mut pem = std::fs::read(cert_file).with_context(|| {
+        format!(
+            "collector {label}: cannot read cert_file {}",
+            cert_file.display()
+        )
+    })?;
+    let key = std::fs::read(key_file).with_context(|| {
+        format!(
+            "collector {label}: cannot read key_file {}",
+            key_file.display()
+        )
+    })?;
+    pem.push(b'\n');
+    pem.extend_from_slice(&key);
+    reqwest::Identity::from_pem(&pem).with_context(|| {
+        format!(
+            "collector {label}: cert_file {} and key_file {} are not a PEM certificate and key",
+            cert_file.display(),
+            key_file.display()
+        )
     })
 }
 

@@ -349,6 +349,7 @@ impl Check {
             }
         }
         result.duration_us = clock.elapsed().as_micros() as u64;
+        result.redact_secrets();
         result
     }
 

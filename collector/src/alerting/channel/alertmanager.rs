@@ -383,16 +383,22 @@ async fn post(
         let body = response.text().await.unwrap_or_default();
         Err(format!(
             "Alertmanager {where_} answered {code}: {}",
-            body.trim().chars().take(200).collect::<String>()
+            postflight_probe::secret::excerpt(&body)
         ))
     }
 }
 
+/// One instance's `/api/v2/alerts` (`${ENV}` expanded; user info becomes Basic auth and
+/// is registered as a secret).
 fn endpoint(url: &str) -> Result<reqwest::Url, String> {
+    let url = &postflight_probe::config::expand_env(url)
+        .map_err(|e| format!("alertmanager.urls: {e}"))?;
+    postflight_probe::secret::register_url_userinfo(url, "alertmanager.urls");
+    let shown = postflight_probe::secret::mask_url(url);
     let parsed = reqwest::Url::parse(url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| format!("alertmanager.urls: {url:?} is not an http(s) URL"))?;
+        .ok_or_else(|| format!("alertmanager.urls: {shown:?} is not an http(s) URL"))?;
     if parsed
         .path()
         .trim_end_matches('/')
@@ -403,7 +409,7 @@ fn endpoint(url: &str) -> Result<reqwest::Url, String> {
     let base = format!("{}/", parsed.as_str().trim_end_matches('/'));
     reqwest::Url::parse(&base)
         .and_then(|b| b.join("api/v2/alerts"))
-        .map_err(|e| format!("alertmanager.urls: {url:?}: {e}"))
+        .map_err(|e| format!("alertmanager.urls: {shown:?}: {e}"))
 }
 
 fn cause(error: &(dyn std::error::Error + 'static)) -> String {

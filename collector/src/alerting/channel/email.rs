@@ -22,6 +22,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use postflight_probe::config::expand_env;
+use postflight_probe::secret::{self, SecretSource};
 
 use crate::event::Event;
 use crate::timefmt::rfc3339;
@@ -205,27 +206,28 @@ fn tls(security: Security, host: &str, ca_file: Option<&Path>) -> Result<Tls, St
 
 fn credentials(url: &reqwest::Url, spec: &EmailSpec) -> Result<Option<Credentials>, String> {
     if let Some(password) = url.password() {
-        return Ok(Some(Credentials::new(
-            percent_decode(url.username()),
-            percent_decode(password),
-        )));
+        let (user, password) = (percent_decode(url.username()), percent_decode(password));
+        let source = SecretSource::Key("email.smtp password".into());
+        secret::register_smtp_credentials(&user, &password, &source);
+        return Ok(Some(Credentials::new(user, password)));
     }
     let password = match (&spec.password, &spec.password_file) {
         (Some(password), None) => {
-            Some(expand_env(password).map_err(|e| format!("email.password: {e}"))?)
+            let password = expand_env(password).map_err(|e| format!("email.password: {e}"))?;
+            Some((password, SecretSource::Key("email.password".into())))
         }
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("email.password_file: cannot read {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-        ),
+        (None, Some(path)) => Some((
+            secret::read_secret_file(path)
+                .map_err(|e| format!("email.password_file: cannot read {}: {e}", path.display()))?,
+            SecretSource::File(path.display().to_string()),
+        )),
         (None, None) => None,
         (Some(_), Some(_)) => return Err("email: give password or password_file, not both".into()),
     };
     match (&spec.username, password) {
-        (Some(user), Some(password)) => {
+        (Some(user), Some((password, source))) => {
             let user = expand_env(user).map_err(|e| format!("email.username: {e}"))?;
+            secret::register_smtp_credentials(&user, &password, &source);
             Ok(Some(Credentials::new(user, password)))
         }
         (None, None) => Ok(None),

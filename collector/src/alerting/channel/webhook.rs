@@ -58,6 +58,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use postflight_probe::config::expand_env;
+use postflight_probe::secret;
 
 use crate::event::{Event, EventKind};
 use crate::timefmt::rfc3339;
@@ -83,6 +84,7 @@ impl WebhookChannel {
     /// Validate the config and build the HTTP client.
     pub fn build(name: &str, spec: &WebhookSpec, timeout: Duration) -> Result<Self, String> {
         let url = expand_env(&spec.url).map_err(|e| format!("webhook.url: {e}"))?;
+        secret::register_url_userinfo(&url, "webhook.url");
         let url = reqwest::Url::parse(&url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -133,7 +135,7 @@ impl WebhookChannel {
         let message = format!(
             "webhook {} answered {code}: {}",
             self.host(),
-            text.trim().chars().take(200).collect::<String>()
+            secret::excerpt(&text)
         );
         if matches!(code.as_u16(), 400 | 413 | 422) {
             Err(SendError::permanent(message))

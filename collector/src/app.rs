@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Largest accepted report body, bytes.
     pub max_body: usize,
+    /// What one report batch may carry (`[limits]`).
+    pub limits: postflight_probe::limits::Limits,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
     /// Reactions to stored batches.

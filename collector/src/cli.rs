@@ -856,5 +856,5 @@ fn last_good_table(answer: &LastGoodResponse) -> String {
 
 /// A duration argument such as `--since 2h`, validated before calling the API.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
+    parse_duration(text).map_err(|e| e.to_string())
 }

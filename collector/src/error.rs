@@ -44,6 +44,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A store error: a query the store refuses is the caller's mistake (400), anything
+    /// else is [`ApiError::storage`].
+    pub fn store(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::InvalidQuery(message) => Self::bad_request(message),
+            other => Self::storage(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (

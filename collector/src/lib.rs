@@ -7,7 +7,8 @@
 //!   collector's own `[[checks]]`.
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
-//!   [`error`]: API errors.
+//!   [`error`]: API errors; [`listener`]: the accept loop with connection limits;
+//!   [`panics`]: a panicking handler answers 500.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
 //! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
@@ -28,7 +29,9 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod listener;
 pub mod metrics;
+pub mod panics;
 pub mod self_checks;
 pub mod server;
 pub mod store;

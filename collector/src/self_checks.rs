@@ -104,7 +104,7 @@ async fn store(
     heartbeat_ms: u64,
     results: Vec<CheckResult>,
 ) {
-    let batch = ReportBatch {
+    let mut batch = ReportBatch {
         probe: name.to_string(),
         seq: *seq,
         sent_at_ms: state.clock.now_ms(),
@@ -114,6 +114,8 @@ async fn store(
         heartbeat_interval_ms: heartbeat_ms,
         results,
     };
+    // The same fitting a probe does before sending: text from checked services is hostile.
+    postflight_probe::limits::fit_batch(&mut batch, &state.limits);
     let received_at = state.clock.now_ms();
     match state.store.ingest(&batch, received_at).await {
         Ok(outcome) => {

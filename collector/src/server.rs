@@ -21,6 +21,7 @@ use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::LoadedConfig;
 use crate::event::EventSink;
+use crate::listener::{ConnectionLimits, ConnectionMetrics};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
 use crate::watch::Watcher;
@@ -37,7 +38,7 @@ pub struct Collector {
     pub watcher: Arc<Watcher>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<anyhow::Result<()>>,
+    server: JoinHandle<()>,
 }
 
 impl Collector {
@@ -83,6 +84,7 @@ impl Collector {
             auth: Arc::new(auth),
             metrics,
             max_body: server_config.max_body.0 as usize,
+            limits: loaded.config.limits,
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(listeners),
             alerting: alerting.clone(),
@@ -93,21 +95,23 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = router(state.clone())
-            .merge(crate::watch::api::routes(
+        let app = crate::panics::catch_panics(
+            router(state.clone()).merge(crate::watch::api::routes(
                 watcher.clone(),
                 state.auth.clone(),
-            ))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let mut shutdown_signal = stopped.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_signal.wait_for(|stop| *stop).await;
-                })
-                .await
-                .context("serving HTTP")
-        });
+            )),
+            state.metrics.clone(),
+        );
+        let limits = connection_limits(server_config);
+        let connection_metrics = ConnectionMetrics::register(&state.metrics)
+            .context("registering connection metrics")?;
+        let server = tokio::spawn(crate::listener::run(
+            listener,
+            app,
+            limits,
+            connection_metrics,
+            stopped.clone(),
+        ));
         let mut tasks = vec![
             spawn_sweeper(state.clone(), &loaded, stopped.clone()),
             crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
@@ -135,12 +139,12 @@ impl Collector {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
-        let served = self.server.await.context("joining the HTTP server")?;
+        self.server.await.context("joining the HTTP server")?;
         for task in self.tasks {
             let _ = task.await;
         }
         self.state.store.flush().await.context("flushing storage")?;
-        served
+        Ok(())
     }
 }
 
@@ -181,6 +185,15 @@ fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
         tracing::info!(
             "no [[auth.operators]] tokens: deploys and silences accepted from loopback callers only"
         );
+    }
+}
+
+fn connection_limits(server: &crate::config::ServerSection) -> ConnectionLimits {
+    ConnectionLimits {
+        header_timeout: server.header_timeout.0,
+        body_timeout: server.body_timeout.0,
+        idle_timeout: server.idle_timeout.0,
+        max_connections: server.max_connections,
     }
 }
 

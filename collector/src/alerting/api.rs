@@ -160,7 +160,7 @@ async fn add_silence(
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
     let silence = alerting(&state)
-        .add_silence(request, &operator, state.clock.now_ms())
+        .add_silence(request, &operator.name, state.clock.now_ms())
         .map_err(silence_error)?;
     tracing::info!(id = silence.id, by = %operator, scope = %silence.scope.describe(), reason = %silence.reason, "silence added");
     Ok((StatusCode::CREATED, Json(silence)))

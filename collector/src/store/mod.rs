@@ -79,7 +79,7 @@ pub use ingest::IngestOutcome;
 pub use keys::{HOUR_MS, SeriesId, hour_floor};
 pub use latest::SeriesStatus;
 pub use probe::ProbeInfo;
-pub use query::{HistoryPoint, HistoryQuery, StoredResult};
+pub use query::{HistoryPoint, HistoryQuery, SeriesCensus, StoredResult};
 pub use retention::RetentionReport;
 pub use sequence::SeqRange;
 pub use versions::VersionSpan;

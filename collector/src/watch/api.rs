@@ -74,7 +74,7 @@ async fn create(
         ))
     })?;
     let watcher = api.watcher.clone();
-    let deploy = blocking(move || watcher.create(request, &operator)).await?;
+    let deploy = blocking(move || watcher.create(request, operator)).await?;
     Ok((StatusCode::CREATED, Json(deploy)))
 }
 
@@ -98,7 +98,7 @@ async fn cancel(
     let operator = api.auth.authorize_write(&headers, peer)?;
     let watcher = api.watcher.clone();
     Ok(Json(
-        blocking(move || watcher.cancel(&id, &operator)).await?,
+        blocking(move || watcher.cancel(&id, &operator.name)).await?,
     ))
 }
 

@@ -25,6 +25,7 @@ use super::selfmetrics::AgentMetrics;
 use super::shutdown::ShutdownSignal;
 use super::spool::{Appended, Spool};
 use crate::check::unix_millis;
+use crate::limits::{Limits, TRUNCATED};
 use crate::report::{CheckResult, ReportBatch};
 
 /// What every batch says about the probe.
@@ -124,7 +125,10 @@ impl Batcher {
         if self.spools.is_empty() {
             return;
         }
-        let size = self.policy.batch_size.max(1);
+        let size = self
+            .policy
+            .batch_size
+            .clamp(1, Limits::default().results_per_batch);
         let mut chunks: Vec<Vec<CheckResult>> = Vec::new();
         let mut results = results.into_iter().peekable();
         while results.peek().is_some() {
@@ -139,7 +143,7 @@ impl Batcher {
     }
 
     async fn write(&self, results: Vec<CheckResult>) {
-        let batch = ReportBatch {
+        let mut batch = ReportBatch {
             probe: self.identity.probe.clone(),
             seq: 0,
             sent_at_ms: unix_millis(SystemTime::now()),
@@ -149,6 +153,12 @@ impl Batcher {
             heartbeat_interval_ms: self.policy.heartbeat_interval.as_millis() as u64,
             results,
         };
+        for fitted in crate::limits::fit_batch(&mut batch, &Limits::default()) {
+            tracing::warn!(
+                result = %fitted,
+                "result text escaped or cut to the collector's limits (marked {TRUNCATED:?})"
+            );
+        }
         let spools = self.spools.clone();
         let sequence = self.sequence.clone();
         let written =

@@ -14,9 +14,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use postflight_probe::limits::escape_controls;
 use postflight_probe::logging::LogFormat;
 use postflight_probe::output::Table;
-use postflight_probe::limits::escape_controls;
 use postflight_probe::units::{format_duration, parse_duration};
 
 use crate::alerting::api::{IncidentResponse, IncidentsResponse, SilencesResponse};

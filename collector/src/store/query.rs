@@ -20,15 +20,6 @@ use super::rollup::Rollup;
 use super::versions::{VersionRecord, VersionSpan};
 use super::{Store, StoreError, corrupt, lock, read};
 
-/// What [`Store::series_census`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeriesCensus {
-    /// Series the batch would create.
-    pub new: usize,
-    /// Series the probe already has.
-    pub existing: usize,
-}
-
 /// Which results a history query covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryQuery {
@@ -221,22 +212,23 @@ impl Store {
         read(&self.inner.catalog).len()
     }
 
-    /// For a batch from `probe`: how many distinct (service, check) pairs among `checks`
-    /// are not series yet, and how many series the probe has now.
-    pub fn series_census<'a>(
+    /// The distinct (service, check) pairs among `checks` that are not series of
+    /// `probe` yet.
+    pub fn new_series<'a>(
         &self,
         probe: &str,
         checks: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> SeriesCensus {
+    ) -> BTreeSet<(&'a str, &'a str)> {
         let catalog = read(&self.inner.catalog);
-        let new: BTreeSet<(&str, &str)> = checks
+        checks
             .into_iter()
             .filter(|(service, check)| catalog.lookup(service, check, probe).is_none())
-            .collect();
-        SeriesCensus {
-            new: new.len(),
-            existing: catalog.count_for_probe(probe),
-        }
+            .collect()
+    }
+
+    /// How many series `probe` has.
+    pub fn series_of_probe(&self, probe: &str) -> usize {
+        read(&self.inner.catalog).count_for_probe(probe)
     }
 
     /// Every probe that ever reported, ordered by name.

@@ -124,3 +124,44 @@ async fn batches_over_a_limit_are_422_name_it_and_store_nothing() {
     }
     collector.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn in_an_envelope_each_batch_over_a_limit_is_refused_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path(), "[limits]\nseries_per_probe = 3\n").await;
+    let first: Vec<CheckResult> = (0..2).map(|i| result(&format!("c{i}"), "r")).collect();
+    // Together with the first batch's two new series this passes series_per_probe = 3.
+    let second = vec![result("c2", "r"), result("c3", "r")];
+    let third = vec![result("c0", "r\u{0}")];
+    let envelope =
+        serde_json::json!({"batches": [batch(1, first), batch(2, second), batch(3, third)]});
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/reports", collector.addr))
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["acks"].as_array().unwrap().len(), 1, "{answer}");
+    let refused = answer["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{answer}");
+    assert_eq!(refused[0]["seq"], 2);
+    assert_eq!(refused[0]["status"], 422);
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("series_per_probe"),
+        "{answer}"
+    );
+    assert!(
+        refused[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("control character"),
+        "{answer}"
+    );
+    assert_eq!(series(&collector).await, 2);
+    collector.shutdown().await.unwrap();
+}

@@ -53,3 +53,19 @@ async fn hostile_silence_and_deploy_durations_are_400() {
     assert_eq!(status, 200);
     collector.shutdown().await.unwrap();
 }
+
+#[test]
+fn check_config_reports_hostile_durations_instead_of_aborting() {
+    for hostile in [
+        "[watch]\nwindow = \"99999999999999999999s\"\n",
+        "[retention]\nraw = \"18446744073709551615s 1s\"\n",
+        "[alerting]\nrepeat_interval = 99999999999999\n",
+        "[server]\nheader_timeout = \"0s\"\n",
+        "[[maintenance]]\nstart = \"2026-01-01T00:00:00.éééZ\"\nend = \"2026-01-02T00:00:00Z\"\n",
+    ] {
+        let error = postflight_collector::config::parse(hostile, "collector.toml")
+            .err()
+            .unwrap_or_else(|| panic!("accepted {hostile:?}"));
+        assert!(!error.to_string().is_empty());
+    }
+}

@@ -198,27 +198,28 @@ pub async fn serve_connection<I>(
         .header_read_timeout(None)
         .serve_connection(io, service);
     tokio::pin!(connection);
-    let mut closing = false;
+    // Once closing, the connection finishes what it serves, within the timeouts.
+    let mut closing: Option<Instant> = None;
+    let grace = limits.header_timeout + limits.body_timeout;
     loop {
         tokio::select! {
             _ = connection.as_mut() => break,
+            _ = tokio::time::sleep_until(closing.unwrap_or_else(Instant::now)), if closing.is_some() => break,
             _ = entry.evict.notified() => {
                 metrics.count("evicted");
                 break;
             }
-            expired = entry.expiry(&limits) => {
+            expired = entry.expiry(&limits), if closing.is_none() => {
                 metrics.count(expired);
                 if expired == "header_timeout" {
                     break;
                 }
-                if !closing {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-            _ = shutdown.wait_for(|stop| *stop), if !closing => {
                 connection.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(Instant::now() + grace);
+            }
+            _ = shutdown.wait_for(|stop| *stop), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + grace);
             }
         }
     }
@@ -330,9 +331,14 @@ impl ConnectionEntry {
     /// long) or `idle_timeout` (nothing pending, nothing in flight, too long).
     async fn expiry(&self, limits: &ConnectionLimits) -> &'static str {
         loop {
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                // Served requests are bounded by the body timeout and the handler; the
+                // end of the request wakes this up again.
+                self.changed.notified().await;
+                continue;
+            }
             let head = self.head_started_ms.load(Ordering::Acquire);
-            let busy = self.in_flight.load(Ordering::Acquire) > 0;
-            let (since, limit, reason) = if head > 0 && !busy {
+            let (since, limit, reason) = if head > 0 {
                 (head - 1, limits.header_timeout, "header_timeout")
             } else {
                 let last = self.last_active_ms.load(Ordering::Acquire);

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Largest accepted report body, bytes.
     pub max_body: usize,
+    /// What one report batch may carry (`[limits]`).
+    pub limits: postflight_probe::limits::Limits,
     /// Most batches in one multi-batch report.
     pub max_batches_per_request: usize,
     /// Report bytes being stored at once, in KiB permits (`server.ingest_memory`).

@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use postflight_probe::limits::escape_controls;
 use postflight_probe::logging::LogFormat;
 use postflight_probe::output::Table;
 use postflight_probe::secret::{SecretSource, redact};
@@ -288,7 +289,7 @@ pub async fn execute(cli: Cli) -> i32 {
         _ => match operator_command(&cli).await {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("error: {}", redact(&error.to_string()));
+                eprintln!("error: {}", shown(&redact(&error.to_string())));
                 EXIT_UNREACHABLE
             }
         },
@@ -743,7 +744,7 @@ async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
     };
     let created: Deploy = client.post("/api/v1/deploys", &request).await?;
     for warning in &created.warnings {
-        eprintln!("warning: {}", redact(warning));
+        eprintln!("warning: {}", shown(&redact(warning)));
     }
     print_or_json(cli.json, &created, || format!("{}\n", created.id));
     Ok(EXIT_OK)
@@ -760,22 +761,29 @@ async fn gate(
         .get(&format!("/api/v1/deploys/{}", encode(&id)))
         .await?;
     if !first.verdict.is_final() {
-        eprintln!("{}", redact(&waiting_line(&first, timeout)));
+        eprintln!("{}", shown(&redact(&waiting_line(&first, timeout))));
     }
     let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
     print_or_json(json, outcome.deploy(), || render(&outcome, timeout));
     Ok(outcome.exit_code())
 }
 
-/// Print JSON when asked, else the table built by `table`.
-/// Both are redacted ([`postflight_probe::secret`]) like every line the CLI prints.
+/// Print JSON when asked, else the table built by `table`; both are redacted
+/// ([`postflight_probe::secret`]) and the table's control characters escaped (text from
+/// probes must not drive the terminal).
 pub fn print_or_json<T: Serialize>(json: bool, value: &T, table: impl FnOnce() -> String) {
     if json {
         let text = serde_json::to_string_pretty(value).unwrap_or_default();
         println!("{}", redact(&text));
     } else {
-        print!("{}", redact(&table()));
+        print!("{}", shown(&redact(&table())));
     }
+}
+
+/// `text` for a terminal: every line's control characters escaped, line breaks kept.
+pub fn shown(text: &str) -> String {
+    let lines: Vec<_> = text.split('\n').map(escape_controls).collect();
+    lines.join("\n")
 }
 
 /// Percent-encode a path or query component.
@@ -974,5 +982,19 @@ fn last_good_table(answer: &LastGoodResponse) -> String {
 
 /// A duration argument such as `--since 2h`, validated before calling the API.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_output_escapes_control_characters_and_keeps_lines() {
+        assert_eq!(
+            shown("a\u{1b}]0;pwned\u{7}\nb\rc\n"),
+            "a\\u{1b}]0;pwned\\u{7}\nb\\rc\n"
+        );
+        assert_eq!(shown("plain\ntext"), "plain\ntext");
+    }
 }

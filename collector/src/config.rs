@@ -54,6 +54,9 @@ pub struct CollectorConfig {
     /// `[[maintenance]]` windows: one-off or weekly, UTC.
     #[serde(default)]
     pub maintenance: Vec<MaintenanceSpec>,
+    /// `[limits]`: what one report batch may carry (shared with the probe).
+    #[serde(default)]
+    pub limits: postflight_probe::limits::Limits,
 }
 
 /// `[server]`.
@@ -90,6 +93,15 @@ pub struct ServerSection {
     /// Allow a non-loopback listen without TLS (a TLS-terminating proxy in front).
     #[serde(default)]
     pub plaintext: bool,
+    /// Connection limits: header, body and idle timeouts, open connections.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: HumanDuration,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Write requests the storage writer's queue holds (default 512); when it is full,
     /// reports are answered 503 with `Retry-After`.
     #[serde(default = "default_write_queue")]
@@ -116,6 +128,10 @@ impl Default for ServerSection {
             tls_key: None,
             client_ca: None,
             plaintext: false,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
             write_queue: default_write_queue(),
             max_batches_per_request: default_max_batches_per_request(),
             ingest_memory: default_ingest_memory(),
@@ -182,6 +198,18 @@ fn default_listen() -> String {
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./postflight-data")
+}
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_body_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_max_connections() -> usize {
+    4_096
 }
 fn default_max_body() -> ByteSize {
     ByteSize(8 * 1024 * 1024)
@@ -269,6 +297,24 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     }
 }
 
+/// Zero timeouts or a zero connection cap would make the server refuse everything.
+fn connection_limit_problems(server: &ServerSection) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, value) in [
+        ("header_timeout", server.header_timeout),
+        ("body_timeout", server.body_timeout),
+        ("idle_timeout", server.idle_timeout),
+    ] {
+        if value.0.is_zero() {
+            problems.push(format!("server.{key} must be longer than 0, e.g. \"10s\""));
+        }
+    }
+    if server.max_connections == 0 {
+        problems.push("server.max_connections must be at least 1".into());
+    }
+    problems
+}
+
 /// Parse and validate collector config text.
 pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     let mut config: CollectorConfig =
@@ -327,6 +373,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     {
         problems.push(format!("server.public_url {url:?} is not a valid URL"));
     }
+    problems.extend(connection_limit_problems(&config.server));
     problems.extend(crate::alerting::validate(&config, text));
     problems.extend(config.watch.validate(text));
     for (index, spec) in config.checks.iter_mut().enumerate() {

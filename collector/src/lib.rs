@@ -9,7 +9,8 @@
 //!   [`probe_clock`]: probe clock offsets, results moved onto the collector's clock;
 //!   [`probes`]: the probe lifecycle (state, drift, retire);
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
-//!   [`error`]: API errors.
+//!   [`error`]: API errors; [`listener`]: the accept loop with connection limits;
+//!   [`panics`]: a panicking handler answers 500.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries, the acknowledged
 //!   record; [`backup`]: online backup and restore for operators.
 //! - [`event`]: notifiable events and the contract with the outbox.
@@ -34,7 +35,9 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod listener;
 pub mod metrics;
+pub mod panics;
 pub mod probe_clock;
 pub mod probes;
 pub mod redact;

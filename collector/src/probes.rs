@@ -132,7 +132,7 @@ async fn retire(
     state
         .store
         .writer()
-        .write(move || alerting.retire_probe(&probe, &operator, now_ms))
+        .write(move || alerting.retire_probe(&probe, &operator.name, now_ms))
         .await
         .map_err(ApiError::storage)?
         .ok_or_else(|| {

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::app::{AppState, router};
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
+use crate::listener::{ConnectionLimits, ConnectionMetrics};
 use crate::metrics::Metrics;
 use crate::reload::{
     Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
@@ -44,7 +45,7 @@ pub struct Collector {
     parts: Option<Running>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<anyhow::Result<()>>,
+    server: JoinHandle<()>,
 }
 
 impl Collector {
@@ -97,6 +98,7 @@ impl Collector {
             ingest_budget: Arc::new(tokio::sync::Semaphore::new(ingest_permits(
                 server_config.ingest_memory.0,
             ))),
+            limits: loaded.config.limits,
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(Live::new(Arc::new(Vec::new()))),
             alerting: Arc::new(Live::new(parts.alerting.clone())),
@@ -109,29 +111,34 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = router(state.clone())
-            .merge(crate::watch::api::routes(
+        let app = crate::panics::catch_panics(
+            router(state.clone()).merge(crate::watch::api::routes(
                 watcher.clone(),
                 store.writer().clone(),
                 state.auth.clone(),
             ))
-            .layer(axum::middleware::from_fn(crate::redact::redact_answers));
-        let mut shutdown_signal = stopped.clone();
-        let shutdown = async move {
-            let _ = shutdown_signal.wait_for(|stop| *stop).await;
-        };
+            .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
+            state.metrics.clone(),
+        );
+        let connection_metrics = ConnectionMetrics::register(&state.metrics)
+            .context("registering connection metrics")?;
+        // With TLS, connections are served by the TLS accept loop (handshake timeout,
+        // graceful drain); without, by the listener with the [server] connection limits.
         let server = match tls.clone() {
-            Some(tls) => tokio::spawn(async move {
-                crate::tls::serve(listener, tls, app, shutdown).await;
-                Ok(())
-            }),
-            None => tokio::spawn(async move {
-                let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .context("serving HTTP")
-            }),
+            Some(tls) => {
+                let mut shutdown_signal = stopped.clone();
+                let shutdown = async move {
+                    let _ = shutdown_signal.wait_for(|stop| *stop).await;
+                };
+                tokio::spawn(crate::tls::serve(listener, tls, app, shutdown))
+            }
+            None => tokio::spawn(crate::listener::run(
+                listener,
+                app,
+                connection_limits(server_config),
+                connection_metrics,
+                stopped.clone(),
+            )),
         };
         let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
         let running = (
@@ -244,20 +251,17 @@ impl Collector {
         {
             tracing::warn!("a background task was still running after the shutdown grace");
         }
-        let served = match finish_by(deadline, self.server).await {
+        match finish_by(deadline, self.server).await {
             Some(joined) => joined.context("joining the HTTP server")?,
-            None => {
-                tracing::warn!("requests still running after the shutdown grace; cut off");
-                Ok(())
-            }
-        };
+            None => tracing::warn!("requests still running after the shutdown grace; cut off"),
+        }
         for task in self.tasks {
             if finish_by(deadline, task).await.is_none() {
                 tracing::warn!("a background task was still running after the shutdown grace");
             }
         }
         self.state.store.close().await.context("flushing storage")?;
-        served
+        Ok(())
     }
 }
 
@@ -353,6 +357,15 @@ fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
         tracing::info!(
             "no [[auth.operators]] tokens: deploys and silences accepted from loopback callers only"
         );
+    }
+}
+
+fn connection_limits(server: &crate::config::ServerSection) -> ConnectionLimits {
+    ConnectionLimits {
+        header_timeout: server.header_timeout.0,
+        body_timeout: server.body_timeout.0,
+        idle_timeout: server.idle_timeout.0,
+        max_connections: server.max_connections,
     }
 }
 

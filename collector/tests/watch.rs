@@ -746,7 +746,7 @@ fn invalid_deploys_are_refused_with_the_field_named() {
     );
     assert!(
         bad(NewDeploy {
-            window: Some("15 minutes".into()),
+            window: Some("15 fortnights".into()),
             ..base.clone()
         })
         .starts_with("window")

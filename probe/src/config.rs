@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::check::{self, Check, CheckSpec, Target};
 use crate::condition::Condition;
-use crate::report::CheckKind;
+use crate::limits::Limits;
+use crate::report::{CheckKind, ReportBatch};
 use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
 use crate::version::VersionSource;
@@ -306,6 +307,7 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     if config.probe.retry_cap.0 < std::time::Duration::from_secs(1) {
         problems.push("probe.retry_cap must be at least 1s".into());
     }
+    problems.extend(beyond_wire_limits(&config));
     if problems.is_empty()
         && let Err(e) = build_checks(&config.checks, &config.defaults, text)
     {
@@ -316,6 +318,41 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     } else {
         Err(ConfigError::new(origin, problems))
     }
+}
+
+/// What the collector would refuse in every batch of this config ([`Limits::default`]):
+/// too large a batch, too many checks, labels or names that break a limit.
+fn beyond_wire_limits(config: &ProbeConfig) -> Vec<String> {
+    let limits = Limits::default();
+    let mut problems = Vec::new();
+    if config.probe.batch_size > limits.results_per_batch {
+        problems.push(format!(
+            "probe.batch_size {} is above the collector's limit of {} results per batch",
+            config.probe.batch_size, limits.results_per_batch
+        ));
+    }
+    if config.checks.len() > limits.series_per_probe {
+        problems.push(format!(
+            "{} checks are more than the collector's limit of {} series per probe",
+            config.checks.len(),
+            limits.series_per_probe
+        ));
+    }
+    let labelled = ReportBatch {
+        probe: config.probe.name.clone().unwrap_or_default(),
+        seq: 1,
+        sent_at_ms: 0,
+        labels: config.probe.labels.clone(),
+        probe_version: String::new(),
+        config_digest: String::new(),
+        heartbeat_interval_ms: 0,
+        retry_cap_ms: 0,
+        results: Vec::new(),
+    };
+    if let Err(e) = crate::limits::check_batch(&labelled, &limits) {
+        problems.push(format!("probe: {e}"));
+    }
+    problems
 }
 
 fn expand_probe_section(config: &mut ProbeConfig, text: &str, problems: &mut Vec<String>) {
@@ -746,6 +783,36 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("line 3"), "{found:?}");
         assert!(found[0].contains("lables"), "{found:?}");
+    }
+
+    #[test]
+    fn durations_that_used_to_abort_are_config_problems() {
+        for text in [
+            "[defaults]\ninterval = \"99999999999999999999s\"\n",
+            "[defaults]\ntimeout = 99999999999999\n",
+            "[probe]\nflush_interval = \"18446744073709551615s 1s\"\n",
+        ] {
+            let found = problems(text);
+            assert!(found[0].contains("line"), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn labels_and_batch_sizes_beyond_the_collectors_limits_are_problems() {
+        let long = "v".repeat(300);
+        let text = format!("[probe]\nbatch_size = 5000\nlabels = {{ env = \"{long}\" }}\n");
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|p| p.contains("batch_size 5000")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("label_value_length")),
+            "{found:?}"
+        );
+        let text = "[probe]\nlabels = { env = \"prod\\u001b[2J\" }\n";
+        let found = problems(text);
+        assert!(found[0].contains("control character"), "{found:?}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`condition`]: the small expression language of `expect = [...]`.
 //! - [`version`]: `version_from`, where a result's service version comes from.
 //! - [`report`]: results and batches on the wire.
+//! - [`limits`]: what one batch may carry, applied by the probe before sending and by the
+//!   collector on receipt; control-character escaping for tables and emails.
 //! - [`units`]: durations and byte sizes as written in config.
 //! - [`agent`]: `postflight-probe run`, the always-on agent: scheduler, batcher, spool,
 //!   delivery to every collector, self-metrics.
@@ -24,6 +26,7 @@ pub mod check;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod output;
 pub mod report;

@@ -214,6 +214,25 @@ impl Store {
         read(&self.inner.catalog).len()
     }
 
+    /// The distinct (service, check) pairs among `checks` that are not series of
+    /// `probe` yet.
+    pub fn new_series<'a>(
+        &self,
+        probe: &str,
+        checks: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> BTreeSet<(&'a str, &'a str)> {
+        let catalog = read(&self.inner.catalog);
+        checks
+            .into_iter()
+            .filter(|(service, check)| catalog.lookup(service, check, probe).is_none())
+            .collect()
+    }
+
+    /// How many series `probe` has.
+    pub fn series_of_probe(&self, probe: &str) -> usize {
+        read(&self.inner.catalog).count_for_probe(probe)
+    }
+
     /// Every probe that ever reported, ordered by name.
     pub fn probes(&self) -> Result<Vec<ProbeInfo>, StoreError> {
         let mut probes = Vec::new();

@@ -96,7 +96,7 @@ async fn create(
         ))
     })?;
     let watcher = api.watcher.get();
-    let deploy = on_writer(&api.writer, move || watcher.create(request, &operator)).await?;
+    let deploy = on_writer(&api.writer, move || watcher.create(request, operator)).await?;
     Ok((StatusCode::CREATED, Json(deploy)))
 }
 
@@ -120,7 +120,7 @@ async fn cancel(
     let operator = api.auth.get().authorize_write(&headers, peer)?;
     let watcher = api.watcher.get();
     Ok(Json(
-        on_writer(&api.writer, move || watcher.cancel(&id, &operator)).await?,
+        on_writer(&api.writer, move || watcher.cancel(&id, &operator.name)).await?,
     ))
 }
 

@@ -34,8 +34,12 @@ pub struct Deploy {
     /// The version it replaced (given, else the last deploy's, else what probes reported).
     #[serde(default)]
     pub previous_version: Option<String>,
-    /// Who deployed (given, else the operator token's name).
+    /// Who deployed: the operator token's name where tokens are configured, else the
+    /// caller's `by`, else `local`.
     pub by: String,
+    /// A `by` the caller sent that the token does not prove, kept apart as free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// Free text.
     #[serde(default)]
     pub note: Option<String>,

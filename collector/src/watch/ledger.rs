@@ -74,6 +74,7 @@ mod tests {
             version: version.into(),
             previous_version: None,
             by: "ci".into(),
+            claimed_by: None,
             note: None,
             deployed_at_ms: n * 1_000_000,
             window_ms: 900_000,

@@ -22,6 +22,7 @@ use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
 use crate::app::IngestListener;
+use crate::auth::Operator;
 use crate::clock::Clock;
 use crate::event::{Event, EventSink};
 use crate::timefmt::rfc3339;
@@ -180,7 +181,12 @@ impl Watcher {
 
     /// Create a deploy marker: snapshot the baseline, supersede a deploy of the same
     /// service and environment still being watched, start watching.
-    pub fn create(&self, request: NewDeploy, operator: &str) -> Result<Deploy, WatchError> {
+    pub fn create(
+        &self,
+        request: NewDeploy,
+        operator: impl Into<Operator>,
+    ) -> Result<Deploy, WatchError> {
+        let operator = operator.into();
         let (window_ms, baseline_ms) = self.validate(&request)?;
         let now = self.clock.now_ms();
         let history = self.trees.for_service(&request.service)?;
@@ -210,7 +216,8 @@ impl Watcher {
                 .clone()
                 .or_else(|| last.map(|d| d.version.clone()))
                 .or_else(|| baseline.prevailing_version()),
-            by: request.by.clone().unwrap_or_else(|| operator.to_string()),
+            by: operator.author(request.by.as_deref()),
+            claimed_by: operator.unverified_claim(request.by.as_deref()),
             deployed_at_ms: now,
             window_ms,
             baseline_ms,

@@ -32,6 +32,7 @@ use super::selfmetrics::AgentMetrics;
 use super::shutdown::ShutdownSignal;
 use super::spool::{Appended, Spool};
 use crate::check::unix_millis;
+use crate::limits::{Limits, TRUNCATED};
 use crate::report::{CheckResult, ReportBatch};
 
 /// What every batch says about the probe.
@@ -136,7 +137,10 @@ impl Batcher {
         if self.spools.is_empty() {
             return;
         }
-        let size = self.policy.batch_size.max(1);
+        let size = self
+            .policy
+            .batch_size
+            .clamp(1, Limits::default().results_per_batch);
         let mut chunks: Vec<Vec<CheckResult>> = Vec::new();
         let mut results = results.into_iter().peekable();
         while results.peek().is_some() {
@@ -151,7 +155,7 @@ impl Batcher {
     }
 
     async fn write(&mut self, results: Vec<CheckResult>) {
-        self.unnumbered.push_back(ReportBatch {
+        let mut batch = ReportBatch {
             probe: self.identity.probe.clone(),
             seq: 0,
             sent_at_ms: unix_millis(SystemTime::now()),
@@ -161,7 +165,14 @@ impl Batcher {
             heartbeat_interval_ms: self.policy.heartbeat_interval.as_millis() as u64,
             retry_cap_ms: u64::try_from(self.policy.retry_cap.as_millis()).unwrap_or(u64::MAX),
             results,
-        });
+        };
+        for fitted in crate::limits::fit_batch(&mut batch, &Limits::default()) {
+            tracing::warn!(
+                result = %fitted,
+                "result text escaped or cut to the collector's limits (marked {TRUNCATED:?})"
+            );
+        }
+        self.unnumbered.push_back(batch);
         let batches = std::mem::take(&mut self.unnumbered);
         let spools = self.spools.clone();
         let sequence = self.sequence.clone();
@@ -320,6 +331,7 @@ mod tests {
 
     fn result(at_ms: i64) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "s".into(),
             check: "c".into(),
             kind: CheckKind::Tcp,
@@ -342,6 +354,7 @@ mod tests {
                 config_digest: "d".into(),
             },
             policy: BatchPolicy {
+                retry_cap: std::time::Duration::from_secs(30),
                 flush_interval: Duration::from_secs(1),
                 batch_size: 10,
                 heartbeat_interval: Duration::from_secs(15),

@@ -23,6 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use postflight_probe::config::expand_env;
 use postflight_probe::secret::{self, SecretSource};
+use postflight_probe::limits::escape_controls;
 
 use crate::event::Event;
 use crate::timefmt::rfc3339;
@@ -113,7 +114,7 @@ impl EmailChannel {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .message_id(Some(message_id(&notification.id, &self.from)))
-            .subject(notification.title());
+            .subject(escape_controls(&notification.title()));
         for to in &self.to {
             builder = builder.to(to.clone());
         }
@@ -304,18 +305,21 @@ fn facts(event: &Event) -> Vec<(String, String)> {
     facts
 }
 
-/// Plain-text and HTML bodies.
+/// Plain-text and HTML bodies. Text from the wire (reasons, versions, names) has its
+/// control characters escaped, so a mail client shows them rather than obeys them.
 pub fn render(notification: &Notification) -> (String, String) {
-    let title = notification.title();
+    let title = escape_controls(&notification.title()).into_owned();
     let mut text = format!("{title}\n");
     let mut html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>",
         escape_html(&title)
     );
     for event in &notification.events {
-        text.push_str(&format!("\n{}\n", event.summary));
-        html.push_str(&format!("<h3>{}</h3><ul>", escape_html(&event.summary)));
+        let summary = escape_controls(&event.summary);
+        text.push_str(&format!("\n{summary}\n"));
+        html.push_str(&format!("<h3>{}</h3><ul>", escape_html(&summary)));
         for (name, value) in facts(event) {
+            let (name, value) = (escape_controls(&name), escape_controls(&value));
             text.push_str(&format!("  {name}: {value}\n"));
             html.push_str(&format!(
                 "<li><b>{}</b>: {}</li>",
@@ -328,16 +332,18 @@ pub fn render(notification: &Notification) -> (String, String) {
             text.push('\n');
             html.push_str("<pre>");
             for line in &event.details {
+                let line = escape_controls(line);
                 text.push_str(&format!("  {line}\n"));
-                html.push_str(&format!("{}\n", escape_html(line)));
+                html.push_str(&format!("{}\n", escape_html(&line)));
             }
             html.push_str("</pre>");
         }
         if let Some(link) = &event.link {
+            let link = escape_controls(link);
             text.push_str(&format!("\n  {link}\n"));
             html.push_str(&format!(
                 "<p><a href=\"{0}\">{0}</a></p>",
-                escape_html(link)
+                escape_html(&link)
             ));
         }
     }
@@ -395,6 +401,38 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.contains("unsupported scheme"), "{error}");
+    }
+
+    #[test]
+    fn control_characters_from_the_wire_are_escaped_in_both_bodies() {
+        let event = Event {
+            id: "1".into(),
+            kind: crate::event::EventKind::Incident,
+            severity: crate::event::Severity::Critical,
+            service: "svc".into(),
+            env: None,
+            check: Some("health".into()),
+            summary: "svc: health failing\u{1b}[2J".into(),
+            details: vec!["reason: boom\r\nBcc: evil@example.com".into()],
+            fields: std::collections::BTreeMap::from([("version".into(), "1.0\u{7}".into())]),
+            started_at_ms: 0,
+            ended_at_ms: None,
+            reminder: false,
+            link: None,
+        };
+        let notification = Notification {
+            id: "n-1".into(),
+            channel: "mail".into(),
+            group_key: "g".into(),
+            events: vec![event],
+            now_ms: 0,
+        };
+        let (text, html) = render(&notification);
+        for body in [&text, &html] {
+            assert!(!body.contains('\u{1b}') && !body.contains('\r') && !body.contains('\u{7}'));
+            assert!(body.contains("health failing\\u{1b}[2J"), "{body}");
+            assert!(body.contains("boom\\r\\nBcc"), "{body}");
+        }
     }
 
     #[test]

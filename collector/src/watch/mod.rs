@@ -31,6 +31,7 @@ pub mod gate;
 pub mod ledger;
 pub mod recent;
 pub mod semver;
+pub mod stats;
 pub mod verdict;
 pub mod watcher;
 pub mod window;

@@ -26,6 +26,8 @@ pub enum EventKind {
     DeployRegressed,
     /// A deploy's watch window ended clean.
     DeployPassed,
+    /// After a deploy passed, a probe reports another version (see `watch::drift`).
+    VersionDrift,
 }
 
 impl EventKind {
@@ -37,6 +39,7 @@ impl EventKind {
             EventKind::ProbeSilent => "probe_silent",
             EventKind::DeployRegressed => "deploy_regressed",
             EventKind::DeployPassed => "deploy_passed",
+            EventKind::VersionDrift => "version_drift",
         }
     }
 }

@@ -65,11 +65,12 @@ impl Collector {
         // Deploy verdicts go through alerting's routes and persisted outbox.
         let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
         let watch_config = WatchConfig {
-            section: loaded.config.watch,
+            section: loaded.config.watch.clone(),
             public_url: server_config.public_url.clone(),
             history: Some(Arc::new(StoreHistory {
                 store: store.clone(),
             })),
+            silence: None,
         };
         let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
             .context("opening the deploy ledger")?;

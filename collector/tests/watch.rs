@@ -141,7 +141,8 @@ fn host_check(check: &str, kind: CheckKind, at_ms: i64, missing: &[&str]) -> Che
 }
 
 impl Harness {
-    /// Deliver one batch from `probe` (labelled `env = prod` unless `env` says otherwise).
+    /// Deliver one batch from `probe` (labelled `env = prod` unless `env` says otherwise),
+    /// received when its newest result was produced (or now, if that is later).
     fn feed(&self, probe: &str, env: Option<&str>, results: Vec<CheckResult>) {
         let labels: BTreeMap<String, String> = env
             .map(|e| [("env".to_string(), e.to_string())].into())
@@ -156,7 +157,9 @@ impl Harness {
             heartbeat_interval_ms: 30_000,
             results,
         };
-        self.watcher.on_batch(&batch, self.clock_now());
+        let newest = batch.results.iter().map(|r| r.started_at_ms).max();
+        let received = newest.unwrap_or(i64::MIN).max(self.clock_now());
+        self.watcher.on_batch(&batch, received);
     }
 
     fn clock_now(&self) -> i64 {
@@ -411,12 +414,14 @@ fn stale_version_on_one_of_three_probes_is_named_once_the_grace_is_over() {
         evidence.summary,
         "web-3 reports 1.4.1, expected 1.4.2 (2m rollout grace over)"
     );
-    assert!(
-        evidence
-            .details
-            .contains(&"web-1, web-2 report 1.4.2".to_string()),
-        "{:?}",
-        evidence.details
+    // Each probe's version exactly as it reported it, with its time.
+    assert_eq!(
+        evidence.details,
+        vec![
+            "web-1 reports 1.4.2 at 2027-01-15T08:02:05Z",
+            "web-2 reports v1.4.2 at 2027-01-15T08:02:05Z",
+            "web-3 reports 1.4.1 at 2027-01-15T08:02:05Z",
+        ]
     );
 }
 
@@ -459,9 +464,12 @@ fn latency_five_times_the_baseline_regresses() {
         }
         other => panic!("unexpected finding {other:?}"),
     }
-    assert_eq!(
-        deploy.summary,
-        "readyz latency p95 100ms vs 20ms in the baseline (5.0x, 20 results)"
+    assert!(
+        deploy.summary.starts_with(
+            "readyz latency p95 100ms vs 20ms in the baseline (5.0x (+80ms), 20 results, p="
+        ),
+        "{}",
+        deploy.summary
     );
     assert_eq!(deploy.evidence[0].probes, vec!["web-1", "web-2"]);
 }
@@ -525,10 +533,17 @@ fn env_var_missing_after_the_deploy_regresses_naming_the_variable() {
 }
 
 #[test]
-fn silent_probes_make_the_deploy_inconclusive() {
+fn a_window_without_results_of_the_service_is_inconclusive() {
     let h = harness();
     h.healthy_hour(T0, "1.4.1");
     let deploy = h.deploy("1.4.2");
+    // The probes are alive (heartbeats), but report nothing of recall-api in prod.
+    for minute in [5, 10, 14] {
+        h.clock.set(T0 + minute * MINUTE);
+        for probe in PROBES {
+            h.feed(probe, Some("prod"), Vec::new());
+        }
+    }
     // Another service and another environment do not count for this deploy.
     let mut other = http("readyz", T0 + MINUTE, 20);
     other.service = "horologen".into();

@@ -20,7 +20,7 @@ use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatc
 use super::config::Quorum;
 
 /// Silence threshold when a probe did not say how often it reports.
-const FALLBACK_SILENCE_AFTER: Duration = Duration::from_secs(180);
+pub const FALLBACK_SILENCE_AFTER: Duration = Duration::from_secs(180);
 
 /// Consecutive results needed to change a series' state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

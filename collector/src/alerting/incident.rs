@@ -101,9 +101,9 @@ impl ProbeFailure {
             }
             lines.push(line);
         }
-        if let Some(reason) = &self.reason
-            && (self.failing.is_empty() || self.outcome == Outcome::Error)
-        {
+        // The reason stays next to the conditions: for a `repeat = N` check it names the
+        // iteration that failed (`iteration 3/10: status == 200 (actual 500)`).
+        if let Some(reason) = &self.reason {
             lines.push(format!("  {reason}"));
         }
         lines

@@ -367,6 +367,7 @@ fn alertname(event: &Event) -> &'static str {
     match kind {
         "probe_silent" => "PostflightProbeSilent",
         "deploy_regressed" | "deploy_passed" => "PostflightDeployRegressed",
+        "version_drift" => "PostflightVersionDrift",
         _ => "PostflightCheckFailing",
     }
 }

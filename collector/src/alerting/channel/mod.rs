@@ -63,6 +63,7 @@ impl Notification {
             EventKind::Resolved => "incidents resolved",
             EventKind::DeployRegressed => "deploys regressed",
             EventKind::DeployPassed => "deploys passed",
+            EventKind::VersionDrift => "version drifts",
             EventKind::Incident => "incidents",
         };
         format!(
@@ -77,7 +78,10 @@ impl Notification {
 /// `firing` or `resolved`: the state an event reports.
 pub fn status(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed => "firing",
+        EventKind::Incident
+        | EventKind::ProbeSilent
+        | EventKind::DeployRegressed
+        | EventKind::VersionDrift => "firing",
         EventKind::Resolved | EventKind::DeployPassed => "resolved",
     }
 }
@@ -85,7 +89,7 @@ pub fn status(kind: EventKind) -> &'static str {
 /// The tag in titles: FIRING, RESOLVED, REGRESSED, PASSED.
 pub fn status_tag(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent => "FIRING",
+        EventKind::Incident | EventKind::ProbeSilent | EventKind::VersionDrift => "FIRING",
         EventKind::Resolved => "RESOLVED",
         EventKind::DeployRegressed => "REGRESSED",
         EventKind::DeployPassed => "PASSED",

@@ -676,7 +676,9 @@ async fn gate(
         eprintln!("{}", waiting_line(&first, timeout));
     }
     let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
-    print_or_json(json, outcome.deploy(), || render(&outcome, timeout, dry_run));
+    print_or_json(json, outcome.deploy(), || {
+        render(&outcome, timeout, dry_run)
+    });
     Ok(outcome.exit_code(dry_run))
 }
 

@@ -89,9 +89,7 @@ pub fn quantile_sample(mut values: Vec<u64>, max: usize) -> Vec<u64> {
         return values;
     }
     let last = values.len() - 1;
-    (0..max)
-        .map(|i| values[i * last / (max - 1)])
-        .collect()
+    (0..max).map(|i| values[i * last / (max - 1)]).collect()
 }
 
 impl CheckBaseline {

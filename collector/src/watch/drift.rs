@@ -134,17 +134,29 @@ impl DriftWatch {
     }
 }
 
-fn drift_event(key: &Key, probe: &str, established: &Established, drifting: &Drifting, now_ms: i64) -> Event {
+fn drift_event(
+    key: &Key,
+    probe: &str,
+    established: &Established,
+    drifting: &Drifting,
+    now_ms: i64,
+) -> Event {
     let (service, env) = key;
     let place = env.as_ref().map(|e| format!(" in {e}")).unwrap_or_default();
     let lasted = Duration::from_millis((now_ms - drifting.since_ms).max(0) as u64 / 1000 * 1000);
     let mut fields = std::collections::BTreeMap::new();
-    fields.insert(crate::alerting::field::PROBES.to_string(), probe.to_string());
+    fields.insert(
+        crate::alerting::field::PROBES.to_string(),
+        probe.to_string(),
+    );
     fields.insert("version".into(), drifting.version.clone());
     fields.insert("deployed_version".into(), established.version.clone());
     fields.insert("deploy_id".into(), established.deploy_id.clone());
     Event {
-        id: format!("drift-{}-{probe}-{}", established.deploy_id, drifting.since_ms),
+        id: format!(
+            "drift-{}-{probe}-{}",
+            established.deploy_id, drifting.since_ms
+        ),
         kind: EventKind::VersionDrift,
         severity: Severity::Warning,
         service: service.clone(),
@@ -210,8 +222,16 @@ mod tests {
         let drift = DriftWatch::new(Duration::from_secs(120));
         let lookup = |_: &str, env: Option<&str>| if env == Some("prod") { passed() } else { None };
         let at = |ms| vec![version(ms, "1.4.1")];
-        assert!(drift.observe("blue", Some("prod"), &at(0), 0, lookup).is_empty());
-        assert!(drift.observe("blue", Some("prod"), &at(119_000), 119_000, lookup).is_empty());
+        assert!(
+            drift
+                .observe("blue", Some("prod"), &at(0), 0, lookup)
+                .is_empty()
+        );
+        assert!(
+            drift
+                .observe("blue", Some("prod"), &at(119_000), 119_000, lookup)
+                .is_empty()
+        );
         let events = drift.observe("blue", Some("prod"), &at(120_000), 120_000, lookup);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::VersionDrift);
@@ -220,11 +240,26 @@ mod tests {
             "recall-api in prod: blue reports 1.4.1 instead of 1.4.2 (passed in d-3)"
         );
         assert_eq!(events[0].fields["deployed_version"], "1.4.2");
-        assert!(drift.observe("blue", Some("prod"), &at(200_000), 200_000, lookup).is_empty());
+        assert!(
+            drift
+                .observe("blue", Some("prod"), &at(200_000), 200_000, lookup)
+                .is_empty()
+        );
         // Back on the passed version, then drifting again: a new event.
-        drift.observe("blue", Some("prod"), &[version(210_000, "v1.4.2")], 210_000, lookup);
+        drift.observe(
+            "blue",
+            Some("prod"),
+            &[version(210_000, "v1.4.2")],
+            210_000,
+            lookup,
+        );
         drift.observe("blue", Some("prod"), &at(220_000), 220_000, lookup);
-        assert_eq!(drift.observe("blue", Some("prod"), &at(340_000), 340_000, lookup).len(), 1);
+        assert_eq!(
+            drift
+                .observe("blue", Some("prod"), &at(340_000), 340_000, lookup)
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -245,6 +280,10 @@ mod tests {
         // A deploy without an environment covers every probe.
         assert_eq!(events.len(), 1);
         drift.set("recall-api", None, None);
-        assert!(drift.observe("green", Some("prod"), &[version(6, "1.0")], 6, lookup).is_empty());
+        assert!(
+            drift
+                .observe("green", Some("prod"), &[version(6, "1.0")], 6, lookup)
+                .is_empty()
+        );
     }
 }

@@ -29,9 +29,7 @@ use postflight_probe::units::format_duration;
 
 use crate::timefmt::rfc3339;
 use crate::watch::baseline::{Baseline, CheckBaseline};
-use crate::watch::explain::{
-    Comparison, Explanation, Rule, RuleCheck, RuleOutcome, Side,
-};
+use crate::watch::explain::{Comparison, Explanation, Rule, RuleCheck, RuleOutcome, Side};
 use crate::watch::judge::{Stage, statistical_rules};
 use crate::watch::stats::{PassCount, always_passes};
 use crate::watch::window::{CheckWindow, FailureSample, WindowObservations};
@@ -312,9 +310,11 @@ pub fn judge(
             .filter_map(|r| statistical_evidence(r, window)),
     );
     judgement.rules.extend(rows);
-    judgement
-        .rules
-        .sort_by(|a, b| a.check.cmp(&b.check).then(rule_order(a.rule).cmp(&rule_order(b.rule))));
+    judgement.rules.sort_by(|a, b| {
+        a.check
+            .cmp(&b.check)
+            .then(rule_order(a.rule).cmp(&rule_order(b.rule)))
+    });
     judgement
 }
 
@@ -371,14 +371,23 @@ pub fn silent_probe(last_heard_ms: BTreeMap<String, i64>, now_ms: i64) -> Option
     let described: Vec<String> = last_heard_ms
         .iter()
         .map(|(probe, at)| {
-            let quiet = Duration::from_millis(now_ms.saturating_sub(*at).max(0) as u64 / 1000 * 1000);
-            format!("{probe} silent for {} (since {})", format_duration(quiet), rfc3339(*at))
+            let quiet =
+                Duration::from_millis(now_ms.saturating_sub(*at).max(0) as u64 / 1000 * 1000);
+            format!(
+                "{probe} silent for {} (since {})",
+                format_duration(quiet),
+                rfc3339(*at)
+            )
         })
         .collect();
     let summary = format!(
         "{}; {} in the baseline",
         described.join(", "),
-        if last_heard_ms.len() == 1 { "it reported" } else { "they reported" }
+        if last_heard_ms.len() == 1 {
+            "it reported"
+        } else {
+            "they reported"
+        }
     );
     Some(Evidence {
         check: String::new(),
@@ -602,7 +611,11 @@ fn stale_version(
         .versions
         .iter()
         .map(|(probe, seen)| {
-            format!("{probe} reports {} at {}", seen.version, rfc3339(seen.at_ms))
+            format!(
+                "{probe} reports {} at {}",
+                seen.version,
+                rfc3339(seen.at_ms)
+            )
         })
         .collect();
     Some(Evidence {
@@ -762,9 +775,9 @@ mod tests {
         };
         let found = regressions(&baseline, &window, subject(), &lenient);
         assert!(
-            found[0]
-                .summary
-                .starts_with("readyz latency p95 40ms vs 10ms in the baseline (4.0x (+30ms), 30 results, p="),
+            found[0].summary.starts_with(
+                "readyz latency p95 40ms vs 10ms in the baseline (4.0x (+30ms), 30 results, p="
+            ),
             "{}",
             found[0].summary
         );
@@ -782,7 +795,13 @@ mod tests {
         );
         assert!(regressions(&short, &window, subject(), &Thresholds::default()).is_empty());
         let long = baseline_with("readyz", 44, 0, true);
-        let judged = judge(&long, &window, subject(), &Thresholds::default(), Stage::End);
+        let judged = judge(
+            &long,
+            &window,
+            subject(),
+            &Thresholds::default(),
+            Stage::End,
+        );
         assert_eq!(judged.evidence.len(), 1);
         let hard = judged
             .rules
@@ -796,13 +815,26 @@ mod tests {
     #[test]
     fn stale_version_evidence_lists_each_probe_as_it_reported() {
         let mut window = WindowObservations::default();
-        let mut version = result("version", CheckKind::Http, DEPLOYED + 200_000, Outcome::Pass);
+        let mut version = result(
+            "version",
+            CheckKind::Http,
+            DEPLOYED + 200_000,
+            Outcome::Pass,
+        );
         version.facts.version = Some("1.0.0".into());
         window.record("r-1", &version);
         version.facts.version = Some("v1.4.2".into());
         window.record("r-2", &version);
-        let found = regressions(&Baseline::default(), &window, subject(), &Thresholds::default());
-        assert_eq!(found[0].summary, "r-1 reports 1.0.0, expected 1.4.2 (2m rollout grace over)");
+        let found = regressions(
+            &Baseline::default(),
+            &window,
+            subject(),
+            &Thresholds::default(),
+        );
+        assert_eq!(
+            found[0].summary,
+            "r-1 reports 1.0.0, expected 1.4.2 (2m rollout grace over)"
+        );
         assert_eq!(
             found[0].details,
             vec![

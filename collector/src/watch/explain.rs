@@ -183,8 +183,8 @@ impl Explanation {
 
     fn table(&self) -> Vec<String> {
         let header = [
-            "check", "rule", "vs", "base n", "pass", "p95", "win n", "pass", "p95", "effect",
-            "p", "result",
+            "check", "rule", "vs", "base n", "pass", "p95", "win n", "pass", "p95", "effect", "p",
+            "result",
         ];
         let rows: Vec<[String; 12]> = self.checks.iter().map(row).collect();
         let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

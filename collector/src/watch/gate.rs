@@ -227,7 +227,11 @@ pub fn render(outcome: &GateOutcome, timeout: Duration, dry_run: bool) -> String
     }
     let real = outcome.exit_code(false);
     if (dry_run || deploy.dry_run) && real != EXIT_PASSED {
-        let why = if dry_run { "--dry-run" } else { "advisory deploy" };
+        let why = if dry_run {
+            "--dry-run"
+        } else {
+            "advisory deploy"
+        };
         out.push_str(&format!(
             "  dry run ({why}): exit 0 instead of {real}; the verdict is recorded as {}\n",
             deploy.verdict

@@ -136,7 +136,13 @@ pub fn statistical_rules(
 }
 
 /// The note of a rule that lacks results, or `None` when both sides have enough.
-fn lacking(check: &str, other: u64, now: u64, needed: u64, comparison: Comparison) -> Option<String> {
+fn lacking(
+    check: &str,
+    other: u64,
+    now: u64,
+    needed: u64,
+    comparison: Comparison,
+) -> Option<String> {
     if now < needed {
         return Some(format!(
             "needs {} more results of {check} (has {now})",
@@ -246,7 +252,8 @@ fn latency(
         milliseconds(now.p95_us.abs_diff(other.p95_us) as f64 / 1000.0)
     );
     row.p_value = Some(p);
-    let large = factor >= thresholds.latency_factor && increase >= thresholds.latency_min_increase_us;
+    let large =
+        factor >= thresholds.latency_factor && increase >= thresholds.latency_min_increase_us;
     row.outcome = if p < alpha && large {
         RuleOutcome::Regressed
     } else {
@@ -278,7 +285,11 @@ pub fn sample_warnings(baseline: &Baseline, window_ms: i64, min_samples: u64) ->
         let expected = (window_ms / interval_ms) as u64 * probes;
         if expected < min_samples {
             let needed_ms = (min_samples.div_ceil(probes) as i64).saturating_mul(interval_ms);
-            short.push((format!("{name} ({probes} probes every {})", span_text(interval_ms)), expected, needed_ms));
+            short.push((
+                format!("{name} ({probes} probes every {})", span_text(interval_ms)),
+                expected,
+                needed_ms,
+            ));
         }
     }
     if short.is_empty() {
@@ -291,7 +302,11 @@ pub fn sample_warnings(baseline: &Baseline, window_ms: i64, min_samples: u64) ->
         .map(|(name, expected, _)| format!("about {expected} results of {name}"))
         .collect();
     let more = short.len().saturating_sub(5);
-    let more = if more > 0 { format!(" and {more} more checks") } else { String::new() };
+    let more = if more > 0 {
+        format!(" and {more} more checks")
+    } else {
+        String::new()
+    };
     vec![format!(
         "the {} window gives {}{more}, fewer than min_samples {min_samples}: the pass-rate and \
          latency rules cannot decide and a clean window ends inconclusive; a window of at least \
@@ -330,7 +345,9 @@ pub fn summary(row: &RuleCheck) -> String {
             "{} latency p95 {} vs {} in {versus} ({}, {} results, p={p})",
             row.check,
             row.window.p95_ms.map_or_else(|| "-".into(), duration_text),
-            row.baseline.p95_ms.map_or_else(|| "-".into(), duration_text),
+            row.baseline
+                .p95_ms
+                .map_or_else(|| "-".into(), duration_text),
             row.effect_text,
             row.window.results,
         ),
@@ -338,7 +355,9 @@ pub fn summary(row: &RuleCheck) -> String {
 }
 
 fn duration_text(ms: f64) -> String {
-    format_duration(std::time::Duration::from_micros((ms * 1000.0).max(0.0) as u64))
+    format_duration(std::time::Duration::from_micros(
+        (ms * 1000.0).max(0.0) as u64
+    ))
 }
 
 #[cfg(test)]
@@ -390,7 +409,11 @@ mod tests {
 
     fn add(window: &mut WindowObservations, cohort: Cohort, pass: u64, fail: u64, us: u64) {
         for i in 0..pass + fail {
-            let outcome = if i < pass { Outcome::Pass } else { Outcome::Fail };
+            let outcome = if i < pass {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            };
             window.record_as("web-2", &result(outcome, us + i % 7), cohort);
         }
     }
@@ -496,7 +519,9 @@ mod tests {
             Stage::End,
         );
         assert_eq!(
-            rule(&short, Rule::Latency, Comparison::Baseline).note.as_deref(),
+            rule(&short, Rule::Latency, Comparison::Baseline)
+                .note
+                .as_deref(),
             Some("the baseline has 5 results of search, needs 20: lengthen --baseline")
         );
     }
@@ -527,7 +552,9 @@ mod tests {
     fn a_window_too_short_for_min_samples_is_warned_about_up_front() {
         let mut short = baseline(240, 0, 20_000);
         let readyz = short.checks.get_mut("search").unwrap();
-        readyz.probes.insert("web-2".into(), readyz.probes["web-1"].clone());
+        readyz
+            .probes
+            .insert("web-2".into(), readyz.probes["web-1"].clone());
         // 2 probes, 480 results over 2h: each probe every 30s.
         readyz.span_ms = Some((0, 7_200_000 - 30_000 * 2 / 2));
         let warnings = sample_warnings(&short, 60_000, 20);

@@ -44,7 +44,11 @@ pub struct RuleTally {
 pub fn rule_tally(deploys: &[Deploy]) -> BTreeMap<String, RuleTally> {
     let mut tally: BTreeMap<String, RuleTally> = BTreeMap::new();
     for deploy in deploys {
-        let mut rules: Vec<&str> = deploy.evidence.iter().map(|e| e.finding.condition()).collect();
+        let mut rules: Vec<&str> = deploy
+            .evidence
+            .iter()
+            .map(|e| e.finding.condition())
+            .collect();
         rules.sort_unstable();
         rules.dedup();
         for rule in rules {
@@ -156,8 +160,20 @@ mod tests {
             }),
         ];
         let tally = rule_tally(&[advisory, real]);
-        assert_eq!(tally["failing_check"], RuleTally { fired: 2, dry_run: 1 });
-        assert_eq!(tally["silent_probe"], RuleTally { fired: 1, dry_run: 0 });
+        assert_eq!(
+            tally["failing_check"],
+            RuleTally {
+                fired: 2,
+                dry_run: 1
+            }
+        );
+        assert_eq!(
+            tally["silent_probe"],
+            RuleTally {
+                fired: 1,
+                dry_run: 0
+            }
+        );
         assert_eq!(tally.len(), 2);
     }
 

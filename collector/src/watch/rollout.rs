@@ -64,16 +64,18 @@ impl SilenceThreshold for HeartbeatSilence {
             .intervals_ms
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        intervals
-            .get(probe)
-            .map_or(FALLBACK_SILENCE_AFTER, |ms| {
-                Duration::from_millis(ms.saturating_mul(3))
-            })
+        intervals.get(probe).map_or(FALLBACK_SILENCE_AFTER, |ms| {
+            Duration::from_millis(ms.saturating_mul(3))
+        })
     }
 }
 
 /// Each probe's last version, window first, sorted by probe.
-pub fn versions(baseline: &Baseline, window: &WindowObservations, deployed: &str) -> Vec<ProbeVersion> {
+pub fn versions(
+    baseline: &Baseline,
+    window: &WindowObservations,
+    deployed: &str,
+) -> Vec<ProbeVersion> {
     let mut seen: BTreeMap<&str, ProbeVersion> = BTreeMap::new();
     for (probe, version) in &baseline.versions {
         seen.insert(
@@ -119,7 +121,11 @@ pub fn incomplete_rollout(
             .at_ms
             .map(|at| format!(" at {}", rfc3339(at)))
             .unwrap_or_default();
-        let place = if seen.in_window { "" } else { " (before the deploy)" };
+        let place = if seen.in_window {
+            ""
+        } else {
+            " (before the deploy)"
+        };
         format!("{} last reported {}{when}{place}", seen.probe, seen.version)
     };
     let grace = format_duration(Duration::from_millis(grace_ms.max(0) as u64));
@@ -217,7 +223,10 @@ mod tests {
         );
         seen(&mut window, "r-2", "v1.0.1", 40_000);
         seen(&mut window, "r-1", "1.0.1", 50_000);
-        assert_eq!(incomplete_rollout(&baseline, &window, "1.0.1", 120_000), None);
+        assert_eq!(
+            incomplete_rollout(&baseline, &window, "1.0.1", 120_000),
+            None
+        );
         let table = versions(&baseline, &window, "1.0.1");
         assert_eq!(table[1].version, "v1.0.1", "exactly as stored");
         assert!(table[1].deployed);
@@ -245,7 +254,10 @@ mod tests {
         window.heard_from("green", 11_000);
         assert!(silent_probes(&baseline, &window, 9_000, 13_000, &silence).is_empty());
         let silent = silent_probes(&baseline, &window, 9_000, 13_500, &silence);
-        assert_eq!(silent.into_iter().collect::<Vec<_>>(), vec![("blue".to_string(), 10_000)]);
+        assert_eq!(
+            silent.into_iter().collect::<Vec<_>>(),
+            vec![("blue".to_string(), 10_000)]
+        );
         assert_eq!(
             HeartbeatSilence::default().silent_after("unknown"),
             FALLBACK_SILENCE_AFTER

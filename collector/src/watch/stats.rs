@@ -69,7 +69,9 @@ pub fn always_passes(baseline: PassCount, floor: f64) -> f64 {
     match baseline.passed {
         0 => 1.0,
         // P(X >= passed) = P(X > passed - 1).
-        passed => binomial.sf(passed.min(baseline.results) - 1).clamp(0.0, 1.0),
+        passed => binomial
+            .sf(passed.min(baseline.results) - 1)
+            .clamp(0.0, 1.0),
     }
 }
 

@@ -14,7 +14,7 @@ use sled::transaction::{
     ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
 };
 
-use postflight_probe::report::ReportBatch;
+use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
 use crate::app::IngestListener;
@@ -172,10 +172,7 @@ impl Watcher {
             active.insert(number, entry);
         }
         let heartbeats = Arc::new(HeartbeatSilence::default());
-        let silence = config
-            .silence
-            .clone()
-            .unwrap_or_else(|| heartbeats.clone());
+        let silence = config.silence.clone().unwrap_or_else(|| heartbeats.clone());
         Ok(Arc::new(Watcher {
             trees,
             thresholds: Thresholds::from(&config.section),
@@ -437,8 +434,7 @@ impl Watcher {
         {
             let mut active = self.active();
             for entry in active.values_mut() {
-                let Some(due) = fold(entry, batch, probe_env, received_ms, &self.thresholds)
-                else {
+                let Some(due) = fold(entry, batch, probe_env, received_ms, &self.thresholds) else {
                     continue;
                 };
                 entry.dirty = true;
@@ -587,7 +583,9 @@ impl Watcher {
             };
             let ended = now_ms >= entry.deploy.window_ends_at_ms();
             let silent = match self.thresholds.silent_probe {
-                SilentProbe::Regressed => self.silent(entry, now_ms.min(entry.deploy.window_ends_at_ms())),
+                SilentProbe::Regressed => {
+                    self.silent(entry, now_ms.min(entry.deploy.window_ends_at_ms()))
+                }
                 SilentProbe::Inconclusive => None,
             };
             let deploy = if ended {
@@ -617,7 +615,12 @@ impl Watcher {
     }
 
     /// Commit `passed` or `inconclusive` at the end of a window without regressions.
-    fn close(&self, entry: &Active, judgement: Judgement, now_ms: i64) -> Result<Deploy, WatchError> {
+    fn close(
+        &self,
+        entry: &Active,
+        judgement: Judgement,
+        now_ms: i64,
+    ) -> Result<Deploy, WatchError> {
         let mut deploy = entry.deploy.clone();
         deploy.explanation = self.explain(entry, &judgement);
         let (baseline, window) = (&entry.state.baseline, &entry.state.window);
@@ -729,11 +732,13 @@ fn fold(
     window.heard_from(&batch.probe, received_ms.min(to));
     let before = entry.state.baseline.versions.get(&batch.probe);
     let mut touched: Vec<&str> = Vec::new();
-    for result in batch
+    let in_window: Vec<&CheckResult> = batch
         .results
         .iter()
         .filter(|r| r.service == deploy.service && r.started_at_ms >= from && r.started_at_ms < to)
-    {
+        .collect();
+    window.note_versions(&batch.probe, &in_window);
+    for result in in_window {
         let cohort = window.cohort_of(
             &batch.probe,
             result,
@@ -771,7 +776,10 @@ fn replaced_versions(
         replaced.push(("--previous".to_string(), previous.clone()));
     }
     if let Some(last) = last {
-        replaced.push(("the last deployed version".to_string(), last.version.clone()));
+        replaced.push((
+            "the last deployed version".to_string(),
+            last.version.clone(),
+        ));
     }
     for (probe, version) in &baseline.versions {
         replaced.push((format!("the version {probe} reports"), version.clone()));

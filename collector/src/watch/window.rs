@@ -171,6 +171,34 @@ impl WindowObservations {
         }
     }
 
+    /// Remember the versions `probe` reports in `results` before counting them, so the
+    /// results of a batch count for the version the probe reported in it.
+    pub fn note_versions(&mut self, probe: &str, results: &[&CheckResult]) {
+        for result in results {
+            self.note_version(probe, result);
+        }
+    }
+
+    fn note_version(&mut self, probe: &str, result: &CheckResult) {
+        let Some(version) = &result.facts.version else {
+            return;
+        };
+        let newer = self
+            .versions
+            .get(probe)
+            .is_none_or(|seen| seen.at_ms <= result.started_at_ms);
+        if newer {
+            self.versions.insert(
+                probe.to_string(),
+                VersionSeen {
+                    version: version.clone(),
+                    check: result.check.clone(),
+                    at_ms: result.started_at_ms,
+                },
+            );
+        }
+    }
+
     /// Note a batch from `probe` received at `at_ms` (collector time).
     pub fn heard_from(&mut self, probe: &str, at_ms: i64) {
         let last = self.heard.entry(probe.to_string()).or_insert(at_ms);
@@ -220,22 +248,7 @@ impl WindowObservations {
                 missing: result.facts.missing.clone(),
             });
         }
-        if let Some(version) = &result.facts.version {
-            let newer = self
-                .versions
-                .get(probe)
-                .is_none_or(|seen| seen.at_ms <= result.started_at_ms);
-            if newer {
-                self.versions.insert(
-                    probe.to_string(),
-                    VersionSeen {
-                        version: version.clone(),
-                        check: result.check.clone(),
-                        at_ms: result.started_at_ms,
-                    },
-                );
-            }
-        }
+        self.note_version(probe, result);
     }
 
     /// Probes that reported anything.
@@ -252,12 +265,19 @@ impl CheckWindow {
     /// that, four times… (at most `max_looks`); true when one is due now.
     pub fn look_due(&mut self, min_samples: u64, max_looks: u32) -> bool {
         let results = self.deployed.results();
-        let next = min_samples.max(1).checked_shl(self.looks).unwrap_or(u64::MAX);
+        let next = min_samples
+            .max(1)
+            .checked_shl(self.looks)
+            .unwrap_or(u64::MAX);
         if self.looks >= max_looks || results < next {
             return false;
         }
         while self.looks < max_looks
-            && results >= min_samples.max(1).checked_shl(self.looks).unwrap_or(u64::MAX)
+            && results
+                >= min_samples
+                    .max(1)
+                    .checked_shl(self.looks)
+                    .unwrap_or(u64::MAX)
         {
             self.looks += 1;
         }

@@ -16,10 +16,19 @@
 //! Both need `min_samples` results on each side; without them a rule says how many are
 //! missing and the window cannot pass. α = 1 − `confidence` is spent with Bonferroni so
 //! that an unchanged service regresses on a check's rule with a probability of at most
-//! 1 − `confidence`, however often the rules are evaluated: half of it at the window's
-//! end, the other half over at most [`MAX_LOOKS`] looks during the window (when the
-//! window side reaches `min_samples`, twice that, four times…), each share divided by
-//! the comparisons made.
+//! 1 − `confidence`, however often the rules are evaluated: 80% of it at the window's
+//! end, the other [`LOOKS_SHARE`] over at most [`MAX_LOOKS`] looks during the window
+//! (when the window side reaches `min_samples`, twice that, four times…), each share
+//! divided by the comparisons made. Looks let a clear regression be decided early;
+//! their small share keeps the power at the window's end.
+//!
+//! What that buys, measured by `tests/judge.rs` (1,000 simulated deploys each, 30
+//! results per side): an unchanged 90% check regresses in well under 1% of deploys; a
+//! doubled latency is detected in about 98%; a drop from 90% to 40% in about 97%. No
+//! test at the 1% level can reach 99% there: the difference of the two pass rates has a
+//! standard error of 0.105 at that size, so even the normal approximation's test
+//! detects only about 98%. With 45 results per side (15 minutes of 3 probes checking
+//! every minute) the judge detects it in over 99%.
 
 use postflight_probe::units::format_duration;
 
@@ -33,6 +42,8 @@ use crate::watch::window::{CheckWindow, Figures, WindowObservations};
 
 /// Looks per check during a window, at most.
 pub const MAX_LOOKS: u32 = 10;
+/// The share of α spent on the looks during the window (the rest is the window end's).
+pub const LOOKS_SHARE: f64 = 0.2;
 
 /// When the judge runs.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +59,8 @@ impl Stage<'_> {
     fn alpha(&self, thresholds: &Thresholds) -> f64 {
         let alpha = thresholds.alpha();
         match self {
-            Stage::Looks(_) => alpha / (2.0 * f64::from(MAX_LOOKS)),
-            Stage::End => alpha / 2.0,
+            Stage::Looks(_) => alpha * LOOKS_SHARE / f64::from(MAX_LOOKS),
+            Stage::End => alpha * (1.0 - LOOKS_SHARE),
         }
     }
 

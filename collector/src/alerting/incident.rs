@@ -542,6 +542,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_failing_iteration_stays_next_to_the_conditions() {
+        let mut flaky = series("web-1", "1.4.2");
+        flaky.reason = Some("iteration 3/10: status == 200 (actual 500)".into());
+        flaky.failing[0].actual = "500".into();
+        let lines = ProbeFailure::from_series(&flaky).describe();
+        assert_eq!(
+            lines[1..],
+            [
+                "  status == 200: expected == 200, actual 500".to_string(),
+                "  iteration 3/10: status == 200 (actual 500)".to_string(),
+            ]
+        );
+    }
+
     fn view(down: Vec<SeriesState>, total: usize) -> CheckView {
         CheckView {
             key: CheckKey {

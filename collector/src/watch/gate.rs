@@ -66,6 +66,11 @@ impl GateOutcome {
         if dry_run || self.deploy().dry_run {
             return EXIT_PASSED;
         }
+        self.verdict_exit_code()
+    }
+
+    /// The exit code the verdict itself calls for.
+    pub fn verdict_exit_code(&self) -> i32 {
         match self {
             GateOutcome::Decided(deploy) => match deploy.verdict {
                 Verdict::Passed => EXIT_PASSED,
@@ -225,7 +230,7 @@ pub fn render(outcome: &GateOutcome, timeout: Duration, dry_run: bool) -> String
     for warning in &deploy.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
     }
-    let real = outcome.exit_code(false);
+    let real = outcome.verdict_exit_code();
     if (dry_run || deploy.dry_run) && real != EXIT_PASSED {
         let why = if dry_run {
             "--dry-run"

@@ -106,6 +106,7 @@ pub fn not_increasing_warning(new: &str, replaces: &[(String, String)]) -> Optio
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

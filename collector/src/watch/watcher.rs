@@ -472,7 +472,7 @@ impl Watcher {
         let lookup = |service: &str, env: Option<&str>| -> Option<Established> {
             let deploys = self.trees.for_service(service).ok()?;
             let latest = deploys.into_iter().find(|d| d.env.as_deref() == env)?;
-            (latest.verdict == Verdict::Passed).then(|| Established {
+            (latest.verdict == Verdict::Passed).then_some(Established {
                 deploy_id: latest.id,
                 version: latest.version,
             })

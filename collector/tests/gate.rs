@@ -94,21 +94,26 @@ impl Server {
 
     /// `postflight deploy …` and the id it printed.
     async fn deploy(&self, version: &str, window: &str) -> String {
-        let out = self
-            .cli(&[
-                "deploy",
-                "--service",
-                "recall-api",
-                "--env",
-                "prod",
-                "--version",
-                version,
-                "--window",
-                window,
-                "--by",
-                "ci",
-            ])
-            .await;
+        self.deploy_with(version, window, &[]).await
+    }
+
+    /// `postflight deploy …` with `extra` arguments, and the id it printed.
+    async fn deploy_with(&self, version: &str, window: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "deploy",
+            "--service",
+            "recall-api",
+            "--env",
+            "prod",
+            "--version",
+            version,
+            "--window",
+            window,
+            "--by",
+            "ci",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args).await;
         assert_eq!(out.code, 0, "{}", out.stderr);
         let id = out.stdout.trim().to_string();
         assert!(id.starts_with("d-"), "{id}");
@@ -232,22 +237,7 @@ async fn gate_dry_run_prints_and_keeps_the_real_verdict_but_exits_0() {
 async fn an_advisory_deploy_exits_0_and_is_marked_in_the_ledger() {
     let server = serve("").await;
     server.healthy_baseline().await;
-    let out = server
-        .cli(&[
-            "deploy",
-            "--service",
-            "recall-api",
-            "--env",
-            "prod",
-            "--version",
-            "1.4.2",
-            "--window",
-            "10m",
-            "--dry-run",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let id = out.stdout.trim().to_string();
+    let id = server.deploy_with("1.4.2", "10m", &["--dry-run"]).await;
     server.report(vec![readyz(now_ms(), 503)]).await;
     let gate = server.gate(&id).await;
     assert_eq!(gate.code, 0, "{}\n{}", gate.stdout, gate.stderr);

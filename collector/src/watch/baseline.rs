@@ -50,6 +50,9 @@ pub struct ProbeBaseline {
     /// Whether the last run(s) before the deploy passed, when known.
     #[serde(default)]
     pub last_passed: Option<bool>,
+    /// When its last result in the period started, unix ms, when known.
+    #[serde(default)]
+    pub last_at_ms: Option<i64>,
 }
 
 impl ProbeBaseline {
@@ -183,6 +186,19 @@ impl Baseline {
         probes
     }
 
+    /// When each probe's newest result in the period started (probes without a known
+    /// time are left out).
+    pub fn probes_last_seen(&self) -> BTreeMap<&str, i64> {
+        let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+        for (probe, figures) in self.checks.values().flat_map(|c| &c.probes) {
+            if let Some(at) = figures.last_at_ms {
+                let seen = last.entry(probe).or_insert(at);
+                *seen = (*seen).max(at);
+            }
+        }
+        last
+    }
+
     /// Remember that `probe` reported `version` at `at_ms` (the newest report wins).
     pub fn saw_version(&mut self, probe: &str, version: &str, at_ms: i64) {
         let newer = self
@@ -302,6 +318,7 @@ pub fn baseline_from_history(
         probe.pass += point.pass;
         probe.fail += point.fail;
         probe.error += point.error;
+        probe.last_at_ms = probe.last_at_ms.max(Some(point.time_ms));
         check.latency_samples += point.pass + point.fail + point.error;
         check.saw_at(point.time_ms);
         latencies

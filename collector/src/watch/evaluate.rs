@@ -671,6 +671,7 @@ mod tests {
                 fail,
                 error: 0,
                 last_passed: Some(last_passed),
+                last_at_ms: None,
             },
         );
         figures.latency_p95_us = 20_000;

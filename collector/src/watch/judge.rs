@@ -404,6 +404,7 @@ mod tests {
                 fail,
                 error: 0,
                 last_passed: Some(true),
+                last_at_ms: None,
             },
         );
         check.latency_sample_us = (0..pass + fail).map(|i| latency_us + i % 7).collect();

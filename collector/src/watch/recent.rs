@@ -159,6 +159,7 @@ impl BaselineSource for RecentResults {
                 }
             }
             figures.last_passed = Some(last.outcome.is_pass());
+            figures.last_at_ms = Some(last.at_ms);
             if let (Some(first), Some(check_figures)) =
                 (in_period.first(), baseline.checks.get_mut(check))
             {

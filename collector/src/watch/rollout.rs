@@ -153,7 +153,9 @@ pub fn incomplete_rollout(
 }
 
 /// Baseline probes silent in the window at `now_ms`: probe -> when it was last heard
-/// from (the deploy's time when not at all during the window).
+/// from (the deploy's time when not at all during the window). A probe already silent
+/// when the deploy started (its last baseline result older than its threshold) did not
+/// go silent in the window and is left out.
 pub fn silent_probes(
     baseline: &Baseline,
     window: &WindowObservations,
@@ -161,9 +163,16 @@ pub fn silent_probes(
     now_ms: i64,
     threshold: &dyn SilenceThreshold,
 ) -> BTreeMap<String, i64> {
+    let last_seen = baseline.probes_last_seen();
     baseline
         .probes()
         .into_iter()
+        .filter(|probe| {
+            let after = threshold.silent_after(probe).as_millis() as i64;
+            last_seen
+                .get(probe)
+                .is_none_or(|at| deployed_at_ms.saturating_sub(*at) <= after)
+        })
         .filter_map(|probe| {
             let last = window
                 .heard
@@ -262,5 +271,24 @@ mod tests {
             HeartbeatSilence::default().silent_after("unknown"),
             FALLBACK_SILENCE_AFTER
         );
+    }
+
+    #[test]
+    fn a_probe_already_silent_before_the_deploy_did_not_go_silent_in_the_window() {
+        let mut baseline = baseline_on(&[("retired", "1"), ("live", "1")]);
+        let probes = &mut baseline.checks.get_mut("version").unwrap().probes;
+        probes.get_mut("retired").unwrap().last_at_ms = Some(1_000);
+        probes.get_mut("live").unwrap().last_at_ms = Some(59_000);
+        let silence = HeartbeatSilence::default();
+        silence.heard("retired", 1_000);
+        silence.heard("live", 1_000);
+        let silent = silent_probes(
+            &baseline,
+            &WindowObservations::default(),
+            60_000,
+            64_000,
+            &silence,
+        );
+        assert_eq!(silent.keys().collect::<Vec<_>>(), vec!["live"]);
     }
 }

@@ -143,7 +143,8 @@ fn drift_event(
 ) -> Event {
     let (service, env) = key;
     let place = env.as_ref().map(|e| format!(" in {e}")).unwrap_or_default();
-    let lasted = Duration::from_millis((now_ms - drifting.since_ms).max(0) as u64 / 1000 * 1000);
+    let lasted =
+        Duration::from_millis(now_ms.saturating_sub(drifting.since_ms).max(0) as u64 / 1000 * 1000);
     let mut fields = std::collections::BTreeMap::new();
     fields.insert(
         crate::alerting::field::PROBES.to_string(),

@@ -95,7 +95,7 @@ async fn status(
     headers: HeaderMap,
     Query(params): Query<StatusParams>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let series = read_store(move || store.status(params.service.as_deref())).await?;
     Ok(Json(StatusResponse {
@@ -191,7 +191,7 @@ async fn history(
     Path(service): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     let from_ms = parse_time(params.from.as_deref(), now, now - 3_600_000, "from")?;
     let to_ms = parse_time(params.to.as_deref(), now, now, "to")?;
@@ -234,7 +234,7 @@ async fn versions(
     headers: HeaderMap,
     Path(service): Path<String>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let wanted = service.clone();
     let versions = read_store(move || store.versions(&wanted)).await?;
@@ -253,7 +253,7 @@ async fn probes(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<ProbesResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let probes = read_store(move || store.probes()).await?;
     Ok(Json(ProbesResponse {

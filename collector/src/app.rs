@@ -18,6 +18,7 @@ use crate::alerting::Alerting;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::reload::Live;
 use crate::store::{IngestOutcome, Store, StoreError, WriteError};
 
 /// Something that reacts to every newly stored batch (incident evaluation, deploy watch).
@@ -33,7 +34,8 @@ pub trait IngestListener: Send + Sync {
 pub struct AppState {
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
-    pub auth: Arc<Auth>,
+    /// Tokens in force (replaced on reload).
+    pub auth: Arc<Live<Auth>>,
     pub metrics: Metrics,
     /// Largest accepted report body, bytes.
     pub max_body: usize,
@@ -41,10 +43,10 @@ pub struct AppState {
     pub max_batches_per_request: usize,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
-    /// Reactions to stored batches.
-    pub listeners: Arc<Vec<Arc<dyn IngestListener>>>,
-    /// Incidents, silences and notifications.
-    pub alerting: Arc<Alerting>,
+    /// Reactions to stored batches (replaced on reload).
+    pub listeners: Arc<Live<Vec<Arc<dyn IngestListener>>>>,
+    /// Incidents, silences and notifications (replaced on reload).
+    pub alerting: Arc<Live<Alerting>>,
 }
 
 /// What a write does when the storage writer's queue is full.
@@ -72,6 +74,8 @@ impl AppState {
         let store = self.store.clone();
         let listeners = self.listeners.clone();
         let work = move || {
+            // Taken on the writer: a reload swaps listeners with writes paused.
+            let listeners = listeners.get();
             let mut outcomes = Vec::with_capacity(batches.len());
             for batch in &batches {
                 let outcome = store.apply_report(batch, received_at_ms);
@@ -117,6 +121,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.store.writer().queue_depth();
     state.metrics.series.set(state.store.series_count() as i64);
     state
         .metrics

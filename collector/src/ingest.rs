@@ -99,7 +99,7 @@ async fn receive(
         Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
     };
     if let Some(probe) = probe {
-        state.auth.authorize_report(headers, peer, probe)?;
+        state.auth.get().authorize_report(headers, peer, probe)?;
     }
     let received_at = state.clock.now_ms();
     match received {

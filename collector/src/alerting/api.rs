@@ -75,8 +75,8 @@ pub struct SilencesParams {
     pub all: bool,
 }
 
-fn alerting(state: &AppState) -> &Arc<Alerting> {
-    &state.alerting
+fn alerting(state: &AppState) -> Arc<Alerting> {
+    state.alerting.get()
 }
 
 async fn list_incidents(
@@ -85,7 +85,7 @@ async fn list_incidents(
     headers: HeaderMap,
     Query(params): Query<IncidentsParams>,
 ) -> Result<Json<IncidentsResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let filter = IncidentFilter {
         state: match params.state.as_deref() {
             None | Some("") | Some("all") => None,
@@ -100,7 +100,7 @@ async fn list_incidents(
         service: params.service.filter(|s| !s.is_empty()),
         limit: params.limit.unwrap_or(50).min(1000),
     };
-    let alerting = alerting(&state).clone();
+    let alerting = alerting(&state);
     let incidents = crate::api::read_store(move || alerting.incidents(&filter)).await?;
     Ok(Json(IncidentsResponse {
         now_ms: state.clock.now_ms(),
@@ -114,13 +114,13 @@ async fn show_incident(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "incident id {id:?} is not a number (see GET /api/v1/incidents)"
         ))
     })?;
-    let alerting = alerting(&state).clone();
+    let alerting = alerting(&state);
     let (incident, notifications) = crate::api::read_store(move || alerting.incident(id))
         .await?
         .ok_or_else(|| {
@@ -141,7 +141,7 @@ async fn list_silences(
     headers: HeaderMap,
     Query(params): Query<SilencesParams>,
 ) -> Result<Json<SilencesResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     Ok(Json(SilencesResponse {
         now_ms: now,
@@ -155,11 +155,11 @@ async fn add_silence(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
-    let operator = state.auth.authorize_write(&headers, peer)?;
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
     let now = state.clock.now_ms();
-    let (alerting, by) = (alerting(&state).clone(), operator.clone());
+    let (alerting, by) = (alerting(&state), operator.clone());
     let silence = state
         .store
         .writer()
@@ -177,12 +177,12 @@ async fn expire_silence(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Silence>, ApiError> {
-    let operator = state.auth.authorize_write(&headers, peer)?;
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("silence id {id:?} is not a number")))?;
     let now = state.clock.now_ms();
-    let alerting = alerting(&state).clone();
+    let alerting = alerting(&state);
     let silence = state
         .store
         .writer()

@@ -193,7 +193,7 @@ impl Alerting {
         .context("opening the outbox")?;
         let open_gauge = IntGauge::new("postflight_incidents_open", "Incidents currently open.")
             .context("defining postflight_incidents_open")?;
-        metrics.register(Box::new(open_gauge.clone()));
+        metrics.replace(open_gauge.clone());
         let silences = Silences::open(db, windows).context("opening the silences tree")?;
         let alerting = Alerting {
             public_url: config.server.public_url.clone(),

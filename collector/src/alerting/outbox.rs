@@ -200,7 +200,7 @@ impl Outbox {
             "Notifications waiting in the outbox.",
         )
         .unwrap_or_else(|_| unreachable_metric());
-        metrics.register(Box::new(pending_gauge.clone()));
+        metrics.replace(pending_gauge.clone());
         let db = writer.db();
         let outbox = Outbox {
             writer: writer.clone(),

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::reload::Live;
 use crate::store::Writer;
 use crate::watch::deploy::{Deploy, NewDeploy};
 use crate::watch::ledger::{LastGood, RuleTally, rule_tally};
@@ -26,14 +27,16 @@ use crate::watch::watcher::{WatchError, Watcher};
 /// What the deploy handlers share.
 #[derive(Clone)]
 pub struct DeployApi {
-    pub watcher: Arc<Watcher>,
+    /// The watcher in force (replaced on reload).
+    pub watcher: Arc<Live<Watcher>>,
     /// The storage writer, where creating and cancelling deploys runs.
     pub writer: Writer,
-    pub auth: Arc<Auth>,
+    /// Tokens in force (replaced on reload).
+    pub auth: Arc<Live<Auth>>,
 }
 
 /// The deploy routes, ready to merge into the collector's router.
-pub fn routes<S>(watcher: Arc<Watcher>, writer: Writer, auth: Arc<Auth>) -> Router<S> {
+pub fn routes<S>(watcher: Arc<Live<Watcher>>, writer: Writer, auth: Arc<Live<Auth>>) -> Router<S> {
     Router::new()
         .route("/api/v1/deploys", post(create))
         .route("/api/v1/deploys/{id}", get(show))
@@ -86,13 +89,13 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Deploy>), ApiError> {
-    let operator = api.auth.authorize_write(&headers, peer)?;
+    let operator = api.auth.get().authorize_write(&headers, peer)?;
     let request: NewDeploy = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "malformed deploy: {e}; send {{\"service\": \"...\", \"env\": \"prod\", \"version\": \"1.4.2\"}}"
         ))
     })?;
-    let watcher = api.watcher.clone();
+    let watcher = api.watcher.get();
     let deploy = on_writer(&api.writer, move || watcher.create(request, &operator)).await?;
     Ok((StatusCode::CREATED, Json(deploy)))
 }
@@ -103,8 +106,8 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Deploy>, ApiError> {
-    api.auth.authorize_read(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    api.auth.get().authorize_read(&headers, peer)?;
+    let watcher = api.watcher.get();
     Ok(Json(blocking(move || watcher.get(&id)).await?))
 }
 
@@ -114,8 +117,8 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Deploy>, ApiError> {
-    let operator = api.auth.authorize_write(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    let operator = api.auth.get().authorize_write(&headers, peer)?;
+    let watcher = api.watcher.get();
     Ok(Json(
         on_writer(&api.writer, move || watcher.cancel(&id, &operator)).await?,
     ))
@@ -148,8 +151,8 @@ async fn ledger(
     Path(service): Path<String>,
     Query(params): Query<LedgerParams>,
 ) -> Result<Json<LedgerResponse>, ApiError> {
-    api.auth.authorize_read(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    api.auth.get().authorize_read(&headers, peer)?;
+    let watcher = api.watcher.get();
     let name = service.clone();
     let mut deploys =
         blocking(move || watcher.deploys(&name, params.env.as_deref(), params.version.as_deref()))
@@ -188,8 +191,8 @@ async fn last_good(
     Path(service): Path<String>,
     Query(params): Query<LastGoodParams>,
 ) -> Result<Json<LastGoodResponse>, ApiError> {
-    api.auth.authorize_read(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    api.auth.get().authorize_read(&headers, peer)?;
+    let watcher = api.watcher.get();
     let (name, env) = (service.clone(), params.env.clone());
     let last_good = blocking(move || watcher.last_good(&name, env.as_deref())).await?;
     Ok(Json(LastGoodResponse {

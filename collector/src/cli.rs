@@ -181,6 +181,9 @@ pub enum Command {
         /// Free text, e.g. the change ticket.
         #[arg(long)]
         note: Option<String>,
+        /// Advisory deploy: judged and recorded, but `gate` exits 0 for it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Wait for a deploy's verdict: exit 0 passed, 1 regressed, 2 inconclusive or timed
     /// out, 3 usage or connection error.
@@ -200,6 +203,9 @@ pub enum Command {
         /// Give up after this long (exit 2).
         #[arg(long, default_value = "30m", value_parser = duration_arg)]
         timeout: Duration,
+        /// Print the real verdict (the collector records it) but exit 0.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// A service's deploys: time, version, by, verdict, evidence.
     Deploys {
@@ -443,6 +449,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             version,
             env,
             timeout,
+            dry_run,
         } => {
             let target = match (deploy, service, version) {
                 (Some(id), _, _) => GateTarget::Deploy(id.clone()),
@@ -456,7 +463,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
                     return Ok(EXIT_UNREACHABLE);
                 }
             };
-            gate(cli.json, &client, &target, *timeout).await
+            gate(cli.json, &client, &target, *timeout, *dry_run).await
         }
         Command::Deploys {
             service,
@@ -728,6 +735,7 @@ async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
         baseline,
         by,
         note,
+        dry_run,
     } = &cli.command
     else {
         return Ok(EXIT_UNREACHABLE);
@@ -741,6 +749,7 @@ async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
         baseline: baseline.map(format_duration),
         by: by.clone(),
         note: note.clone(),
+        dry_run: dry_run.then_some(true),
     };
     let created: Deploy = client.post("/api/v1/deploys", &request).await?;
     for warning in &created.warnings {
@@ -755,6 +764,7 @@ async fn gate(
     client: &ApiClient,
     target: &GateTarget,
     timeout: Duration,
+    dry_run: bool,
 ) -> Result<i32, ClientError> {
     let id = resolve(client, target).await?;
     let first: Deploy = client
@@ -764,8 +774,10 @@ async fn gate(
         eprintln!("{}", shown(&redact(&waiting_line(&first, timeout))));
     }
     let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
-    print_or_json(json, outcome.deploy(), || render(&outcome, timeout));
-    Ok(outcome.exit_code())
+    print_or_json(json, outcome.deploy(), || {
+        render(&outcome, timeout, dry_run)
+    });
+    Ok(outcome.exit_code(dry_run))
 }
 
 /// Print JSON when asked, else the table built by `table`; both are redacted
@@ -937,7 +949,10 @@ fn deploys_table(ledger: &LedgerResponse) -> String {
             d.env.clone().unwrap_or_else(|| "-".into()),
             d.version.clone(),
             d.by.clone(),
-            d.verdict.to_string(),
+            match d.dry_run {
+                true => format!("{} (dry run)", d.verdict),
+                false => d.verdict.to_string(),
+            },
             d.summary.clone(),
         ]);
     }
@@ -947,7 +962,14 @@ fn deploys_table(ledger: &LedgerResponse) -> String {
             ledger.service, ledger.service
         );
     }
-    table.render()
+    let mut out = table.render();
+    for (rule, tally) in &ledger.rules {
+        out.push_str(&format!(
+            "{rule} fired in {} deploys ({} dry runs)\n",
+            tally.fired, tally.dry_run
+        ));
+    }
+    out
 }
 
 fn last_good_table(answer: &LastGoodResponse) -> String {

@@ -28,6 +28,8 @@ pub enum EventKind {
     DeployRegressed,
     /// A deploy's watch window ended clean.
     DeployPassed,
+    /// After a deploy passed, a probe reports another version (see `watch::drift`).
+    VersionDrift,
 }
 
 impl EventKind {
@@ -40,6 +42,7 @@ impl EventKind {
             EventKind::ClockSkew => "clock_skew",
             EventKind::DeployRegressed => "deploy_regressed",
             EventKind::DeployPassed => "deploy_passed",
+            EventKind::VersionDrift => "version_drift",
         }
     }
 }

@@ -94,11 +94,12 @@ pub fn build_parts(
     .context("starting alerting")?;
     let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
     let watch_config = WatchConfig {
-        section: loaded.config.watch,
+        section: loaded.config.watch.clone(),
         public_url: loaded.config.server.public_url.clone(),
         history: Some(Arc::new(StoreHistory {
             store: store.clone(),
         })),
+        silence: None,
     };
     let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
         .context("opening the deploy ledger")?;

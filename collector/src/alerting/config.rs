@@ -450,7 +450,8 @@ pub struct RouteMatch {
     /// Severities.
     #[serde(default)]
     pub severity: OneOrMany<Severity>,
-    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed.
+    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed,
+    /// version_drift.
     #[serde(default)]
     pub event: OneOrMany<EventKind>,
 }

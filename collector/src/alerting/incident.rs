@@ -104,9 +104,9 @@ impl ProbeFailure {
             }
             lines.push(line);
         }
-        if let Some(reason) = &self.reason
-            && (self.failing.is_empty() || self.outcome == Outcome::Error)
-        {
+        // The reason stays next to the conditions: for a `repeat = N` check it names the
+        // iteration that failed (`iteration 3/10: status == 200 (actual 500)`).
+        if let Some(reason) = &self.reason {
             lines.push(format!("  {reason}"));
         }
         lines
@@ -604,6 +604,21 @@ mod tests {
             version: Some(version.into()),
             interval_ms: 10_000,
         }
+    }
+
+    #[test]
+    fn the_failing_iteration_stays_next_to_the_conditions() {
+        let mut flaky = series("web-1", "1.4.2");
+        flaky.reason = Some("iteration 3/10: status == 200 (actual 500)".into());
+        flaky.failing[0].actual = "500".into();
+        let lines = ProbeFailure::from_series(&flaky).describe();
+        assert_eq!(
+            lines[1..],
+            [
+                "  status == 200: expected == 200, actual 500".to_string(),
+                "  iteration 3/10: status == 200 (actual 500)".to_string(),
+            ]
+        );
     }
 
     fn view(down: Vec<SeriesState>, total: usize) -> CheckView {

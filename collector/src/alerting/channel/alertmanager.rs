@@ -444,6 +444,7 @@ fn alertname(event: &Event) -> &'static str {
         "probe_silent" => "PostflightProbeSilent",
         "clock_skew" => "PostflightClockSkew",
         "deploy_regressed" | "deploy_passed" => "PostflightDeployRegressed",
+        "version_drift" => "PostflightVersionDrift",
         _ => "PostflightCheckFailing",
     }
 }

@@ -74,6 +74,7 @@ impl Notification {
             EventKind::Resolved => "incidents resolved",
             EventKind::DeployRegressed => "deploys regressed",
             EventKind::DeployPassed => "deploys passed",
+            EventKind::VersionDrift => "version drifts",
             EventKind::Incident => "incidents",
         };
         format!(
@@ -91,7 +92,8 @@ pub fn status(kind: EventKind) -> &'static str {
         EventKind::Incident
         | EventKind::ProbeSilent
         | EventKind::ClockSkew
-        | EventKind::DeployRegressed => "firing",
+        | EventKind::DeployRegressed
+        | EventKind::VersionDrift => "firing",
         EventKind::Resolved | EventKind::DeployPassed => "resolved",
     }
 }
@@ -99,7 +101,10 @@ pub fn status(kind: EventKind) -> &'static str {
 /// The tag in titles: FIRING, RESOLVED, REGRESSED, PASSED.
 pub fn status_tag(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent | EventKind::ClockSkew => "FIRING",
+        EventKind::Incident
+        | EventKind::ProbeSilent
+        | EventKind::ClockSkew
+        | EventKind::VersionDrift => "FIRING",
         EventKind::Resolved => "RESOLVED",
         EventKind::DeployRegressed => "REGRESSED",
         EventKind::DeployPassed => "PASSED",

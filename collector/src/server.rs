@@ -112,12 +112,13 @@ impl Collector {
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
         let app = crate::panics::catch_panics(
-            router(state.clone()).merge(crate::watch::api::routes(
-                watcher.clone(),
-                store.writer().clone(),
-                state.auth.clone(),
-            ))
-            .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
+            router(state.clone())
+                .merge(crate::watch::api::routes(
+                    watcher.clone(),
+                    store.writer().clone(),
+                    state.auth.clone(),
+                ))
+                .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
             state.metrics.clone(),
         );
         let connection_metrics = ConnectionMetrics::register(&state.metrics)

@@ -22,8 +22,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use postflight_probe::config::expand_env;
-use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::limits::escape_controls;
+use postflight_probe::secret::{self, SecretSource};
 
 use crate::event::Event;
 use crate::timefmt::rfc3339;

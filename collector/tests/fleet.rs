@@ -227,7 +227,8 @@ async fn reports_beyond_the_ingest_memory_budget_are_answered_503() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(
         dir.path(),
-        "max_body = \"8KiB\"\ningest_memory = \"8KiB\"\n",
+        // Reasons long enough to fill the budget (the default limit cuts them at 1 KiB).
+        "max_body = \"8KiB\"\ningest_memory = \"8KiB\"\n[limits]\nreason_length = 8192\n",
     )
     .await;
     // The first report holds 5 KiB of the budget while it waits for the writer.

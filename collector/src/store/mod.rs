@@ -52,8 +52,8 @@
 //! Every sled write of the collector runs on one OS thread, the [`Writer`], which
 //! applies all requests waiting in its bounded queue and then flushes once with the
 //! synchronous `flush()`; nothing writes or flushes sled on an async worker, and
-//! `flush_async` is never used. The reasons (a sled 0.34 deadlock between concurrent
-//! `flush_async` calls, async workers held by disk writes) and the request contract are
+//! sled's asynchronous flush is never used. The reasons (a sled 0.34 deadlock between concurrent
+//! asynchronous flushes, async workers held by disk writes) and the request contract are
 //! in the [`writer`] module. Store methods that write without flushing
 //! ([`Store::apply_report`], [`Store::enforce_retention`], [`Store::sweep_step`]) are the
 //! writer-side halves: call them inside a [`Writer::write`] closure. Scanning reads

@@ -205,16 +205,7 @@ async fn a_backup_taken_while_probes_report_restores_to_a_consistent_store() {
     drop(copy);
 
     let data = dir.path().join("data");
-    let restored = postflight(
-        &[
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        "http://127.0.0.1:1",
-    );
+    let restored = restore(&backup, &data);
     assert!(
         restored.status.success(),
         "{}",
@@ -223,16 +214,7 @@ async fn a_backup_taken_while_probes_report_restores_to_a_consistent_store() {
     assert!(dir.path().join("data.before-restore-1").exists());
     // A second restore over the same directory works too, even when it is damaged.
     zero(&db_file(dir.path()));
-    let again = postflight(
-        &[
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        "http://127.0.0.1:1",
-    );
+    let again = restore(&backup, &data);
     assert!(
         again.status.success(),
         "{}",
@@ -241,6 +223,20 @@ async fn a_backup_taken_while_probes_report_restores_to_a_consistent_store() {
     assert!(dir.path().join("data.before-restore-2").exists());
     let store = open_checked(&data, &StoreOptions::default(), 0, false).unwrap();
     assert_eq!(store.recovered().unwrap().probes, held.probes);
+}
+
+/// `postflight restore --from BACKUP --data-dir DATA` (restore talks to no collector).
+fn restore(backup: &Path, data: &Path) -> Output {
+    postflight(
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "http://127.0.0.1:1",
+    )
 }
 
 #[tokio::test]

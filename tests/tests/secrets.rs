@@ -138,6 +138,8 @@ fn secrets() -> BTreeMap<&'static str, String> {
         "PF_SEC_AM_PASSWORD",
         "PF_SEC_OWN_CHECK",
         "PF_SEC_BAD_URL",
+        "PF_SEC_RELOADED_PROBE",
+        "PF_SEC_RELOADED_OWN",
     ]
     .into_iter()
     .enumerate()
@@ -150,6 +152,8 @@ struct Layout {
     echo: u16,
     smtp: u16,
     collector: u16,
+    /// A collector that never answers (the probe's second one, with a `token_file`).
+    dead_port: u16,
     env_file_value: String,
     token_file_value: String,
 }
@@ -207,8 +211,8 @@ expect = ["status == 200", 'body_text contains "never-there"']
         )
     }
 
-    fn probe_config(&self, dead_port: u16) -> String {
-        let echo = self.echo;
+    fn probe_config(&self) -> String {
+        let (echo, dead_port) = (self.echo, self.dead_port);
         let env_file = self.path("service.env");
         format!(
             r#"[probe]
@@ -332,10 +336,6 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     found
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A log format, given to a binary as `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LogFormat {
@@ -437,6 +437,7 @@ async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogF
         .unwrap(),
     );
     wait_for_every_failure(&base, &layout, &echoed).await;
+    reload_with_new_secrets(&base, &layout, &collector, &probe).await;
     let answers = read_everything(&base, &layout, &env, collector_format, probe_format).await;
     probe.terminate();
     collector.terminate();
@@ -463,6 +464,7 @@ fn plant(echo: u16) -> Layout {
         echo,
         smtp: free_port(),
         collector: free_port(),
+        dead_port: free_port(),
         env_file_value: format!("envfile{}-value", std::process::id()),
         token_file_value: format!("tokenfile{}-value", std::process::id()),
     };
@@ -477,7 +479,7 @@ fn plant(echo: u16) -> Layout {
     )
     .unwrap();
     std::fs::write(layout.path("collector.toml"), layout.collector_config()).unwrap();
-    std::fs::write(layout.path("probe.toml"), layout.probe_config(free_port())).unwrap();
+    std::fs::write(layout.path("probe.toml"), layout.probe_config()).unwrap();
     layout
 }
 
@@ -527,6 +529,39 @@ async fn wait_for_every_failure(base: &str, layout: &Layout, echoed: &Arc<Mutex<
         let start: String = text.chars().take(3000).collect();
         panic!("not every failure was seen in time; missing {missing:?} in:\n{start}");
     }
+}
+
+/// Both configs gain a check using a variable neither read before; SIGHUP must register
+/// it (the environment held it from the start, unread): its marker reaches the stored
+/// results, its value nowhere (searched with the rest).
+async fn reload_with_new_secrets(base: &str, layout: &Layout, collector: &Proc, probe: &Proc) {
+    let echo = layout.echo;
+    let added = |service: &str, variable: &str| {
+        format!(
+            "\n[[checks]]\nservice = \"{service}\"\nname = \"reloaded\"\ninterval = \"1s\"\n\
+             http = {{ url = \"http://127.0.0.1:{echo}/reloaded\", headers = {{ X-Reloaded = \"${{{variable}}}\" }} }}\n\
+             expect = ['body_text contains \"never-there\"']\n"
+        )
+    };
+    let probe_text = layout.probe_config() + &added("echoed", "PF_SEC_RELOADED_PROBE");
+    std::fs::write(layout.path("probe.toml"), probe_text).unwrap();
+    let collector_text = layout.collector_config() + &added("collector-own", "PF_SEC_RELOADED_OWN");
+    std::fs::write(layout.path("collector.toml"), collector_text).unwrap();
+    signal(probe.0.id(), libc::SIGHUP);
+    signal(collector.0.id(), libc::SIGHUP);
+    let markers = ["${PF_SEC_RELOADED_PROBE}", "${PF_SEC_RELOADED_OWN}"];
+    let registered = eventually(LIMIT, || {
+        let base = base.to_string();
+        async move {
+            let text = stored_evidence(&base).await;
+            markers.iter().all(|marker| text.contains(marker))
+        }
+    })
+    .await;
+    assert!(
+        registered,
+        "the checks added by reload did not report their markers"
+    );
 }
 
 /// Everything an operator or a script can read: API answers, the CLI's output (tables
@@ -670,17 +705,18 @@ fn everything_written(
     searched
 }
 
-/// `NAME in PLACE` for every secret found anywhere.
+/// `NAME in PLACE` for every secret found anywhere (one pass over each place).
 fn leaks(secrets: &BTreeMap<&str, String>, searched: &[(String, Vec<u8>)]) -> Vec<String> {
-    let mut leaks = Vec::new();
-    for (name, value) in secrets {
-        for (place, bytes) in searched {
-            if contains(bytes, value.as_bytes()) {
-                leaks.push(format!("{name} in {place}"));
-            }
+    let (names, values): (Vec<&str>, Vec<&String>) =
+        secrets.iter().map(|(name, value)| (*name, value)).unzip();
+    let finder = aho_corasick::AhoCorasick::new(values).unwrap();
+    let mut leaks = std::collections::BTreeSet::new();
+    for (place, bytes) in searched {
+        for found in finder.find_overlapping_iter(bytes) {
+            leaks.insert(format!("{} in {place}", names[found.pattern().as_usize()]));
         }
     }
-    leaks
+    leaks.into_iter().collect()
 }
 
 /// `GET /api/v1/probes` of an HTTPS collector through `client`; `None` when it fails.

@@ -324,3 +324,48 @@ async fn over_tls_slow_headers_and_idle_keep_alive_are_cut_off() {
     assert_eq!(sample(&ca, &collector, &closed("idle_timeout")).await, 1);
     collector.shutdown().await.unwrap();
 }
+
+/// `postflight serve` on all addresses without TLS, `plaintext` as given; stderr to `log`.
+fn serve_public(dir: &Path, port: u16, plaintext: bool, log: &Path) -> std::process::Child {
+    let config = dir.join("public.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:{port}\"\ndata_dir = \"{}\"\nplaintext = {plaintext}\n\n\
+             [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n",
+            dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("POSTFLIGHT_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_public_listener_without_tls_is_refused_and_with_plaintext_warns_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, log) = (postflight_tests::free_port(), dir.path().join("serve.log"));
+    let refused = serve_public(dir.path(), port, false, &log)
+        .wait_with_output()
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("TLS is off"), "{said}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    let mut child = serve_public(dir.path(), port, true, &log);
+    let warned = postflight_tests::eventually(Duration::from_secs(20), || {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { said.contains("serving plain HTTP on a non-loopback address") }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "{}", std::fs::read_to_string(&log).unwrap());
+}

@@ -144,13 +144,15 @@ fn register_marked(value: &str, marker: &str) {
 }
 
 /// Register SMTP credentials: the password, and the base64 forms in which SMTP `AUTH
-/// PLAIN` and `AUTH LOGIN` carry user and password.
+/// PLAIN` and `AUTH LOGIN` carry user and password. A password that came from `${NAME}`
+/// keeps that marker in its encoded forms too.
 pub fn register_smtp_credentials(user: &str, password: &str, source: &SecretSource) {
     use base64::Engine;
     let engine = base64::engine::general_purpose::STANDARD;
-    register(password, source);
-    register(&engine.encode(password), source);
-    register(&engine.encode(format!("\0{user}\0{password}")), source);
+    let marker = marker_of(password).unwrap_or_else(|| source.marker());
+    register_marked(password, &marker);
+    register_marked(&engine.encode(password), &marker);
+    register_marked(&engine.encode(format!("\0{user}\0{password}")), &marker);
 }
 
 /// Register the password of a URL's user info (`https://user:PASSWORD@host/`), raw,
@@ -358,6 +360,14 @@ mod tests {
         register_smtp_credentials("mailer", "pw-unit-four", &SecretSource::Env("PW".into()));
         let plain = base64::engine::general_purpose::STANDARD.encode("\0mailer\0pw-unit-four");
         assert_eq!(redact(&format!("AUTH PLAIN {plain}")), "AUTH PLAIN ${PW}");
+        register("pw-unit-seven", &SecretSource::Env("SMTP_PW".into()));
+        let key = SecretSource::Key("email.password".into());
+        register_smtp_credentials("mailer", "pw-unit-seven", &key);
+        let login = base64::engine::general_purpose::STANDARD.encode("pw-unit-seven");
+        assert_eq!(
+            redact(&format!("AUTH LOGIN {login}")),
+            "AUTH LOGIN ${SMTP_PW}"
+        );
     }
 
     #[test]

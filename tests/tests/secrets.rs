@@ -633,15 +633,25 @@ async fn read_everything(
     let check_config = cli("postflight-probe", &args, env);
     assert!(check_config.contains("${PF_SEC_BAD_URL}"), "{check_config}");
     answers.push(check_config);
-    let collector_config = layout.path("collector.toml");
-    let args = [
-        "--log-format",
-        collector_format.flag(),
-        "check-config",
-        "--config",
-        collector_config.to_str().unwrap(),
-    ];
-    answers.push(cli("postflight", &args, env));
+    let broken_collector = layout.path("broken-collector.toml");
+    std::fs::write(
+        &broken_collector,
+        "[[channels]]\nname = \"am\"\nalertmanager = { urls = [\"htp//am:${PF_SEC_BAD_URL}@x\"] }\n\n\
+         [[channels]]\nname = \"hook\"\nwebhook = { url = \"htp//${PF_SEC_BAD_URL}\" }\n",
+    )
+    .unwrap();
+    for config in [layout.path("collector.toml"), broken_collector] {
+        let args = [
+            "--log-format",
+            collector_format.flag(),
+            "check-config",
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        answers.push(cli("postflight", &args, env));
+    }
+    let refused = answers.last().cloned().unwrap_or_default();
+    assert!(refused.contains("${PF_SEC_BAD_URL}"), "{refused}");
     answers
 }
 

@@ -1,5 +1,6 @@
 //! Secrets never leave: a distinct secret is planted in every kind of config value of a
-//! real probe and a real collector (URL query and user info, header, body, argv, an env
+//! real probe and a real collector (URL query and user info of a check and of a
+//! collector, header, body, argv, an env
 //! file, the SMTP password, probe and operator tokens, a webhook URL path and header,
 //! Alertmanager Basic auth, a `token_file`), every check and every channel is made to
 //! fail against receivers that echo what they get, both binaries log at trace level
@@ -138,6 +139,8 @@ fn secrets() -> BTreeMap<&'static str, String> {
         "PF_SEC_AM_PASSWORD",
         "PF_SEC_OWN_CHECK",
         "PF_SEC_BAD_URL",
+        "PF_SEC_COLLECTOR_USERINFO",
+        "PF_SEC_COLLECTOR_QUERY",
         "PF_SEC_RELOADED_PROBE",
         "PF_SEC_RELOADED_OWN",
     ]
@@ -225,7 +228,7 @@ url = "http://127.0.0.1:{collector}"
 token = "${{PF_SEC_PROBE_TOKEN}}"
 
 [[collectors]]
-url = "http://127.0.0.1:{dead_port}"
+url = "http://probe:${{PF_SEC_COLLECTOR_USERINFO}}@127.0.0.1:{dead_port}/?via=${{PF_SEC_COLLECTOR_QUERY}}"
 token_file = "{token_file}"
 
 [spool]
@@ -444,6 +447,10 @@ async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogF
     drop(smtp);
     collector_format.assert_written_in(&collector_log);
     probe_format.assert_written_in(&probe_log);
+    // The unreachable collector (user info and query in its URL) was logged.
+    let dead = format!("127.0.0.1:{}", layout.dead_port);
+    let probe_said = std::fs::read_to_string(&probe_log).unwrap();
+    assert!(probe_said.contains(&dead), "{dead} never logged");
     let log_lines = std::fs::read_to_string(&collector_log)
         .unwrap()
         .lines()

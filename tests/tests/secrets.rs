@@ -493,8 +493,9 @@ fn plant(echo: u16) -> Layout {
 /// Markers that prove every failure happened and was redacted on its way: in the stored
 /// results of every check and in the failed deliveries to the echoing webhook and
 /// Alertmanager.
-const EVIDENCE: [&str; 8] = [
+const EVIDENCE: [&str; 9] = [
     "${PF_SEC_HEADER}",
+    "${PF_SEC_WEBHOOK_HEADER}",
     "${PF_SEC_QUERY}",
     // The echoed `Authorization: Basic` that a check URL's user info became.
     "authorization: Basic ${PF_SEC_USERINFO}",

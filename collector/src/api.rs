@@ -108,7 +108,7 @@ async fn status(
 
 /// Nests series into services and checks. The store hands them out ordered by
 /// service, check and probe, so each group is a run of neighbours: one pass, no maps.
-fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
+pub fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
     let mut services: Vec<ServiceStatus> = Vec::new();
     for mut s in series {
         let service = std::mem::take(&mut s.service);

@@ -16,6 +16,7 @@
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
+//! - [`web`]: the server-rendered pages at `/` and the API index at `/api/v1`.
 
 pub mod alerting;
 pub mod api;
@@ -34,3 +35,4 @@ pub mod server;
 pub mod store;
 pub mod timefmt;
 pub mod watch;
+pub mod web;

@@ -98,6 +98,7 @@ impl Collector {
                 watcher.clone(),
                 state.auth.clone(),
             ))
+            .merge(crate::web::routes(state.clone(), watcher.clone()))
             .into_make_service_with_connect_info::<SocketAddr>();
         let mut shutdown_signal = stopped.clone();
         let server = tokio::spawn(async move {

@@ -372,7 +372,7 @@ impl Incident {
             reminder,
             link: context
                 .public_url
-                .map(|url| format!("{}/api/v1/incidents/{}", url.trim_end_matches('/'), self.id)),
+                .map(|url| format!("{}/incidents/{}", url.trim_end_matches('/'), self.id)),
         }
     }
 
@@ -579,10 +579,7 @@ mod tests {
         assert_eq!(event.fields[field::PROBES], "web-1,web-2");
         assert_eq!(event.fields[field::VERSIONS], "1.4.2");
         assert_eq!(event.fields[field::LAST_DEPLOY], "1.4.2 by deploy-bot");
-        assert_eq!(
-            event.link.as_deref(),
-            Some("http://pf:7878/api/v1/incidents/7")
-        );
+        assert_eq!(event.link.as_deref(), Some("http://pf:7878/incidents/7"));
         let text = event.details.join("\n");
         assert!(
             text.contains("status == 200: expected == 200, actual 503"),

@@ -645,6 +645,11 @@ impl Alerting {
         self.silences.list(all, now_ms)
     }
 
+    /// Does a `[[maintenance]]` window for `service` cover part of `[from_ms, to_ms)`?
+    pub fn maintenance_overlaps(&self, service: &str, from_ms: i64, to_ms: i64) -> bool {
+        self.silences.maintenance_overlaps(service, from_ms, to_ms)
+    }
+
     /// End a silence now.
     pub fn expire_silence(&self, id: u64, now_ms: i64) -> Result<Option<Silence>, SilenceError> {
         self.silences

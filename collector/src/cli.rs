@@ -118,6 +118,11 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Notification channels: send a test through one (exit 0 delivered, 1 not).
+    Notify {
+        #[command(subcommand)]
+        action: NotifyCommand,
+    },
     /// Silence notifications for a while: add, list, expire.
     Silence {
         #[command(subcommand)]
@@ -217,6 +222,19 @@ pub enum SilenceCommand {
     Expire { id: u64 },
 }
 
+/// `postflight notify ...`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification through a configured channel and print the outcome.
+    Test {
+        /// The channel's `name` in `[[channels]]`.
+        channel: String,
+        /// The collector config that defines the channel.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
 /// Parse arguments; usage errors exit 3 (help and version exit 0).
 pub fn parse_args() -> Cli {
     match Cli::try_parse() {
@@ -238,6 +256,9 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Serve { config } => serve(config.as_deref()).await,
         Command::CheckConfig { config } => check_config(config),
         Command::Dlopen { paths } => postflight_probe::check::native::dlopen_child_main(paths),
+        Command::Notify {
+            action: NotifyCommand::Test { channel, config },
+        } => notify_test(config.as_deref(), channel, cli.json).await,
         _ => match operator_command(&cli).await {
             Ok(code) => code,
             Err(error) => {
@@ -261,6 +282,44 @@ async fn serve(config: Option<&std::path::Path>) -> i32 {
         Err(error) => {
             eprintln!("error: {error:#}");
             EXIT_CONFIG
+        }
+    }
+}
+
+async fn notify_test(config: Option<&std::path::Path>, channel: &str, json: bool) -> i32 {
+    let loaded = match crate::config::load(config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_CONFIG;
+        }
+    };
+    let now_ms = crate::clock::Clock::now_ms(&SystemClock);
+    let outcome = crate::notify::send_test(&loaded.config, channel, now_ms).await;
+    let answer = match &outcome {
+        Ok(d) => {
+            serde_json::json!({"channel": d.channel, "kind": d.kind, "delivered": true, "duration_ms": d.duration_ms})
+        }
+        Err(e) => {
+            serde_json::json!({"channel": channel, "delivered": false, "error": e.to_string()})
+        }
+    };
+    match outcome {
+        Ok(delivery) => {
+            print_or_json(json, &answer, || {
+                format!(
+                    "delivered: test notification through {} ({}) in {} ms\n",
+                    delivery.channel, delivery.kind, delivery.duration_ms
+                )
+            });
+            EXIT_OK
+        }
+        Err(error) => {
+            if json {
+                print_or_json(true, &answer, String::new);
+            }
+            eprintln!("not delivered: {error}");
+            EXIT_FAILING
         }
     }
 }
@@ -331,7 +390,10 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             print_or_json(cli.json, &probes, || probes_table(&probes));
             Ok(EXIT_OK)
         }
-        Command::Serve { .. } | Command::CheckConfig { .. } | Command::Dlopen { .. } => Ok(EXIT_OK),
+        Command::Serve { .. }
+        | Command::CheckConfig { .. }
+        | Command::Dlopen { .. }
+        | Command::Notify { .. } => Ok(EXIT_OK),
         Command::Incidents {
             id,
             service,
@@ -486,9 +548,13 @@ fn incidents_table(list: &IncidentsResponse) -> String {
             .or_else(|| incident.probe.as_ref().map(|p| format!("probe {p}")))
             .unwrap_or_default();
         let notified = match (&incident.silenced_by, incident.notified) {
-            (Some(_), false) => "silenced",
-            (_, true) => "yes",
-            (None, false) => "no",
+            (Some(_), false) => "silenced".to_string(),
+            (_, true) => match incident.notifications_queued {
+                Some(0) => "no channel".to_string(),
+                Some(n) => plural(n, "channel", "channels"),
+                None => "yes".to_string(),
+            },
+            (None, false) => "no".to_string(),
         };
         table.row(vec![
             incident.id.to_string(),
@@ -502,7 +568,7 @@ fn incidents_table(list: &IncidentsResponse) -> String {
                 .resolved_at_ms
                 .map(|at| ago(at, list.now_ms))
                 .unwrap_or_else(|| "-".into()),
-            notified.into(),
+            notified,
         ]);
     }
     if table.is_empty() {
@@ -857,4 +923,13 @@ fn last_good_table(answer: &LastGoodResponse) -> String {
 /// A duration argument such as `--since 2h`, validated before calling the API.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
+}
+
+/// `1 probe`, `3 probes`.
+pub fn plural(count: usize, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
+    }
 }

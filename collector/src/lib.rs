@@ -12,7 +12,7 @@
 //! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
-//! - [`metrics`]: the collector's `/metrics`.
+//! - [`metrics`]: the collector's `/metrics`; [`notify`]: `postflight notify test`.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
@@ -30,6 +30,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod self_checks;
 pub mod server;
 pub mod store;

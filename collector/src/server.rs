@@ -175,6 +175,11 @@ async fn wait_for_signal() {
 }
 
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
+    if loaded.config.channels.is_empty() {
+        tracing::warn!(
+            "no [[channels]] configured: incidents are recorded, not sent (test one with postflight notify test CHANNEL)"
+        );
+    }
     if loaded.probe_tokens.is_empty() {
         tracing::info!(%addr, "no [[auth.probes]] tokens: accepting reports from loopback callers only");
     }

@@ -149,9 +149,15 @@ pub struct Incident {
     /// Services the silent probe reports (probe-silence incidents).
     #[serde(default)]
     pub services: Vec<String>,
-    /// The opening was notified (or routed nowhere); false while silenced.
-    #[serde(default)]
+    /// The opening was dealt with: queued to its channels, or routed nowhere; false
+    /// while silenced. In JSON `opening_handled` (never "notified": nothing may have
+    /// been sent; see `notifications_queued`).
+    #[serde(default, rename = "opening_handled", alias = "notified")]
     pub notified: bool,
+    /// How many notifications the opening queued (0: no route or channel, recorded
+    /// only); absent for incidents stored before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications_queued: Option<usize>,
     /// Last opening or reminder notification, unix ms.
     #[serde(default)]
     pub last_notified_ms: Option<i64>,
@@ -192,6 +198,7 @@ impl Incident {
             total_probes: 0,
             services: Vec::new(),
             notified: false,
+            notifications_queued: None,
             last_notified_ms: None,
             silenced_by: None,
             history: Vec::new(),
@@ -242,6 +249,7 @@ impl Incident {
             total_probes: 1,
             services,
             notified: false,
+            notifications_queued: None,
             last_notified_ms: None,
             silenced_by: None,
             history: Vec::new(),

@@ -90,14 +90,7 @@ pub fn micros(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
 }
 
-/// `1 probe`, `3 probes`.
-pub fn plural(count: usize, one: &str, many: &str) -> String {
-    if count == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{count} {many}")
-    }
-}
+pub use crate::cli::plural;
 
 /// A path component, percent-encoded for links.
 pub fn encode(text: &str) -> String {

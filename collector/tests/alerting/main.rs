@@ -6,6 +6,7 @@ mod alertmanager;
 mod api;
 mod email;
 mod incidents;
+mod notify;
 mod outbox;
 mod pacing;
 mod silences;

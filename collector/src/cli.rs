@@ -71,6 +71,19 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the product with nothing else needed: a collector, the five seed systems
+    /// emulated, three probes, a mail catcher, and a release story narrated here.
+    Demo {
+        /// Address of the collector and its pages.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// Keep the demo's data here (default: a temporary directory, removed at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How fast the story moves (fast is for tests).
+        #[arg(long, value_enum, default_value_t = crate::demo::Pace::Normal)]
+        pace: crate::demo::Pace,
+    },
     /// Validate a collector config: exit 0, or 2 with every problem and its line.
     CheckConfig {
         #[arg(long, short)]
@@ -255,6 +268,24 @@ pub async fn execute(cli: Cli) -> i32 {
     match &cli.command {
         Command::Serve { config } => serve(config.as_deref()).await,
         Command::CheckConfig { config } => check_config(config),
+        Command::Demo {
+            listen,
+            data_dir,
+            pace,
+        } => {
+            let options = crate::demo::DemoOptions {
+                listen: *listen,
+                data_dir: data_dir.clone(),
+                pace: *pace,
+            };
+            match crate::demo::run(options).await {
+                Ok(()) => EXIT_OK,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    EXIT_FAILING
+                }
+            }
+        }
         Command::Dlopen { paths } => postflight_probe::check::native::dlopen_child_main(paths),
         Command::Notify {
             action: NotifyCommand::Test { channel, config },
@@ -391,6 +422,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Serve { .. }
+        | Command::Demo { .. }
         | Command::CheckConfig { .. }
         | Command::Dlopen { .. }
         | Command::Notify { .. } => Ok(EXIT_OK),

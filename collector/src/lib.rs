@@ -16,6 +16,7 @@
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
+//! - [`demo`]: `postflight demo`, the product with emulated seed systems and a story.
 //! - [`web`]: the server-rendered pages at `/` and the API index at `/api/v1`.
 
 pub mod alerting;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod ingest;

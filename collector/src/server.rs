@@ -42,9 +42,16 @@ pub struct Collector {
 
 impl Collector {
     /// Open storage, bind, and start serving and background work.
-    pub async fn start(
+    pub async fn start(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Collector> {
+        Self::start_with_routes(loaded, clock, axum::Router::new()).await
+    }
+
+    /// Like [`Collector::start`], also serving `extra` routes (`postflight demo`'s
+    /// mail page).
+    pub async fn start_with_routes(
         mut loaded: LoadedConfig,
         clock: Arc<dyn Clock>,
+        extra: axum::Router,
     ) -> anyhow::Result<Collector> {
         let server_config = &loaded.config.server;
         let options = StoreOptions {
@@ -99,6 +106,7 @@ impl Collector {
                 state.auth.clone(),
             ))
             .merge(crate::web::routes(state.clone(), watcher.clone()))
+            .merge(extra)
             .into_make_service_with_connect_info::<SocketAddr>();
         let mut shutdown_signal = stopped.clone();
         let server = tokio::spawn(async move {
@@ -156,7 +164,8 @@ pub async fn serve(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::LoadedConfig;
 use crate::event::EventSink;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Store, StoreOptions, WriterOptions};
 use crate::watch::Watcher;
 use crate::watch::baseline::StoreHistory;
 use crate::watch::watcher::WatchConfig;
@@ -56,6 +56,10 @@ impl Collector {
         let server_config = &loaded.config.server;
         let options = StoreOptions {
             cache_capacity_bytes: server_config.cache.0,
+            writer: WriterOptions {
+                queue_capacity: server_config.write_queue,
+                ..WriterOptions::default()
+            },
             ..StoreOptions::default()
         };
         let store = Store::open_with(&server_config.data_dir, &options)
@@ -67,8 +71,16 @@ impl Collector {
             read_requires_token: loaded.config.auth.read_requires_token,
         };
         let metrics = Metrics::new();
-        let alerting = Alerting::new(store.db(), &loaded.config, clock.clone(), metrics.clone())
-            .context("starting alerting")?;
+        for collector in store.writer().metrics().collectors() {
+            metrics.register(collector);
+        }
+        let alerting = Alerting::new(
+            store.writer(),
+            &loaded.config,
+            clock.clone(),
+            metrics.clone(),
+        )
+        .context("starting alerting")?;
         // Deploy verdicts go through alerting's routes and persisted outbox.
         let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
         let watch_config = WatchConfig {
@@ -90,6 +102,7 @@ impl Collector {
             auth: Arc::new(auth),
             metrics,
             max_body: server_config.max_body.0 as usize,
+            max_batches_per_request: server_config.max_batches_per_request,
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(listeners),
             alerting: alerting.clone(),
@@ -103,6 +116,7 @@ impl Collector {
         let app = router(state.clone())
             .merge(crate::watch::api::routes(
                 watcher.clone(),
+                store.writer().clone(),
                 state.auth.clone(),
             ))
             .merge(crate::web::routes(state.clone(), watcher.clone()))
@@ -119,7 +133,7 @@ impl Collector {
         });
         let mut tasks = vec![
             spawn_sweeper(state.clone(), &loaded, stopped.clone()),
-            crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
+            crate::watch::spawn_ticker(watcher.clone(), store.writer().clone(), stopped.clone()),
         ];
         let own_checks = std::mem::take(&mut loaded.checks);
         tasks.extend(crate::self_checks::spawn(
@@ -148,7 +162,7 @@ impl Collector {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.state.store.flush().await.context("flushing storage")?;
+        self.state.store.close().await.context("flushing storage")?;
         served
     }
 }
@@ -185,7 +199,7 @@ pub async fn wait_for_signal() {
 
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
     if loaded.config.channels.is_empty() {
-        tracing::warn!(
+        tracing::info!(
             "no [[channels]] configured: incidents are recorded, not sent (test one with postflight notify test CHANNEL)"
         );
     }
@@ -213,19 +227,40 @@ fn spawn_sweeper(
                 _ = tokio::time::sleep(every) => {}
                 _ = stopped.wait_for(|stop| *stop) => return,
             }
-            let store = state.store.clone();
-            let now = state.clock.now_ms();
-            let swept = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-                // Rolls up completed hours first, then deletes what retention allows.
-                let report = store.enforce_retention(now, retention.raw.0, retention.rollups.0)?;
-                Ok(report.raw_deleted + report.rollups_deleted)
-            })
-            .await;
-            match swept {
-                Ok(Ok(deleted)) => state.metrics.retention_deleted.inc_by(deleted),
-                Ok(Err(error)) => tracing::error!(%error, "rollup/retention sweep failed"),
-                Err(error) => tracing::error!(%error, "rollup/retention task panicked"),
+            match sweep(&state.store, state.clock.now_ms(), retention).await {
+                Ok(deleted) => state.metrics.retention_deleted.inc_by(deleted),
+                Err(error) => tracing::error!(%error, "rollup/retention sweep failed"),
             }
         }
     })
+}
+
+/// Series one sweep step rolls up or prunes; each step is one storage writer request.
+const SWEEP_SERIES_PER_STEP: usize = 256;
+
+/// One rollup-and-retention pass, a step at a time on the storage writer; returns the
+/// raw results and rollups deleted.
+async fn sweep(
+    store: &Arc<Store>,
+    now_ms: i64,
+    retention: crate::config::RetentionSection,
+) -> Result<u64, crate::store::StoreError> {
+    let begin = store.clone();
+    let mut sweep = tokio::task::spawn_blocking(move || {
+        begin.begin_sweep(now_ms, retention.raw.0, retention.rollups.0)
+    })
+    .await
+    .map_err(|e| crate::store::WriteError::Abandoned(e.to_string()))??;
+    while !sweep.is_done() {
+        let stepper = store.clone();
+        sweep = store
+            .writer()
+            .write(move || {
+                stepper
+                    .sweep_step(&mut sweep, SWEEP_SERIES_PER_STEP)
+                    .map(|()| sweep)
+            })
+            .await??;
+    }
+    Ok(sweep.report.raw_deleted + sweep.report.rollups_deleted)
 }

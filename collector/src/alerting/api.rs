@@ -100,9 +100,8 @@ async fn list_incidents(
         service: params.service.filter(|s| !s.is_empty()),
         limit: params.limit.unwrap_or(50).min(1000),
     };
-    let incidents = alerting(&state)
-        .incidents(&filter)
-        .map_err(ApiError::storage)?;
+    let alerting = alerting(&state).clone();
+    let incidents = crate::api::read_store(move || alerting.incidents(&filter)).await?;
     Ok(Json(IncidentsResponse {
         now_ms: state.clock.now_ms(),
         incidents,
@@ -121,9 +120,9 @@ async fn show_incident(
             "incident id {id:?} is not a number (see GET /api/v1/incidents)"
         ))
     })?;
-    let (incident, notifications) = alerting(&state)
-        .incident(id)
-        .map_err(ApiError::storage)?
+    let alerting = alerting(&state).clone();
+    let (incident, notifications) = crate::api::read_store(move || alerting.incident(id))
+        .await?
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "no incident {id} (resolved incidents are kept for alerting.keep_resolved)"
@@ -159,8 +158,14 @@ async fn add_silence(
     let operator = state.auth.authorize_write(&headers, peer)?;
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
-    let silence = alerting(&state)
-        .add_silence(request, &operator, state.clock.now_ms())
+    let now = state.clock.now_ms();
+    let (alerting, by) = (alerting(&state).clone(), operator.clone());
+    let silence = state
+        .store
+        .writer()
+        .write(move || alerting.add_silence(request, &by, now))
+        .await
+        .map_err(ApiError::storage)?
         .map_err(silence_error)?;
     tracing::info!(id = silence.id, by = %operator, scope = %silence.scope.describe(), reason = %silence.reason, "silence added");
     Ok((StatusCode::CREATED, Json(silence)))
@@ -176,8 +181,14 @@ async fn expire_silence(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("silence id {id:?} is not a number")))?;
-    let silence = alerting(&state)
-        .expire_silence(id, state.clock.now_ms())
+    let now = state.clock.now_ms();
+    let alerting = alerting(&state).clone();
+    let silence = state
+        .store
+        .writer()
+        .write(move || alerting.expire_silence(id, now))
+        .await
+        .map_err(ApiError::storage)?
         .map_err(silence_error)?
         .ok_or_else(|| {
             ApiError::not_found(format!(

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::store::Writer;
 use crate::watch::deploy::{Deploy, NewDeploy};
 use crate::watch::ledger::LastGood;
 use crate::watch::watcher::{WatchError, Watcher};
@@ -26,18 +27,24 @@ use crate::watch::watcher::{WatchError, Watcher};
 #[derive(Clone)]
 pub struct DeployApi {
     pub watcher: Arc<Watcher>,
+    /// The storage writer, where creating and cancelling deploys runs.
+    pub writer: Writer,
     pub auth: Arc<Auth>,
 }
 
 /// The deploy routes, ready to merge into the collector's router.
-pub fn routes<S>(watcher: Arc<Watcher>, auth: Arc<Auth>) -> Router<S> {
+pub fn routes<S>(watcher: Arc<Watcher>, writer: Writer, auth: Arc<Auth>) -> Router<S> {
     Router::new()
         .route("/api/v1/deploys", post(create))
         .route("/api/v1/deploys/{id}", get(show))
         .route("/api/v1/deploys/{id}/cancel", post(cancel))
         .route("/api/v1/services/{service}/deploys", get(ledger))
         .route("/api/v1/services/{service}/last-good", get(last_good))
-        .with_state(DeployApi { watcher, auth })
+        .with_state(DeployApi {
+            watcher,
+            writer,
+            auth,
+        })
 }
 
 impl From<WatchError> for ApiError {
@@ -51,7 +58,19 @@ impl From<WatchError> for ApiError {
     }
 }
 
-/// Run blocking deploy work (sled, baseline) off the async workers.
+/// Run deploy writes on the storage writer.
+async fn on_writer<T: Send + 'static>(
+    writer: &Writer,
+    work: impl FnOnce() -> Result<T, WatchError> + Send + 'static,
+) -> Result<T, ApiError> {
+    writer
+        .write(work)
+        .await
+        .map_err(ApiError::storage)?
+        .map_err(ApiError::from)
+}
+
+/// Run blocking deploy reads (sled scans) off the async workers.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, WatchError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -74,7 +93,7 @@ async fn create(
         ))
     })?;
     let watcher = api.watcher.clone();
-    let deploy = blocking(move || watcher.create(request, &operator)).await?;
+    let deploy = on_writer(&api.writer, move || watcher.create(request, &operator)).await?;
     Ok((StatusCode::CREATED, Json(deploy)))
 }
 
@@ -98,7 +117,7 @@ async fn cancel(
     let operator = api.auth.authorize_write(&headers, peer)?;
     let watcher = api.watcher.clone();
     Ok(Json(
-        blocking(move || watcher.cancel(&id, &operator)).await?,
+        on_writer(&api.writer, move || watcher.cancel(&id, &operator)).await?,
     ))
 }
 

@@ -1,11 +1,13 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
 //! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
-//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`).
+//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`), `demo` and
+//! `notify test`.
 //!
 //! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
 //! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
 //! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
-//! error, collector unreachable or API error.
+//! error (an unknown service or check, a malformed `--url` or `--since`), collector
+//! unreachable or API error; 4 `serve`: the data directory is in use by another process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use crate::alerting::incident::IncidentState;
 use crate::alerting::outbox::DeliveryState;
 use crate::alerting::silence::{NewSilence, Silence};
 use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
+use crate::cli_checks::{ArgumentError, known_service, validate_url};
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
 use crate::timefmt::{ago, rfc3339};
@@ -38,6 +41,8 @@ pub const EXIT_FAILING: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code: usage error, collector unreachable, or API error.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: `serve`: another process holds the data directory.
+pub const EXIT_STORE_IN_USE: i32 = 4;
 
 /// Postflight collector and operator CLI.
 #[derive(Debug, Parser)]
@@ -68,6 +73,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector (embedded defaults without --config).
     Serve {
+        /// The collector config (collector.toml); embedded defaults without it.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -86,6 +92,7 @@ pub enum Command {
     },
     /// Validate a collector config: exit 0, or 2 with every problem and its line.
     CheckConfig {
+        /// The collector config to validate.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -97,26 +104,35 @@ pub enum Command {
     },
     /// Results of one service over time.
     History {
+        /// The service, as the probes' checks name it.
         service: String,
+        /// Only this check of the service.
         #[arg(long)]
         check: Option<String>,
+        /// Only this probe's results.
         #[arg(long)]
         probe: Option<String>,
-        /// How far back, e.g. 2h, 30d.
-        #[arg(long, default_value = "1h")]
+        /// How far back, with a unit (2h, 30d), or an RFC 3339 time.
+        #[arg(long, default_value = "1h", value_parser = crate::cli_checks::since_arg)]
         since: String,
         /// Bucket size, e.g. 5m; raw results when absent.
         #[arg(long)]
         step: Option<String>,
     },
     /// Version timeline of one service.
-    Versions { service: String },
+    Versions {
+        /// The service, as the probes' checks name it.
+        service: String,
+    },
     /// Probes: last seen, labels, version, sequence gaps.
     Probes,
     /// Load libraries in this child process (used by the collector's own `native` checks
     /// with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
-    Dlopen { paths: Vec<String> },
+    Dlopen {
+        /// Library paths to load.
+        paths: Vec<String>,
+    },
     /// Open and recent incidents, or one incident with its notifications.
     Incidents {
         /// Show this incident in full (history, notifications, delivery attempts).
@@ -189,7 +205,9 @@ pub enum Command {
     },
     /// A service's deploys: time, version, by, verdict, evidence.
     Deploys {
+        /// The service, as given to `postflight deploy`.
         service: String,
+        /// Only deploys to this environment.
         #[arg(long)]
         env: Option<String>,
         /// At most this many, newest first.
@@ -198,7 +216,9 @@ pub enum Command {
     },
     /// The newest version whose window passed and that has not regressed since.
     LastGood {
+        /// The service, as given to `postflight deploy`.
         service: String,
+        /// Only deploys to this environment.
         #[arg(long)]
         env: Option<String>,
     },
@@ -212,10 +232,13 @@ pub enum SilenceCommand {
         /// Service name or glob (`butler-*`).
         #[arg(long)]
         service: String,
+        /// Only this check of the service.
         #[arg(long)]
         check: Option<String>,
+        /// Only results from this probe.
         #[arg(long)]
         probe: Option<String>,
+        /// Only this environment (the probes' `env` label).
         #[arg(long)]
         env: Option<String>,
         /// How long, e.g. 2h.
@@ -232,7 +255,10 @@ pub enum SilenceCommand {
         all: bool,
     },
     /// End a silence now.
-    Expire { id: u64 },
+    Expire {
+        /// The silence id (see `postflight silence list --all`).
+        id: u64,
+    },
 }
 
 /// `postflight notify ...`.
@@ -312,7 +338,17 @@ async fn serve(config: Option<&std::path::Path>) -> i32 {
         Ok(()) => EXIT_OK,
         Err(error) => {
             eprintln!("error: {error:#}");
-            EXIT_CONFIG
+            let in_use = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<crate::store::StoreError>(),
+                    Some(crate::store::StoreError::Locked { .. })
+                )
+            });
+            if in_use {
+                EXIT_STORE_IN_USE
+            } else {
+                EXIT_CONFIG
+            }
         }
     }
 }
@@ -359,12 +395,20 @@ fn check_config(path: &std::path::Path) -> i32 {
     match crate::config::load(Some(path)) {
         Ok(loaded) => {
             println!(
-                "{}: ok (listen {}, {} probe tokens, {} operator tokens, {} checks)",
+                "{}: ok (listen {}, {}, {}, {})",
                 path.display(),
                 loaded.listen,
-                loaded.probe_tokens.entries.len(),
-                loaded.operator_tokens.entries.len(),
-                loaded.checks.len()
+                plural(
+                    loaded.probe_tokens.entries.len(),
+                    "probe token",
+                    "probe tokens"
+                ),
+                plural(
+                    loaded.operator_tokens.entries.len(),
+                    "operator token",
+                    "operator tokens"
+                ),
+                plural(loaded.checks.len(), "check", "checks")
             );
             EXIT_OK
         }
@@ -375,10 +419,14 @@ fn check_config(path: &std::path::Path) -> i32 {
     }
 }
 
-async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
+async fn operator_command(cli: &Cli) -> Result<i32, ArgumentError> {
+    validate_url(&cli.url)?;
     let client = ApiClient::new(&cli.url, cli.token.clone())?;
     match &cli.command {
         Command::Status { service } => {
+            if let Some(service) = service {
+                known_service(&client, service, None).await?;
+            }
             let path = match service {
                 Some(s) => format!("/api/v1/status?service={}", encode(s)),
                 None => "/api/v1/status".into(),
@@ -395,6 +443,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             since,
             step,
         } => {
+            known_service(&client, service, check.as_deref()).await?;
             let mut path = format!(
                 "/api/v1/services/{}/history?from={}",
                 encode(service),
@@ -410,6 +459,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Versions { service } => {
+            known_service(&client, service, None).await?;
             let versions: VersionsResponse = client
                 .get(&format!("/api/v1/services/{}/versions", encode(service)))
                 .await?;
@@ -431,9 +481,11 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             service,
             state,
             limit,
-        } => incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await,
-        Command::Silence { action } => silence_command(&client, cli.json, action).await,
-        Command::Deploy { .. } => deploy(cli, &client).await,
+        } => Ok(
+            incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await?,
+        ),
+        Command::Silence { action } => Ok(silence_command(&client, cli.json, action).await?),
+        Command::Deploy { .. } => Ok(deploy(cli, &client).await?),
         Command::Gate {
             deploy,
             service,
@@ -453,7 +505,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
                     return Ok(EXIT_UNREACHABLE);
                 }
             };
-            gate(cli.json, &client, &target, *timeout).await
+            Ok(gate(cli.json, &client, &target, *timeout).await?)
         }
         Command::Deploys {
             service,
@@ -551,12 +603,21 @@ async fn silence_command(
             print_or_json(json, &list, || silences_table(&list));
         }
         SilenceCommand::Expire { id } => {
-            let silence: Silence = client
+            let silence: Silence = match client
                 .post(
                     &format!("/api/v1/silences/{id}/expire"),
                     &serde_json::json!({}),
                 )
-                .await?;
+                .await
+            {
+                Err(error) if error.status() == Some(404) => {
+                    eprintln!(
+                        "error: no silence {id}; see the ids with postflight silence list --all"
+                    );
+                    return Ok(EXIT_UNREACHABLE);
+                }
+                other => other?,
+            };
             print_or_json(json, &silence, || {
                 format!(
                     "silence {} expired ({})\n",

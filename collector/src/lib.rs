@@ -14,7 +14,8 @@
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`; [`notify`]: `postflight notify test`.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
-//! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
+//! - [`cli`] and [`client`]: the `postflight` command and its HTTP client;
+//!   [`cli_checks`]: argument checks made before asking the collector.
 //! - [`timefmt`]: timestamps for people.
 //! - [`demo`]: `postflight demo`, the product with emulated seed systems and a story.
 //! - [`web`]: the server-rendered pages at `/` and the API index at `/api/v1`.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cli_checks;
 pub mod client;
 pub mod clock;
 pub mod config;

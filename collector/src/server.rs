@@ -54,6 +54,9 @@ impl Collector {
         extra: axum::Router,
     ) -> anyhow::Result<Collector> {
         let server_config = &loaded.config.server;
+        let data_dir = std::path::absolute(&server_config.data_dir)
+            .unwrap_or_else(|_| server_config.data_dir.clone());
+        tracing::info!("storing data in {}", data_dir.display());
         let options = StoreOptions {
             cache_capacity_bytes: server_config.cache.0,
             writer: WriterOptions {

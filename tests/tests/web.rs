@@ -75,7 +75,7 @@ async fn fixture() -> Fixture {
 }
 
 /// Headings, labels and contrast every page must have: one h1, no skipped heading
-/// level, every image-like SVG labelled, text contrast at least 4.5:1, no console error,
+/// level, every SVG labelled (aria-label or title), text contrast at least 4.5:1, no console error,
 /// no horizontal scrolling at the browser's width.
 async fn assert_accessible(browser: &Browser, page: &str) {
     let report = browser.execute(ACCESSIBILITY_SCRIPT).await;
@@ -115,7 +115,8 @@ for (const el of document.querySelectorAll('body *')) {
 const levels = [...document.querySelectorAll('h1,h2,h3,h4')].map(h => +h.tagName[1]);
 const skipped = levels.filter((l, i) => i > 0 && l > levels[i - 1] + 1);
 return { h1: levels.filter(l => l === 1).length, skipped, low_contrast: low,
-  unlabelled: [...document.querySelectorAll('svg')].filter(s => !s.getAttribute('aria-label')).length,
+  unlabelled: [...document.querySelectorAll('svg')].filter(s => !s.getAttribute('aria-label')
+    && !(s.querySelector(':scope > title') || {}).textContent).length,
   scroll_width: document.documentElement.scrollWidth, inner_width: window.innerWidth };
 "#;
 

@@ -159,20 +159,24 @@ pub fn routes(mailbox: Mailbox) -> Router {
 async fn page(State(mailbox): State<Mailbox>) -> Response {
     let mails = mailbox.mails();
     let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    answer(document(
-        "Demo mail",
-        Nav::Mail,
-        Some(5),
-        html! {
-            h1 { "Demo mail" }
-            p.summary { (plural(mails.len(), "mail", "mails")) " caught by the demo's SMTP server on loopback" }
-            @for mail in mails.iter().rev() {
-                article.mail {
-                    h2 { (mail.subject) }
-                    p.muted { "to " (mail.to.join(", ")) " · " (crate::web::layout::when(mail.received_at_ms, now_ms)) }
-                    pre.mail { (mail.text) }
+    let reader = crate::web::Reader { gzip: false };
+    answer(
+        document(
+            "Demo mail",
+            Nav::Mail,
+            Some(5),
+            html! {
+                h1 { "Demo mail" }
+                p.summary { (plural(mails.len(), "mail", "mails")) " caught by the demo's SMTP server on loopback" }
+                @for mail in mails.iter().rev() {
+                    article.mail {
+                        h2 { (mail.subject) }
+                        p.muted { "to " (mail.to.join(", ")) " · " (crate::web::layout::when(mail.received_at_ms, now_ms)) }
+                        pre.mail { (mail.text) }
+                    }
                 }
-            }
-        },
-    ))
+            },
+        ),
+        reader,
+    )
 }

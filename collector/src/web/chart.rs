@@ -9,7 +9,7 @@
 use maud::{Markup, html};
 
 use crate::store::HistoryPoint;
-use crate::timefmt::{clock_time, rfc3339};
+use crate::timefmt::clock_time;
 use crate::watch::verdict::Verdict;
 
 /// How far back an uptime bar looks and how wide each slot is.
@@ -220,28 +220,30 @@ fn runs<T: PartialEq + Copy>(values: &[T]) -> Vec<(usize, usize, T)> {
     out
 }
 
-/// The bar as inline SVG; `label` names it for screen readers.
+/// The bar as inline SVG; `label` (with the figures) is its `<title>`, which names it
+/// for screen readers and shows as a tooltip. Gap runs carry `data-from`, their first
+/// slot's start.
 pub fn uptime_svg(bar: &UptimeBar, label: &str) -> Markup {
     let count = bar.slots.len();
     let gaps = bar.gaps();
     let description = format!(
-        "{label}: {} up, {} without data, from {} to {}",
+        "{label}: {} up, {}",
         super::layout::percent(bar.pass_ratio),
-        super::layout::plural(gaps, "slot", "slots"),
-        rfc3339(bar.grid.start_ms),
-        rfc3339(bar.grid.end_ms())
+        super::layout::plural(gaps, "slot without data", "slots without data"),
     );
     html! {
-        svg.bar viewBox={ "0 0 " (count) " 10" } preserveAspectRatio="none" role="img"
-            aria-label=(description) data-gaps=(gaps) {
+        svg.bar viewBox={ "0 0 " (count) " 10" } preserveAspectRatio="none" role="img" data-gaps=(gaps) {
             title { (description) }
             @for (start, length, health) in runs(&bar.slots) {
-                rect class=(health.class()) x=(start) y="0" width=(length) height="10"
-                    data-from=(bar.grid.slot_start(start)) {}
+                @if health == SlotHealth::Gap {
+                    rect.gap x=(start) width=(length) height="10" data-from=(bar.grid.slot_start(start)) {}
+                } @else {
+                    rect class=(health.class()) x=(start) width=(length) height="10" {}
+                }
             }
             @for (start, length, marked) in runs(&bar.maintenance) {
                 @if marked {
-                    rect.maint x=(start) y="0" width=(length) height="3" {}
+                    rect.maint x=(start) width=(length) height="3" {}
                 }
             }
         }
@@ -419,7 +421,10 @@ mod tests {
         assert_eq!(bar.maintenance, vec![false, false, true, false]);
         assert_eq!(bar.pass_ratio, Some(8.0 / 11.0));
         let svg = uptime_svg(&bar, "x").into_string();
-        assert!(svg.contains(r#"class="gap" x="1""#), "{svg}");
+        assert!(
+            svg.contains(r#"class="gap" x="1" width="1" height="10" data-from="8000""#),
+            "{svg}"
+        );
         assert!(svg.contains(r#"data-gaps="1""#), "{svg}");
     }
 

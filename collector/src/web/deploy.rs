@@ -23,7 +23,7 @@ pub struct DeployView {
 }
 
 pub(super) async fn page(
-    _reader: Reader,
+    reader: Reader,
     State(web): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
@@ -34,7 +34,7 @@ pub(super) async fn page(
         })
     })
     .await?;
-    Ok(answer(render(&view)))
+    Ok(answer(render(&view), reader))
 }
 
 /// Share of the window gone by, 0..=100.

@@ -33,7 +33,7 @@ pub struct IncidentView {
 }
 
 pub(super) async fn list_page(
-    _reader: Reader,
+    reader: Reader,
     State(web): State<WebState>,
 ) -> Result<Response, PageError> {
     let view = build(move || {
@@ -52,11 +52,11 @@ pub(super) async fn list_page(
         })
     })
     .await?;
-    Ok(answer(render_list(&view)))
+    Ok(answer(render_list(&view), reader))
 }
 
 pub(super) async fn detail_page(
-    _reader: Reader,
+    reader: Reader,
     State(web): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
@@ -77,7 +77,7 @@ pub(super) async fn detail_page(
         })
     })
     .await?;
-    Ok(answer(render_detail(&view)))
+    Ok(answer(render_detail(&view), reader))
 }
 
 fn state_word(incident: &Incident) -> &'static str {

@@ -107,14 +107,14 @@ pub struct OverviewParams {
 }
 
 pub(super) async fn page(
-    _reader: Reader,
+    reader: Reader,
     State(web): State<WebState>,
     Query(params): Query<OverviewParams>,
 ) -> Result<Response, PageError> {
     let range = UptimeRange::parse(params.range.as_deref())
         .ok_or_else(|| PageError::BadRequest("range must be 24h, 7d or 30d".into()))?;
     let view = build(move || OverviewView::build(&web, range)).await?;
-    Ok(answer(render(&view)))
+    Ok(answer(render(&view), reader))
 }
 
 /// Is a series stale? Its probe has been silent for [`STALE_AFTER_HEARTBEATS`] beats.
@@ -380,7 +380,7 @@ fn service_section(service: &ServiceRow, range: UptimeRange) -> Markup {
                         @if check.stale > 0 {
                             span.stale-note { (check.stale) "/" (check.probes) " stale" }
                         }
-                        (uptime_svg(&check.bar, &format!("{} uptime over {}", check.name, range.label())))
+                        (uptime_svg(&check.bar, &format!("{} over {}", check.name, range.label())))
                     }
                 }
             }

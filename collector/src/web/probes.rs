@@ -40,7 +40,7 @@ impl ProbeRow {
 }
 
 pub(super) async fn page(
-    _reader: Reader,
+    reader: Reader,
     State(web): State<WebState>,
 ) -> Result<Response, PageError> {
     let view = build(move || {
@@ -55,7 +55,7 @@ pub(super) async fn page(
         })
     })
     .await?;
-    Ok(answer(render(&view)))
+    Ok(answer(render(&view), reader))
 }
 
 /// The probes page.

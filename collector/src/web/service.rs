@@ -72,13 +72,13 @@ pub struct ServiceParams {
 }
 
 pub(super) async fn page(
-    _reader: Reader,
+    reader: Reader,
     State(web): State<WebState>,
     Path(name): Path<String>,
     Query(params): Query<ServiceParams>,
 ) -> Result<Response, PageError> {
     let view = build(move || ServiceView::build(&web, &name, params.range.as_deref())).await?;
-    Ok(answer(render(&view)))
+    Ok(answer(render(&view), reader))
 }
 
 impl ServiceView {

@@ -17,8 +17,8 @@
 use regex::Regex;
 use serde_json::Value;
 
-use crate::check::Observation;
-use crate::condition::JsonPath;
+use crate::json_path::JsonPath;
+use crate::observation::Observation;
 
 /// The accepted forms, for error messages.
 const FORMS: &str = "body.<path>, header.<name>, stdout, body_text or regex:<pattern>";
@@ -139,15 +139,17 @@ mod tests {
     use super::*;
 
     fn with_body(body: &str) -> Observation {
-        let mut observation = Observation::default();
-        observation.body = Some(body.as_bytes().to_vec());
-        observation
+        Observation {
+            body: Some(body.as_bytes().to_vec()),
+            ..Observation::default()
+        }
     }
 
     fn with_stdout(stdout: &str) -> Observation {
-        let mut observation = Observation::default();
-        observation.stdout = Some(stdout.into());
-        observation
+        Observation {
+            stdout: Some(stdout.into()),
+            ..Observation::default()
+        }
     }
 
     fn extract(source: &str, observation: &Observation) -> Option<String> {
@@ -190,8 +192,10 @@ mod tests {
 
     #[test]
     fn header_is_found_whatever_its_case() {
-        let mut observation = Observation::default();
-        observation.headers = vec![("x-app-version".into(), " 2.0.1 ".into())];
+        let observation = Observation {
+            headers: vec![("x-app-version".into(), " 2.0.1 ".into())],
+            ..Observation::default()
+        };
         assert_eq!(
             extract("header.X-App-Version", &observation).as_deref(),
             Some("2.0.1")

@@ -33,7 +33,8 @@ use reqwest::{Client, Method, Request, Response, Url};
 
 use self::body::{BodyError, describe_size, read_capped};
 use self::failure::{Destination, describe, is_stale_connection, timed_out};
-use super::{CheckError, HttpSpec, Observation};
+use super::{CheckError, HttpSpec};
+use crate::observation::Observation;
 
 /// Redirects followed before giving up (when `follow_redirects` is on).
 pub(crate) const MAX_REDIRECTS: usize = 10;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::agent::{self, AgentError, AgentOptions};
 use crate::check::Check;
 use crate::config::{self, ConfigError};
 use crate::logging::LogFormat;
@@ -90,11 +91,23 @@ pub enum Format {
 pub async fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Once(args) => once(args).await,
-        Command::Run { config } => {
-            crate::agent::run(&config, crate::agent::AgentOptions::default()).await
-        }
+        Command::Run { config } => match agent::run(&config, AgentOptions::default()).await {
+            Ok(()) => EXIT_OK,
+            Err(error) => {
+                eprintln!("error: {}", redact(&error.to_string()));
+                agent_exit_code(&error)
+            }
+        },
         Command::CheckConfig { config } => check_config(&config),
         Command::Dlopen { paths } => crate::check::native::dlopen_child_main(&paths),
+    }
+}
+
+/// 2 for a config problem, 1 when the agent could not start or run.
+fn agent_exit_code(error: &AgentError) -> i32 {
+    match error {
+        AgentError::Config(_) => EXIT_USAGE,
+        AgentError::Signals(_) | AgentError::Start(_) => EXIT_FAILED,
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::check::{self, Check, CheckSpec, Target};
-use crate::condition::Condition;
+use crate::condition::{Condition, ConditionError};
 use crate::limits::Limits;
 use crate::report::{CheckKind, ReportBatch};
 use crate::secret::{self, SecretSource};
@@ -241,13 +241,18 @@ impl ProbeConfig {
     }
 
     /// The bearer token of one collector (from `token` or `token_file`).
-    pub fn collector_token(spec: &CollectorSpec) -> Result<Option<String>, String> {
+    pub fn collector_token(spec: &CollectorSpec) -> Result<Option<String>, TokenError> {
         match (&spec.token, &spec.token_file) {
-            (Some(_), Some(_)) => Err("set either token or token_file, not both".into()),
+            (Some(_), Some(_)) => Err(TokenError::Both),
             (Some(token), None) => Ok(Some(token.clone())),
-            (None, Some(path)) => secret::read_secret_file(path)
-                .map(Some)
-                .map_err(|e| format!("cannot read token_file {}: {e}", path.display())),
+            (None, Some(path)) => {
+                secret::read_secret_file(path)
+                    .map(Some)
+                    .map_err(|source| TokenError::Unreadable {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            }
             (None, None) => Ok(None),
         }
     }
@@ -439,19 +444,45 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     problems
 }
 
+/// Why a `${NAME}` in a config value cannot be expanded. Names the variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable {name} is not set (export it, or write ${{{name}:-default}})")]
+    Unset { name: String },
+    #[error("environment variable {name} is empty")]
+    Empty { name: String },
+    #[error("${{{name}}} is not a valid environment variable name")]
+    InvalidName { name: String },
+    #[error("unclosed ${{ in value (write ${{NAME}})")]
+    Unclosed,
+}
+
+/// Why a collector's bearer token cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("set either token or token_file, not both")]
+    Both,
+    #[error("cannot read token_file {path}: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Expand `${NAME}` / `${NAME:-default}`; `$$` is a literal `$`. Every value taken from
 /// the environment is registered as a secret ([`crate::secret`]), shown as `${NAME}`.
-pub fn expand_env(value: &str) -> Result<String, String> {
+pub fn expand_env(value: &str) -> Result<String, EnvError> {
     expand(value, true)
 }
 
 /// Expand like [`expand_env`] without registering the values: for the probe's name and
 /// labels, which identify the probe and are not secret.
-pub fn expand_env_public(value: &str) -> Result<String, String> {
+pub fn expand_env_public(value: &str) -> Result<String, EnvError> {
     expand(value, false)
 }
 
-fn expand(value: &str, register: bool) -> Result<String, String> {
+fn expand(value: &str, register: bool) -> Result<String, EnvError> {
     if !value.contains('$') {
         return Ok(value.to_string());
     }
@@ -464,17 +495,13 @@ fn expand(value: &str, register: bool) -> Result<String, String> {
             out.push('$');
             rest = stripped;
         } else if let Some(inner) = after.strip_prefix('{') {
-            let end = inner
-                .find('}')
-                .ok_or_else(|| "unclosed ${ in value (write ${NAME})".to_string())?;
+            let end = inner.find('}').ok_or(EnvError::Unclosed)?;
             let (name, fallback) = match inner[..end].split_once(":-") {
                 Some((name, fallback)) => (name, Some(fallback)),
                 None => (&inner[..end], None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "${{{name}}} is not a valid environment variable name"
-                ));
+                return Err(EnvError::InvalidName { name: name.into() });
             }
             match (std::env::var(name), fallback) {
                 (Ok(v), _) if !v.is_empty() => {
@@ -484,12 +511,8 @@ fn expand(value: &str, register: bool) -> Result<String, String> {
                     out.push_str(&v)
                 }
                 (_, Some(fallback)) => out.push_str(fallback),
-                (Ok(_), None) => return Err(format!("environment variable {name} is empty")),
-                (Err(_), None) => {
-                    return Err(format!(
-                        "environment variable {name} is not set (export it, or write ${{{name}:-default}})"
-                    ));
-                }
+                (Ok(_), None) => return Err(EnvError::Empty { name: name.into() }),
+                (Err(_), None) => return Err(EnvError::Unset { name: name.into() }),
             }
             rest = &inner[end + 1..];
         } else {
@@ -580,10 +603,12 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
     let Some(kind) = kind else {
         return Err(problems);
     };
-    if spec.expect.is_empty() {
+    if spec.expect.is_empty() && kind == CheckKind::Metric {
+        problems.push("metric checks need expect, e.g. expect = [\"value < 100\"]".into());
+    } else if spec.expect.is_empty() {
         match default_conditions(kind) {
             Ok(defaults) => conditions = defaults,
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
@@ -662,21 +687,19 @@ fn build_target(spec: &CheckSpec) -> Result<Target, String> {
 }
 
 /// The natural default conditions of a kind when `expect` is empty.
-pub fn default_conditions(kind: CheckKind) -> Result<Vec<Condition>, String> {
+/// A metric check has none: it needs `expect`.
+pub fn default_conditions(kind: CheckKind) -> Result<Vec<Condition>, ConditionError> {
     let sources: &[&str] = match kind {
         CheckKind::Http => &["status >= 200", "status < 300"],
         CheckKind::Tcp => &["connected == true"],
         CheckKind::Command => &["exit == 0"],
-        CheckKind::Native | CheckKind::Env => &[],
-        CheckKind::Metric => {
-            return Err("metric checks need expect, e.g. expect = [\"value < 100\"]".into());
-        }
+        CheckKind::Native | CheckKind::Env | CheckKind::Metric => &[],
     };
     sources.iter().map(|s| Condition::parse(s)).collect()
 }
 
 /// Add `version == "V"` to every check that has `version_from` (`--expect-version`).
-pub fn expect_version(checks: &mut [Check], version: &str) -> Result<usize, String> {
+pub fn expect_version(checks: &mut [Check], version: &str) -> Result<usize, ConditionError> {
     let source = format!(
         "version == \"{}\"",
         version.replace('\\', "\\\\").replace('"', "\\\"")

@@ -7,6 +7,17 @@ use std::fmt;
 
 use serde_json::Value;
 
+/// Why a path could not be read from its text, or found in a body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonPathError {
+    /// The text is not a path (`body.a.b`, `body.items[0]`).
+    #[error("{0}")]
+    Malformed(String),
+    /// The body has no value at the path; the message says where the path stopped.
+    #[error("{0}")]
+    NotFound(String),
+}
+
 /// A path into the JSON body: `body`, `body.a.b`, `body.items[0].name`.
 /// Shared with `version_from` (see [`crate::version`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +38,11 @@ impl JsonPath {
     }
 
     /// Parse `body` followed by `.key` and `[index]` steps.
-    pub(crate) fn parse(text: &str) -> Result<JsonPath, String> {
+    pub(crate) fn parse(text: &str) -> Result<JsonPath, JsonPathError> {
         let Some(mut rest) = text.strip_prefix("body") else {
-            return Err(format!(
+            return Err(JsonPathError::Malformed(format!(
                 "`{text}` is not a JSON path; write e.g. `body.status`"
-            ));
+            )));
         };
         let mut steps = Vec::new();
         while !rest.is_empty() {
@@ -43,34 +54,40 @@ impl JsonPath {
     }
 
     /// The value at this path, or a sentence naming where the path stopped.
-    pub(crate) fn lookup<'a>(&self, root: &'a Value) -> Result<&'a Value, String> {
+    pub(crate) fn lookup<'a>(&self, root: &'a Value) -> Result<&'a Value, JsonPathError> {
         let mut current = root;
         for (depth, step) in self.steps.iter().enumerate() {
             let parent = || render_path(&self.steps[..depth]);
             current = match (step, current) {
-                (PathStep::Key(key), Value::Object(map)) => map
-                    .get(key)
-                    .ok_or_else(|| format!("{self} not found: {} has no key `{key}`", parent()))?,
+                (PathStep::Key(key), Value::Object(map)) => map.get(key).ok_or_else(|| {
+                    JsonPathError::NotFound(format!(
+                        "{self} not found: {} has no key `{key}`",
+                        parent()
+                    ))
+                })?,
                 (PathStep::Index(index), Value::Array(items)) => {
                     items.get(*index).ok_or_else(|| {
                         let count = items.len();
                         let noun = if count == 1 { "element" } else { "elements" };
-                        format!("{self} not found: {} has {count} {noun}", parent())
+                        JsonPathError::NotFound(format!(
+                            "{self} not found: {} has {count} {noun}",
+                            parent()
+                        ))
                     })?
                 }
                 (PathStep::Key(_), other) => {
                     let kind = json_kind(other);
-                    return Err(format!(
+                    return Err(JsonPathError::NotFound(format!(
                         "{self} not found: {} is {kind}, not an object",
                         parent()
-                    ));
+                    )));
                 }
                 (PathStep::Index(_), other) => {
                     let kind = json_kind(other);
-                    return Err(format!(
+                    return Err(JsonPathError::NotFound(format!(
                         "{self} not found: {} is {kind}, not an array",
                         parent()
-                    ));
+                    )));
                 }
             };
         }
@@ -79,32 +96,38 @@ impl JsonPath {
 }
 
 /// One `.key` or `[index]` step at the start of `rest`, and what follows it.
-fn parse_step<'r>(path: &str, rest: &'r str) -> Result<(PathStep, &'r str), String> {
+fn parse_step<'r>(path: &str, rest: &'r str) -> Result<(PathStep, &'r str), JsonPathError> {
     if let Some(after) = rest.strip_prefix('.') {
         let end = after.find(['.', '[', ']']).unwrap_or(after.len());
         if end == 0 {
-            return Err(format!("empty key in `{path}`; write paths as body.a.b"));
+            return Err(JsonPathError::Malformed(format!(
+                "empty key in `{path}`; write paths as body.a.b"
+            )));
         }
         return Ok((PathStep::Key(after[..end].to_string()), &after[end..]));
     }
     if let Some(after) = rest.strip_prefix('[') {
         let Some(end) = after.find(']') else {
-            return Err(format!("unbalanced brackets in `{path}`: `[` without `]`"));
+            return Err(JsonPathError::Malformed(format!(
+                "unbalanced brackets in `{path}`: `[` without `]`"
+            )));
         };
         let index = after[..end].parse().map_err(|_| {
-            format!(
+            JsonPathError::Malformed(format!(
                 "array index [{}] in `{path}` must be a whole number 0 or more",
                 &after[..end]
-            )
+            ))
         })?;
         return Ok((PathStep::Index(index), &after[end + 1..]));
     }
     if rest.starts_with(']') {
-        return Err(format!("unbalanced brackets in `{path}`: `]` without `[`"));
+        return Err(JsonPathError::Malformed(format!(
+            "unbalanced brackets in `{path}`: `]` without `[`"
+        )));
     }
-    Err(format!(
+    Err(JsonPathError::Malformed(format!(
         "unexpected `{rest}` in `{path}`; write paths as body.a.b or body.items[0]"
-    ))
+    )))
 }
 
 fn render_path(steps: &[PathStep]) -> String {

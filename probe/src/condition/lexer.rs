@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::ConditionError;
+
 /// One lexical piece of a condition.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Token {
@@ -32,7 +34,7 @@ impl fmt::Display for Token {
     }
 }
 
-pub(super) fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+pub(super) fn tokenize(text: &str) -> Result<Vec<Token>, ConditionError> {
     let mut tokens = Vec::new();
     let mut rest = text.trim_start();
     while let Some(c) = rest.chars().next() {
@@ -68,7 +70,7 @@ pub(super) fn run(
 }
 
 /// The string opening `text` with `quote`, and its length in bytes.
-pub(super) fn quoted(text: &str, quote: char) -> Result<(Token, usize), String> {
+pub(super) fn quoted(text: &str, quote: char) -> Result<(Token, usize), ConditionError> {
     let mut value = String::new();
     let mut chars = text.char_indices().skip(1);
     while let Some((at, c)) = chars.next() {
@@ -86,7 +88,9 @@ pub(super) fn quoted(text: &str, quote: char) -> Result<(Token, usize), String> 
             None => break,
         }
     }
-    Err(format!("unbalanced quotes: {text} has no closing {quote}"))
+    Err(ConditionError::Syntax(format!(
+        "unbalanced quotes: {text} has no closing {quote}"
+    )))
 }
 
 pub(super) fn push_escape(value: &mut String, escaped: char) {
@@ -102,20 +106,24 @@ pub(super) fn push_escape(value: &mut String, escaped: char) {
     }
 }
 
-pub(super) fn check_parentheses(tokens: &[Token]) -> Result<(), String> {
+pub(super) fn check_parentheses(tokens: &[Token]) -> Result<(), ConditionError> {
     let mut depth = 0usize;
     for token in tokens {
         match token {
             Token::Open => depth += 1,
             Token::Close if depth == 0 => {
-                return Err("unbalanced parentheses: `)` without `(`".into());
+                return Err(ConditionError::Syntax(
+                    "unbalanced parentheses: `)` without `(`".into(),
+                ));
             }
             Token::Close => depth -= 1,
             _ => {}
         }
     }
     if depth > 0 {
-        return Err("unbalanced parentheses: `(` without `)`".into());
+        return Err(ConditionError::Syntax(
+            "unbalanced parentheses: `(` without `)`".into(),
+        ));
     }
     Ok(())
 }

@@ -69,6 +69,28 @@ pub use placeholder::placeholders_for;
 use typecheck::check_types;
 use value::Seen;
 
+/// Why a condition's text is refused when the config is loaded; the message says what
+/// is wrong in words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConditionError {
+    /// Not a condition: a bad token, placeholder, operator or literal, or trailing text.
+    #[error("{0}")]
+    Syntax(String),
+    /// A comparison whose types are known not to fit (`latency < 500`, `status == "200"`).
+    #[error("{0}")]
+    Type(String),
+    /// A `body.<path>` that is not a JSON path.
+    #[error(transparent)]
+    Path(#[from] crate::json_path::JsonPathError),
+    /// The pattern of `matches` is not a valid regex.
+    #[error("invalid regex {pattern} for matches: {source}")]
+    Regex {
+        /// The pattern as written, quotes included.
+        pattern: String,
+        source: regex::Error,
+    },
+}
+
 /// A parsed condition such as `body.status == "ok"`.
 #[derive(Debug, Clone)]
 pub struct Condition {
@@ -86,22 +108,24 @@ pub struct Condition {
 
 impl Condition {
     /// Parse one expression; the error says what is wrong in words.
-    pub fn parse(text: &str) -> Result<Condition, String> {
+    pub fn parse(text: &str) -> Result<Condition, ConditionError> {
         let tokens = tokenize(text)?;
         check_parentheses(&tokens)?;
         let (subject, rest) = parse_subject(&tokens)?;
         let (operator, rest) = parse_operator(rest, &subject)?;
         let (literal, raw, rest) = parse_literal(rest, operator)?;
         if let Some(extra) = rest.first() {
-            return Err(format!(
+            return Err(ConditionError::Syntax(format!(
                 "unexpected {extra} after `{subject} {operator} {raw}`; write one comparison per condition"
-            ));
+            )));
         }
         check_types(&subject, operator, &literal, &raw)?;
         let literal = match (operator, literal) {
             (Operator::Matches, Literal::Text(pattern)) => Literal::Pattern(
-                Regex::new(&pattern)
-                    .map_err(|e| format!("invalid regex {raw} for matches: {e}"))?,
+                Regex::new(&pattern).map_err(|source| ConditionError::Regex {
+                    pattern: raw.clone(),
+                    source,
+                })?,
             ),
             (_, literal) => literal,
         };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::ConditionError;
 use super::lexer::Token;
 use super::placeholder::{PLACEHOLDERS, Placeholder};
 use super::typecheck::ValueType;
@@ -46,9 +47,11 @@ pub(super) enum Literal {
     Pattern(Regex),
 }
 
-pub(super) fn parse_subject(tokens: &[Token]) -> Result<(Subject, &[Token]), String> {
+pub(super) fn parse_subject(tokens: &[Token]) -> Result<(Subject, &[Token]), ConditionError> {
     match tokens {
-        [] => Err("empty condition; write e.g. `status == 200`".into()),
+        [] => Err(ConditionError::Syntax(
+            "empty condition; write e.g. `status == 200`".into(),
+        )),
         [
             Token::Word(len),
             Token::Open,
@@ -59,34 +62,34 @@ pub(super) fn parse_subject(tokens: &[Token]) -> Result<(Subject, &[Token]), Str
             let placeholder = Placeholder::parse(inner)?;
             match placeholder.value_type() {
                 ValueType::Text | ValueType::Json => Ok((Subject::Length(placeholder), rest)),
-                other => Err(format!(
+                other => Err(ConditionError::Syntax(format!(
                     "len() counts text, arrays or objects, but `{placeholder}` is {}",
                     other.describe()
-                )),
+                ))),
             }
         }
-        [Token::Word(len), Token::Open, ..] if len == "len" => {
-            Err("len() takes one placeholder, e.g. `len(body.items) > 0`".into())
-        }
-        [Token::Word(word), rest @ ..] => Ok((Subject::Value(Placeholder::parse(word)?), rest)),
-        [other, ..] => Err(format!(
-            "missing placeholder before {other}; a condition starts with one of: {PLACEHOLDERS}"
+        [Token::Word(len), Token::Open, ..] if len == "len" => Err(ConditionError::Syntax(
+            "len() takes one placeholder, e.g. `len(body.items) > 0`".into(),
         )),
+        [Token::Word(word), rest @ ..] => Ok((Subject::Value(Placeholder::parse(word)?), rest)),
+        [other, ..] => Err(ConditionError::Syntax(format!(
+            "missing placeholder before {other}; a condition starts with one of: {PLACEHOLDERS}"
+        ))),
     }
 }
 
 pub(super) fn parse_operator<'t>(
     tokens: &'t [Token],
     subject: &Subject,
-) -> Result<(Operator, &'t [Token]), String> {
+) -> Result<(Operator, &'t [Token]), ConditionError> {
     match tokens {
-        [] => Err(format!(
+        [] => Err(ConditionError::Syntax(format!(
             "missing operator after `{subject}`; use one of {OPERATORS}"
-        )),
+        ))),
         [Token::Word(text) | Token::Symbol(text), rest @ ..] => Ok((Operator::parse(text)?, rest)),
-        [other, ..] => Err(format!(
+        [other, ..] => Err(ConditionError::Syntax(format!(
             "expected an operator after `{subject}`, found {other}; use one of {OPERATORS}"
-        )),
+        ))),
     }
 }
 
@@ -94,23 +97,23 @@ pub(super) fn parse_operator<'t>(
 pub(super) fn parse_literal(
     tokens: &[Token],
     operator: Operator,
-) -> Result<(Literal, String, &[Token]), String> {
+) -> Result<(Literal, String, &[Token]), ConditionError> {
     match tokens {
-        [] => Err(format!(
+        [] => Err(ConditionError::Syntax(format!(
             "missing the value to compare with after `{operator}`, e.g. `status == 200` or `body.status == \"ok\"`"
-        )),
+        ))),
         [Token::Quoted { value, raw }, rest @ ..] => {
             Ok((Literal::Text(value.clone()), raw.clone(), rest))
         }
         [Token::Word(word), rest @ ..] => Ok((Literal::parse_word(word)?, word.clone(), rest)),
-        [other, ..] => Err(format!(
+        [other, ..] => Err(ConditionError::Syntax(format!(
             "expected a value after `{operator}`, found {other}; write a number, a duration, \"text\", true, false or null"
-        )),
+        ))),
     }
 }
 
 impl Operator {
-    pub(super) fn parse(text: &str) -> Result<Operator, String> {
+    pub(super) fn parse(text: &str) -> Result<Operator, ConditionError> {
         Ok(match text {
             "==" => Operator::Eq,
             "!=" => Operator::Ne,
@@ -121,14 +124,14 @@ impl Operator {
             "contains" => Operator::Contains,
             "matches" => Operator::Matches,
             "=" => {
-                return Err(format!(
+                return Err(ConditionError::Syntax(format!(
                     "unknown operator `=`; write `==` (operators: {OPERATORS})"
-                ));
+                )));
             }
             other => {
-                return Err(format!(
+                return Err(ConditionError::Syntax(format!(
                     "unknown operator `{other}`; use one of {OPERATORS}"
-                ));
+                )));
             }
         })
     }
@@ -163,7 +166,7 @@ impl fmt::Display for Operator {
 
 impl Literal {
     /// An unquoted literal: `true`, `false`, `null`, a number or a duration.
-    pub(super) fn parse_word(word: &str) -> Result<Literal, String> {
+    pub(super) fn parse_word(word: &str) -> Result<Literal, ConditionError> {
         match word {
             "true" => return Ok(Literal::Bool(true)),
             "false" => return Ok(Literal::Bool(false)),
@@ -172,17 +175,19 @@ impl Literal {
         }
         let digits = word.trim_start_matches(['-', '.']);
         if !digits.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!(
+            return Err(ConditionError::Syntax(format!(
                 "`{word}` is not a value; put text in quotes (\"{word}\"), or write a number, a duration (500ms), true, false or null"
-            ));
+            )));
         }
         match word.parse::<f64>() {
             Ok(number) if number.is_finite() => Ok(Literal::Number(number)),
-            Ok(_) => Err(format!("number {word} is too large")),
+            Ok(_) => Err(ConditionError::Syntax(format!(
+                "number {word} is too large"
+            ))),
             Err(_) => parse_duration(word).map(Literal::Duration).map_err(|e| {
-                format!(
+                ConditionError::Syntax(format!(
                     "`{word}` is not a number or a duration ({e}); put text in quotes: \"{word}\""
-                )
+                ))
             }),
         }
     }

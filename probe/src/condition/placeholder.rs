@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::ConditionError;
 use super::parser::Subject;
 use super::typecheck::ValueType;
 use super::value::{Seen, Unavailable};
@@ -72,7 +73,7 @@ impl Subject {
 }
 
 impl Placeholder {
-    pub(super) fn parse(word: &str) -> Result<Placeholder, String> {
+    pub(super) fn parse(word: &str) -> Result<Placeholder, ConditionError> {
         Ok(match word {
             "status" => Placeholder::Status,
             "latency" => Placeholder::Latency,
@@ -87,16 +88,16 @@ impl Placeholder {
             _ if JsonPath::is_path(word) => Placeholder::Body(JsonPath::parse(word)?),
             _ => match word.strip_prefix("header.") {
                 Some("") => {
-                    return Err(
+                    return Err(ConditionError::Syntax(
                         "missing header name after `header.`; write e.g. `header.content-type`"
                             .into(),
-                    );
+                    ));
                 }
                 Some(name) => Placeholder::Header(name.to_ascii_lowercase()),
                 None => {
-                    return Err(format!(
+                    return Err(ConditionError::Syntax(format!(
                         "unknown placeholder `{word}`; use one of: {PLACEHOLDERS}"
-                    ));
+                    )));
                 }
             },
         })
@@ -215,7 +216,9 @@ pub(super) fn observe_json<'a>(
     observation: &'a Observation,
 ) -> Result<Seen<'a>, Unavailable> {
     let root = observation.json().map_err(Unavailable::none)?;
-    let value = path.lookup(root).map_err(Unavailable::missing)?;
+    let value = path
+        .lookup(root)
+        .map_err(|e| Unavailable::missing(e.to_string()))?;
     Ok(Seen::from_json(value))
 }
 

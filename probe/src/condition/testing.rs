@@ -67,7 +67,9 @@ pub(super) fn errs(
 
 /// Asserts parsing fails with an error containing every one of `words`.
 pub(super) fn rejects(condition: &str, words: &[&str]) {
-    let error = Condition::parse(condition).expect_err(condition);
+    let error = Condition::parse(condition)
+        .expect_err(condition)
+        .to_string();
     for word in words {
         assert!(
             error.contains(word),

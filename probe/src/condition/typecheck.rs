@@ -2,6 +2,7 @@
 //! (`latency` is a duration, `status` a number, `version` text) refuses comparisons that
 //! could never hold, when the config is loaded.
 
+use super::ConditionError;
 use super::parser::{Literal, Operator, Subject};
 
 /// The type a placeholder is known to have before anything is observed.
@@ -21,42 +22,42 @@ pub(super) fn check_types(
     operator: Operator,
     literal: &Literal,
     raw: &str,
-) -> Result<(), String> {
+) -> Result<(), ConditionError> {
     let value_type = subject.value_type();
     let kind = value_type.describe();
     if value_type == ValueType::Duration {
         return check_duration_comparison(subject, operator, literal, raw);
     }
     if let Literal::Duration(_) = literal {
-        return Err(format!(
+        return Err(ConditionError::Type(format!(
             "durations like {raw} compare only with latency, but `{subject}` is {kind}"
-        ));
+        )));
     }
     match operator {
         Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge => {
             if !matches!(literal, Literal::Number(_)) {
-                return Err(format!(
+                return Err(ConditionError::Type(format!(
                     "`{operator}` compares numbers, but {raw} is {}",
                     literal.describe()
-                ));
+                )));
             }
             if !matches!(value_type, ValueType::Number | ValueType::Json) {
-                return Err(format!(
+                return Err(ConditionError::Type(format!(
                     "`{operator}` compares numbers, but `{subject}` is {kind}"
-                ));
+                )));
             }
         }
         Operator::Contains | Operator::Matches => {
             if !matches!(value_type, ValueType::Text | ValueType::Json) {
-                return Err(format!(
+                return Err(ConditionError::Type(format!(
                     "{operator} works on text, but `{subject}` is {kind}"
-                ));
+                )));
             }
             let needs_text = operator == Operator::Matches || value_type == ValueType::Text;
             if needs_text && !matches!(literal, Literal::Text(_)) {
-                return Err(format!(
+                return Err(ConditionError::Type(format!(
                     "{operator} takes text in quotes, e.g. `{subject} {operator} \"…\"`"
-                ));
+                )));
             }
         }
         Operator::Eq | Operator::Ne => {
@@ -67,10 +68,10 @@ pub(super) fn check_types(
                 ValueType::Duration | ValueType::Json => true,
             };
             if !fits {
-                return Err(format!(
+                return Err(ConditionError::Type(format!(
                     "`{subject}` is {kind}, but {raw} is {}; compare it with {kind}",
                     literal.describe()
-                ));
+                )));
             }
         }
     }
@@ -83,21 +84,21 @@ pub(super) fn check_duration_comparison(
     operator: Operator,
     literal: &Literal,
     raw: &str,
-) -> Result<(), String> {
+) -> Result<(), ConditionError> {
     if matches!(operator, Operator::Contains | Operator::Matches) {
-        return Err(format!(
+        return Err(ConditionError::Type(format!(
             "`{subject}` is a duration; compare it with == != < <= > >=, e.g. `{subject} < 500ms`"
-        ));
+        )));
     }
     match literal {
         Literal::Duration(_) => Ok(()),
-        Literal::Number(_) => Err(format!(
+        Literal::Number(_) => Err(ConditionError::Type(format!(
             "`{subject} {operator} {raw}` needs a unit: write e.g. `{subject} {operator} {raw}ms` (or s, m)"
-        )),
-        other => Err(format!(
+        ))),
+        other => Err(ConditionError::Type(format!(
             "`{subject}` is a duration, but {raw} is {}; compare it with one such as 500ms",
             other.describe()
-        )),
+        ))),
     }
 }
 

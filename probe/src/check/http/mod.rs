@@ -295,7 +295,7 @@ fn peer_not_after(response: &Response) -> Option<i64> {
         Ok(not_after) => Some(not_after),
         Err(problem) => {
             let url = crate::secret::mask_url(response.url().as_str());
-            tracing::debug!(%url, problem, "cannot read the peer certificate's expiry");
+            tracing::debug!(%url, %problem, "cannot read the peer certificate's expiry");
             None
         }
     }

@@ -51,6 +51,10 @@ pub enum Command {
         /// The probe config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Validate without the environment: no `${VAR}` needs to be set (values that
+        /// use one are checked once it is).
+        #[arg(long)]
+        no_env: bool,
     },
     /// Load a library in this child process (used by `native` checks with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
@@ -98,7 +102,7 @@ pub async fn execute(cli: Cli) -> i32 {
                 agent_exit_code(&error)
             }
         },
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, no_env } => check_config(&config, no_env),
         Command::Dlopen { paths } => crate::check::native::dlopen_child_main(&paths),
     }
 }
@@ -111,11 +115,25 @@ fn agent_exit_code(error: &AgentError) -> i32 {
     }
 }
 
-fn check_config(path: &std::path::Path) -> i32 {
-    match config::load_probe_config(path) {
-        Ok(config) => {
+fn check_config(path: &std::path::Path, no_env: bool) -> i32 {
+    let mode = if no_env {
+        config::EnvMode::Absent
+    } else {
+        config::EnvMode::Process
+    };
+    match config::load_probe_config_with(path, mode) {
+        Ok((config, unset)) => {
+            let unchecked = if unset.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = unset.iter().map(String::as_str).collect();
+                format!(
+                    "; not checked without the environment: {}",
+                    names.join(", ")
+                )
+            };
             println!(
-                "{}: ok ({} checks, {} collectors)",
+                "{}: ok ({} checks, {} collectors{unchecked})",
                 path.display(),
                 config.checks.len(),
                 config.collectors.len()

@@ -13,6 +13,7 @@
 //! - [`report`]: results and batches on the wire.
 //! - [`limits`]: what one batch may carry, applied by the probe before sending and by the
 //!   collector on receipt; control-character escaping for tables and emails.
+//! - [`problems`]: every problem of a TOML config file in one run, with line and key.
 //! - [`units`]: durations and byte sizes as written in config.
 //! - [`agent`]: `postflight-probe run`, the always-on agent: scheduler, batcher, spool,
 //!   delivery to every collector, self-metrics.
@@ -33,6 +34,7 @@ pub mod limits;
 pub mod logging;
 pub mod observation;
 pub mod output;
+pub mod problems;
 pub mod report;
 pub mod secret;
 pub mod units;

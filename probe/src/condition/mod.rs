@@ -46,8 +46,9 @@
 //! - [`lexer`]: the text cut into words, symbols, quoted strings and parentheses.
 //! - [`parser`]: subject, operator and literal from the tokens.
 //! - [`typecheck`]: comparisons whose types are known not to fit, refused at load time.
-//! - [`placeholder`]: the named values of an [`Observation`] and which kinds produce them.
-//! - [`value`]: an observed value, compared with the literal and rendered for reports.
+//! - [`placeholder`]: the named values, their types, and which check kinds produce them.
+//! - [`value`]: a value read from an [`Observation`], compared with the literal and
+//!   rendered for reports.
 //! - JSON paths (`body.items[0]`) live in [`crate::json_path`], shared with `version_from`.
 
 mod lexer;

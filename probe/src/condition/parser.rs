@@ -9,8 +9,8 @@ use regex::Regex;
 
 use super::ConditionError;
 use super::lexer::Token;
+use super::placeholder::ValueType;
 use super::placeholder::{PLACEHOLDERS, Placeholder};
-use super::typecheck::ValueType;
 use crate::units::parse_duration;
 
 /// Every operator, for error messages.

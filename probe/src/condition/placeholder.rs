@@ -1,16 +1,11 @@
-//! The placeholders of the condition language: the named values of an [`Observation`]
-//! (`status`, `body.<path>`, `header.<name>`…), their types, and the check kinds that
-//! produce each of them.
+//! The placeholders of the condition language: the named values of an observation
+//! (`status`, `body.<path>`, `header.<name>`…), the type each is known to have, and the
+//! check kinds that produce each of them.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use super::ConditionError;
-use super::parser::Subject;
-use super::typecheck::ValueType;
-use super::value::{Seen, Unavailable};
 use crate::json_path::JsonPath;
-use crate::observation::Observation;
 use crate::report::CheckKind;
 
 /// Every placeholder, for error messages.
@@ -48,26 +43,25 @@ pub(super) enum Placeholder {
     Connected,
 }
 
-impl Subject {
-    pub(super) fn observe<'a>(
-        &self,
-        observation: &'a Observation,
-    ) -> Result<Seen<'a>, Unavailable> {
+/// The type a placeholder is known to have before anything is observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ValueType {
+    Number,
+    Text,
+    Bool,
+    Duration,
+    /// Whatever the JSON body holds.
+    Json,
+}
+
+impl ValueType {
+    pub(super) fn describe(self) -> &'static str {
         match self {
-            Subject::Value(placeholder) => placeholder.observe(observation),
-            Subject::Length(placeholder) => {
-                let seen = placeholder.observe(observation)?;
-                match seen.length() {
-                    Some(length) => Ok(Seen::Number(length as f64)),
-                    None => Err(Unavailable {
-                        reason: format!(
-                            "len() counts text, arrays or objects, but `{placeholder}` is {}",
-                            seen.describe()
-                        ),
-                        actual: seen.render(),
-                    }),
-                }
-            }
+            ValueType::Number => "a number",
+            ValueType::Text => "text",
+            ValueType::Bool => "true or false",
+            ValueType::Duration => "a duration",
+            ValueType::Json => "JSON",
         }
     }
 }
@@ -150,46 +144,6 @@ impl Placeholder {
             }
         }
     }
-
-    pub(super) fn observe<'a>(
-        &self,
-        observation: &'a Observation,
-    ) -> Result<Seen<'a>, Unavailable> {
-        let text =
-            |value: &'a Option<String>| value.as_deref().map(|v| Seen::Text(Cow::Borrowed(v)));
-        let seen = match self {
-            Placeholder::Body(path) => return observe_json(path, observation),
-            Placeholder::Status => observation.status.map(|status| Seen::Number(status.into())),
-            Placeholder::Latency => Some(Seen::Duration(observation.latency)),
-            Placeholder::BodyText => observation
-                .body
-                .as_deref()
-                .map(|body| Seen::Text(String::from_utf8_lossy(body))),
-            Placeholder::Header(name) => observation
-                .header(name)
-                .map(|v| Seen::Text(Cow::Borrowed(v))),
-            Placeholder::CertDaysLeft => observation.cert_days_left.map(Seen::Number),
-            Placeholder::Version => text(&observation.version),
-            Placeholder::Exit => observation.exit.map(|exit| Seen::Number(exit.into())),
-            Placeholder::Stdout => text(&observation.stdout),
-            Placeholder::Stderr => text(&observation.stderr),
-            Placeholder::Value => observation.value.map(Seen::Number),
-            Placeholder::Connected => observation.connected.map(Seen::Bool),
-        };
-        seen.ok_or_else(|| Unavailable::none(self.absent_reason()))
-    }
-
-    /// Why this placeholder has no value in an observation.
-    pub(super) fn absent_reason(&self) -> String {
-        match self {
-            Placeholder::Header(name) => format!("the response has no `{name}` header"),
-            Placeholder::BodyText => "there is no response body".into(),
-            Placeholder::Version => {
-                "no version was found (set version_from, and check that it matches)".into()
-            }
-            other => format!("the check did not produce `{other}`"),
-        }
-    }
 }
 
 impl fmt::Display for Placeholder {
@@ -209,17 +163,6 @@ impl fmt::Display for Placeholder {
             Placeholder::Connected => f.write_str("connected"),
         }
     }
-}
-
-pub(super) fn observe_json<'a>(
-    path: &JsonPath,
-    observation: &'a Observation,
-) -> Result<Seen<'a>, Unavailable> {
-    let root = observation.json().map_err(Unavailable::none)?;
-    let value = path
-        .lookup(root)
-        .map_err(|e| Unavailable::missing(e.to_string()))?;
-    Ok(Seen::from_json(value))
 }
 
 #[cfg(test)]

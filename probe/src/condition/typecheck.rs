@@ -4,17 +4,7 @@
 
 use super::ConditionError;
 use super::parser::{Literal, Operator, Subject};
-
-/// The type a placeholder is known to have before anything is observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ValueType {
-    Number,
-    Text,
-    Bool,
-    Duration,
-    /// Whatever the JSON body holds.
-    Json,
-}
+use super::placeholder::ValueType;
 
 /// Reject comparisons whose types are known not to fit, before anything runs.
 pub(super) fn check_types(
@@ -99,18 +89,6 @@ pub(super) fn check_duration_comparison(
             "`{subject}` is a duration, but {raw} is {}; compare it with one such as 500ms",
             other.describe()
         ))),
-    }
-}
-
-impl ValueType {
-    pub(super) fn describe(self) -> &'static str {
-        match self {
-            ValueType::Number => "a number",
-            ValueType::Text => "text",
-            ValueType::Bool => "true or false",
-            ValueType::Duration => "a duration",
-            ValueType::Json => "JSON",
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Observed values of the condition language: what a placeholder saw, compared with the
 //! literal (`==`, ordering, `contains`, `len`), described when the types do not fit, and
-//! rendered for reports (`200`, `"degraded"`, `742ms`, `[1,2]`, cut when long).
+//! rendered for reports (`200`, `"degraded"`, `742ms`, `[1,2]`, cut when long). Reading
+//! a placeholder's value out of an [`Observation`] lives here too.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -8,7 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::parser::Literal;
+use super::parser::{Literal, Subject};
+use super::placeholder::Placeholder;
+use crate::json_path::JsonPath;
+use crate::observation::Observation;
 use crate::units::format_duration;
 
 /// Observed text longer than this many characters is cut in reports.
@@ -151,6 +155,83 @@ pub(super) fn cut(rendered: String) -> String {
         Some((at, _)) => format!("{}…", &rendered[..at]),
         None => rendered,
     }
+}
+
+impl Subject {
+    pub(super) fn observe<'a>(
+        &self,
+        observation: &'a Observation,
+    ) -> Result<Seen<'a>, Unavailable> {
+        match self {
+            Subject::Value(placeholder) => placeholder.observe(observation),
+            Subject::Length(placeholder) => {
+                let seen = placeholder.observe(observation)?;
+                match seen.length() {
+                    Some(length) => Ok(Seen::Number(length as f64)),
+                    None => Err(Unavailable {
+                        reason: format!(
+                            "len() counts text, arrays or objects, but `{placeholder}` is {}",
+                            seen.describe()
+                        ),
+                        actual: seen.render(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl Placeholder {
+    pub(super) fn observe<'a>(
+        &self,
+        observation: &'a Observation,
+    ) -> Result<Seen<'a>, Unavailable> {
+        let text =
+            |value: &'a Option<String>| value.as_deref().map(|v| Seen::Text(Cow::Borrowed(v)));
+        let seen = match self {
+            Placeholder::Body(path) => return observe_json(path, observation),
+            Placeholder::Status => observation.status.map(|status| Seen::Number(status.into())),
+            Placeholder::Latency => Some(Seen::Duration(observation.latency)),
+            Placeholder::BodyText => observation
+                .body
+                .as_deref()
+                .map(|body| Seen::Text(String::from_utf8_lossy(body))),
+            Placeholder::Header(name) => observation
+                .header(name)
+                .map(|v| Seen::Text(Cow::Borrowed(v))),
+            Placeholder::CertDaysLeft => observation.cert_days_left.map(Seen::Number),
+            Placeholder::Version => text(&observation.version),
+            Placeholder::Exit => observation.exit.map(|exit| Seen::Number(exit.into())),
+            Placeholder::Stdout => text(&observation.stdout),
+            Placeholder::Stderr => text(&observation.stderr),
+            Placeholder::Value => observation.value.map(Seen::Number),
+            Placeholder::Connected => observation.connected.map(Seen::Bool),
+        };
+        seen.ok_or_else(|| Unavailable::none(self.absent_reason()))
+    }
+
+    /// Why this placeholder has no value in an observation.
+    pub(super) fn absent_reason(&self) -> String {
+        match self {
+            Placeholder::Header(name) => format!("the response has no `{name}` header"),
+            Placeholder::BodyText => "there is no response body".into(),
+            Placeholder::Version => {
+                "no version was found (set version_from, and check that it matches)".into()
+            }
+            other => format!("the check did not produce `{other}`"),
+        }
+    }
+}
+
+pub(super) fn observe_json<'a>(
+    path: &JsonPath,
+    observation: &'a Observation,
+) -> Result<Seen<'a>, Unavailable> {
+    let root = observation.json().map_err(Unavailable::none)?;
+    let value = path
+        .lookup(root)
+        .map_err(|e| Unavailable::missing(e.to_string()))?;
+    Ok(Seen::from_json(value))
 }
 
 #[cfg(test)]

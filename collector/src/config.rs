@@ -465,7 +465,7 @@ fn token_digest(entry: &TokenEntry, key: &str) -> Result<[u8; 32], String> {
     }
     match (&entry.token, &entry.token_file, &entry.token_sha256) {
         (Some(token), None, None) => {
-            let token = expand_env(token)?;
+            let token = expand_env(token).map_err(|e| e.to_string())?;
             secret::register(&token, &SecretSource::Key(key.to_string()));
             if token.len() < 16 {
                 return Err("token is shorter than 16 characters; use a long random token".into());

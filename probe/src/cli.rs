@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::agent::{self, AgentError, AgentOptions};
 use crate::check::Check;
 use crate::config::{self, ConfigError};
 use crate::logging::LogFormat;
@@ -50,6 +51,10 @@ pub enum Command {
         /// The probe config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Validate without the environment: no `${VAR}` needs to be set (values that
+        /// use one are checked once it is).
+        #[arg(long)]
+        no_env: bool,
     },
     /// Load a library in this child process (used by `native` checks with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
@@ -90,19 +95,45 @@ pub enum Format {
 pub async fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Once(args) => once(args).await,
-        Command::Run { config } => {
-            crate::agent::run(&config, crate::agent::AgentOptions::default()).await
-        }
-        Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => match agent::run(&config, AgentOptions::default()).await {
+            Ok(()) => EXIT_OK,
+            Err(error) => {
+                eprintln!("error: {}", redact(&error.to_string()));
+                agent_exit_code(&error)
+            }
+        },
+        Command::CheckConfig { config, no_env } => check_config(&config, no_env),
         Command::Dlopen { paths } => crate::check::native::dlopen_child_main(&paths),
     }
 }
 
-fn check_config(path: &std::path::Path) -> i32 {
-    match config::load_probe_config(path) {
-        Ok(config) => {
+/// 2 for a config problem, 1 when the agent could not start or run.
+fn agent_exit_code(error: &AgentError) -> i32 {
+    match error {
+        AgentError::Config(_) => EXIT_USAGE,
+        AgentError::Signals(_) | AgentError::Start(_) => EXIT_FAILED,
+    }
+}
+
+fn check_config(path: &std::path::Path, no_env: bool) -> i32 {
+    let mode = if no_env {
+        config::EnvMode::Absent
+    } else {
+        config::EnvMode::Process
+    };
+    match config::load_probe_config_with(path, mode) {
+        Ok((config, unset)) => {
+            let unchecked = if unset.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = unset.iter().map(String::as_str).collect();
+                format!(
+                    "; not checked without the environment: {}",
+                    names.join(", ")
+                )
+            };
             println!(
-                "{}: ok ({} checks, {} collectors)",
+                "{}: ok ({} checks, {} collectors{unchecked})",
                 path.display(),
                 config.checks.len(),
                 config.collectors.len()

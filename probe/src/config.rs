@@ -15,8 +15,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::check::{self, Check, CheckSpec, Target};
-use crate::condition::Condition;
+use crate::condition::{Condition, ConditionError};
 use crate::limits::Limits;
+pub use crate::problems::line_number;
+use crate::problems::{self, Problem};
 use crate::report::{CheckKind, ReportBatch};
 use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
@@ -241,13 +243,18 @@ impl ProbeConfig {
     }
 
     /// The bearer token of one collector (from `token` or `token_file`).
-    pub fn collector_token(spec: &CollectorSpec) -> Result<Option<String>, String> {
+    pub fn collector_token(spec: &CollectorSpec) -> Result<Option<String>, TokenError> {
         match (&spec.token, &spec.token_file) {
-            (Some(_), Some(_)) => Err("set either token or token_file, not both".into()),
+            (Some(_), Some(_)) => Err(TokenError::Both),
             (Some(token), None) => Ok(Some(token.clone())),
-            (None, Some(path)) => secret::read_secret_file(path)
-                .map(Some)
-                .map_err(|e| format!("cannot read token_file {}: {e}", path.display())),
+            (None, Some(path)) => {
+                secret::read_secret_file(path)
+                    .map(Some)
+                    .map_err(|source| TokenError::Unreadable {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            }
             (None, None) => Ok(None),
         }
     }
@@ -262,42 +269,128 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Where `${NAME}` values come from while a config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnvMode {
+    /// The process environment: an unset variable is a problem.
+    #[default]
+    Process,
+    /// None (`check-config --no-env`): `${NAME:-default}` takes its default, and a value
+    /// with an unset `${NAME}` is left unexpanded and not checked further.
+    Absent,
+}
+
 /// Read, parse, expand and validate a probe config file.
 pub fn load_probe_config(path: &Path) -> Result<ProbeConfig, ConfigError> {
+    load_probe_config_with(path, EnvMode::Process).map(|(config, _)| config)
+}
+
+/// [`load_probe_config`] in `mode`; also returns the variables left unexpanded (only
+/// ever in [`EnvMode::Absent`]), by name.
+pub fn load_probe_config_with(
+    path: &Path,
+    mode: EnvMode,
+) -> Result<(ProbeConfig, BTreeSet<String>), ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(&origin, vec![format!("cannot read the file: {e}")]))?;
-    parse_probe_config(&text, &origin)
+    parse_probe_config_with(&text, &origin, mode)
 }
 
 /// Parse, expand and validate probe config text.
 pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, ConfigError> {
-    let mut config: ProbeConfig =
-        toml::from_str(text).map_err(|e| ConfigError::new(origin, vec![toml_problem(text, &e)]))?;
+    parse_probe_config_with(text, origin, EnvMode::Process).map(|(config, _)| config)
+}
+
+/// Parse, expand and validate probe config text in `mode`: every problem of the file at
+/// once, TOML ones ([`problems::read_all`]) and semantic ones alike.
+pub fn parse_probe_config_with(
+    text: &str,
+    origin: &str,
+    mode: EnvMode,
+) -> Result<(ProbeConfig, BTreeSet<String>), ConfigError> {
+    let read = problems::read_all::<ProbeConfig>(text);
+    let mut problems: Vec<String> = read.problems.iter().map(Problem::to_string).collect();
+    let Some(mut config) = read.value else {
+        return Err(ConfigError::new(origin, problems));
+    };
     config.digest = digest(text);
-    let mut problems = Vec::new();
-    expand_probe_section(&mut config, text, &mut problems);
+    let text = read.text.as_str();
+    let mut env = Expansion::new(mode);
+    expand_probe_section(&mut config, text, &mut env);
+    let mut unchecked_checks = BTreeSet::new();
     for (index, spec) in config.checks.iter_mut().enumerate() {
-        let at = check_location(text, "checks", index, spec);
         let id = format!("checks[{index}] ({}/{})", spec.service, spec.name);
-        for problem in expand_check_spec(spec, text) {
-            problems.push(
-                match problem
-                    .strip_prefix("line ")
-                    .and_then(|r| r.split_once(": "))
-                {
-                    Some((line, message)) => format!("line {line}, {id}, {message}"),
-                    None => format!("{at}: {problem}"),
-                },
-            );
+        let before = env.held_back;
+        for problem in env.expand_check(spec, text) {
+            problems.push(locate_check_problem(text, index, spec, &id, &problem));
+        }
+        if env.held_back > before {
+            unchecked_checks.insert(index);
         }
     }
+    problems.append(&mut env.problems);
+    problems.extend(collector_problems(&config, text, &env.unchecked_collectors));
+    problems.extend(probe_section_problems(&config));
+    problems.extend(beyond_wire_limits(&config));
+    let (_, check_problems) = build_some_checks(&config.checks, &config.defaults, text, |index| {
+        !unchecked_checks.contains(&index)
+    });
+    problems.extend(check_problems);
+    if problems.is_empty() {
+        Ok((config, env.unset))
+    } else {
+        Err(ConfigError::new(origin, problems))
+    }
+}
+
+/// `line N, checks[i] (service/name), message` for a problem of one check.
+fn locate_check_problem(
+    text: &str,
+    index: usize,
+    spec: &CheckSpec,
+    id: &str,
+    problem: &str,
+) -> String {
+    match problem
+        .strip_prefix("line ")
+        .and_then(|r| r.split_once(": "))
+    {
+        Some((line, message)) => format!("line {line}, {id}, {message}"),
+        None => format!("{}: {problem}", check_location(text, "checks", index, spec)),
+    }
+}
+
+/// `[[collectors]]` entries: URL, token and certificate problems, each with its line.
+fn collector_problems(
+    config: &ProbeConfig,
+    text: &str,
+    unchecked: &BTreeSet<usize>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     for (index, collector) in config.collectors.iter().enumerate() {
         let at = format!("collectors[{index}]");
-        if let Err(e) = validate_collector(collector) {
-            problems.push(format!("{at}: {e}"));
+        let url_unchecked = unchecked.contains(&index);
+        if let Err(e) = validate_collector(collector, url_unchecked) {
+            let key = if e.starts_with("url ") {
+                "url"
+            } else {
+                "token"
+            };
+            let line = problems::line_of_entry_key(text, "collectors", index, key)
+                .or_else(|| problems::line_of_entry_key(text, "collectors", index, "url"));
+            match line {
+                Some(line) => problems.push(format!("line {line}, {at}: {e}")),
+                None => problems.push(format!("{at}: {e}")),
+            }
         }
     }
+    problems
+}
+
+/// `[probe]` settings that must be at least 1.
+fn probe_section_problems(config: &ProbeConfig) -> Vec<String> {
+    let mut problems = Vec::new();
     if config.probe.concurrency == 0 {
         problems.push("probe.concurrency must be at least 1".into());
     }
@@ -307,17 +400,7 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     if config.probe.retry_cap.0 < std::time::Duration::from_secs(1) {
         problems.push("probe.retry_cap must be at least 1s".into());
     }
-    problems.extend(beyond_wire_limits(&config));
-    if problems.is_empty()
-        && let Err(e) = build_checks(&config.checks, &config.defaults, text)
-    {
-        problems.extend(e.problems);
-    }
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::new(origin, problems))
-    }
+    problems
 }
 
 /// What the collector would refuse in every batch of this config ([`Limits::default`]):
@@ -355,41 +438,37 @@ fn beyond_wire_limits(config: &ProbeConfig) -> Vec<String> {
     problems
 }
 
-fn expand_probe_section(config: &mut ProbeConfig, text: &str, problems: &mut Vec<String>) {
-    let mut expand = |value: &mut String, key: &str, public: bool| {
-        let expanded = if public {
-            expand_env_public(value)
-        } else {
-            expand_env(value)
-        };
-        match expanded {
-            Ok(expanded) => *value = expanded,
-            Err(e) => problems.push(format!("{}{key}: {e}", line_prefix(text, value))),
-        }
-    };
+fn expand_probe_section(config: &mut ProbeConfig, text: &str, env: &mut Expansion) {
     if let Some(name) = config.probe.name.as_mut() {
-        expand(name, "probe.name", true);
+        env.expand_located(name, text, "probe.name", false);
     }
     for value in config.probe.labels.values_mut() {
-        expand(value, "probe.labels", true);
+        env.expand_located(value, text, "probe.labels", false);
     }
     for (index, collector) in config.collectors.iter_mut().enumerate() {
-        expand(&mut collector.url, "collectors.url", false);
+        let before = env.held_back;
+        env.expand_located(&mut collector.url, text, "collectors.url", true);
         secret::register_url_userinfo(&collector.url, &format!("collectors[{index}].url"));
         if let Some(token) = collector.token.as_mut() {
-            expand(token, "collectors.token", false);
+            env.expand_located(token, text, "collectors.token", true);
             let key = format!("collectors[{index}].token");
             secret::register(token, &SecretSource::Key(key));
+        }
+        if env.held_back > before {
+            env.unchecked_collectors.insert(index);
         }
     }
 }
 
-fn validate_collector(collector: &CollectorSpec) -> Result<(), String> {
+/// `unchecked`: the url holds a variable left unexpanded, so only the rest is checked.
+fn validate_collector(collector: &CollectorSpec, unchecked: bool) -> Result<(), String> {
     let shown = secret::mask_url(&collector.url);
-    let url = reqwest::Url::parse(&collector.url)
-        .map_err(|e| format!("url {shown:?} is not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url {shown:?} must start with http:// or https://"));
+    if !unchecked {
+        let url = reqwest::Url::parse(&collector.url)
+            .map_err(|e| format!("url {shown:?} is not a valid URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("url {shown:?} must start with http:// or https://"));
+        }
     }
     if collector.token.is_some() && collector.token_file.is_some() {
         return Err("set either token or token_file, not both".into());
@@ -403,55 +482,144 @@ fn validate_collector(collector: &CollectorSpec) -> Result<(), String> {
 /// Expand `${NAME}` and `${NAME:-default}` in every string of a check that may carry a
 /// secret or a host-specific value. Returns the problems (missing variables).
 pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut expand = |value: &mut String, key: &str| match expand_env(value) {
-        Ok(expanded) => *value = expanded,
-        Err(e) => problems.push(format!("{}{key}: {e}", line_prefix(text, value))),
-    };
-    if let Some(http) = spec.http.as_mut() {
-        expand(&mut http.url, "http.url");
-        secret::register_url_userinfo(&http.url, "http.url");
-        for value in http.headers.values_mut() {
-            expand(value, "http.headers");
-        }
-        if let Some(body) = http.body.as_mut() {
-            expand(body, "http.body");
-        }
-    }
-    if let Some(tcp) = spec.tcp.as_mut() {
-        expand(&mut tcp.address, "tcp.address");
-    }
-    if let Some(metric) = spec.metric.as_mut() {
-        expand(&mut metric.url, "metric.url");
-        secret::register_url_userinfo(&metric.url, "metric.url");
-        for value in metric.headers.values_mut() {
-            expand(value, "metric.headers");
-        }
-    }
-    if let Some(command) = spec.command.as_mut() {
-        for arg in command.argv.iter_mut() {
-            expand(arg, "command.argv");
-        }
-        for value in command.env.values_mut() {
-            expand(value, "command.env");
+    Expansion::new(EnvMode::Process).expand_check(spec, text)
+}
+
+/// `${NAME}` expansion of one file: the problems found and, without an environment, the
+/// variables left unexpanded.
+#[derive(Debug)]
+struct Expansion {
+    mode: EnvMode,
+    /// Problems of values outside `[[checks]]`, each with its line.
+    problems: Vec<String>,
+    /// Variables left unexpanded ([`EnvMode::Absent`] only).
+    unset: BTreeSet<String>,
+    /// Collectors whose url or token holds such a variable, or one that failed.
+    unchecked_collectors: BTreeSet<usize>,
+    /// Values not expanded so far (failed, or left as written), to hold back the checks
+    /// that would only repeat the problem (`${URL}` is not a valid URL).
+    held_back: usize,
+}
+
+impl Expansion {
+    fn new(mode: EnvMode) -> Self {
+        Expansion {
+            mode,
+            problems: Vec::new(),
+            unset: BTreeSet::new(),
+            unchecked_collectors: BTreeSet::new(),
+            held_back: 0,
         }
     }
-    problems
+
+    /// Expand `value` in place; `secret` registers what the environment gave.
+    fn expand(&mut self, value: &mut String, secret: bool) -> Result<(), EnvError> {
+        let mut left = BTreeSet::new();
+        let absent = (self.mode == EnvMode::Absent).then_some(&mut left);
+        let expanded = expand(value, secret, absent);
+        if expanded.is_err() || !left.is_empty() {
+            self.held_back += 1;
+        }
+        self.unset.append(&mut left);
+        *value = expanded?;
+        Ok(())
+    }
+
+    /// Expand `value`; a problem goes to `self.problems` with the line of the value.
+    fn expand_located(&mut self, value: &mut String, text: &str, key: &str, secret: bool) {
+        let prefix = line_prefix(text, value);
+        if let Err(e) = self.expand(value, secret) {
+            self.problems.push(format!("{prefix}{key}: {e}"));
+        }
+    }
+
+    /// Expand every string of a check that may carry a secret or a host-specific value;
+    /// the problems (missing variables) each start with `line N: ` where found.
+    fn expand_check(&mut self, spec: &mut CheckSpec, text: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut expand = |value: &mut String, key: &str| {
+            let prefix = line_prefix(text, value);
+            if let Err(e) = self.expand(value, true) {
+                problems.push(format!("{prefix}{key}: {e}"));
+            }
+        };
+        if let Some(http) = spec.http.as_mut() {
+            expand(&mut http.url, "http.url");
+            secret::register_url_userinfo(&http.url, "http.url");
+            for value in http.headers.values_mut() {
+                expand(value, "http.headers");
+            }
+            if let Some(body) = http.body.as_mut() {
+                expand(body, "http.body");
+            }
+        }
+        if let Some(tcp) = spec.tcp.as_mut() {
+            expand(&mut tcp.address, "tcp.address");
+        }
+        if let Some(metric) = spec.metric.as_mut() {
+            expand(&mut metric.url, "metric.url");
+            secret::register_url_userinfo(&metric.url, "metric.url");
+            for value in metric.headers.values_mut() {
+                expand(value, "metric.headers");
+            }
+        }
+        if let Some(command) = spec.command.as_mut() {
+            for arg in command.argv.iter_mut() {
+                expand(arg, "command.argv");
+            }
+            for value in command.env.values_mut() {
+                expand(value, "command.env");
+            }
+        }
+        problems
+    }
+}
+
+/// Why a `${NAME}` in a config value cannot be expanded. Names the variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable {name} is not set (export it, or write ${{{name}:-default}})")]
+    Unset { name: String },
+    #[error("environment variable {name} is empty")]
+    Empty { name: String },
+    #[error("${{{name}}} is not a valid environment variable name")]
+    InvalidName { name: String },
+    #[error("unclosed ${{ in value (write ${{NAME}})")]
+    Unclosed,
+}
+
+/// Why a collector's bearer token cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("set either token or token_file, not both")]
+    Both,
+    #[error("cannot read token_file {path}: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Expand `${NAME}` / `${NAME:-default}`; `$$` is a literal `$`. Every value taken from
 /// the environment is registered as a secret ([`crate::secret`]), shown as `${NAME}`.
-pub fn expand_env(value: &str) -> Result<String, String> {
-    expand(value, true)
+pub fn expand_env(value: &str) -> Result<String, EnvError> {
+    expand(value, true, None)
 }
 
 /// Expand like [`expand_env`] without registering the values: for the probe's name and
 /// labels, which identify the probe and are not secret.
-pub fn expand_env_public(value: &str) -> Result<String, String> {
-    expand(value, false)
+pub fn expand_env_public(value: &str) -> Result<String, EnvError> {
+    expand(value, false, None)
 }
 
-fn expand(value: &str, register: bool) -> Result<String, String> {
+/// Expand `value`. With `absent`, the environment is not read: a variable without a
+/// default is kept as written and its name noted in `absent`.
+fn expand(
+    value: &str,
+    register: bool,
+    mut absent: Option<&mut BTreeSet<String>>,
+) -> Result<String, EnvError> {
     if !value.contains('$') {
         return Ok(value.to_string());
     }
@@ -464,19 +632,19 @@ fn expand(value: &str, register: bool) -> Result<String, String> {
             out.push('$');
             rest = stripped;
         } else if let Some(inner) = after.strip_prefix('{') {
-            let end = inner
-                .find('}')
-                .ok_or_else(|| "unclosed ${ in value (write ${NAME})".to_string())?;
+            let end = inner.find('}').ok_or(EnvError::Unclosed)?;
             let (name, fallback) = match inner[..end].split_once(":-") {
                 Some((name, fallback)) => (name, Some(fallback)),
                 None => (&inner[..end], None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "${{{name}}} is not a valid environment variable name"
-                ));
+                return Err(EnvError::InvalidName { name: name.into() });
             }
-            match (std::env::var(name), fallback) {
+            let from_env = match absent.as_deref_mut() {
+                None => std::env::var(name).map_err(|_| ()),
+                Some(_) => Err(()),
+            };
+            match (from_env, fallback) {
                 (Ok(v), _) if !v.is_empty() => {
                     if register {
                         secret::register(&v, &SecretSource::Env(name.to_string()));
@@ -484,12 +652,14 @@ fn expand(value: &str, register: bool) -> Result<String, String> {
                     out.push_str(&v)
                 }
                 (_, Some(fallback)) => out.push_str(fallback),
-                (Ok(_), None) => return Err(format!("environment variable {name} is empty")),
-                (Err(_), None) => {
-                    return Err(format!(
-                        "environment variable {name} is not set (export it, or write ${{{name}:-default}})"
-                    ));
-                }
+                (Ok(_), None) => return Err(EnvError::Empty { name: name.into() }),
+                (Err(()), None) => match absent.as_deref_mut() {
+                    Some(unset) => {
+                        unset.insert(name.to_string());
+                        out.push_str(&rest[at..at + 2 + end + 1]);
+                    }
+                    None => return Err(EnvError::Unset { name: name.into() }),
+                },
             }
             rest = &inner[end + 1..];
         } else {
@@ -507,6 +677,20 @@ pub fn build_checks(
     defaults: &Defaults,
     text: &str,
 ) -> Result<Vec<Check>, ConfigError> {
+    match build_some_checks(specs, defaults, text, |_| true) {
+        (checks, problems) if problems.is_empty() => Ok(checks),
+        (_, problems) => Err(ConfigError::new("checks", problems)),
+    }
+}
+
+/// Validate every check and build those whose index `with_target` accepts (the others,
+/// holding a variable left unexpanded, are validated without their kind's target).
+fn build_some_checks(
+    specs: &[CheckSpec],
+    defaults: &Defaults,
+    text: &str,
+    with_target: impl Fn(usize) -> bool,
+) -> (Vec<Check>, Vec<String>) {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     let mut checks = Vec::new();
@@ -518,20 +702,28 @@ pub fn build_checks(
                 spec.service, spec.name
             ));
         }
-        match build_check(spec, defaults) {
-            Ok(check) => checks.push(check),
+        match build_check_with(spec, defaults, with_target(index)) {
+            Ok(check) => checks.extend(check),
             Err(errors) => problems.extend(errors.into_iter().map(|e| format!("{at}: {e}"))),
         }
     }
-    if problems.is_empty() {
-        Ok(checks)
-    } else {
-        Err(ConfigError::new("checks", problems))
-    }
+    (checks, problems)
 }
 
 /// Build one check from its spec, or every problem with it.
 pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<String>> {
+    match build_check_with(spec, defaults, true)? {
+        Some(check) => Ok(check),
+        None => Err(vec!["no check kind".into()]),
+    }
+}
+
+/// Validate one spec; build its check when `with_target` (else `Ok(None)` when valid).
+fn build_check_with(
+    spec: &CheckSpec,
+    defaults: &Defaults,
+    with_target: bool,
+) -> Result<Option<Check>, Vec<String>> {
     let mut problems = Vec::new();
     for (key, value) in [("service", &spec.service), ("name", &spec.name)] {
         if let Err(e) = validate_identifier(value) {
@@ -580,10 +772,12 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
     let Some(kind) = kind else {
         return Err(problems);
     };
-    if spec.expect.is_empty() {
+    if spec.expect.is_empty() && kind == CheckKind::Metric {
+        problems.push("metric checks need expect, e.g. expect = [\"value < 100\"]".into());
+    } else if spec.expect.is_empty() {
         match default_conditions(kind) {
             Ok(defaults) => conditions = defaults,
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
@@ -602,6 +796,13 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
     if repeat == 0 {
         problems.push("http.repeat must be at least 1".into());
     }
+    if !with_target {
+        return if problems.is_empty() {
+            Ok(None)
+        } else {
+            Err(problems)
+        };
+    }
     let target = match build_target(spec) {
         Ok(target) => Some(target),
         Err(e) => {
@@ -610,7 +811,7 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
         }
     };
     match target {
-        Some(target) if problems.is_empty() => Ok(Check {
+        Some(target) if problems.is_empty() => Ok(Some(Check {
             service: spec.service.clone(),
             name: spec.name.clone(),
             kind,
@@ -620,7 +821,7 @@ pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<S
             conditions,
             version_from,
             target,
-        }),
+        })),
         _ => Err(problems),
     }
 }
@@ -662,21 +863,19 @@ fn build_target(spec: &CheckSpec) -> Result<Target, String> {
 }
 
 /// The natural default conditions of a kind when `expect` is empty.
-pub fn default_conditions(kind: CheckKind) -> Result<Vec<Condition>, String> {
+/// A metric check has none: it needs `expect`.
+pub fn default_conditions(kind: CheckKind) -> Result<Vec<Condition>, ConditionError> {
     let sources: &[&str] = match kind {
         CheckKind::Http => &["status >= 200", "status < 300"],
         CheckKind::Tcp => &["connected == true"],
         CheckKind::Command => &["exit == 0"],
-        CheckKind::Native | CheckKind::Env => &[],
-        CheckKind::Metric => {
-            return Err("metric checks need expect, e.g. expect = [\"value < 100\"]".into());
-        }
+        CheckKind::Native | CheckKind::Env | CheckKind::Metric => &[],
     };
     sources.iter().map(|s| Condition::parse(s)).collect()
 }
 
 /// Add `version == "V"` to every check that has `version_from` (`--expect-version`).
-pub fn expect_version(checks: &mut [Check], version: &str) -> Result<usize, String> {
+pub fn expect_version(checks: &mut [Check], version: &str) -> Result<usize, ConditionError> {
     let source = format!(
         "version == \"{}\"",
         version.replace('\\', "\\\\").replace('"', "\\\"")
@@ -721,15 +920,6 @@ pub fn toml_problem(text: &str, error: &toml::de::Error) -> String {
         }
         None => message,
     }
-}
-
-/// 1-based line number of a byte offset.
-pub fn line_number(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 /// `line N: ` where `needle` first appears in `text`, or nothing.
@@ -887,5 +1077,30 @@ mod tests {
         assert_eq!(checks[0].interval, std::time::Duration::from_secs(10));
         assert_eq!(checks[0].timeout, std::time::Duration::from_secs(2));
         assert_eq!(checks[0].conditions.len(), 1);
+    }
+
+    #[test]
+    fn without_the_environment_defaults_apply_and_unset_variables_are_only_named() {
+        let text = "[probe]\nname = \"${POSTFLIGHT_TEST_SURELY_UNSET:-web-1}\"\n[[collectors]]\nurl = \"${POSTFLIGHT_TEST_UNSET_URL}\"\n[[checks]]\nservice = \"a\"\nname = \"b\"\nhttp = { url = \"${POSTFLIGHT_TEST_UNSET_URL}/x\", headers = { A = \"${POSTFLIGHT_TEST_UNSET_B}\" } }\n";
+        assert!(parse_probe_config(text, "t").is_err());
+        let (config, unset) = parse_probe_config_with(text, "t", EnvMode::Absent).unwrap();
+        assert_eq!(config.probe.name.as_deref(), Some("web-1"));
+        assert_eq!(
+            unset.into_iter().collect::<Vec<_>>(),
+            ["POSTFLIGHT_TEST_UNSET_B", "POSTFLIGHT_TEST_UNSET_URL"]
+        );
+        assert_eq!(config.collectors[0].url, "${POSTFLIGHT_TEST_UNSET_URL}");
+    }
+
+    #[test]
+    fn semantic_problems_are_reported_beside_unknown_keys() {
+        let text = "[defaults]\nintervall = \"5s\"\n[[checks]]\nservice = \"a\"\nname = \"b c\"\ntcp = { address = \"127.0.0.1:1\" }\n";
+        let found = problems(text);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("line 2 (intervall)"), "{found:?}");
+        assert!(
+            found[1].starts_with("line 3, checks[0] (a/b c): name"),
+            "{found:?}"
+        );
     }
 }

@@ -6,11 +6,14 @@
 //!   key and line that is wrong.
 //! - [`check`]: one module per check kind (`http`, `tcp`, `native`, `env`, `command`,
 //!   `metric`) and the runner that turns an observation into a result.
+//! - [`observation`]: what one run of a check saw, read by conditions and `version_from`.
 //! - [`condition`]: the small expression language of `expect = [...]`.
+//! - [`json_path`]: `body.items[0].name`, shared by conditions and `version_from`.
 //! - [`version`]: `version_from`, where a result's service version comes from.
 //! - [`report`]: results and batches on the wire.
 //! - [`limits`]: what one batch may carry, applied by the probe before sending and by the
 //!   collector on receipt; control-character escaping for tables and emails.
+//! - [`problems`]: every problem of a TOML config file in one run, with line and key.
 //! - [`units`]: durations and byte sizes as written in config.
 //! - [`agent`]: `postflight-probe run`, the always-on agent: scheduler, batcher, spool,
 //!   delivery to every collector, self-metrics.
@@ -26,9 +29,12 @@ pub mod check;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod json_path;
 pub mod limits;
 pub mod logging;
+pub mod observation;
 pub mod output;
+pub mod problems;
 pub mod report;
 pub mod secret;
 pub mod units;

@@ -17,11 +17,26 @@
 use regex::Regex;
 use serde_json::Value;
 
-use crate::check::Observation;
-use crate::condition::JsonPath;
+use crate::json_path::{JsonPath, JsonPathError};
+use crate::observation::Observation;
 
 /// The accepted forms, for error messages.
 const FORMS: &str = "body.<path>, header.<name>, stdout, body_text or regex:<pattern>";
+
+/// Why a `version_from` value is refused; the message names the accepted forms.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VersionSourceError {
+    #[error("invalid version_from: {0}")]
+    Path(JsonPathError),
+    #[error("version_from `header.` lacks a header name; write e.g. `header.x-version`")]
+    NoHeaderName,
+    #[error("version_from `regex:` lacks a pattern; write e.g. `regex:v(\\d+\\.\\d+)`")]
+    NoPattern,
+    #[error("invalid regex in version_from: {0}")]
+    Regex(regex::Error),
+    #[error("unknown version_from `{0}`; use {FORMS}")]
+    Unknown(String),
+}
 
 /// `version_from`: `body.<path>`, `header.<name>`, `stdout`, `body_text` or `regex:<pattern>`.
 #[derive(Debug, Clone)]
@@ -44,14 +59,14 @@ enum Form {
 
 impl VersionSource {
     /// Parse a `version_from` value; the error says what forms are accepted.
-    pub fn parse(text: &str) -> Result<VersionSource, String> {
+    pub fn parse(text: &str) -> Result<VersionSource, VersionSourceError> {
         let trimmed = text.trim();
         let form = match trimmed {
             "stdout" => Form::Stdout,
             "body_text" => Form::BodyText,
-            _ if JsonPath::is_path(trimmed) => Form::Body(
-                JsonPath::parse(trimmed).map_err(|e| format!("invalid version_from: {e}"))?,
-            ),
+            _ if JsonPath::is_path(trimmed) => {
+                Form::Body(JsonPath::parse(trimmed).map_err(VersionSourceError::Path)?)
+            }
             _ => parse_prefixed(trimmed)?,
         };
         Ok(VersionSource {
@@ -89,26 +104,22 @@ impl VersionSource {
 }
 
 /// `header.<name>` or `regex:<pattern>`.
-fn parse_prefixed(text: &str) -> Result<Form, String> {
+fn parse_prefixed(text: &str) -> Result<Form, VersionSourceError> {
     if let Some(name) = text.strip_prefix("header.") {
         if name.is_empty() {
-            return Err(
-                "version_from `header.` lacks a header name; write e.g. `header.x-version`".into(),
-            );
+            return Err(VersionSourceError::NoHeaderName);
         }
         return Ok(Form::Header(name.to_ascii_lowercase()));
     }
     if let Some(pattern) = text.strip_prefix("regex:") {
         if pattern.is_empty() {
-            return Err(
-                "version_from `regex:` lacks a pattern; write e.g. `regex:v(\\d+\\.\\d+)`".into(),
-            );
+            return Err(VersionSourceError::NoPattern);
         }
         return Regex::new(pattern)
             .map(Form::Regex)
-            .map_err(|e| format!("invalid regex in version_from: {e}"));
+            .map_err(VersionSourceError::Regex);
     }
-    Err(format!("unknown version_from `{text}`; use {FORMS}"))
+    Err(VersionSourceError::Unknown(text.to_string()))
 }
 
 /// Strings as they are; numbers and booleans as JSON writes them.
@@ -139,15 +150,17 @@ mod tests {
     use super::*;
 
     fn with_body(body: &str) -> Observation {
-        let mut observation = Observation::default();
-        observation.body = Some(body.as_bytes().to_vec());
-        observation
+        Observation {
+            body: Some(body.as_bytes().to_vec()),
+            ..Observation::default()
+        }
     }
 
     fn with_stdout(stdout: &str) -> Observation {
-        let mut observation = Observation::default();
-        observation.stdout = Some(stdout.into());
-        observation
+        Observation {
+            stdout: Some(stdout.into()),
+            ..Observation::default()
+        }
     }
 
     fn extract(source: &str, observation: &Observation) -> Option<String> {
@@ -190,8 +203,10 @@ mod tests {
 
     #[test]
     fn header_is_found_whatever_its_case() {
-        let mut observation = Observation::default();
-        observation.headers = vec![("x-app-version".into(), " 2.0.1 ".into())];
+        let observation = Observation {
+            headers: vec![("x-app-version".into(), " 2.0.1 ".into())],
+            ..Observation::default()
+        };
         assert_eq!(
             extract("header.X-App-Version", &observation).as_deref(),
             Some("2.0.1")
@@ -264,7 +279,9 @@ mod tests {
 
     #[test]
     fn unknown_forms_are_rejected_with_the_accepted_ones() {
-        let error = VersionSource::parse("json.version").unwrap_err();
+        let error = VersionSource::parse("json.version")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "unknown version_from `json.version`; use body.<path>, header.<name>, stdout, body_text or regex:<pattern>"
@@ -272,11 +289,13 @@ mod tests {
         assert!(
             VersionSource::parse("")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown version_from")
         );
         assert!(
             VersionSource::parse("stderr")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown version_from")
         );
     }
@@ -286,19 +305,24 @@ mod tests {
         assert!(
             VersionSource::parse("header.")
                 .unwrap_err()
+                .to_string()
                 .contains("lacks a header name")
         );
         assert!(
             VersionSource::parse("regex:")
                 .unwrap_err()
+                .to_string()
                 .contains("lacks a pattern")
         );
         assert!(
             VersionSource::parse("regex:(")
                 .unwrap_err()
+                .to_string()
                 .contains("invalid regex in version_from")
         );
-        let path = VersionSource::parse("body.items[0").unwrap_err();
+        let path = VersionSource::parse("body.items[0")
+            .unwrap_err()
+            .to_string();
         assert!(
             path.contains("invalid version_from: unbalanced brackets"),
             "{path}"
@@ -306,6 +330,7 @@ mod tests {
         assert!(
             VersionSource::parse("body..v")
                 .unwrap_err()
+                .to_string()
                 .contains("empty key")
         );
     }

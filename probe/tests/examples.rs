@@ -170,16 +170,149 @@ fn localhost_example_passes_once_with_no_services_running() {
 
 #[test]
 fn broken_config_exits_2_and_names_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("probe.toml");
-    std::fs::write(
-        &path,
+    let output = check_config_text(
         "[probe]\nname = \"web-1\"\nconcurrencyy = 4\n\n[[checks]]\nservice = \"a\"\nname = \"b\"\ntcp = { address = \"127.0.0.1:1\" }\n",
-    )
-    .unwrap();
-    let output = probe(&["check-config", "--config", path.to_str().unwrap()], &[]);
+        &[],
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(stderr.contains("line 3"), "{}", describe(&output));
     assert!(stderr.contains("concurrencyy"), "{}", describe(&output));
+}
+
+/// `check-config` with `flags` on a file holding `text`, with only `variables` set.
+fn check_config_text(text: &str, flags: &[&str], variables: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec!["check-config"];
+    args.extend(flags);
+    args.extend(["--config", path.to_str().unwrap()]);
+    probe(&args, variables)
+}
+
+/// The lines of the README's tour that run `postflight-probe check-config`.
+fn readme_check_config_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    readme
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("postflight-probe check-config"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_readme_tours_check_config_works_as_written() {
+    let commands = readme_check_config_commands();
+    assert!(!commands.is_empty(), "the README tour runs check-config");
+    for command in commands {
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let output = probe(&args, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{command}: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn every_example_passes_check_config_without_its_environment() {
+    for (file, variables) in EXAMPLES {
+        let path = examples_dir().join(file);
+        let output = probe(
+            &[
+                "check-config",
+                "--no-env",
+                "--config",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{file}: {}",
+            describe(&output)
+        );
+        for variable in *variables {
+            assert!(
+                stdout.contains(variable),
+                "{file}: {variable} not named as unchecked: {}",
+                describe(&output)
+            );
+        }
+    }
+}
+
+#[test]
+fn no_env_still_refuses_what_is_wrong_without_the_environment() {
+    let output = check_config_text(
+        "[[collectors]]\nurl = \"${PF_EXAMPLE_UNSET_URL}\"\n\n[[checks]]\nservice = \"a\"\nname = \"b\"\nexpect = [\"latency < 500\"]\nhttp = { url = \"${PF_EXAMPLE_UNSET_URL}/health\" }\n",
+        &["--no-env"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        stderr.contains("line 4, checks[0] (a/b)"),
+        "{}",
+        describe(&output)
+    );
+    assert!(stderr.contains("needs a unit"), "{}", describe(&output));
+    assert!(!stderr.contains("not set"), "{}", describe(&output));
+    assert!(!stderr.contains("not a valid URL"), "{}", describe(&output));
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_line_and_key() {
+    let output = check_config_text(
+        "[defaults]\nintervall = \"5s\"\n\n[[collectors]]\nurl = \"ftp://collector.internal\"\n\n[[checks]]\nservice = \"web\"\nname = \"bad name\"\nstauts = 200\nhttp = { url = \"http://127.0.0.1:1/\", stauts = 3 }\n",
+        &[],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    for expected in [
+        "5 problems",
+        "line 2 (intervall): unknown field `intervall`",
+        "line 10 (stauts): unknown field `stauts`",
+        "line 11 (stauts): unknown field `stauts`",
+        "line 5, collectors[0]: url \"ftp://collector.internal/\" must start with http://",
+        "line 7, checks[0] (web/bad name): name \"bad name\" may only use",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected:?}: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn unset_variables_are_named_and_no_value_is_shown() {
+    let output = check_config_text(
+        "[[collectors]]\nurl = \"http://127.0.0.1:7878\"\ntoken = \"${PF_EXAMPLE_UNSET_TOKEN}\"\n\n[[checks]]\nservice = \"a\"\nname = \"b\"\nhttp = { url = \"http://127.0.0.1:1/\", headers = { Cookie = \"${POSTFLIGHT_TOKEN}\" } }\ncommand = { argv = [\"true\"] }\n",
+        &[],
+        &["POSTFLIGHT_TOKEN"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        stderr.contains(
+            "line 3: collectors.token: environment variable PF_EXAMPLE_UNSET_TOKEN is not set"
+        ),
+        "{}",
+        describe(&output)
+    );
+    assert!(stderr.contains("exactly one kind"), "{}", describe(&output));
+    assert!(
+        !stderr.contains(dummy_value("POSTFLIGHT_TOKEN")),
+        "{}",
+        describe(&output)
+    );
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use postflight_probe::check::command::CommandTarget;
 use postflight_probe::check::env::EnvTarget;
 use postflight_probe::check::native::{LoaderPaths, NativeTarget, dlopen_child_main};
-use postflight_probe::check::{Check, CommandSpec, EnvSpec, NativeSpec, Observation, Target};
+use postflight_probe::check::{Check, CommandSpec, EnvSpec, NativeSpec, Target};
+use postflight_probe::observation::Observation;
 use postflight_probe::report::{CheckKind, CheckResult, Outcome};
 use postflight_probe::units::{ByteSize, HumanDuration};
 

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use postflight_probe::check::http::HttpTarget;
 use postflight_probe::check::metric::MetricTarget;
 use postflight_probe::check::tcp::TcpTarget;
-use postflight_probe::check::{Check, HttpSpec, MetricSpec, Observation, Target, TcpSpec};
+use postflight_probe::check::{Check, HttpSpec, MetricSpec, Target, TcpSpec};
+use postflight_probe::observation::Observation;
 use postflight_probe::report::{CheckKind, Outcome};
 
 use support::{Authority, refused_addr, serve, serve_tls, unix_now};

@@ -3,87 +3,26 @@
 //! probes report running (Cloudron refuses such manifests; elsewhere it usually means a
 //! wrong tag or an unannounced rollback). Versions that are not semver are not compared.
 
-use std::cmp::Ordering;
+use semver::{BuildMetadata, Version};
 
-/// A parsed `MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]`, optional leading `v`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SemVer {
-    core: [u64; 3],
-    prerelease: Vec<String>,
-}
-
-impl SemVer {
-    /// Parse, or `None` when the text is not semver.
-    pub fn parse(text: &str) -> Option<SemVer> {
-        let text = text.trim().trim_start_matches(['v', 'V']);
-        let text = text.split_once('+').map_or(text, |(v, _build)| v);
-        let (core, prerelease) = match text.split_once('-') {
-            Some((core, pre)) if !pre.is_empty() => {
-                (core, pre.split('.').map(String::from).collect())
-            }
-            Some(_) => return None,
-            None => (text, Vec::new()),
-        };
-        let mut numbers = core.split('.');
-        let mut parsed = [0u64; 3];
-        for slot in &mut parsed {
-            let part = numbers.next()?;
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            *slot = part.parse().ok()?;
-        }
-        if numbers.next().is_some() {
-            return None;
-        }
-        Some(SemVer {
-            core: parsed,
-            prerelease,
-        })
-    }
-}
-
-impl Ord for SemVer {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.core.cmp(&other.core).then_with(|| {
-            match (self.prerelease.is_empty(), other.prerelease.is_empty()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                (false, false) => compare_prerelease(&self.prerelease, &other.prerelease),
-            }
-        })
-    }
-}
-
-impl PartialOrd for SemVer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-fn compare_prerelease(a: &[String], b: &[String]) -> Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            (Ok(_), Err(_)) => Ordering::Less,
-            (Err(_), Ok(_)) => Ordering::Greater,
-            (Err(_), Err(_)) => x.cmp(y),
-        };
-        if order != Ordering::Equal {
-            return order;
-        }
-    }
-    a.len().cmp(&b.len())
+/// `MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]` with an optional leading `v`, by the `semver`
+/// crate's strict grammar (`01.2.3` is not semver); `None` when the text is not semver.
+/// Build metadata is dropped: it takes no part in precedence.
+fn parse(text: &str) -> Option<Version> {
+    let text = text.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let mut version = Version::parse(text).ok()?;
+    version.build = BuildMetadata::EMPTY;
+    Some(version)
 }
 
 /// The warning for deploying `new` over the versions in `replaces` (what each one is,
 /// and the version), naming every one that is semver and not lower than `new`.
 pub fn not_increasing_warning(new: &str, replaces: &[(String, String)]) -> Option<String> {
-    let parsed = SemVer::parse(new)?;
+    let parsed = parse(new)?;
     let mut not_lower: Vec<(&str, Vec<&str>)> = Vec::new();
     for (what, version) in replaces {
-        if SemVer::parse(version).is_none_or(|old| parsed > old) {
+        if parse(version).is_none_or(|old| parsed > old) {
             continue;
         }
         match not_lower.iter_mut().find(|(v, _)| v == version) {
@@ -112,7 +51,7 @@ mod tests {
 
     #[test]
     fn orders_like_semver() {
-        let v = |t| SemVer::parse(t);
+        let v = |t| parse(t);
         assert!(v("0.1.9") > v("0.1.8"));
         assert!(v("0.1.10") > v("0.1.9"));
         assert!(v("v1.0.0") > v("1.0.0-rc.1"));
@@ -123,10 +62,19 @@ mod tests {
 
     #[test]
     fn non_semver_is_not_parsed() {
-        assert_eq!(SemVer::parse("sha-abcdef"), None);
-        assert_eq!(SemVer::parse("1.2"), None);
-        assert_eq!(SemVer::parse("1.2.3.4"), None);
-        assert_eq!(SemVer::parse("1.2.x"), None);
+        assert_eq!(parse("sha-abcdef"), None);
+        assert_eq!(parse("1.2"), None);
+        assert_eq!(parse("1.2.3.4"), None);
+        assert_eq!(parse("1.2.x"), None);
+    }
+
+    #[test]
+    fn leading_zeros_are_not_semver() {
+        assert_eq!(parse("01.2.3"), None);
+        assert_eq!(parse("1.02.3"), None);
+        assert_eq!(parse("1.2.3-01"), None);
+        assert!(not_increasing_warning("01.2.3", &last("1.2.4")).is_none());
+        assert!(parse("1.2.3").is_some());
     }
 
     fn last(version: &str) -> Vec<(String, String)> {

@@ -4,6 +4,9 @@
 //! starts at `initial` and doubles after each failure up to `max`; each wait is drawn
 //! uniformly below the ceiling, so probes that lost the same collector at the same moment
 //! do not come back in lock-step. A success resets the ceiling.
+//!
+//! Kept by hand: it is a dozen lines of arithmetic on an injected random source, which
+//! keeps tests deterministic; a crate would bring its own clock and randomness.
 
 use std::time::Duration;
 

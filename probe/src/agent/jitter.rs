@@ -3,6 +3,8 @@
 //! Spreading check runs and retries over time only needs cheap, well-mixed numbers, not
 //! cryptographic ones, so this is a SplitMix64 generator seeded from the clock and the
 //! process id (or from a fixed seed in tests, which makes schedules reproducible).
+//!
+//! Kept by hand: a few lines that need no `rand` dependency tree for non-secret spreading.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

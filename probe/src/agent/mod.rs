@@ -59,8 +59,7 @@ use self::selfmetrics::{AgentMetrics, MetricsServer};
 use self::shutdown::{ShutdownTrigger, shutdown_pair};
 use self::spool::{Spool, collector_key};
 use crate::check::Check;
-use crate::cli::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::config::{ProbeConfig, load_probe_config};
+use crate::config::{ConfigError, ProbeConfig, load_probe_config};
 
 /// The version every batch carries.
 pub const PROBE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -539,33 +538,37 @@ fn open_spools(
     Ok(spools)
 }
 
+/// Why [`run`] returned before a clean stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// SIGHUP, SIGTERM or SIGINT could not be watched.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The config file is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The agent could not start: spool directory unusable, listen address taken, a
+    /// collector's TLS files unreadable.
+    #[error("{0:#}")]
+    Start(anyhow::Error),
+}
+
 /// `postflight-probe run --config FILE`: run until SIGTERM/SIGINT, reload on SIGHUP.
-/// Exit codes: 0 after a clean stop, 2 when the config is invalid, 1 when the agent cannot
-/// start (spool dir unusable, listen address taken).
-pub async fn run(config_path: &Path, options: AgentOptions) -> i32 {
+/// `Ok` after a clean stop; the command line maps each [`AgentError`] to an exit code.
+pub async fn run(config_path: &Path, options: AgentOptions) -> Result<(), AgentError> {
     let signals = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     );
-    let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = signals else {
-        eprintln!("error: cannot install signal handlers");
-        return EXIT_FAILED;
+    let (mut hangup, mut terminate, mut interrupt) = match signals {
+        (Ok(hangup), Ok(terminate), Ok(interrupt)) => (hangup, terminate, interrupt),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(AgentError::Signals(e)),
     };
-    let config = match load_probe_config(config_path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let mut agent = match Agent::start(config, options).await {
-        Ok(agent) => agent,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return EXIT_FAILED;
-        }
-    };
+    let config = load_probe_config(config_path)?;
+    let mut agent = Agent::start(config, options)
+        .await
+        .map_err(AgentError::Start)?;
     loop {
         tokio::select! {
             _ = hangup.recv() => match agent.reload_from(config_path).await {
@@ -578,5 +581,5 @@ pub async fn run(config_path: &Path, options: AgentOptions) -> i32 {
     }
     tracing::info!("stopping: flushing results and draining the spools");
     agent.shutdown().await;
-    EXIT_OK
+    Ok(())
 }

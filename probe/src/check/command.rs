@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::{CheckError, CommandSpec, Observation};
+use super::{CheckError, CommandSpec};
+use crate::observation::Observation;
 use crate::units::format_duration;
 
 /// Default cap on captured stdout and stderr, each.

@@ -14,8 +14,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{CheckError, EnvSpec, Observation};
+use super::{CheckError, EnvSpec};
 use crate::check::command::io_error_text;
+use crate::observation::Observation;
 use crate::units::format_duration;
 
 /// Largest env file or environ block read.

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::{CheckError, Observation, TcpSpec};
+use super::{CheckError, TcpSpec};
+use crate::observation::Observation;
 use crate::units::format_duration;
 
 /// A ready-to-run `tcp` check.

@@ -33,7 +33,8 @@ use reqwest::{Client, Method, Request, Response, Url};
 
 use self::body::{BodyError, describe_size, read_capped};
 use self::failure::{Destination, describe, is_stale_connection, timed_out};
-use super::{CheckError, HttpSpec, Observation};
+use super::{CheckError, HttpSpec};
+use crate::observation::Observation;
 
 /// Redirects followed before giving up (when `follow_redirects` is on).
 pub(crate) const MAX_REDIRECTS: usize = 10;
@@ -316,7 +317,7 @@ fn peer_not_after(response: &Response) -> Option<i64> {
         Ok(not_after) => Some(not_after),
         Err(problem) => {
             let url = crate::secret::mask_url(response.url().as_str());
-            tracing::debug!(%url, problem, "cannot read the peer certificate's expiry");
+            tracing::debug!(%url, %problem, "cannot read the peer certificate's expiry");
             None
         }
     }

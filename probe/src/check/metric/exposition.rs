@@ -8,6 +8,9 @@
 //! whose metric name differs with a prefix comparison, and only parses the labels of the
 //! lines that could match. Parsed samples borrow from the page; only escaped label values
 //! are copied.
+//!
+//! Kept by hand: the crates that parse the format build every sample of the page, where
+//! a check needs one series found by a prefix comparison.
 
 use std::borrow::Cow;
 use std::fmt;

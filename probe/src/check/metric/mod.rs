@@ -15,7 +15,8 @@ use std::time::Duration;
 pub use self::exposition::{Sample, parse_sample, samples_named};
 pub use self::selector::Selector;
 use super::http::{Endpoint, EndpointConfig};
-use super::{CheckError, MetricSpec, Observation};
+use super::{CheckError, MetricSpec};
+use crate::observation::Observation;
 
 /// Largest metrics page read. Exporters' pages are usually well under 1 MiB, but some
 /// (kube-state-metrics, big application registries) reach several MiB.

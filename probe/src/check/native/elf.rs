@@ -1,38 +1,27 @@
-//! Just enough ELF reading for dependency checks: the identity of a file (class, byte
-//! order, machine) and the strings of its dynamic section (`DT_NEEDED`, `DT_RPATH`,
-//! `DT_RUNPATH`).
+//! ELF reading for dependency checks: the identity of a file (class, byte order,
+//! machine) and the strings of its dynamic section (`DT_NEEDED`, `DT_RPATH`,
+//! `DT_RUNPATH`), through the `object` crate's bounds-checked ELF structures.
 //!
 //! It follows the loader's route, not the linker's: program headers locate `PT_DYNAMIC`,
 //! and `DT_STRTAB` (a virtual address) is mapped back to a file offset through the
-//! `PT_LOAD` segments, so stripped files work. Every read is bounds-checked against the
-//! file size and capped, so a malformed or hostile file yields an error, never a panic or
-//! a huge allocation. Files are read with positional reads; nothing is mapped or executed.
+//! `PT_LOAD` segments, so stripped files work. The file is read lazily (`ReadCache`):
+//! only the header, the program headers, the dynamic section and the strings it names;
+//! nothing is mapped or executed, and a malformed file yields an error, never a panic.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use object::elf::{DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_STRSZ, DT_STRTAB, PT_LOAD};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+use object::read::{ReadCache, ReadRef, StringTable};
+use object::{Endian, Endianness, FileKind};
 
 use crate::check::command::io_error_text as io_text;
 
-/// Largest program header table read (entries).
-const MAX_PROGRAM_HEADERS: u64 = 4096;
-/// Largest program header entry accepted (real ones are 32 or 56 bytes).
-const MAX_PROGRAM_HEADER_SIZE: u64 = 256;
 /// Most `DT_NEEDED`/`DT_RPATH`/`DT_RUNPATH` strings read from one object.
 const MAX_DYNAMIC_STRINGS: usize = 4096;
 /// Largest dynamic section read (bytes).
 const MAX_DYNAMIC_BYTES: u64 = 1 << 20;
-/// Longest string read from the dynamic string table (bytes).
-const MAX_STRING_BYTES: u64 = 4096;
-
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const DT_NULL: u64 = 0;
-const DT_NEEDED: u64 = 1;
-const DT_STRTAB: u64 = 5;
-const DT_STRSZ: u64 = 10;
-const DT_RPATH: u64 = 15;
-const DT_RUNPATH: u64 = 29;
 
 /// ELF machine numbers (`e_machine`) the probe knows by name.
 pub const EM_386: u16 = 3;
@@ -109,277 +98,183 @@ fn malformed(what: impl Into<String>) -> ElfError {
     ElfError(what.into())
 }
 
-/// An open ELF file with its parsed header.
-struct ElfFile {
-    /// The file, read positionally.
-    file: File,
-    /// File size, the bound for every read.
-    len: u64,
-    /// Class, byte order, machine.
-    ident: ElfIdent,
-    /// `e_phoff`, `e_phentsize`, `e_phnum`.
-    program_headers: (u64, u64, u64),
-}
-
-/// One program header, reduced to what the dependency walk needs.
-struct Segment {
-    kind: u32,
-    offset: u64,
-    vaddr: u64,
-    file_size: u64,
+/// An `object` parse error, with what was being read.
+fn corrupt(what: &str) -> impl Fn(object::Error) -> ElfError + '_ {
+    move |e| {
+        malformed(format!(
+            "cannot read {what}: {e} (truncated or corrupt ELF)"
+        ))
+    }
 }
 
 /// Read only the identity of `path` (class, byte order, machine).
 pub fn read_ident(path: &Path) -> Result<ElfIdent, ElfError> {
-    ElfFile::open(path).map(|elf| elf.ident)
+    with_elf(path, |data, kind| match kind {
+        FileKind::Elf64 => identity::<object::elf::FileHeader64<Endianness>, _>(data),
+        _ => identity::<object::elf::FileHeader32<Endianness>, _>(data),
+    })
 }
 
 /// Read the identity and the dynamic section strings of `path`. A file without
 /// `PT_DYNAMIC` (static executable) has no dependencies.
 pub fn read_dynamic(path: &Path) -> Result<(ElfIdent, DynamicInfo), ElfError> {
-    let elf = ElfFile::open(path)?;
-    let info = elf.dynamic_info()?;
-    Ok((elf.ident, info))
+    with_elf(path, |data, kind| match kind {
+        FileKind::Elf64 => dynamic::<object::elf::FileHeader64<Endianness>, _>(data),
+        _ => dynamic::<object::elf::FileHeader32<Endianness>, _>(data),
+    })
 }
 
-impl ElfFile {
-    fn open(path: &Path) -> Result<ElfFile, ElfError> {
-        let file =
-            File::open(path).map_err(|e| malformed(format!("cannot open: {}", io_text(&e))))?;
-        let metadata = file
-            .metadata()
-            .map_err(|e| malformed(format!("cannot stat: {}", io_text(&e))))?;
-        if !metadata.is_file() {
-            return Err(malformed("not a regular file"));
-        }
-        let len = metadata.len();
-        let mut header = [0u8; 64];
-        let available = len.min(64) as usize;
-        file.read_exact_at(&mut header[..available], 0)
-            .map_err(|e| malformed(format!("cannot read the ELF header: {}", io_text(&e))))?;
-        let (ident, program_headers) = parse_header(&header[..available])?;
-        Ok(ElfFile {
-            file,
-            len,
-            ident,
-            program_headers,
-        })
+/// Open `path`, check that it is a regular ELF file, and read it with `read`.
+fn with_elf<T>(
+    path: &Path,
+    read: impl FnOnce(&ReadCache<File>, FileKind) -> Result<T, ElfError>,
+) -> Result<T, ElfError> {
+    let file = File::open(path).map_err(|e| malformed(format!("cannot open: {}", io_text(&e))))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| malformed(format!("cannot stat: {}", io_text(&e))))?;
+    if !metadata.is_file() {
+        return Err(malformed("not a regular file"));
     }
-
-    fn read(&self, offset: u64, size: u64, what: &str) -> Result<Vec<u8>, ElfError> {
-        let end = offset.checked_add(size).filter(|end| *end <= self.len);
-        if end.is_none() {
-            return Err(malformed(format!(
-                "{what} lies outside the file (truncated or corrupt ELF)"
-            )));
-        }
-        let mut buf = vec![0u8; size as usize];
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .map_err(|e| malformed(format!("cannot read {what}: {}", io_text(&e))))?;
-        Ok(buf)
+    let cache = ReadCache::new(file);
+    match FileKind::parse(&cache) {
+        Ok(kind @ (FileKind::Elf32 | FileKind::Elf64)) => read(&cache, kind),
+        _ => Err(malformed("not an ELF file")),
     }
+}
 
-    fn reader<'a>(&self, bytes: &'a [u8]) -> Fields<'a> {
-        Fields {
-            bytes,
-            big_endian: self.ident.big_endian,
-        }
+fn identity<'data, Elf, R>(data: R) -> Result<ElfIdent, ElfError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    let header = Elf::parse(data).map_err(corrupt("the ELF header"))?;
+    let endian = header.endian().map_err(corrupt("the ELF header"))?;
+    Ok(ElfIdent {
+        is_64: header.is_class_64(),
+        big_endian: endian.is_big_endian(),
+        machine: header.e_machine(endian),
+        flags: header.e_flags(endian),
+    })
+}
+
+fn dynamic<'data, Elf, R>(data: R) -> Result<(ElfIdent, DynamicInfo), ElfError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    let ident = identity::<Elf, R>(data)?;
+    let header = Elf::parse(data).map_err(corrupt("the ELF header"))?;
+    let endian = header.endian().map_err(corrupt("the ELF header"))?;
+    let segments = header
+        .program_headers(endian, data)
+        .map_err(corrupt("the program header table"))?;
+    let dynamic_segment = segments
+        .iter()
+        .find(|s| s.p_type(endian) == object::elf::PT_DYNAMIC);
+    let Some(segment) = dynamic_segment else {
+        return Ok((ident, DynamicInfo::default()));
+    };
+    if segment.p_filesz(endian).into() > MAX_DYNAMIC_BYTES {
+        return Err(malformed("dynamic section larger than 1 MiB (corrupt ELF)"));
     }
+    let entries = segment
+        .dynamic(endian, data)
+        .map_err(corrupt("the dynamic section"))?
+        .unwrap_or(&[]);
+    let entries: Vec<(u64, u64)> = entries
+        .iter()
+        .map(|d| (d.d_tag(endian).into(), d.d_val(endian).into()))
+        .take_while(|(tag, _)| *tag != u64::from(DT_NULL))
+        .collect();
+    let info = dynamic_strings::<Elf, R>(&entries, segments, endian, data)?;
+    Ok((ident, info))
+}
 
-    fn segments(&self) -> Result<Vec<Segment>, ElfError> {
-        let (offset, entry_size, count) = self.program_headers;
-        let min_entry = if self.ident.is_64 { 56 } else { 32 };
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        if count > MAX_PROGRAM_HEADERS
-            || entry_size < min_entry
-            || entry_size > MAX_PROGRAM_HEADER_SIZE
-        {
-            return Err(malformed("implausible program header table (corrupt ELF)"));
-        }
-        let table = self.read(offset, entry_size * count, "the program header table")?;
-        let mut segments = Vec::with_capacity(count as usize);
-        for index in 0..count as usize {
-            let raw = &table[index * entry_size as usize..][..entry_size as usize];
-            segments.push(self.parse_segment(raw)?);
-        }
-        Ok(segments)
+/// `DT_NEEDED`, `DT_RPATH` and `DT_RUNPATH` of the dynamic `entries`, read from the
+/// string table that `DT_STRTAB` and `DT_STRSZ` name.
+fn dynamic_strings<'data, Elf, R>(
+    entries: &[(u64, u64)],
+    segments: &[Elf::ProgramHeader],
+    endian: Endianness,
+    data: R,
+) -> Result<DynamicInfo, ElfError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    let is_string = |tag: u64| {
+        [DT_NEEDED, DT_RPATH, DT_RUNPATH]
+            .map(u64::from)
+            .contains(&tag)
+    };
+    let count = entries.iter().filter(|(tag, _)| is_string(*tag)).count();
+    if count == 0 {
+        return Ok(DynamicInfo::default());
     }
-
-    fn parse_segment(&self, raw: &[u8]) -> Result<Segment, ElfError> {
-        let f = self.reader(raw);
-        Ok(if self.ident.is_64 {
-            Segment {
-                kind: f.u32(0)?,
-                offset: f.u64(8)?,
-                vaddr: f.u64(16)?,
-                file_size: f.u64(32)?,
-            }
-        } else {
-            Segment {
-                kind: f.u32(0)?,
-                offset: f.u32(4)?.into(),
-                vaddr: f.u32(8)?.into(),
-                file_size: f.u32(16)?.into(),
-            }
-        })
+    if count > MAX_DYNAMIC_STRINGS {
+        return Err(malformed(format!(
+            "more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries (corrupt ELF)"
+        )));
     }
-
-    fn dynamic_info(&self) -> Result<DynamicInfo, ElfError> {
-        let segments = self.segments()?;
-        let Some(dynamic) = segments.iter().find(|s| s.kind == PT_DYNAMIC) else {
-            return Ok(DynamicInfo::default());
-        };
-        if dynamic.file_size > MAX_DYNAMIC_BYTES {
-            return Err(malformed("dynamic section larger than 1 MiB (corrupt ELF)"));
-        }
-        let raw = self.read(dynamic.offset, dynamic.file_size, "the dynamic section")?;
-        let entries = self.dynamic_entries(&raw)?;
-        let value_of = |tag: u64| entries.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v);
-        let strings = entries
+    let value_of = |tag: u32| {
+        entries
             .iter()
-            .filter(|(t, _)| matches!(*t, DT_NEEDED | DT_RPATH | DT_RUNPATH))
-            .count();
-        if strings == 0 {
-            return Ok(DynamicInfo::default());
-        }
-        if strings > MAX_DYNAMIC_STRINGS {
-            return Err(malformed(format!(
-                "more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries (corrupt ELF)"
-            )));
-        }
-        let (Some(strtab_addr), Some(strtab_size)) = (value_of(DT_STRTAB), value_of(DT_STRSZ))
-        else {
-            return Err(malformed(
-                "dynamic section has no string table (corrupt ELF)",
-            ));
-        };
-        let strtab = StringTable {
-            offset: file_offset(&segments, strtab_addr)?,
-            size: strtab_size,
-        };
-        let mut info = DynamicInfo::default();
-        for (tag, value) in &entries {
-            match *tag {
-                DT_NEEDED => info.needed.push(self.string(&strtab, *value)?),
-                DT_RPATH => info
-                    .rpath
-                    .extend(split_path_list(&self.string(&strtab, *value)?)),
-                DT_RUNPATH => info
-                    .runpath
-                    .extend(split_path_list(&self.string(&strtab, *value)?)),
-                _ => {}
-            }
-        }
-        Ok(info)
-    }
-
-    fn dynamic_entries(&self, raw: &[u8]) -> Result<Vec<(u64, u64)>, ElfError> {
-        let f = self.reader(raw);
-        let size = if self.ident.is_64 { 16 } else { 8 };
-        let mut entries = Vec::new();
-        for start in (0..raw.len().saturating_sub(size - 1)).step_by(size) {
-            let (tag, value) = if self.ident.is_64 {
-                (f.u64(start)?, f.u64(start + 8)?)
-            } else {
-                (f.u32(start)?.into(), f.u32(start + 4)?.into())
-            };
-            if tag == DT_NULL {
-                break;
-            }
-            entries.push((tag, value));
-        }
-        Ok(entries)
-    }
-
-    fn string(&self, table: &StringTable, offset: u64) -> Result<String, ElfError> {
-        if offset >= table.size {
-            return Err(malformed(
-                "dynamic string offset outside the string table (corrupt ELF)",
-            ));
-        }
-        let start = table
-            .offset
-            .checked_add(offset)
-            .ok_or_else(|| malformed("dynamic string offset overflows (corrupt ELF)"))?;
-        let available = (table.size - offset)
-            .min(MAX_STRING_BYTES)
-            .min(self.len.saturating_sub(start));
-        let bytes = self.read(start, available, "the dynamic string table")?;
-        let Some(end) = bytes.iter().position(|b| *b == 0) else {
-            return Err(malformed(
-                "unterminated or overlong dynamic string (corrupt ELF)",
-            ));
-        };
-        String::from_utf8(bytes[..end].to_vec())
+            .find(|(t, _)| *t == u64::from(tag))
+            .map(|(_, v)| *v)
+    };
+    let (Some(address), Some(size)) = (value_of(DT_STRTAB), value_of(DT_STRSZ)) else {
+        return Err(malformed(
+            "dynamic section has no string table (corrupt ELF)",
+        ));
+    };
+    let start = file_offset::<Elf>(segments, endian, address)?;
+    let end = start
+        .checked_add(size)
+        .ok_or_else(|| malformed("dynamic string table overflows (corrupt ELF)"))?;
+    let strings = StringTable::new(data, start, end);
+    let string = |offset: u64| -> Result<String, ElfError> {
+        let offset = u32::try_from(offset).map_err(|_| {
+            malformed("dynamic string offset outside the string table (corrupt ELF)")
+        })?;
+        let bytes = strings
+            .get(offset)
+            .map_err(|()| malformed("dynamic string outside the string table (corrupt ELF)"))?;
+        String::from_utf8(bytes.to_vec())
             .map_err(|_| malformed("dynamic string is not UTF-8 (corrupt ELF)"))
+    };
+    let mut info = DynamicInfo::default();
+    for &(tag, value) in entries {
+        match u32::try_from(tag) {
+            Ok(DT_NEEDED) => info.needed.push(string(value)?),
+            Ok(DT_RPATH) => info.rpath.extend(split_path_list(&string(value)?)),
+            Ok(DT_RUNPATH) => info.runpath.extend(split_path_list(&string(value)?)),
+            _ => {}
+        }
     }
-}
-
-/// Where the dynamic string table lives in the file.
-struct StringTable {
-    offset: u64,
-    size: u64,
+    Ok(info)
 }
 
 /// Map a virtual address to a file offset through the `PT_LOAD` segments.
-fn file_offset(segments: &[Segment], vaddr: u64) -> Result<u64, ElfError> {
+fn file_offset<Elf: FileHeader<Endian = Endianness>>(
+    segments: &[Elf::ProgramHeader],
+    endian: Endianness,
+    address: u64,
+) -> Result<u64, ElfError> {
     segments
         .iter()
-        .filter(|s| s.kind == PT_LOAD)
-        .find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.file_size)
-        .and_then(|s| s.offset.checked_add(vaddr - s.vaddr))
-        .ok_or_else(|| malformed("string table address is not in any loaded segment (corrupt ELF)"))
-}
-
-/// Parse the fixed ELF header: identity and program header table location.
-fn parse_header(header: &[u8]) -> Result<(ElfIdent, (u64, u64, u64)), ElfError> {
-    if header.len() < 4 || &header[..4] != b"\x7fELF" {
-        return Err(malformed("not an ELF file"));
-    }
-    if header.len() < 52 {
-        return Err(malformed("truncated ELF header"));
-    }
-    let is_64 = match header[4] {
-        1 => false,
-        2 => true,
-        _ => return Err(malformed("unknown ELF class (corrupt ELF)")),
-    };
-    let big_endian = match header[5] {
-        1 => false,
-        2 => true,
-        _ => return Err(malformed("unknown ELF byte order (corrupt ELF)")),
-    };
-    if is_64 && header.len() < 64 {
-        return Err(malformed("truncated ELF header"));
-    }
-    let f = Fields {
-        bytes: header,
-        big_endian,
-    };
-    let machine = f.u16(18)?;
-    let (flags, program_headers) = if is_64 {
-        (
-            f.u32(48)?,
-            (f.u64(32)?, f.u16(54)?.into(), f.u16(56)?.into()),
-        )
-    } else {
-        (
-            f.u32(36)?,
-            (f.u32(28)?.into(), f.u16(42)?.into(), f.u16(44)?.into()),
-        )
-    };
-    Ok((
-        ElfIdent {
-            is_64,
-            big_endian,
-            machine,
-            flags,
-        },
-        program_headers,
-    ))
+        .filter(|s| s.p_type(endian) == PT_LOAD)
+        .find_map(|s| {
+            let vaddr: u64 = s.p_vaddr(endian).into();
+            let within = address.checked_sub(vaddr)?;
+            let offset: u64 = s.p_offset(endian).into();
+            if within < s.p_filesz(endian).into() {
+                offset.checked_add(within)
+            } else {
+                None
+            }
+        })
+        .ok_or_else(|| malformed("DT_STRTAB is not inside a PT_LOAD segment (corrupt ELF)"))
 }
 
 /// Split a `DT_RPATH`/`DT_RUNPATH` value on `:`, dropping empty parts.
@@ -391,52 +286,18 @@ fn split_path_list(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// Fixed-width integer fields of an ELF structure in the file's byte order.
-struct Fields<'a> {
-    bytes: &'a [u8],
-    big_endian: bool,
-}
-
-impl Fields<'_> {
-    fn take<const N: usize>(&self, at: usize) -> Result<[u8; N], ElfError> {
-        self.bytes
-            .get(at..at + N)
-            .and_then(|s| <[u8; N]>::try_from(s).ok())
-            .ok_or_else(|| malformed("truncated ELF structure"))
-    }
-
-    fn u16(&self, at: usize) -> Result<u16, ElfError> {
-        let b = self.take::<2>(at)?;
-        Ok(if self.big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    }
-
-    fn u32(&self, at: usize) -> Result<u32, ElfError> {
-        let b = self.take::<4>(at)?;
-        Ok(if self.big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    }
-
-    fn u64(&self, at: usize) -> Result<u64, ElfError> {
-        let b = self.take::<8>(at)?;
-        Ok(if self.big_endian {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use object::elf::PT_DYNAMIC;
+
+    // Dynamic tags as the synthetic files write them, in a 64-bit field.
+    const DT_NULL: u64 = object::elf::DT_NULL as u64;
+    const DT_NEEDED: u64 = object::elf::DT_NEEDED as u64;
+    const DT_STRTAB: u64 = object::elf::DT_STRTAB as u64;
+    const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
+    const DT_RUNPATH: u64 = object::elf::DT_RUNPATH as u64;
 
     /// A minimal ELF image: header, one PT_LOAD covering the file, one PT_DYNAMIC, and a
     /// string table, in the requested class and byte order.
@@ -621,6 +482,33 @@ mod tests {
         assert!(
             info.needed.iter().any(|n| n.starts_with("libc.so")),
             "{info:?}"
+        );
+    }
+
+    #[test]
+    fn a_real_library_from_usr_lib_needs_the_dynamic_loader() {
+        let libc = [
+            "/usr/lib/*/libc.so.6",
+            "/usr/lib64/libc.so.6",
+            "/lib/*/libc.so.6",
+        ]
+        .iter()
+        .flat_map(|pattern| glob::glob(pattern).unwrap().filter_map(Result::ok))
+        .next()
+        .expect("a glibc system has libc.so.6 under /usr/lib");
+        let (ident, info) = read_dynamic(&libc).unwrap();
+        let own = read_ident(&std::env::current_exe().unwrap()).unwrap();
+        assert!(
+            own.accepts(&ident),
+            "{} for {}",
+            ident.describe(),
+            own.describe()
+        );
+        assert!(
+            info.needed.iter().any(|name| name.starts_with("ld-linux")),
+            "{}: {:?}",
+            libc.display(),
+            info.needed
         );
     }
 }

@@ -1,6 +1,9 @@
 //! Reading `/etc/ld.so.cache`, the soname → path index that `ldconfig` writes and the
 //! dynamic loader consults before its default directories.
 //!
+//! Kept by hand: no maintained crate reads this glibc-private format, and the reader is
+//! small, bounds-checked and tested against this machine's own cache.
+//!
 //! Two layouts exist (glibc `sysdeps/generic/dl-cache.h`):
 //! - the old `ld.so-1.7.0` format: an 11-byte magic, `nlibs` at offset 12, then `nlibs`
 //!   entries `{flags i32, key u32, value u32}` whose string offsets are relative to the

@@ -4,13 +4,12 @@
 //! without running `ldconfig`), so the probe also searches these directories directly.
 //! Syntax handled: one directory per line (or several separated by spaces, commas or
 //! colons, with an optional `=TYPE` suffix from old libc5 configs), `#` comments,
-//! `include PATTERN...` with `*`/`?` globs (relative patterns are relative to the including
-//! file's directory), and `hwcap` lines (ignored, as modern `ldconfig` does).
+//! `include PATTERN...` with glob(3) patterns through the `glob` crate (relative patterns
+//! are relative to the including file's directory), and `hwcap` lines (ignored, as modern
+//! `ldconfig` does).
 
 use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
-
-use crate::wildcard::matches as wildcard_match;
+use std::path::{Path, PathBuf};
 
 /// How deep `include` may nest before it is treated as a loop.
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -54,7 +53,7 @@ impl ConfReader {
                 None => {}
                 Some("include") => {
                     for pattern in words {
-                        for included in expand_glob(&base.join(pattern)) {
+                        for included in expand_glob(&base, pattern) {
                             self.read_file(&included);
                         }
                     }
@@ -79,59 +78,31 @@ impl ConfReader {
     }
 }
 
-/// Expand `*` and `?` in any component of an absolute pattern; matches are sorted per
-/// component like glob(3), and wildcards do not match a leading `.`.
-pub fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
-    let mut paths = vec![PathBuf::from("/")];
-    for component in pattern.components() {
-        let part = match component {
-            Component::Normal(part) => part.to_string_lossy().into_owned(),
-            Component::ParentDir => "..".to_string(),
-            _ => continue,
-        };
-        paths = if part.contains(['*', '?']) {
-            paths
-                .iter()
-                .flat_map(|dir| matching_entries(dir, &part))
-                .collect()
-        } else {
-            paths.into_iter().map(|dir| dir.join(&part)).collect()
-        };
-    }
-    paths.into_iter().filter(|p| p.exists()).collect()
-}
-
-fn matching_entries(dir: &Path, pattern: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+/// The files an `include` pattern names, by glob(3) rules (`*`, `?`, `[0-9]` classes):
+/// sorted, wildcards never matching `/` or a leading `.`. A relative pattern is relative
+/// to `base`, whose own name is taken literally.
+pub fn expand_glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
+    let full = if pattern.starts_with('/') {
+        pattern.to_string()
+    } else {
+        let base = glob::Pattern::escape(&base.to_string_lossy());
+        format!("{}/{pattern}", base.trim_end_matches('/'))
     };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            !name.starts_with('.') && wildcard_match(pattern.as_bytes(), name.as_bytes())
-        })
-        .collect();
-    names.sort();
-    names.into_iter().map(|name| dir.join(name)).collect()
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    match glob::glob_with(&full, options) {
+        Ok(paths) => paths.filter_map(Result::ok).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards_match_like_glob() {
-        assert!(wildcard_match(b"*.conf", b"libc.conf"));
-        assert!(wildcard_match(b"*.conf", b".conf"));
-        assert!(!wildcard_match(b"*.conf", b"libc.conf.bak"));
-        assert!(wildcard_match(b"a*b*c", b"aXXbYYc"));
-        assert!(!wildcard_match(b"a*b*c", b"aXXbYY"));
-        assert!(wildcard_match(b"lib?.conf", b"libz.conf"));
-        assert!(wildcard_match(b"*", b""));
-        assert!(!wildcard_match(b"", b"x"));
-    }
 
     #[test]
     fn includes_are_expanded_in_sorted_order_with_comments_and_loops() {
@@ -172,6 +143,20 @@ mod tests {
                 "/opt/last"
             ]
         );
+    }
+
+    #[test]
+    fn include_patterns_take_glob_classes() {
+        let root = tempfile::tempdir().unwrap();
+        let conf = root.path().join("ld.so.conf");
+        let conf_d = root.path().join("ld.so.conf.d");
+        std::fs::create_dir(&conf_d).unwrap();
+        std::fs::write(&conf, "include ld.so.conf.d/[0-9]*.conf\n").unwrap();
+        std::fs::write(conf_d.join("10-x86_64.conf"), "/opt/ten\n").unwrap();
+        std::fs::write(conf_d.join("2-local.conf"), "/opt/two\n").unwrap();
+        std::fs::write(conf_d.join("libc.conf"), "/opt/libc\n").unwrap();
+        let dirs: Vec<PathBuf> = conf_dirs(&conf);
+        assert_eq!(dirs, [PathBuf::from("/opt/ten"), PathBuf::from("/opt/two")]);
     }
 
     #[test]

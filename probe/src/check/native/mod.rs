@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 pub use dlopen::{DLOPEN_SUBCOMMAND, dlopen_child_main};
 pub use loader::LoaderPaths;
 
-use super::{CheckError, NativeSpec, Observation};
+use super::{CheckError, NativeSpec};
+use crate::observation::Observation;
 use crate::units::format_duration;
 use dependencies::MissingLibrary;
 use loader::{Loader, Resolution, Scope};

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
 use crate::watch::Watcher;
 use crate::watch::baseline::StoreHistory;
+use crate::watch::metrics::DeployGauges;
 use crate::watch::watcher::WatchConfig;
 
 /// A running collector.
@@ -76,6 +77,9 @@ impl Collector {
         alerting.set_deploy_info(Arc::new(crate::watch::watcher::LastDeployLine(
             Arc::downgrade(&watcher),
         )));
+        metrics.register(Box::new(
+            DeployGauges::open(store.db()).context("opening the deploy ledger for /metrics")?,
+        ));
         let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone(), watcher.clone()];
         let state = AppState {
             store: store.clone(),

@@ -19,6 +19,7 @@
 //! - [`evaluate`]: pure rules turning baseline + window into regression [`Evidence`];
 //! - [`verdict`]: verdicts and the `deploy_regressed` / `deploy_passed` events;
 //! - [`ledger`]: deploys per service and the last good version;
+//! - [`metrics`]: the deploy gauges of `/metrics` (verdict counts, newest deploy);
 //! - [`semver`]: the "version must increase" warning;
 //! - [`api`]: the HTTP routes; [`gate`]: `postflight gate`, the client that waits for a
 //!   verdict.
@@ -29,6 +30,7 @@ pub mod deploy;
 pub mod evaluate;
 pub mod gate;
 pub mod ledger;
+pub mod metrics;
 pub mod recent;
 pub mod semver;
 pub mod verdict;

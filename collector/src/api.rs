@@ -95,15 +95,24 @@ async fn status(
     headers: HeaderMap,
     Query(params): Query<StatusParams>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
-    let series = state
-        .store
-        .status(params.service.as_deref())
-        .map_err(ApiError::storage)?;
+    state.auth.get().authorize_read(&headers, peer)?;
+    let store = state.store.clone();
+    let series = read_store(move || store.status(params.service.as_deref())).await?;
     Ok(Json(StatusResponse {
         now_ms: state.clock.now_ms(),
         services: group_by_service_and_check(series),
     }))
+}
+
+/// Runs a store read on a blocking thread: scans must not hold an async worker (the
+/// runtime keeps answering `/healthz` and ingest meanwhile).
+pub async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ApiError::storage(format!("read task failed: {e}")))?
+        .map_err(ApiError::storage)
 }
 
 /// Nests series into services and checks. The store hands them out ordered by
@@ -182,7 +191,7 @@ async fn history(
     Path(service): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     let from_ms = parse_time(params.from.as_deref(), now, now - 3_600_000, "from")?;
     let to_ms = parse_time(params.to.as_deref(), now, now, "to")?;
@@ -201,7 +210,8 @@ async fn history(
         to_ms,
         step_ms,
     };
-    let points = state.store.history(&query).map_err(ApiError::storage)?;
+    let store = state.store.clone();
+    let points = read_store(move || store.history(&query)).await?;
     Ok(Json(HistoryResponse {
         service,
         from_ms,
@@ -224,8 +234,10 @@ async fn versions(
     headers: HeaderMap,
     Path(service): Path<String>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
-    let versions = state.store.versions(&service).map_err(ApiError::storage)?;
+    state.auth.get().authorize_read(&headers, peer)?;
+    let store = state.store.clone();
+    let wanted = service.clone();
+    let versions = read_store(move || store.versions(&wanted)).await?;
     Ok(Json(VersionsResponse { service, versions }))
 }
 
@@ -241,8 +253,9 @@ async fn probes(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<ProbesResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
-    let probes = state.store.probes().map_err(ApiError::storage)?;
+    state.auth.get().authorize_read(&headers, peer)?;
+    let store = state.store.clone();
+    let probes = read_store(move || store.probes()).await?;
     Ok(Json(ProbesResponse {
         now_ms: state.clock.now_ms(),
         probes,

@@ -18,11 +18,14 @@ use crate::alerting::Alerting;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::reload::Live;
+use crate::store::{IngestOutcome, Store, StoreError, WriteError};
 
 /// Something that reacts to every newly stored batch (incident evaluation, deploy watch).
 pub trait IngestListener: Send + Sync {
-    /// Called after the batch is durable, before it is acknowledged.
+    /// Called on the storage writer right after the batch is applied, in the same
+    /// write: what it writes is flushed with the batch, before the batch is
+    /// acknowledged. It must not wait for the writer.
     fn on_batch(&self, batch: &ReportBatch, received_at_ms: i64);
 }
 
@@ -31,23 +34,64 @@ pub trait IngestListener: Send + Sync {
 pub struct AppState {
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
-    pub auth: Arc<Auth>,
+    /// Tokens in force (replaced on reload).
+    pub auth: Arc<Live<Auth>>,
     pub metrics: Metrics,
     /// Largest accepted report body, bytes.
     pub max_body: usize,
+    /// Most batches in one multi-batch report.
+    pub max_batches_per_request: usize,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
-    /// Reactions to stored batches.
-    pub listeners: Arc<Vec<Arc<dyn IngestListener>>>,
-    /// Incidents, silences and notifications.
-    pub alerting: Arc<Alerting>,
+    /// Reactions to stored batches (replaced on reload).
+    pub listeners: Arc<Live<Vec<Arc<dyn IngestListener>>>>,
+    /// Incidents, silences and notifications (replaced on reload).
+    pub alerting: Arc<Live<Alerting>>,
 }
 
+/// What a write does when the storage writer's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Refuse at once ([`WriteError::Busy`]): reports, whose probes come back later.
+    RefuseWhenFull,
+    /// Wait for room: the collector's own results.
+    Wait,
+}
+
+/// Each batch's sequence and what storing it did.
+pub type StoredBatches = Vec<(u64, Result<IngestOutcome, StoreError>)>;
+
 impl AppState {
-    /// Tell every listener about a newly stored batch.
-    pub async fn after_ingest(&self, batch: &ReportBatch, received_at_ms: i64) {
-        for listener in self.listeners.iter() {
-            listener.on_batch(batch, received_at_ms);
+    /// Stores `batches` in order in one storage write and lets every listener see each
+    /// newly stored one there (so incidents and verdicts are committed with it);
+    /// returns once that write is flushed, with each batch's outcome.
+    pub async fn store_batches(
+        &self,
+        batches: Vec<ReportBatch>,
+        received_at_ms: i64,
+        admission: Admission,
+    ) -> Result<StoredBatches, WriteError> {
+        let store = self.store.clone();
+        let listeners = self.listeners.clone();
+        let work = move || {
+            // Taken on the writer: a reload swaps listeners with writes paused.
+            let listeners = listeners.get();
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in &batches {
+                let outcome = store.apply_report(batch, received_at_ms);
+                if matches!(&outcome, Ok(stored) if !stored.duplicate) {
+                    for listener in listeners.iter() {
+                        listener.on_batch(batch, received_at_ms);
+                    }
+                }
+                outcomes.push((batch.seq, outcome));
+            }
+            outcomes
+        };
+        let writer = self.store.writer();
+        match admission {
+            Admission::RefuseWhenFull => writer.try_write(work)?.await,
+            Admission::Wait => writer.write(work).await,
         }
     }
 }
@@ -77,6 +121,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.store.writer().queue_depth();
     state.metrics.series.set(state.store.series_count() as i64);
     state
         .metrics

@@ -256,7 +256,8 @@ async fn serve(config: Option<&std::path::Path>) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    match crate::server::serve(loaded, Arc::new(SystemClock)).await {
+    let path = config.map(std::path::Path::to_path_buf);
+    match crate::server::serve(loaded, path, Arc::new(SystemClock)).await {
         Ok(()) => EXIT_OK,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -76,6 +76,13 @@ pub struct ServerSection {
     /// Name under which the collector's own checks are stored (default "collector").
     #[serde(default = "default_self_name")]
     pub name: String,
+    /// Write requests the storage writer's queue holds (default 512); when it is full,
+    /// reports are answered 503 with `Retry-After`.
+    #[serde(default = "default_write_queue")]
+    pub write_queue: usize,
+    /// Most batches one multi-batch report may carry (default 64).
+    #[serde(default = "default_max_batches_per_request")]
+    pub max_batches_per_request: usize,
 }
 
 impl Default for ServerSection {
@@ -87,6 +94,8 @@ impl Default for ServerSection {
             max_body: default_max_body(),
             cache: default_cache(),
             name: default_self_name(),
+            write_queue: default_write_queue(),
+            max_batches_per_request: default_max_batches_per_request(),
         }
     }
 }
@@ -159,6 +168,12 @@ fn default_cache() -> ByteSize {
 }
 fn default_self_name() -> String {
     "collector".into()
+}
+fn default_write_queue() -> usize {
+    crate::store::writer::DEFAULT_QUEUE_CAPACITY
+}
+fn default_max_batches_per_request() -> usize {
+    64
 }
 fn default_raw() -> HumanDuration {
     HumanDuration::from_secs(14 * 86400)
@@ -250,6 +265,12 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
                  add [[auth.probes]] entries (name = \"web-1\", token = \"${{POSTFLIGHT_TOKEN_WEB_1}}\" \
                  or token_sha256 = \"...\"), or listen on 127.0.0.1"
             ));
+    }
+    if config.server.write_queue == 0 {
+        problems.push("server.write_queue must be at least 1 (default 512)".into());
+    }
+    if config.server.max_batches_per_request == 0 {
+        problems.push("server.max_batches_per_request must be at least 1 (default 64)".into());
     }
     if let Some(url) = &config.server.public_url
         && reqwest::Url::parse(url).is_err()

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (seconds): the server is busy, come back then.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -17,6 +19,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -34,6 +37,14 @@ impl ApiError {
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
+    /// Too busy now: 503 with `Retry-After: secs`; not logged (it is expected under
+    /// load and counted instead).
+    pub fn busy(secs: u64, message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after_secs: Some(secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
     /// A storage failure: logged, answered as 503 so the sender retries.
     pub fn storage(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "storage error");
@@ -46,10 +57,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let body = Json(serde_json::json!({ "error": self.message }));
+        match self.retry_after_secs {
+            Some(secs) => (
+                self.status,
+                [(axum::http::header::RETRY_AFTER, secs.to_string())],
+                body,
+            )
+                .into_response(),
+            None => (self.status, body).into_response(),
+        }
     }
 }

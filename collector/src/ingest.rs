@@ -1,9 +1,19 @@
-//! `POST /api/v1/reports`: a probe's batch, checked and stored before it is acknowledged.
+//! `POST /api/v1/reports`: a probe's batches, checked and stored before they are
+//! acknowledged.
 //!
-//! Order of checks, so that nothing from a rejected batch is stored: body size (413,
+//! Order of checks, so that nothing from a rejected request is stored: body size (413,
 //! compressed and decompressed), JSON and schema (400 with the field that is wrong),
-//! token and probe name (401/403), then the durable, idempotent store (200 with
-//! [`ReportAck`]; a retried batch is acknowledged as a duplicate and not stored twice).
+//! token and probe name (401/403), room in the storage writer's queue (503 with
+//! `Retry-After` when it is full: the probe keeps its batches and comes back), then the
+//! durable, idempotent store (200; a retried batch is acknowledged as a duplicate and
+//! not stored twice).
+//!
+//! A body is one [`ReportBatch`] (answered with a [`ReportAck`]) or, for a probe
+//! catching up on a backlog, a [`ReportEnvelope`] of up to
+//! `server.max_batches_per_request` batches of one probe (answered with an
+//! [`EnvelopeAck`]: each batch acknowledged on its own, a batch that fails validation
+//! refused on its own). Every batch of a request is applied in order in one storage
+//! write, so the whole request costs one flush.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -12,11 +22,26 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 
-use postflight_probe::report::{ReportAck, ReportBatch};
+use postflight_probe::report::{
+    BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
+};
 
-use crate::app::AppState;
+use crate::app::{Admission, AppState};
 use crate::error::ApiError;
+use crate::store::{IngestOutcome, WriteError};
+
+/// Seconds a probe is told to wait (`Retry-After`) when the storage writer is full.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// What a request carried.
+enum Received {
+    /// Today's shape: one batch.
+    One(ReportBatch),
+    /// Several batches; the refusals of those that failed validation.
+    Many(Vec<ReportBatch>, Vec<BatchRefusal>),
+}
 
 /// The handler.
 pub async fn post_reports(
@@ -24,24 +49,35 @@ pub async fn post_reports(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<ReportAck>, ApiError> {
+) -> Response {
     let outcome = receive(&state, peer, &headers, body).await;
-    let label = match &outcome {
-        Ok(ack) if ack.duplicate => "duplicate",
-        Ok(_) => "stored",
-        Err(e) => match e.status.as_u16() {
+    if let Err(e) = &outcome {
+        let label = match e.status.as_u16() {
             401 => "unauthorized",
             403 => "forbidden",
             413 => "too_large",
             400 => "invalid",
+            503 if e.retry_after_secs.is_some() => "busy",
             _ => "error",
-        },
-    };
-    state.metrics.batches.with_label_values(&[label]).inc();
-    if let Err(e) = &outcome {
-        tracing::warn!(%peer, status = e.status.as_u16(), error = %e.message, "report rejected");
+        };
+        state.metrics.batches.with_label_values(&[label]).inc();
+        if label == "busy" {
+            tracing::debug!(%peer, "report refused: the storage writer's queue is full");
+        } else {
+            tracing::warn!(%peer, status = e.status.as_u16(), error = %e.message, "report rejected");
+        }
     }
-    outcome.map(Json)
+    match outcome {
+        Ok(Answer::One(ack)) => Json(ack).into_response(),
+        Ok(Answer::Many(acks)) => Json(acks).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// What a request is answered with.
+enum Answer {
+    One(ReportAck),
+    Many(EnvelopeAck),
 }
 
 async fn receive(
@@ -49,7 +85,7 @@ async fn receive(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
-) -> Result<ReportAck, ApiError> {
+) -> Result<Answer, ApiError> {
     let limit = state.max_body;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::too_large(format!(
@@ -57,28 +93,125 @@ async fn receive(
         ))
     })?;
     let json = decode_body(headers, raw, limit)?;
-    let batch: ReportBatch = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::bad_request(format!("malformed report batch: {e}")))?;
-    validate_batch(&batch).map_err(ApiError::bad_request)?;
-    state.auth.authorize_report(headers, peer, &batch.probe)?;
+    let received = parse_reports(&json, state.max_batches_per_request)?;
+    let probe = match &received {
+        Received::One(batch) => Some(batch.probe.as_str()),
+        Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
+    };
+    if let Some(probe) = probe {
+        state.auth.get().authorize_report(headers, peer, probe)?;
+    }
     let received_at = state.clock.now_ms();
-    let outcome = state
-        .store
-        .ingest(&batch, received_at)
+    match received {
+        Received::One(batch) => {
+            let mut acks = store(state, vec![batch], received_at).await?;
+            acks.pop()
+                .map(Answer::One)
+                .ok_or_else(|| ApiError::storage("the batch was not stored"))
+        }
+        Received::Many(batches, refused) => {
+            let acks = store(state, batches, received_at).await?;
+            Ok(Answer::Many(EnvelopeAck { acks, refused }))
+        }
+    }
+}
+
+/// Stores `batches` in one storage write; the acks of those stored, in order. A
+/// request-wide failure (queue full, storage down) is an error; a batch that fails on
+/// its own is left out of the acks (the probe sends it again).
+async fn store(
+    state: &AppState,
+    batches: Vec<ReportBatch>,
+    received_at: i64,
+) -> Result<Vec<ReportAck>, ApiError> {
+    let count = batches.len();
+    let stored = state
+        .store_batches(batches, received_at, Admission::RefuseWhenFull)
         .await
-        .map_err(ApiError::storage)?;
-    if batch.results.is_empty() {
+        .map_err(|error| match error {
+            WriteError::Busy { .. } => ApiError::busy(
+                BUSY_RETRY_AFTER_SECS,
+                format!("{error} (server.write_queue); the probe keeps its batches"),
+            ),
+            other => ApiError::storage(other),
+        })?;
+    let mut acks = Vec::with_capacity(count);
+    let mut failure = None;
+    for (seq, outcome) in stored {
+        match outcome {
+            Ok(outcome) => {
+                count_stored(state, &outcome);
+                acks.push(ReportAck {
+                    seq,
+                    stored: outcome.stored,
+                    duplicate: outcome.duplicate,
+                });
+            }
+            Err(error) => failure = Some(error),
+        }
+    }
+    match failure {
+        Some(error) if acks.is_empty() => Err(ApiError::storage(error)),
+        Some(error) => {
+            tracing::error!(%error, "a batch of a multi-batch report was not stored; the probe sends it again");
+            Ok(acks)
+        }
+        None => Ok(acks),
+    }
+}
+
+/// Counts a stored batch on `/metrics`.
+fn count_stored(state: &AppState, outcome: &IngestOutcome) {
+    let label = if outcome.duplicate {
+        "duplicate"
+    } else {
+        "stored"
+    };
+    state.metrics.batches.with_label_values(&[label]).inc();
+    if outcome.stored == 0 && !outcome.duplicate {
         state.metrics.heartbeats.inc();
     }
     state.metrics.results.inc_by(outcome.stored as u64);
-    if !outcome.duplicate {
-        state.after_ingest(&batch, received_at).await;
+}
+
+/// Parses a body into one batch or an envelope of batches, validating each.
+fn parse_reports(json: &[u8], max_batches: usize) -> Result<Received, ApiError> {
+    if !is_envelope(json) {
+        let batch: ReportBatch = serde_json::from_slice(json)
+            .map_err(|e| ApiError::bad_request(format!("malformed report batch: {e}")))?;
+        validate_batch(&batch).map_err(ApiError::bad_request)?;
+        return Ok(Received::One(batch));
     }
-    Ok(ReportAck {
-        seq: batch.seq,
-        stored: outcome.stored,
-        duplicate: outcome.duplicate,
-    })
+    let envelope: ReportEnvelope = serde_json::from_slice(json)
+        .map_err(|e| ApiError::bad_request(format!("malformed report envelope: {e}")))?;
+    if envelope.batches.is_empty() || envelope.batches.len() > max_batches {
+        return Err(ApiError::bad_request(format!(
+            "an envelope holds 1 to {max_batches} batches (server.max_batches_per_request), \
+             this one {}",
+            envelope.batches.len()
+        )));
+    }
+    if let Some(first) = envelope.batches.first()
+        && let Some(other) = envelope.batches.iter().find(|b| b.probe != first.probe)
+    {
+        return Err(ApiError::bad_request(format!(
+            "an envelope carries one probe's batches, this one {:?} and {:?}",
+            first.probe, other.probe
+        )));
+    }
+    let mut valid = Vec::with_capacity(envelope.batches.len());
+    let mut refused = Vec::new();
+    for batch in envelope.batches {
+        match validate_batch(&batch) {
+            Ok(()) => valid.push(batch),
+            Err(error) => refused.push(BatchRefusal {
+                seq: batch.seq,
+                status: 400,
+                error,
+            }),
+        }
+    }
+    Ok(Received::Many(valid, refused))
 }
 
 /// Undo `Content-Encoding: gzip`, bounded by `limit` decompressed bytes.

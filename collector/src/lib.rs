@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: `collector.toml` and embedded defaults.
-//! - [`server`]: start, background tasks, graceful shutdown; [`self_checks`]: the
-//!   collector's own `[[checks]]`.
+//! - [`server`]: start, background tasks, graceful shutdown; [`reload`]: SIGHUP
+//!   re-reads the config; [`self_checks`]: the collector's own `[[checks]]`.
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
 //!   [`error`]: API errors.
@@ -29,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
+pub mod reload;
 pub mod self_checks;
 pub mod server;
 pub mod store;

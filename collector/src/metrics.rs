@@ -22,6 +22,8 @@ pub struct Metrics {
     pub retention_deleted: IntCounter,
     /// Notifications by channel and final state (used by alerting).
     pub notifications: IntCounterVec,
+    /// Config reloads by outcome (applied, invalid, failed).
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,6 +65,17 @@ impl Metrics {
             &["channel", "state"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "postflight_config_reloads_total",
+                "Config reloads (SIGHUP), by outcome: applied, invalid (file kept out), failed.",
+            ),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        for outcome in ["applied", "invalid", "failed"] {
+            config_reloads.with_label_values(&[outcome]);
+        }
         for collector in [
             Box::new(batches.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(results.clone()),
@@ -71,6 +84,7 @@ impl Metrics {
             Box::new(storage_bytes.clone()),
             Box::new(retention_deleted.clone()),
             Box::new(notifications.clone()),
+            Box::new(config_reloads.clone()),
         ] {
             let _ = registry.register(collector);
         }
@@ -83,12 +97,19 @@ impl Metrics {
             storage_bytes,
             retention_deleted,
             notifications,
+            config_reloads,
         }
     }
 
     /// Register another collector (e.g. from the alerting module).
     pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
         let _ = self.registry.register(collector);
+    }
+
+    /// Register `collector` in place of one of the same name (parts rebuilt on reload).
+    pub fn replace<C: prometheus::core::Collector + Clone + 'static>(&self, collector: C) {
+        let _ = self.registry.unregister(Box::new(collector.clone()));
+        let _ = self.registry.register(Box::new(collector));
     }
 
     /// The text exposition.

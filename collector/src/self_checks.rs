@@ -13,7 +13,7 @@ use postflight_probe::agent::scheduler::{self, ScheduleOptions};
 use postflight_probe::check::Check;
 use postflight_probe::report::{CheckResult, ReportBatch};
 
-use crate::app::AppState;
+use crate::app::{Admission, AppState};
 
 /// Results waiting longer than this are stored as one batch.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -115,14 +115,18 @@ async fn store(
         results,
     };
     let received_at = state.clock.now_ms();
-    match state.store.ingest(&batch, received_at).await {
-        Ok(outcome) => {
+    let stored = state
+        .store_batches(vec![batch], received_at, Admission::Wait)
+        .await;
+    match stored.map(|mut outcomes| outcomes.pop()) {
+        Ok(Some((_, Ok(outcome)))) => {
             *seq += 1;
             state.metrics.results.inc_by(outcome.stored as u64);
-            if !outcome.duplicate {
-                state.after_ingest(&batch, received_at).await;
-            }
         }
+        Ok(Some((_, Err(error)))) => {
+            tracing::error!(%error, "storing the collector's own check results failed")
+        }
+        Ok(None) => {}
         Err(error) => tracing::error!(%error, "storing the collector's own check results failed"),
     }
 }

@@ -7,6 +7,7 @@
 //! before returning, so `addr` is ready to receive requests.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,18 +16,16 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::alerting::Alerting;
-use crate::app::{AppState, IngestListener, router};
-use crate::auth::Auth;
+use crate::app::{AppState, router};
 use crate::clock::Clock;
-use crate::config::LoadedConfig;
-use crate::event::EventSink;
+use crate::config::{LoadedConfig, ServerSection};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreOptions};
+use crate::reload::{
+    Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
+};
+use crate::store::{Store, StoreOptions, WriterOptions};
 use crate::watch::Watcher;
-use crate::watch::baseline::StoreHistory;
 use crate::watch::metrics::DeployGauges;
-use crate::watch::watcher::WatchConfig;
 
 /// A running collector.
 pub struct Collector {
@@ -34,8 +33,13 @@ pub struct Collector {
     pub addr: SocketAddr,
     /// Shared state, e.g. for tests that inspect the store.
     pub state: AppState,
-    /// The deploy watcher.
-    pub watcher: Arc<Watcher>,
+    /// The deploy watcher in force (replaced on reload).
+    pub watcher: Arc<Live<Watcher>>,
+    /// The config in force: its `[server]` section and its text (to rebuild the
+    /// running parts when a reload fails half-way).
+    running: (ServerSection, String, String),
+    /// The background tasks of the current alerting and watcher.
+    parts: Option<Running>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -50,47 +54,36 @@ impl Collector {
         let server_config = &loaded.config.server;
         let options = StoreOptions {
             cache_capacity_bytes: server_config.cache.0,
+            writer: WriterOptions {
+                queue_capacity: server_config.write_queue,
+                ..WriterOptions::default()
+            },
             ..StoreOptions::default()
         };
         let store = Store::open_with(&server_config.data_dir, &options)
             .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
         let store = Arc::new(store);
-        let auth = Auth {
-            probes: loaded.probe_tokens.clone(),
-            operators: loaded.operator_tokens.clone(),
-            read_requires_token: loaded.config.auth.read_requires_token,
-        };
         let metrics = Metrics::new();
-        let alerting = Alerting::new(store.db(), &loaded.config, clock.clone(), metrics.clone())
-            .context("starting alerting")?;
-        // Deploy verdicts go through alerting's routes and persisted outbox.
-        let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
-        let watch_config = WatchConfig {
-            section: loaded.config.watch,
-            public_url: server_config.public_url.clone(),
-            history: Some(Arc::new(StoreHistory {
-                store: store.clone(),
-            })),
-        };
-        let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
-            .context("opening the deploy ledger")?;
-        alerting.set_deploy_info(Arc::new(crate::watch::watcher::LastDeployLine(
-            Arc::downgrade(&watcher),
-        )));
+        for collector in store.writer().metrics().collectors() {
+            metrics.register(collector);
+        }
         metrics.register(Box::new(
             DeployGauges::open(store.db()).context("opening the deploy ledger for /metrics")?,
         ));
-        let listeners: Vec<Arc<dyn IngestListener>> = vec![alerting.clone(), watcher.clone()];
+        let parts = build_parts(&loaded, &store, &clock, &metrics)?;
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
-            auth: Arc::new(auth),
+            auth: Arc::new(Live::new(Arc::new(auth_of(&loaded)))),
             metrics,
             max_body: server_config.max_body.0 as usize,
+            max_batches_per_request: server_config.max_batches_per_request,
             ready: Arc::new(AtomicBool::new(false)),
-            listeners: Arc::new(listeners),
-            alerting: alerting.clone(),
+            listeners: Arc::new(Live::new(Arc::new(Vec::new()))),
+            alerting: Arc::new(Live::new(parts.alerting.clone())),
         };
+        let watcher = Arc::new(Live::new(parts.watcher.clone()));
+        install(&parts, &state, &watcher);
         let listener = tokio::net::TcpListener::bind(loaded.listen)
             .await
             .with_context(|| format!("binding {} (server.listen)", loaded.listen))?;
@@ -100,6 +93,7 @@ impl Collector {
         let app = router(state.clone())
             .merge(crate::watch::api::routes(
                 watcher.clone(),
+                store.writer().clone(),
                 state.auth.clone(),
             ))
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -112,69 +106,175 @@ impl Collector {
                 .await
                 .context("serving HTTP")
         });
-        let mut tasks = vec![
-            spawn_sweeper(state.clone(), &loaded, stopped.clone()),
-            crate::watch::spawn_ticker(watcher.clone(), stopped.clone()),
-        ];
-        let own_checks = std::mem::take(&mut loaded.checks);
-        tasks.extend(crate::self_checks::spawn(
-            own_checks,
-            state.clone(),
-            server_config.name.clone(),
-            stopped.clone(),
-        ));
-        tasks.extend(alerting.spawn(stopped));
+        let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
+        let running = (
+            loaded.config.server.clone(),
+            loaded.text.clone(),
+            "collector.toml".to_string(),
+        );
+        let parts = Some(Running::spawn(&parts, &mut loaded, &state));
         state.ready.store(true, Ordering::Release);
         Ok(Collector {
             addr,
             state,
             watcher,
+            running,
+            parts,
             stop,
             tasks,
             server,
         })
     }
 
+    /// Re-reads `path` and applies it (see [`crate::reload`]); counts and logs the outcome.
+    pub async fn reload(&mut self, path: &Path) {
+        let outcome = self.try_reload(path).await;
+        let label = match &outcome {
+            Ok(()) => "applied",
+            Err(error) => error.outcome(),
+        };
+        self.state
+            .metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
+        match outcome {
+            Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "config not reloaded; the running config stays")
+            }
+        }
+    }
+
+    async fn try_reload(&mut self, path: &Path) -> Result<(), ReloadError> {
+        let file = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(Some(&file)))
+            .await
+            .map_err(|e| ReloadError::Failed(e.into()))?
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        warn_restart_only(&self.running.0, &loaded.config.server);
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        if let Some(running) = self.parts.take()
+            && !running.stop(deadline).await
+        {
+            tracing::warn!("a background task was still running at reload; cut off");
+        }
+        let (state, watcher) = (self.state.clone(), self.watcher.clone());
+        let built = self
+            .state
+            .store
+            .writer()
+            .exclusive(move |_| {
+                // Writes are paused: the new parts load exactly what is stored.
+                let built = build_parts(&loaded, &state.store, &state.clock, &state.metrics);
+                if let Ok(parts) = &built {
+                    install(parts, &state, &watcher);
+                }
+                built.map(|parts| (parts, loaded))
+            })
+            .await;
+        match built {
+            Ok(Ok((parts, mut loaded))) => {
+                self.state.auth.set(Arc::new(auth_of(&loaded)));
+                self.running = (
+                    loaded.config.server.clone(),
+                    loaded.text.clone(),
+                    path.display().to_string(),
+                );
+                self.parts = Some(Running::spawn(&parts, &mut loaded, &self.state));
+                Ok(())
+            }
+            Ok(Err(error)) => Err(self.resume(error)),
+            Err(error) => Err(self.resume(error.into())),
+        }
+    }
+
+    /// After a failed rebuild: the previous parts (still installed) run again.
+    fn resume(&mut self, error: anyhow::Error) -> ReloadError {
+        let previous = crate::config::parse(&self.running.1, &self.running.2);
+        if let Ok(mut previous) = previous {
+            let parts = Parts {
+                alerting: self.state.alerting.get(),
+                watcher: self.watcher.get(),
+            };
+            self.parts = Some(Running::spawn(&parts, &mut previous, &self.state));
+        }
+        ReloadError::Failed(error)
+    }
+
     /// Stop accepting, finish in-flight requests, stop background tasks, flush storage.
+    /// Requests and tasks get [`SHUTDOWN_GRACE`] together; what is still running then
+    /// is cut off (nothing it did is acknowledged), and storage is flushed and closed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
-        let served = self.server.await.context("joining the HTTP server")?;
-        for task in self.tasks {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        if let Some(parts) = self.parts
+            && !parts.stop(deadline).await
+        {
+            tracing::warn!("a background task was still running after the shutdown grace");
         }
-        self.state.store.flush().await.context("flushing storage")?;
+        let served = match finish_by(deadline, self.server).await {
+            Some(joined) => joined.context("joining the HTTP server")?,
+            None => {
+                tracing::warn!("requests still running after the shutdown grace; cut off");
+                Ok(())
+            }
+        };
+        for task in self.tasks {
+            if finish_by(deadline, task).await.is_none() {
+                tracing::warn!("a background task was still running after the shutdown grace");
+            }
+        }
+        self.state.store.close().await.context("flushing storage")?;
         served
     }
 }
 
-/// Run until SIGTERM or SIGINT, then shut down gracefully.
-pub async fn serve(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let collector = Collector::start(loaded, clock).await?;
+/// How long shutdown waits for in-flight requests and background tasks before it
+/// flushes storage and exits (SIGTERM under full load ends well within 5 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Joins `task`, or aborts it at `deadline` (None then).
+async fn finish_by<T>(
+    deadline: tokio::time::Instant,
+    mut task: JoinHandle<T>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(joined) => Some(joined),
+        Err(_) => {
+            task.abort();
+            None
+        }
+    }
+}
+
+/// Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads `config`.
+pub async fn serve(
+    loaded: LoadedConfig,
+    config: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut collector = Collector::start(loaded, clock).await?;
     tracing::info!(addr = %collector.addr, "collector listening");
-    wait_for_signal().await;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match &config {
+                Some(path) => collector.reload(path).await,
+                None => tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload"),
+            },
+        }
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     collector.shutdown().await?;
     tracing::info!("storage flushed, bye");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
@@ -202,19 +302,40 @@ fn spawn_sweeper(
                 _ = tokio::time::sleep(every) => {}
                 _ = stopped.wait_for(|stop| *stop) => return,
             }
-            let store = state.store.clone();
-            let now = state.clock.now_ms();
-            let swept = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-                // Rolls up completed hours first, then deletes what retention allows.
-                let report = store.enforce_retention(now, retention.raw.0, retention.rollups.0)?;
-                Ok(report.raw_deleted + report.rollups_deleted)
-            })
-            .await;
-            match swept {
-                Ok(Ok(deleted)) => state.metrics.retention_deleted.inc_by(deleted),
-                Ok(Err(error)) => tracing::error!(%error, "rollup/retention sweep failed"),
-                Err(error) => tracing::error!(%error, "rollup/retention task panicked"),
+            match sweep(&state.store, state.clock.now_ms(), retention).await {
+                Ok(deleted) => state.metrics.retention_deleted.inc_by(deleted),
+                Err(error) => tracing::error!(%error, "rollup/retention sweep failed"),
             }
         }
     })
+}
+
+/// Series one sweep step rolls up or prunes; each step is one storage writer request.
+const SWEEP_SERIES_PER_STEP: usize = 256;
+
+/// One rollup-and-retention pass, a step at a time on the storage writer; returns the
+/// raw results and rollups deleted.
+async fn sweep(
+    store: &Arc<Store>,
+    now_ms: i64,
+    retention: crate::config::RetentionSection,
+) -> Result<u64, crate::store::StoreError> {
+    let begin = store.clone();
+    let mut sweep = tokio::task::spawn_blocking(move || {
+        begin.begin_sweep(now_ms, retention.raw.0, retention.rollups.0)
+    })
+    .await
+    .map_err(|e| crate::store::WriteError::Abandoned(e.to_string()))??;
+    while !sweep.is_done() {
+        let stepper = store.clone();
+        sweep = store
+            .writer()
+            .write(move || {
+                stepper
+                    .sweep_step(&mut sweep, SWEEP_SERIES_PER_STEP)
+                    .map(|()| sweep)
+            })
+            .await??;
+    }
+    Ok(sweep.report.raw_deleted + sweep.report.rollups_deleted)
 }

@@ -2,8 +2,11 @@
 //!
 //! A [`CheckResult`] is what one run of one check produced; a [`ReportBatch`] carries a
 //! probe's results (and doubles as its heartbeat) to a collector over
-//! `POST /api/v1/reports`, which answers with a [`ReportAck`]. These types are the JSON
-//! contract between the two binaries: add fields with `#[serde(default)]`, never rename.
+//! `POST /api/v1/reports`, which answers with a [`ReportAck`]; a probe with a backlog
+//! sends several batches at once in a [`ReportEnvelope`], answered with an
+//! [`EnvelopeAck`]. These types are the JSON contract between the two binaries (see
+//! "Reports on the wire" in `config/README.md`): add fields with `#[serde(default)]`,
+//! never rename.
 
 use std::collections::BTreeMap;
 
@@ -182,4 +185,66 @@ pub struct ReportAck {
     pub stored: usize,
     /// True when this batch had already been stored earlier.
     pub duplicate: bool,
+}
+
+/// Several batches of one probe in one request: how a probe with a backlog catches up.
+/// The body is `{"batches": [batch, ...]}`, oldest first; the collector answers with an
+/// [`EnvelopeAck`] that acknowledges each batch on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportEnvelope {
+    /// The batches, oldest first, all from the same probe.
+    pub batches: Vec<ReportBatch>,
+}
+
+/// The collector's answer to a [`ReportEnvelope`]: one ack per batch it stored (or
+/// already had), one refusal per batch it will never take. A batch in neither list was
+/// not stored and is to be sent again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnvelopeAck {
+    /// Batches that are durable now, in the order they were sent.
+    pub acks: Vec<ReportAck>,
+    /// Batches refused for good (they fail validation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<BatchRefusal>,
+}
+
+/// One batch of an envelope the collector will never take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRefusal {
+    /// The batch sequence.
+    pub seq: u64,
+    /// The HTTP status a request with this batch alone would have got (400).
+    pub status: u16,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// Whether a request body is a [`ReportEnvelope`] (a JSON object whose first key is
+/// `batches`) rather than a single [`ReportBatch`].
+pub fn is_envelope(body: &[u8]) -> bool {
+    let mut rest = body.trim_ascii_start();
+    let Some(after_brace) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    rest = after_brace.trim_ascii_start();
+    rest.starts_with(br#""batches""#)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_is_told_apart_from_a_single_batch() {
+        assert!(is_envelope(br#"{"batches":[]}"#));
+        assert!(is_envelope(b" \n{ \"batches\" : [ ] }"));
+        assert!(!is_envelope(br#"{"probe":"web-1","seq":1,"batches":[]}"#));
+        assert!(!is_envelope(b"[]"));
+        assert!(!is_envelope(b""));
+        let envelope = ReportEnvelope {
+            batches: Vec::new(),
+        };
+        assert!(is_envelope(&serde_json::to_vec(&envelope).unwrap()));
+    }
 }

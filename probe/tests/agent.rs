@@ -24,7 +24,9 @@ use postflight_probe::agent::backoff::BackoffPolicy;
 use postflight_probe::agent::spool::{CORRUPT_DIR, REJECTED_DIR, batch_file_name, collector_key};
 use postflight_probe::agent::{Agent, AgentOptions};
 use postflight_probe::config::{ProbeConfig, parse_probe_config};
-use postflight_probe::report::{ReportAck, ReportBatch};
+use postflight_probe::report::{
+    BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
+};
 
 /// What the fake collector has seen.
 #[derive(Debug, Default)]
@@ -37,6 +39,8 @@ struct Seen {
     duplicates: u64,
     /// Requests answered 503.
     refused: u64,
+    /// Batches per request, in arrival order (every request, answered or not).
+    requests: Vec<usize>,
     /// Requests that came gzip'd.
     gzipped: u64,
     /// Bearer tokens seen.
@@ -48,6 +52,10 @@ struct Seen {
 struct Behaviour {
     /// Answer 503 to everything.
     down: bool,
+    /// Answer 503 with `Retry-After: 1` to everything (a saturated collector).
+    busy: bool,
+    /// Answer 400 to every multi-batch request, like a collector that predates them.
+    no_envelopes: bool,
     /// Answer 400 to these sequences.
     refuse: BTreeSet<u64>,
 }
@@ -120,20 +128,60 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
     } else {
         body.to_vec()
     };
-    let batch: ReportBatch = match serde_json::from_slice(&json) {
-        Ok(batch) => batch,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    let envelope = is_envelope(&json);
+    let no_envelopes = shared.behaviour.lock().unwrap().no_envelopes;
+    let batches: Vec<ReportBatch> = match envelope {
+        true if no_envelopes => {
+            return (StatusCode::BAD_REQUEST, "missing field `probe`").into_response();
+        }
+        true => match serde_json::from_slice::<ReportEnvelope>(&json) {
+            Ok(envelope) => envelope.batches,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        false => match serde_json::from_slice(&json) {
+            Ok(batch) => vec![batch],
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
     };
     {
         let behaviour = shared.behaviour.lock().unwrap();
-        if behaviour.down {
-            shared.seen.lock().unwrap().refused += 1;
-            return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
+        let mut seen = shared.seen.lock().unwrap();
+        seen.requests.push(batches.len());
+        if behaviour.down || behaviour.busy {
+            seen.refused += 1;
+            let mut response =
+                (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
+            if behaviour.busy {
+                response
+                    .headers_mut()
+                    .insert("retry-after", "1".parse().unwrap());
+            }
+            return response;
         }
-        if behaviour.refuse.contains(&batch.seq) {
+        if !envelope && behaviour.refuse.contains(&batches[0].seq) {
             return (StatusCode::BAD_REQUEST, "refused for the test").into_response();
         }
     }
+    let mut answer = EnvelopeAck::default();
+    for batch in batches {
+        if shared.behaviour.lock().unwrap().refuse.contains(&batch.seq) {
+            answer.refused.push(BatchRefusal {
+                seq: batch.seq,
+                status: 400,
+                error: "refused for the test".into(),
+            });
+        } else {
+            answer.acks.push(store(&shared, &headers, gzipped, batch));
+        }
+    }
+    match envelope {
+        true => axum::Json(answer).into_response(),
+        false => axum::Json(answer.acks.remove(0)).into_response(),
+    }
+}
+
+/// Stores one batch once; its ack.
+fn store(shared: &Shared, headers: &HeaderMap, gzipped: bool, batch: ReportBatch) -> ReportAck {
     let mut seen = shared.seen.lock().unwrap();
     seen.gzipped += u64::from(gzipped);
     if let Some(token) = headers
@@ -154,12 +202,11 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         seen.arrival.push(seq);
         count
     };
-    axum::Json(ReportAck {
+    ReportAck {
         seq,
         stored,
         duplicate,
-    })
-    .into_response()
+    }
 }
 
 /// Poll `condition` every 20 ms for up to 20 s.
@@ -183,6 +230,7 @@ fn options() -> AgentOptions {
         shutdown_grace: Duration::from_secs(5),
         request_timeout: Duration::from_secs(2),
         seed: Some(7),
+        ..AgentOptions::default()
     }
 }
 
@@ -293,6 +341,99 @@ async fn spooled_batches_are_delivered_by_the_next_start() {
     .await;
     let produced = stop(agent).await;
     assert_every_result_once_in_order(&collector, first_run + produced);
+}
+
+/// A first run spools at least `backlog` batches while `collector` is down; returns the
+/// config text (for a second run without checks or heartbeats) and the batches waiting.
+async fn spool_a_backlog(dir: &Path, collector: &FakeCollector, backlog: usize) -> (String, usize) {
+    collector.set_down(true);
+    let text = config(dir, &[collector], 2, "");
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    let spooled = spool_dir(dir, collector);
+    wait_for("a backlog spooled", || {
+        batch_files(&spooled).len() >= backlog
+    })
+    .await;
+    stop(agent).await;
+    let waiting = batch_files(&spooled).len();
+    let quiet = config(dir, &[collector], 0, "").replace(
+        "heartbeat_interval = \"300ms\"",
+        "heartbeat_interval = \"1h\"",
+    );
+    (quiet, waiting)
+}
+
+#[tokio::test]
+async fn a_backlog_goes_out_several_batches_per_request_in_order_once() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (quiet, waiting) = spool_a_backlog(dir.path(), &collector, 14).await;
+    let first_request = collector.seen(|s| s.requests.len());
+    collector.set_down(false);
+    let per_request = 4;
+    let mut options = options();
+    options.catch_up.batches = per_request;
+    let agent = Agent::start(parse(&quiet), options).await.unwrap();
+    wait_for("the backlog delivered", || {
+        collector.batch_seqs().len() >= waiting
+    })
+    .await;
+    let produced = stop(agent).await;
+    let requests = collector.seen(|s| s.requests[first_request..].to_vec());
+    let needed = waiting.div_ceil(per_request);
+    assert!(requests.iter().all(|&n| n <= per_request), "{requests:?}");
+    assert!(
+        requests.len() >= needed && requests[..needed].iter().sum::<usize>() >= waiting,
+        "{waiting} batches should take {needed} requests: {requests:?}"
+    );
+    let results: u64 = collector.seen(|s| s.stored.values().map(|b| b.results.len() as u64).sum());
+    assert_every_result_once_in_order(&collector, results);
+    assert_eq!(produced, 0, "the second run has no checks");
+}
+
+#[tokio::test]
+async fn a_collector_without_multi_batch_reports_gets_one_batch_per_request() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (quiet, waiting) = spool_a_backlog(dir.path(), &collector, 6).await;
+    collector.shared.behaviour.lock().unwrap().no_envelopes = true;
+    collector.set_down(false);
+    let first_request = collector.seen(|s| s.requests.len());
+    let agent = Agent::start(parse(&quiet), options()).await.unwrap();
+    wait_for("the backlog delivered", || {
+        collector.batch_seqs().len() >= waiting
+    })
+    .await;
+    stop(agent).await;
+    let requests = collector.seen(|s| s.requests[first_request..].to_vec());
+    assert!(requests.iter().all(|&n| n == 1), "{requests:?}");
+    let results: u64 = collector.seen(|s| s.stored.values().map(|b| b.results.len() as u64).sum());
+    assert_every_result_once_in_order(&collector, results);
+}
+
+#[tokio::test]
+async fn a_saturated_collector_is_retried_after_its_retry_after_and_loses_nothing() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(parse(&config(dir.path(), &[&collector], 2, "")), options())
+        .await
+        .unwrap();
+    wait_for("first results", || !collector.result_seqs().is_empty()).await;
+    collector.shared.behaviour.lock().unwrap().busy = true;
+    wait_for("a request refused as busy", || {
+        collector.seen(|s| s.refused) >= 1
+    })
+    .await;
+    let refused_at = std::time::Instant::now();
+    wait_for("the retry after Retry-After", || {
+        collector.seen(|s| s.refused) >= 2
+    })
+    .await;
+    // Retry-After: 1 waits 1 to 2 s; the backoff alone (20-200 ms) would come back sooner.
+    assert!(refused_at.elapsed() >= Duration::from_millis(900));
+    collector.shared.behaviour.lock().unwrap().busy = false;
+    let produced = stop(agent).await;
+    assert_every_result_once_in_order(&collector, produced);
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Harness for end-to-end tests: find the built binaries, start a real collector
 //! process on a loopback port with its own data directory, post batches, and poll for a
-//! condition with a deadline (never sleep-and-hope).
+//! condition with a deadline (never sleep-and-hope); [`fleet`] simulates many probes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fleet;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

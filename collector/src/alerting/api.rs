@@ -75,8 +75,8 @@ pub struct SilencesParams {
     pub all: bool,
 }
 
-fn alerting(state: &AppState) -> &Arc<Alerting> {
-    &state.alerting
+fn alerting(state: &AppState) -> Arc<Alerting> {
+    state.alerting.get()
 }
 
 async fn list_incidents(
@@ -85,7 +85,7 @@ async fn list_incidents(
     headers: HeaderMap,
     Query(params): Query<IncidentsParams>,
 ) -> Result<Json<IncidentsResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let filter = IncidentFilter {
         state: match params.state.as_deref() {
             None | Some("") | Some("all") => None,
@@ -100,9 +100,8 @@ async fn list_incidents(
         service: params.service.filter(|s| !s.is_empty()),
         limit: params.limit.unwrap_or(50).min(1000),
     };
-    let incidents = alerting(&state)
-        .incidents(&filter)
-        .map_err(ApiError::storage)?;
+    let alerting = alerting(&state);
+    let incidents = crate::api::read_store(move || alerting.incidents(&filter)).await?;
     Ok(Json(IncidentsResponse {
         now_ms: state.clock.now_ms(),
         incidents,
@@ -115,15 +114,15 @@ async fn show_incident(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "incident id {id:?} is not a number (see GET /api/v1/incidents)"
         ))
     })?;
-    let (incident, notifications) = alerting(&state)
-        .incident(id)
-        .map_err(ApiError::storage)?
+    let alerting = alerting(&state);
+    let (incident, notifications) = crate::api::read_store(move || alerting.incident(id))
+        .await?
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "no incident {id} (resolved incidents are kept for alerting.keep_resolved)"
@@ -142,7 +141,7 @@ async fn list_silences(
     headers: HeaderMap,
     Query(params): Query<SilencesParams>,
 ) -> Result<Json<SilencesResponse>, ApiError> {
-    state.auth.authorize_read(&headers, peer)?;
+    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     Ok(Json(SilencesResponse {
         now_ms: now,
@@ -156,11 +155,17 @@ async fn add_silence(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
-    let operator = state.auth.authorize_write(&headers, peer)?;
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
-    let silence = alerting(&state)
-        .add_silence(request, &operator, state.clock.now_ms())
+    let now = state.clock.now_ms();
+    let (alerting, by) = (alerting(&state), operator.clone());
+    let silence = state
+        .store
+        .writer()
+        .write(move || alerting.add_silence(request, &by, now))
+        .await
+        .map_err(ApiError::storage)?
         .map_err(silence_error)?;
     tracing::info!(id = silence.id, by = %operator, scope = %silence.scope.describe(), reason = %silence.reason, "silence added");
     Ok((StatusCode::CREATED, Json(silence)))
@@ -172,12 +177,18 @@ async fn expire_silence(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Silence>, ApiError> {
-    let operator = state.auth.authorize_write(&headers, peer)?;
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("silence id {id:?} is not a number")))?;
-    let silence = alerting(&state)
-        .expire_silence(id, state.clock.now_ms())
+    let now = state.clock.now_ms();
+    let alerting = alerting(&state);
+    let silence = state
+        .store
+        .writer()
+        .write(move || alerting.expire_silence(id, now))
+        .await
+        .map_err(ApiError::storage)?
         .map_err(silence_error)?
         .ok_or_else(|| {
             ApiError::not_found(format!(

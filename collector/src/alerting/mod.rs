@@ -43,6 +43,8 @@ use crate::clock::Clock;
 use crate::config::CollectorConfig;
 use crate::event::{Event, EventKind, EventSink};
 use crate::metrics::Metrics;
+use crate::store::Writer;
+use crate::store::writer::after_flush;
 
 use self::config::{AlertingConfig, AlertingSection};
 use self::evaluator::{CheckView, Evaluator, ProbeState, SeriesState, Thresholds};
@@ -120,7 +122,8 @@ pub struct Alerting {
     settings: AlertingSection,
     public_url: Option<String>,
     clock: Arc<dyn Clock>,
-    db: sled::Db,
+    /// The storage writer: every change here is applied on its thread.
+    writer: Writer,
     /// `alert_series`: series key -> [`SeriesState`] JSON.
     series_tree: sled::Tree,
     /// `alert_probes`: probe name -> [`ProbeState`] JSON.
@@ -138,28 +141,30 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    /// Open alerting's trees in `db`, load state, build channels from `config`.
+    /// Open alerting's trees in the writer's database, load state, build channels from
+    /// `config`.
     pub fn new(
-        db: &sled::Db,
+        writer: &Writer,
         config: &CollectorConfig,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> anyhow::Result<Arc<Alerting>> {
-        Self::with_settings(db, config, clock, metrics, Duration::from_secs(1))
+        Self::with_settings(writer, config, clock, metrics, Duration::from_secs(1))
     }
 
     /// Like [`Alerting::new`], with the outbox worker's longest idle sleep.
     pub fn with_settings(
-        db: &sled::Db,
+        writer: &Writer,
         config: &CollectorConfig,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
         poll: Duration,
     ) -> anyhow::Result<Arc<Alerting>> {
         let settings = config.alerting.clone();
+        let db = writer.db();
         let mut channels = BTreeMap::new();
         for spec in &config.channels {
-            let channel = channel::build(spec, Some(db))
+            let channel = channel::build(spec, Some(writer))
                 .map_err(|e| anyhow::anyhow!("channel {:?}: {e}", spec.name))?;
             channels.insert(spec.name.clone(), channel);
         }
@@ -174,7 +179,7 @@ impl Alerting {
             config.channels.iter().map(|c| c.name.clone()).collect(),
         );
         let outbox = Outbox::open(
-            db,
+            writer,
             channels,
             OutboxSettings {
                 max_age: settings.outbox_max_age.0,
@@ -188,12 +193,12 @@ impl Alerting {
         .context("opening the outbox")?;
         let open_gauge = IntGauge::new("postflight_incidents_open", "Incidents currently open.")
             .context("defining postflight_incidents_open")?;
-        metrics.register(Box::new(open_gauge.clone()));
+        metrics.replace(open_gauge.clone());
         let silences = Silences::open(db, windows).context("opening the silences tree")?;
         let alerting = Alerting {
             public_url: config.server.public_url.clone(),
             clock: clock.clone(),
-            db: db.clone(),
+            writer: writer.clone(),
             series_tree: db
                 .open_tree("alert_series")
                 .context("opening alert_series")?,
@@ -276,7 +281,8 @@ impl Alerting {
     }
 
     /// Evaluate a stored batch received at `received_at_ms`: the probe is seen (ending
-    /// its silence incident), series move, checks open or resolve incidents.
+    /// its silence incident), series move, checks open or resolve incidents. Writes:
+    /// the collector calls it on the storage writer, inside the batch's own write.
     pub fn evaluate(&self, batch: &ReportBatch, received_at_ms: i64) {
         let mut state = self.lock();
         let effect = state.evaluator.observe_batch(batch, received_at_ms);
@@ -343,6 +349,7 @@ impl Alerting {
     }
 
     /// Periodic work at `now_ms`: probe silence, held-back openings, reminders, cleanup.
+    /// Writes: run it on the storage writer ([`Writer::write`]).
     pub fn tick(&self, now_ms: i64) {
         let mut state = self.lock();
         let mut changes = Changes::default();
@@ -496,7 +503,7 @@ impl Alerting {
     }
 
     fn next_id(&self) -> Option<u64> {
-        match self.db.generate_id() {
+        match self.writer.db().generate_id() {
             Ok(id) => Some(id + 1),
             Err(error) => {
                 tracing::error!(%error, "cannot allocate an id in storage");
@@ -505,8 +512,9 @@ impl Alerting {
         }
     }
 
-    /// Write `changes` in one transaction, flush when incidents or notifications are in
-    /// it, then wake the outbox worker. On failure, reload from storage.
+    /// Write `changes` in one transaction (on the storage writer, whose next flush makes
+    /// it durable), then wake the outbox worker once it is flushed. On failure, reload
+    /// from storage.
     fn commit(&self, state: &mut AlertState, changes: Changes) {
         if changes.is_empty() {
             return;
@@ -573,14 +581,11 @@ impl Alerting {
             self.reload(state);
             return;
         }
-        if (!incidents.is_empty() || !changes.outbox.is_empty())
-            && let Err(error) = self.db.flush()
-        {
-            tracing::error!(%error, "cannot flush alert state to disk");
-        }
         self.open_gauge.set(state.open.len() as i64);
         if !changes.outbox.is_empty() {
-            self.outbox.wake();
+            // Deliver only what is on disk: a crash cannot send a notification twice.
+            let outbox = self.outbox.clone();
+            after_flush(move || outbox.wake());
         }
     }
 
@@ -622,7 +627,7 @@ impl Alerting {
         }))
     }
 
-    /// Create a silence on behalf of `created_by`.
+    /// Create a silence on behalf of `created_by`. Writes: run it on the storage writer.
     pub fn add_silence(
         &self,
         request: NewSilence,
@@ -645,7 +650,7 @@ impl Alerting {
         self.silences.list(all, now_ms)
     }
 
-    /// End a silence now.
+    /// End a silence now. Writes: run it on the storage writer.
     pub fn expire_silence(&self, id: u64, now_ms: i64) -> Result<Option<Silence>, SilenceError> {
         self.silences
             .expire(id, now_ms)
@@ -664,7 +669,10 @@ impl Alerting {
                     _ = stopped.wait_for(|stop| *stop) => return,
                 }
                 let now = alerting.clock.now_ms();
-                alerting.tick(now);
+                let ticking = alerting.clone();
+                if let Err(error) = alerting.writer.write(move || ticking.tick(now)).await {
+                    tracing::error!(%error, "alerting tick not stored");
+                }
                 alerting.refresh_channels(now).await;
             }
         });

@@ -14,8 +14,8 @@
 //! retried after `retry_initial`, doubling up to `retry_max`; once the oldest entry is
 //! older than `outbox_max_age` (or the channel rejects it for good) it is marked failed,
 //! counted in `postflight_notifications_total{state="failed"}` and logged as an error.
-//! After a successful send the entries are moved to `notifications` and flushed before
-//! anything else happens, so a restart does not send them again; on start the worker
+//! After a successful send the entries are moved to `notifications` (on the storage
+//! writer, like every write) and flushed before anything else happens, so a restart does not send them again; on start the worker
 //! delivers whatever is pending.
 
 use std::collections::BTreeMap;
@@ -31,6 +31,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::event::{Event, EventKind};
 use crate::metrics::Metrics;
+use crate::store::Writer;
 
 use super::channel::{Channel, Notification, SendError};
 
@@ -169,6 +170,8 @@ pub struct PassReport {
 
 /// The outbox and its delivery worker.
 pub struct Outbox {
+    /// The storage writer: delivery outcomes are recorded on its thread.
+    writer: Writer,
     pending: sled::Tree,
     finished: sled::Tree,
     channels: BTreeMap<String, Arc<dyn Channel>>,
@@ -186,7 +189,7 @@ pub struct Outbox {
 impl Outbox {
     /// Open the trees.
     pub fn open(
-        db: &sled::Db,
+        writer: &Writer,
         channels: BTreeMap<String, Arc<dyn Channel>>,
         settings: OutboxSettings,
         metrics: Metrics,
@@ -197,14 +200,16 @@ impl Outbox {
             "Notifications waiting in the outbox.",
         )
         .unwrap_or_else(|_| unreachable_metric());
-        metrics.register(Box::new(pending_gauge.clone()));
+        metrics.replace(pending_gauge.clone());
         // Every channel's series exist from the start, so `increase()` sees the first one.
         for channel in channels.keys() {
             for state in ["sent", "failed", "retry"] {
                 metrics.notifications.with_label_values(&[channel, state]);
             }
         }
+        let db = writer.db();
         let outbox = Outbox {
+            writer: writer.clone(),
             pending: db.open_tree("outbox")?,
             finished: db.open_tree("notifications")?,
             channels,
@@ -369,7 +374,7 @@ impl Outbox {
             entry.attempts.push(attempt.clone());
         }
         match outcome {
-            Ok(()) => self.finish(&group, DeliveryState::Delivered, now_ms),
+            Ok(()) => self.finish(&group, DeliveryState::Delivered, now_ms).await,
             Err(error) => {
                 let oldest = group
                     .iter()
@@ -378,7 +383,7 @@ impl Outbox {
                     .unwrap_or(now_ms);
                 let too_old = now_ms - oldest >= self.settings.max_age.as_millis() as i64;
                 if error.retryable && !too_old {
-                    self.retry_later(&mut group, now_ms, &error)
+                    self.retry_later(&mut group, now_ms, &error).await
                 } else {
                     tracing::error!(
                         channel = %channel_name,
@@ -388,14 +393,15 @@ impl Outbox {
                         "notification given up: {}",
                         if too_old { "older than alerting.outbox_max_age" } else { "the receiver rejected it" }
                     );
-                    self.finish(&group, DeliveryState::Failed, now_ms)
+                    self.finish(&group, DeliveryState::Failed, now_ms).await
                 }
             }
         }
     }
 
-    /// Move entries to `notifications` in one transaction and flush it.
-    fn finish(&self, group: &[OutboxEntry], state: DeliveryState, now_ms: i64) -> PassReport {
+    /// Move entries to `notifications` in one transaction, on the storage writer, and
+    /// wait until it is flushed.
+    async fn finish(&self, group: &[OutboxEntry], state: DeliveryState, now_ms: i64) -> PassReport {
         let records: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = group
             .iter()
             .map(|entry| {
@@ -407,15 +413,17 @@ impl Outbox {
                 )
             })
             .collect();
-        let stored = (&self.pending, &self.finished).transaction(|(pending, finished)| {
-            for (id, key, value) in &records {
-                pending.remove(id.as_slice())?;
-                finished.insert(key.as_slice(), value.as_slice())?;
-            }
-            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+        let trees = (self.pending.clone(), self.finished.clone());
+        let stored = self.writer.write(move || {
+            (&trees.0, &trees.1).transaction(|(pending, finished)| {
+                for (id, key, value) in &records {
+                    pending.remove(id.as_slice())?;
+                    finished.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
         });
-        let flushed = stored.is_ok() && self.pending.flush().is_ok();
-        if !flushed {
+        if !matches!(stored.await, Ok(Ok(()))) {
             tracing::error!(
                 "cannot record a finished notification in storage; it may be sent again after a restart"
             );
@@ -442,7 +450,12 @@ impl Outbox {
         }
     }
 
-    fn retry_later(&self, group: &mut [OutboxEntry], now_ms: i64, error: &SendError) -> PassReport {
+    async fn retry_later(
+        &self,
+        group: &mut [OutboxEntry],
+        now_ms: i64,
+        error: &SendError,
+    ) -> PassReport {
         let failures = group.first().map(|e| e.attempts.len()).unwrap_or(1);
         let next = now_ms + self.settings.backoff(failures).as_millis() as i64;
         tracing::warn!(
@@ -452,12 +465,23 @@ impl Outbox {
             error = %error.message,
             "notification not delivered; will retry"
         );
+        let mut rows = Vec::with_capacity(group.len());
         for entry in group.iter_mut() {
             entry.next_attempt_ms = next;
-            let value = serde_json::to_vec(&*entry).unwrap_or_default();
-            if let Err(error) = self.pending.insert(entry.id.to_be_bytes(), value) {
-                tracing::error!(%error, "cannot record a delivery attempt");
-            }
+            rows.push((
+                entry.id.to_be_bytes(),
+                serde_json::to_vec(&*entry).unwrap_or_default(),
+            ));
+        }
+        let pending = self.pending.clone();
+        let recorded = self.writer.write(move || {
+            rows.into_iter()
+                .try_for_each(|(key, value)| pending.insert(key, value).map(|_| ()))
+        });
+        match recorded.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot record a delivery attempt"),
+            Err(error) => tracing::error!(%error, "cannot record a delivery attempt"),
         }
         let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
         self.metrics
@@ -470,7 +494,8 @@ impl Outbox {
         }
     }
 
-    /// Forget finished notifications older than `cutoff_ms`.
+    /// Forget finished notifications older than `cutoff_ms`. Writes: run it on the
+    /// storage writer.
     pub fn forget_finished_before(&self, cutoff_ms: i64) -> sled::Result<usize> {
         let mut removed = 0;
         for item in self.finished.iter() {

@@ -372,7 +372,6 @@ impl Silences {
     fn store(&self, silence: &Silence) -> sled::Result<()> {
         let value = serde_json::to_vec(silence).unwrap_or_default();
         self.tree.insert(silence.id.to_be_bytes(), value)?;
-        self.tree.flush()?;
         if let Ok(mut cache) = self.cache.write() {
             cache.insert(silence.id, silence.clone());
         }

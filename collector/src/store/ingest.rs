@@ -1,6 +1,6 @@
 //! Ingest: one report batch becomes an inbox entry (or seals the probe's inbox into
-//! blocks), statuses, the probe record and version spans, in one transaction that is
-//! flushed before the caller acknowledges.
+//! blocks), statuses, the probe record and version spans, in one transaction on the
+//! storage writer, flushed (with the rest of its group) before the caller acknowledges.
 //!
 //! Everything happens under the probe's state lock, in three steps:
 //! [`Store::plan_batch`] decides every write (reading only what this probe owns, so
@@ -117,18 +117,32 @@ impl Store {
     /// Stores a batch once, durably, and says what happened.
     ///
     /// A batch whose number was already received stores nothing and reports
-    /// `duplicate`; an empty batch is a heartbeat and only updates the probe. Returns
-    /// only after the data is flushed to disk, so the caller may acknowledge.
+    /// `duplicate`; an empty batch is a heartbeat and only updates the probe. The
+    /// batch is applied on the storage writer and this returns only after the flush
+    /// that contains it, so the caller may acknowledge. (Also for duplicates: the
+    /// original may still be on its way to disk.)
     pub async fn ingest(
         &self,
         batch: &ReportBatch,
         received_at_ms: i64,
     ) -> Result<IngestOutcome, StoreError> {
+        let store = self.clone();
+        let batch = batch.clone();
+        self.writer()
+            .write(move || store.apply_report(&batch, received_at_ms))
+            .await?
+    }
+
+    /// The writer-side half of [`Store::ingest`]: stores the batch without flushing.
+    /// Call it inside a [`Writer::write`](super::Writer::write) closure and acknowledge
+    /// only on that write's answer.
+    pub fn apply_report(
+        &self,
+        batch: &ReportBatch,
+        received_at_ms: i64,
+    ) -> Result<IngestOutcome, StoreError> {
         validate(batch)?;
-        let outcome = self.ingest_serialized(batch, received_at_ms)?;
-        // Also for duplicates: the original may still be on its way to disk.
-        self.inner.db.flush_async().await?;
-        Ok(outcome)
+        self.ingest_serialized(batch, received_at_ms)
     }
 
     fn ingest_serialized(

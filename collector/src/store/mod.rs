@@ -41,18 +41,29 @@
 //! A probe's batches are numbered; the probe's state keeps the exact set of numbers
 //! received (highest plus gaps, see [`sequence`]), so a retried batch stores nothing.
 //! Each ingest writes its inbox entry (or seal), changed statuses and new series in one
-//! sled transaction, then waits for `flush_async` before returning, so an
-//! acknowledgement means durable. At open the inbox is replayed, so the in-memory
-//! state (batch numbers, counters, pending version spans) is exactly what it was.
-//! Work on one probe's series (ingest, roll-up, retention) is serialized by that
-//! probe's state lock; sled serializes transactions across probes. Concurrent flushes
-//! share sled's log flush.
+//! sled transaction on the storage [`writer`] thread, and is answered only after the
+//! writer's next flush, so an acknowledgement means durable. At open the inbox is
+//! replayed, so the in-memory state (batch numbers, counters, pending version spans) is
+//! exactly what it was. Work on one probe's series (ingest, roll-up, retention) is
+//! serialized by that probe's state lock; sled serializes transactions across probes.
+//!
+//! # One writer, group commit
+//!
+//! Every sled write of the collector runs on one OS thread, the [`Writer`], which
+//! applies all requests waiting in its bounded queue and then flushes once with the
+//! synchronous `flush()`; nothing writes or flushes sled on an async worker, and
+//! `flush_async` is never used. The reasons (a sled 0.34 deadlock between concurrent
+//! `flush_async` calls, async workers held by disk writes) and the request contract are
+//! in the [`writer`] module. Store methods that write without flushing
+//! ([`Store::apply_report`], [`Store::enforce_retention`], [`Store::sweep_step`]) are the
+//! writer-side halves: call them inside a [`Writer::write`] closure. Scanning reads
+//! (history, status, versions) run on blocking threads, never on the writer.
 //!
 //! # Other modules' trees
 //!
 //! [`Store::db`] exposes the sled database so later subsystems (incidents, outbox,
 //! deploys, silences) open their own trees with `db.open_tree(name)`; they must not use
-//! the names above.
+//! the names above, and they write only through [`Store::writer`].
 
 mod catalog;
 mod codec;
@@ -68,6 +79,7 @@ mod retention;
 mod rollup;
 mod sequence;
 mod versions;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -80,9 +92,10 @@ pub use keys::{HOUR_MS, SeriesId, hour_floor};
 pub use latest::SeriesStatus;
 pub use probe::ProbeInfo;
 pub use query::{HistoryPoint, HistoryQuery, StoredResult};
-pub use retention::RetentionReport;
+pub use retention::{RetentionReport, Sweep};
 pub use sequence::SeqRange;
 pub use versions::VersionSpan;
+pub use writer::{WriteError, Writer, WriterOptions};
 
 use catalog::Catalog;
 use keys::{parse_series_id, time_from_bytes};
@@ -132,6 +145,9 @@ pub enum StoreError {
     /// A query's parameters make no sense.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The storage writer did not (durably) apply the write.
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 /// Maps a decoding error of a value in `tree` to [`StoreError::Corrupt`].
@@ -156,6 +172,8 @@ pub struct StoreOptions {
     /// a restarted collector may start while the old process is still finishing its last
     /// flush; both are waited out. A lock still held after this is [`StoreError::Locked`].
     pub lock_wait_ms: u64,
+    /// The storage writer's queue and group sizes.
+    pub writer: WriterOptions,
 }
 
 impl Default for StoreOptions {
@@ -164,6 +182,7 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 32 * 1024 * 1024,
             background_flush_ms: 500,
             lock_wait_ms: 10_000,
+            writer: WriterOptions::default(),
         }
     }
 }
@@ -240,6 +259,8 @@ struct Inner {
     raw_horizon_ms: AtomicI64,
     /// Number of the next inbox entry.
     next_inbox_number: AtomicU64,
+    /// The thread that applies every write.
+    writer: Writer,
 }
 
 /// The collector's storage; cheap to clone (clones share one database).
@@ -322,6 +343,11 @@ impl Store {
         catch_up_latest(&trees, &catalog, &mut latest)?;
         let mut probes = load_probes(&trees.probes)?;
         let next_inbox_number = ingest::replay_inbox(&trees, &catalog, &mut latest, &mut probes)?;
+        let writer =
+            Writer::start(db.clone(), options.writer).map_err(|error| StoreError::Open {
+                path: dir.to_path_buf(),
+                source: sled::Error::Io(error),
+            })?;
         let inner = Inner {
             path: dir.to_path_buf(),
             catalog: RwLock::new(catalog),
@@ -335,6 +361,7 @@ impl Store {
             series_states: Mutex::new(load_series_states(&trees)?),
             raw_horizon_ms: AtomicI64::new(retention::load_raw_horizon(&trees.meta)?),
             next_inbox_number: AtomicU64::new(next_inbox_number),
+            writer,
             db,
             trees,
         };
@@ -345,9 +372,14 @@ impl Store {
 
     /// The sled database, for subsystems that keep their own trees (incidents,
     /// outbox, deploys, silences). Open them with `db().open_tree(name)`; do not touch
-    /// the trees listed in this module's documentation.
+    /// the trees listed in this module's documentation; write through [`Store::writer`].
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
+    }
+
+    /// The storage writer: every write of the collector goes through it.
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
     }
 
     /// Bytes the database occupies on disk (0 if the files cannot be read).
@@ -355,9 +387,17 @@ impl Store {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Flushes everything written so far to disk.
+    /// Waits until everything written so far is on disk (an empty write: its answer
+    /// comes after the flush of every request queued before it).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
+        self.inner.writer.write(|| ()).await?;
+        Ok(())
+    }
+
+    /// Applies and flushes every write queued so far, then stops the writer (at
+    /// shutdown); later writes fail with [`WriteError::Closed`].
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.writer.close().await?;
         Ok(())
     }
 

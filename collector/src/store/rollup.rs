@@ -1,8 +1,8 @@
 //! Hourly rollups: per series and completed hour, the counts, a latency histogram and
 //! the versions seen — what long-range history is answered from.
 //!
-//! [`Store::roll_up`] is called by a background task (and by retention before it
-//! deletes raw data). Each series has a watermark in `rollup_marks`: the start of the
+//! [`Store::roll_up`] rolls every series up; the background sweep does the same series
+//! by series ([`Store::sweep_step`]) before retention deletes raw data. Each series has a watermark in `rollup_marks`: the start of the
 //! first hour not yet rolled up, so a run only reads the hours completed since the last
 //! one, jumping over hours without data. A result that arrives for an hour already
 //! rolled up marks that hour in `rollup_dirty` (ingest does this in its transaction)
@@ -123,19 +123,31 @@ impl Store {
         let series = read(&self.inner.catalog).all();
         let mut written = 0;
         for (id, meta) in series {
-            let state = self.probe_state(&meta.probe);
-            let state = lock(&state);
-            let raw = RawSource {
-                series: id,
-                probe: &meta.probe,
-                inbox: &state.inbox,
-            };
-            if let Some(hours) = dirty.remove(&id) {
-                written += self.redo_dirty_hours(&raw, &hours)?;
-            }
-            written += self.roll_series(&raw, limit)?;
+            written += self.roll_up_series(id, &meta.probe, dirty.remove(&id), limit)?;
         }
         Ok(written)
+    }
+
+    /// Rolls one series up to `limit`, first recomputing its `dirty` hours.
+    pub(crate) fn roll_up_series(
+        &self,
+        id: SeriesId,
+        probe: &str,
+        dirty: Option<Vec<i64>>,
+        limit: i64,
+    ) -> Result<usize, StoreError> {
+        let state = self.probe_state(probe);
+        let state = lock(&state);
+        let raw = RawSource {
+            series: id,
+            probe,
+            inbox: &state.inbox,
+        };
+        let mut written = 0;
+        if let Some(hours) = dirty {
+            written += self.redo_dirty_hours(&raw, &hours)?;
+        }
+        Ok(written + self.roll_series(&raw, limit)?)
     }
 
     /// The rollup of one series' hour computed from raw results, `None` without any.
@@ -216,7 +228,7 @@ impl Store {
     }
 
     /// Every hour marked dirty, per series.
-    fn dirty_hours(&self) -> Result<BTreeMap<SeriesId, Vec<i64>>, StoreError> {
+    pub(crate) fn dirty_hours(&self) -> Result<BTreeMap<SeriesId, Vec<i64>>, StoreError> {
         let mut dirty: BTreeMap<SeriesId, Vec<i64>> = BTreeMap::new();
         for key in self.trees().rollup_dirty.iter().keys() {
             let key = key?;

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::reload::Live;
+use crate::store::Writer;
 use crate::watch::deploy::{Deploy, NewDeploy};
 use crate::watch::ledger::LastGood;
 use crate::watch::watcher::{WatchError, Watcher};
@@ -25,19 +27,27 @@ use crate::watch::watcher::{WatchError, Watcher};
 /// What the deploy handlers share.
 #[derive(Clone)]
 pub struct DeployApi {
-    pub watcher: Arc<Watcher>,
-    pub auth: Arc<Auth>,
+    /// The watcher in force (replaced on reload).
+    pub watcher: Arc<Live<Watcher>>,
+    /// The storage writer, where creating and cancelling deploys runs.
+    pub writer: Writer,
+    /// Tokens in force (replaced on reload).
+    pub auth: Arc<Live<Auth>>,
 }
 
 /// The deploy routes, ready to merge into the collector's router.
-pub fn routes<S>(watcher: Arc<Watcher>, auth: Arc<Auth>) -> Router<S> {
+pub fn routes<S>(watcher: Arc<Live<Watcher>>, writer: Writer, auth: Arc<Live<Auth>>) -> Router<S> {
     Router::new()
         .route("/api/v1/deploys", post(create))
         .route("/api/v1/deploys/{id}", get(show))
         .route("/api/v1/deploys/{id}/cancel", post(cancel))
         .route("/api/v1/services/{service}/deploys", get(ledger))
         .route("/api/v1/services/{service}/last-good", get(last_good))
-        .with_state(DeployApi { watcher, auth })
+        .with_state(DeployApi {
+            watcher,
+            writer,
+            auth,
+        })
 }
 
 impl From<WatchError> for ApiError {
@@ -51,7 +61,19 @@ impl From<WatchError> for ApiError {
     }
 }
 
-/// Run blocking deploy work (sled, baseline) off the async workers.
+/// Run deploy writes on the storage writer.
+async fn on_writer<T: Send + 'static>(
+    writer: &Writer,
+    work: impl FnOnce() -> Result<T, WatchError> + Send + 'static,
+) -> Result<T, ApiError> {
+    writer
+        .write(work)
+        .await
+        .map_err(ApiError::storage)?
+        .map_err(ApiError::from)
+}
+
+/// Run blocking deploy reads (sled scans) off the async workers.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, WatchError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -67,14 +89,14 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Deploy>), ApiError> {
-    let operator = api.auth.authorize_write(&headers, peer)?;
+    let operator = api.auth.get().authorize_write(&headers, peer)?;
     let request: NewDeploy = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "malformed deploy: {e}; send {{\"service\": \"...\", \"env\": \"prod\", \"version\": \"1.4.2\"}}"
         ))
     })?;
-    let watcher = api.watcher.clone();
-    let deploy = blocking(move || watcher.create(request, &operator)).await?;
+    let watcher = api.watcher.get();
+    let deploy = on_writer(&api.writer, move || watcher.create(request, &operator)).await?;
     Ok((StatusCode::CREATED, Json(deploy)))
 }
 
@@ -84,8 +106,8 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Deploy>, ApiError> {
-    api.auth.authorize_read(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    api.auth.get().authorize_read(&headers, peer)?;
+    let watcher = api.watcher.get();
     Ok(Json(blocking(move || watcher.get(&id)).await?))
 }
 
@@ -95,10 +117,10 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Deploy>, ApiError> {
-    let operator = api.auth.authorize_write(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    let operator = api.auth.get().authorize_write(&headers, peer)?;
+    let watcher = api.watcher.get();
     Ok(Json(
-        blocking(move || watcher.cancel(&id, &operator)).await?,
+        on_writer(&api.writer, move || watcher.cancel(&id, &operator)).await?,
     ))
 }
 
@@ -125,8 +147,8 @@ async fn ledger(
     Path(service): Path<String>,
     Query(params): Query<LedgerParams>,
 ) -> Result<Json<LedgerResponse>, ApiError> {
-    api.auth.authorize_read(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    api.auth.get().authorize_read(&headers, peer)?;
+    let watcher = api.watcher.get();
     let name = service.clone();
     let mut deploys =
         blocking(move || watcher.deploys(&name, params.env.as_deref(), params.version.as_deref()))
@@ -160,8 +182,8 @@ async fn last_good(
     Path(service): Path<String>,
     Query(params): Query<LastGoodParams>,
 ) -> Result<Json<LastGoodResponse>, ApiError> {
-    api.auth.authorize_read(&headers, peer)?;
-    let watcher = api.watcher.clone();
+    api.auth.get().authorize_read(&headers, peer)?;
+    let watcher = api.watcher.get();
     let (name, env) = (service.clone(), params.env.clone());
     let last_good = blocking(move || watcher.last_good(&name, env.as_deref())).await?;
     Ok(Json(LastGoodResponse {

@@ -47,6 +47,8 @@ use tokio::task::JoinHandle;
 use postflight_probe::config::line_number;
 use postflight_probe::units::HumanDuration;
 
+use crate::store::Writer;
+
 pub use baseline::{Baseline, BaselineSource};
 pub use deploy::{Deploy, NewDeploy};
 pub use evaluate::{Evidence, Finding};
@@ -205,24 +207,29 @@ fn default_baseline_pass_ratio() -> f64 {
 
 /// Close ended windows and save window observations every [`TICK_EVERY`] (wall time;
 /// "now" comes from the watcher's clock) until `stopped` turns true, then save once more.
-pub fn spawn_ticker(watcher: Arc<Watcher>, mut stopped: signal::Receiver<bool>) -> JoinHandle<()> {
+/// Both write, so both run on the storage writer.
+pub fn spawn_ticker(
+    watcher: Arc<Watcher>,
+    writer: Writer,
+    mut stopped: signal::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK_EVERY) => {}
                 _ = stopped.wait_for(|stop| *stop) => break,
             }
-            let watcher = watcher.clone();
-            let ticked = tokio::task::spawn_blocking(move || watcher.tick_now()).await;
-            match ticked {
+            let ticking = watcher.clone();
+            match writer.write(move || ticking.tick_now()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::error!(%error, "closing watch windows failed"),
-                Err(error) => tracing::error!(%error, "watch window task panicked"),
+                Err(error) => tracing::error!(%error, "closing watch windows failed"),
             }
         }
-        let saved = tokio::task::spawn_blocking(move || watcher.save_windows()).await;
-        if let Ok(Err(error)) = saved {
-            tracing::error!(%error, "saving watch windows at shutdown failed");
+        match writer.write(move || watcher.save_windows()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "saving watch windows at shutdown failed"),
+            Err(error) => tracing::error!(%error, "saving watch windows at shutdown failed"),
         }
     })
 }

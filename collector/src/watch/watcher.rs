@@ -4,7 +4,11 @@
 //!
 //! Deploys being watched are kept in memory (and their observations rewritten to sled as
 //! results arrive); a verdict change is one sled transaction that writes the deploy and,
-//! when the verdict notifies, its outbox entries — then the delivery worker is woken.
+//! when the verdict notifies, its outbox entries — then, once the storage writer has
+//! flushed it, the delivery worker is woken. Every method that writes ([`Watcher::create`],
+//! [`Watcher::cancel`], [`Watcher::observe`], [`Watcher::tick`],
+//! [`Watcher::save_windows`]) runs on the storage writer
+//! ([`Writer::write`](crate::store::Writer::write)); the queries run on blocking threads.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -543,7 +547,9 @@ impl Watcher {
                     },
                 );
                 if outcome.is_ok() && !entries.is_empty() {
-                    sink.wake();
+                    // Deliver once the verdict is on disk.
+                    let sink = sink.clone();
+                    crate::store::writer::after_flush(move || sink.wake());
                 }
                 outcome
             }

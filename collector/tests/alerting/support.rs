@@ -22,7 +22,7 @@ use postflight_collector::alerting::outbox::PassReport;
 use postflight_collector::alerting::{IncidentFilter, SilenceError};
 use postflight_collector::clock::{Clock, ManualClock};
 use postflight_collector::metrics::Metrics;
-use postflight_collector::store::{StoreOptions, open_database};
+use postflight_collector::store::{StoreOptions, Writer, WriterOptions, open_database};
 use postflight_probe::report::{CheckResult, ReportBatch};
 pub use postflight_tests::free_port;
 use postflight_tests::status_result;
@@ -71,6 +71,8 @@ pub struct Harness {
     pub alerting: Arc<Alerting>,
     pub metrics: Metrics,
     pub db: sled::Db,
+    /// The storage writer alerting records deliveries through.
+    pub writer: Writer,
     config: String,
     seq: Mutex<u64>,
 }
@@ -88,8 +90,9 @@ impl Harness {
         // Waits out the lock a just-closed database keeps for a moment (restart).
         let db = open_database(&dir.path().join("data"), &StoreOptions::default()).expect("sled");
         let metrics = Metrics::new();
+        let writer = Writer::start(db.clone(), WriterOptions::default()).expect("writer");
         let alerting = Alerting::with_settings(
-            &db,
+            &writer,
             &loaded.config,
             Arc::new(clock.clone()),
             metrics.clone(),
@@ -102,6 +105,7 @@ impl Harness {
             alerting,
             metrics,
             db,
+            writer,
             config: config.to_string(),
             seq: Mutex::new(0),
         }
@@ -114,10 +118,13 @@ impl Harness {
             clock,
             alerting,
             db,
+            writer,
             config,
             ..
         } = self;
         drop(alerting);
+        // The last handle joins the writer thread after its final flush.
+        drop(writer);
         db.flush().expect("flush");
         drop(db);
         Self::open(dir, clock, &config)

@@ -3,16 +3,25 @@
 //! Collectors are independent: each has its own spool, task, HTTP client and backoff, so
 //! one collector being down never delays another.
 //!
-//! One batch at a time goes to `POST <url>/api/v1/reports` (gzip'd above
-//! [`GZIP_ABOVE`] bytes, bearer token if configured), and the answer decides:
-//! - 2xx with a [`ReportAck`] for that sequence: the batch is deleted from the spool;
-//! - connection errors, timeouts, 408, 429, 5xx, or a 2xx without a matching ack: retry
-//!   the same batch after an exponential backoff with full jitter ([`Backoff`]);
+//! The oldest waiting batches go to `POST <url>/api/v1/reports`: one batch as it is,
+//! or, when a backlog waits, up to [`CatchUp::batches`] of them (and
+//! [`CatchUp::bytes`] of JSON) in one envelope, `{"batches": [...]}`, which the
+//! collector acknowledges batch by batch. Bodies are gzip'd above [`GZIP_ABOVE`] bytes,
+//! with the bearer token if configured. The answer decides:
+//! - 2xx with a [`ReportAck`] per batch: those batches are deleted from the spool;
+//!   batches an envelope's answer does not mention go in the next request;
+//! - 503 or 429 with `Retry-After`: the collector is saturated; the same batches are
+//!   sent again after that many seconds plus up to as much again at random, so a fleet
+//!   told to come back does not come back at once;
+//! - connection errors, timeouts, 408, other 5xx, or a 2xx without a matching ack:
+//!   retry the same batches after an exponential backoff with full jitter ([`Backoff`]);
 //! - 401/403: also retried with backoff, logged as an error — a wrong token concerns
 //!   every batch, and the batches must survive until the token is fixed;
-//! - any other 4xx: the collector will never take this batch (e.g. it fails validation),
-//!   so it is moved to the spool's `rejected/` directory with an error log, and the rest
-//!   of the spool goes on; the collector sees a gap for it.
+//! - any other 4xx for one batch (or a refusal inside an envelope's answer): the
+//!   collector will never take this batch (e.g. it fails validation), so it is moved to
+//!   the spool's `rejected/` directory with an error log, and the rest of the spool goes
+//!   on; the collector sees a gap for it. Such an answer to a whole envelope means the
+//!   collector does not take envelopes: from then on batches go one per request.
 //!
 //! A spool file that cannot be read as its batch is moved to `corrupt/` with a warning.
 //!
@@ -26,14 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
 use super::backoff::{Backoff, BackoffPolicy};
 use super::jitter::Jitter;
 use super::selfmetrics::AgentMetrics;
 use super::shutdown::ShutdownSignal;
 use super::spool::{CORRUPT_DIR, REJECTED_DIR, ReadError, Spool};
-use crate::report::ReportAck;
+use crate::report::{BatchRefusal, EnvelopeAck, ReportAck};
 
 /// Bodies larger than this are sent gzip'd.
 pub const GZIP_ABOVE: usize = 4 * 1024;
@@ -72,6 +81,33 @@ pub fn reports_endpoint(url: &str) -> Result<reqwest::Url, String> {
     Ok(endpoint)
 }
 
+/// How much of a backlog one request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Most batches in one request.
+    pub batches: usize,
+    /// Most bytes of batch JSON in one request (before gzip); a single batch above it
+    /// still goes, alone.
+    pub bytes: u64,
+}
+
+impl Default for CatchUp {
+    fn default() -> Self {
+        CatchUp {
+            batches: MAX_BATCHES_PER_REQUEST,
+            bytes: MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// Default most batches in one request (the collector takes up to
+/// `server.max_batches_per_request`, default 64).
+pub const MAX_BATCHES_PER_REQUEST: usize = 50;
+/// Default most bytes of batch JSON in one request: 1 MiB.
+pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// Longest `Retry-After` honoured; a longer one waits this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// The sending task of one collector.
 #[derive(Debug)]
 pub struct Delivery {
@@ -81,28 +117,41 @@ pub struct Delivery {
     pub spool: Arc<Spool>,
     /// Retry waits.
     pub backoff: BackoffPolicy,
+    /// How many waiting batches go in one request.
+    pub catch_up: CatchUp,
     /// Where sends are counted.
     pub metrics: Arc<AgentMetrics>,
 }
 
-/// What the collector's answer means for the batch.
+/// What the collector's answer means for the batches sent.
 #[derive(Debug)]
 enum Answer {
-    /// Stored (or already stored): delete it.
-    Acknowledged(ReportAck),
-    /// Try the same batch again later.
-    Retry(String),
-    /// The collector will never take it.
-    Rejected(String),
+    /// These are stored (or were already): delete them. Those refused for good are
+    /// moved aside; the rest of the request waits for the next one.
+    Delivered {
+        acks: Vec<ReportAck>,
+        refused: Vec<BatchRefusal>,
+    },
+    /// Try the same batches again later: after `after` when the collector said so
+    /// (`Retry-After`), else after the backoff.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// The collector does not take multi-batch requests: send one batch at a time.
+    NoEnvelopes(String),
 }
 
 impl Delivery {
     /// Send the spool until shutdown (then drain what can be drained quickly).
     pub async fn run(self, mut stop: ShutdownSignal) {
+        let mut jitter = Jitter::from_entropy();
         let mut backoff = Backoff::new(self.backoff, Jitter::from_entropy());
         let mut failing_since_log = false;
+        let mut catch_up = self.catch_up;
         loop {
-            let Some(seq) = self.spool.oldest() else {
+            let seqs = self.spool.oldest_batches(catch_up.batches, catch_up.bytes);
+            if seqs.is_empty() {
                 if stop.is_set() {
                     return;
                 }
@@ -110,35 +159,70 @@ impl Delivery {
                     () = self.spool.appended() => continue,
                     () = stop.wait() => return,
                 }
-            };
-            let Some(body) = self.read(seq).await else {
+            }
+            let batches = self.read_all(&seqs).await;
+            if batches.is_empty() {
                 continue;
-            };
-            match self.send(seq, body).await {
-                Answer::Acknowledged(ack) => {
+            }
+            let first = batches[0].0;
+            let wait = match self.send(batches).await {
+                Answer::Delivered { acks, refused } if !acks.is_empty() || !refused.is_empty() => {
                     if failing_since_log {
                         tracing::info!(collector = %self.link.label, waiting = self.spool.stats().batches, "collector reachable again; delivering the spooled batches");
                         failing_since_log = false;
                     }
                     backoff.reset();
-                    self.acknowledged(ack).await;
-                }
-                Answer::Rejected(reason) => self.reject(seq, &reason).await,
-                Answer::Retry(reason) => {
-                    self.failed(seq, &reason, !failing_since_log, &backoff);
-                    failing_since_log = true;
-                    if stop.is_set() {
-                        return;
+                    self.acknowledged(acks).await;
+                    for refusal in refused {
+                        self.reject(
+                            refusal.seq,
+                            &format!("{} {}", refusal.status, refusal.error),
+                        )
+                        .await;
                     }
-                    // Shutdown during the wait cuts it short for one last attempt.
-                    let wait = backoff.next_wait();
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = stop.wait() => {}
-                    }
+                    continue;
                 }
+                Answer::Delivered { .. } => {
+                    self.failed(
+                        first,
+                        "the collector acknowledged none of the batches sent",
+                        !failing_since_log,
+                        &backoff,
+                    );
+                    backoff.next_wait()
+                }
+                Answer::NoEnvelopes(reason) => {
+                    tracing::warn!(collector = %self.link.label, %reason, "the collector does not take multi-batch reports; sending one batch per request");
+                    catch_up.batches = 1;
+                    continue;
+                }
+                Answer::Retry { reason, after } => {
+                    self.failed(first, &reason, !failing_since_log, &backoff);
+                    // Spread a fleet told to come back at the same time.
+                    after.map_or_else(|| backoff.next_wait(), |after| after + jitter.below(after))
+                }
+            };
+            failing_since_log = true;
+            if stop.is_set() {
+                return;
+            }
+            // Shutdown during the wait cuts it short for one last attempt.
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.wait() => {}
             }
         }
+    }
+
+    /// Read the batches `seqs`, skipping those gone or set aside as corrupt.
+    async fn read_all(&self, seqs: &[u64]) -> Vec<(u64, Vec<u8>)> {
+        let mut batches = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(body) = self.read(seq).await {
+                batches.push((seq, body));
+            }
+        }
+        batches
     }
 
     /// Read batch `seq`; a corrupt file is set aside and `None` returned.
@@ -169,7 +253,17 @@ impl Delivery {
         }
     }
 
-    async fn send(&self, seq: u64, body: Vec<u8>) -> Answer {
+    /// Send one batch as it is, or several in an envelope.
+    async fn send(&self, batches: Vec<(u64, Vec<u8>)>) -> Answer {
+        let seqs: Vec<u64> = batches.iter().map(|(seq, _)| *seq).collect();
+        let body = match batches.len() {
+            1 => batches
+                .into_iter()
+                .next()
+                .map(|(_, body)| body)
+                .unwrap_or_default(),
+            _ => envelope_body(batches.into_iter().map(|(_, body)| body)),
+        };
         let mut request = self
             .link
             .client
@@ -183,26 +277,33 @@ impl Delivery {
             None => request.body(body),
         };
         match request.send().await {
-            Ok(response) => judge(seq, response).await,
-            Err(e) => Answer::Retry(describe_send_error(&e)),
+            Ok(response) => judge(&seqs, response).await,
+            Err(e) => Answer::Retry {
+                reason: describe_send_error(&e),
+                after: None,
+            },
         }
     }
 
-    async fn acknowledged(&self, ack: ReportAck) {
+    async fn acknowledged(&self, acks: Vec<ReportAck>) {
         let label = &self.link.label;
         self.metrics
             .delivered_batches
             .with_label_values(&[label])
-            .inc();
+            .inc_by(acks.len() as u64);
         self.metrics.collector_up.with_label_values(&[label]).set(1);
-        if ack.duplicate {
+        for ack in acks.iter().filter(|ack| ack.duplicate) {
             tracing::debug!(collector = %label, seq = ack.seq, "collector already had this batch");
         }
         let spool = self.spool.clone();
-        let seq = ack.seq;
-        match tokio::task::spawn_blocking(move || spool.acknowledge(seq)).await {
+        let seqs: Vec<u64> = acks.iter().map(|ack| ack.seq).collect();
+        let deleted = tokio::task::spawn_blocking(move || {
+            seqs.into_iter()
+                .try_for_each(|seq| spool.acknowledge(seq).map_err(|e| (seq, e)))
+        });
+        match deleted.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Ok(Err((seq, e))) => {
                 tracing::error!(collector = %label, seq, error = %e, "cannot delete an acknowledged batch; it will be resent and ignored as a duplicate");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -254,19 +355,18 @@ impl Delivery {
     }
 }
 
-/// Classify the collector's answer to batch `seq`.
-async fn judge(seq: u64, response: reqwest::Response) -> Answer {
+/// Classify the collector's answer to the batches `seqs` (one alone, or an envelope).
+async fn judge(seqs: &[u64], response: reqwest::Response) -> Answer {
     let status = response.status();
+    let envelope = seqs.len() > 1;
     if status.is_success() {
-        return match response.json::<ReportAck>().await {
-            Ok(ack) if ack.seq == seq => Answer::Acknowledged(ack),
-            Ok(ack) => Answer::Retry(format!(
-                "the collector acknowledged batch {} instead of {seq}",
-                ack.seq
-            )),
-            Err(e) => Answer::Retry(format!("the collector's answer is not an ack: {e}")),
+        return if envelope {
+            judge_envelope_ack(seqs, response).await
+        } else {
+            judge_ack(seqs, response).await
         };
     }
+    let after = retry_after(&response);
     let detail = response.text().await.unwrap_or_default();
     let detail: String = detail.trim().chars().take(300).collect();
     let reason = format!("{} {}", status.as_u16(), detail);
@@ -278,11 +378,90 @@ async fn judge(seq: u64, response: reqwest::Response) -> Answer {
                 | StatusCode::UNAUTHORIZED
                 | StatusCode::FORBIDDEN
         );
-    if retryable || !status.is_client_error() {
-        Answer::Retry(reason)
-    } else {
-        Answer::Rejected(reason)
+    match (retryable || !status.is_client_error(), envelope) {
+        (true, _) => Answer::Retry { reason, after },
+        // An envelope refused as a whole (a collector that only takes single batches,
+        // or a limit): each batch gets its own verdict, one request at a time.
+        (false, true) => Answer::NoEnvelopes(reason),
+        (false, false) => Answer::Delivered {
+            acks: Vec::new(),
+            refused: seqs
+                .iter()
+                .map(|&seq| BatchRefusal {
+                    seq,
+                    status: status.as_u16(),
+                    error: detail.clone(),
+                })
+                .collect(),
+        },
     }
+}
+
+/// The answer to one batch: its [`ReportAck`].
+async fn judge_ack(seqs: &[u64], response: reqwest::Response) -> Answer {
+    let retry = |reason| Answer::Retry {
+        reason,
+        after: None,
+    };
+    match response.json::<ReportAck>().await {
+        Ok(ack) if seqs.contains(&ack.seq) => Answer::Delivered {
+            acks: vec![ack],
+            refused: Vec::new(),
+        },
+        Ok(ack) => retry(format!(
+            "the collector acknowledged batch {} instead of {seqs:?}",
+            ack.seq
+        )),
+        Err(e) => retry(format!("the collector's answer is not an ack: {e}")),
+    }
+}
+
+/// The answer to an envelope: the acks and refusals of batches that were sent.
+async fn judge_envelope_ack(seqs: &[u64], response: reqwest::Response) -> Answer {
+    match response.json::<EnvelopeAck>().await {
+        Ok(answer) => Answer::Delivered {
+            acks: answer
+                .acks
+                .into_iter()
+                .filter(|ack| seqs.contains(&ack.seq))
+                .collect(),
+            refused: answer
+                .refused
+                .into_iter()
+                .filter(|refusal| seqs.contains(&refusal.seq))
+                .collect(),
+        },
+        Err(e) => Answer::Retry {
+            reason: format!("the collector's answer is not an envelope ack: {e}"),
+            after: None,
+        },
+    }
+}
+
+/// `Retry-After` in seconds (the only form the collector sends), capped.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds: u64 = response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// `{"batches":[...]}` around the batches' JSON, as stored in the spool (no re-encoding).
+fn envelope_body(batches: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut body = br#"{"batches":["#.to_vec();
+    for (index, batch) in batches.enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&batch);
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// One line for a transport error, with its cause chain.

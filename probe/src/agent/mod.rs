@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 
 use self::backoff::BackoffPolicy;
 use self::batcher::{BatchIdentity, BatchPolicy, Batcher, SpoolTarget};
-use self::delivery::{CollectorLink, Delivery, collector_label, reports_endpoint};
+use self::delivery::{CatchUp, CollectorLink, Delivery, collector_label, reports_endpoint};
 use self::result_seq::ResultSequence;
 use self::scheduler::{ScheduleOptions, SchedulerHandle};
 use self::selfmetrics::{AgentMetrics, MetricsServer};
@@ -76,6 +76,8 @@ pub struct AgentOptions {
     pub request_timeout: Duration,
     /// Fixed jitter seed for the scheduler (`None`: from the clock).
     pub seed: Option<u64>,
+    /// How many waiting batches one request carries.
+    pub catch_up: CatchUp,
 }
 
 impl Default for AgentOptions {
@@ -85,6 +87,7 @@ impl Default for AgentOptions {
             shutdown_grace: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             seed: None,
+            catch_up: CatchUp::default(),
         }
     }
 }
@@ -313,6 +316,7 @@ impl Agent {
                 link,
                 spool,
                 backoff: self.options.backoff,
+                catch_up: self.options.catch_up,
                 metrics: self.metrics.clone(),
             };
             deliveries.push(tokio::spawn(delivery.run(delivery_signal.clone())));

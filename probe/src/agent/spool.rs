@@ -241,6 +241,22 @@ impl Spool {
         self.lock().pending.keys().next().copied()
     }
 
+    /// The oldest waiting batches, oldest first: at most `count` of them and, past the
+    /// first, no more than `max_bytes` together (what one catch-up request carries).
+    pub fn oldest_batches(&self, count: usize, max_bytes: u64) -> Vec<u64> {
+        let state = self.lock();
+        let mut total = 0u64;
+        let mut taken = Vec::new();
+        for (&seq, &size) in state.pending.iter().take(count.max(1)) {
+            total = total.saturating_add(size);
+            if !taken.is_empty() && total > max_bytes {
+                break;
+            }
+            taken.push(seq);
+        }
+        taken
+    }
+
     /// Wait until a batch is appended (returns at once if one was appended since the last
     /// call). Meant for the single delivery that reads this spool.
     pub async fn appended(&self) {
@@ -396,6 +412,26 @@ mod tests {
             heartbeat_interval_ms: 1000,
             results: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_catch_up_takes_the_oldest_batches_within_count_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            sizes.push(spool.append(&mut batch()).unwrap().bytes);
+        }
+        assert_eq!(spool.oldest_batches(4, u64::MAX), vec![1, 2, 3, 4]);
+        let two = sizes[0] + sizes[1];
+        assert_eq!(spool.oldest_batches(10, two), vec![1, 2]);
+        assert_eq!(
+            spool.oldest_batches(10, 1),
+            vec![1],
+            "one batch even above the bytes"
+        );
+        spool.acknowledge(1).unwrap();
+        assert_eq!(spool.oldest_batches(2, u64::MAX), vec![2, 3]);
     }
 
     #[test]

@@ -113,7 +113,15 @@ fn walk(expr: &Expr, inventory: &Inventory, reading: &mut Reading) -> BTreeSet<S
                 .iter()
                 .map(|arg| walk(arg, inventory, reading))
                 .collect();
-            let mut output = outputs.into_iter().next().unwrap_or_default();
+            // The labels of the vector argument (quantile and similar parameters are
+            // scalars); histogram_quantile folds the buckets' `le` away.
+            let mut output = outputs
+                .into_iter()
+                .find(|o| !o.is_empty())
+                .unwrap_or_default();
+            if call.func.name == "histogram_quantile" {
+                output.remove("le");
+            }
             if matches!(call.func.name, "label_replace" | "label_join")
                 && let Some(Expr::StringLiteral(target)) = call.args.args.get(1).map(|a| &**a)
             {

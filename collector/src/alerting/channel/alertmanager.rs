@@ -25,6 +25,7 @@ use futures_util::future::{BoxFuture, join_all};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind};
+use crate::store::Writer;
 use crate::timefmt::rfc3339;
 
 use super::super::config::AlertmanagerSpec;
@@ -63,19 +64,21 @@ pub struct AlertmanagerChannel {
     http: reqwest::Client,
     resend_ms: i64,
     resolved_for_ms: i64,
-    tree: Option<sled::Tree>,
+    /// Where the alerts being re-sent are kept (tree `alertmanager_alerts`), and the
+    /// storage writer that writes it; none when only validating a config.
+    store: Option<(sled::Tree, Writer)>,
     /// Alerts being re-sent, by identity (labels without severity).
     active: Mutex<BTreeMap<String, ActiveAlert>>,
     last_refresh_ms: AtomicI64,
 }
 
 impl AlertmanagerChannel {
-    /// Validate the config; with `db`, load the alerts still being re-sent.
+    /// Validate the config; with `writer`, load the alerts still being re-sent.
     pub fn build(
         name: &str,
         spec: &AlertmanagerSpec,
         timeout: Duration,
-        db: Option<&sled::Db>,
+        writer: Option<&Writer>,
     ) -> Result<Self, String> {
         if spec.urls.is_empty() {
             return Err("alertmanager.urls is empty; list every Alertmanager instance".into());
@@ -93,11 +96,14 @@ impl AlertmanagerChannel {
             .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("alertmanager: cannot build the HTTP client: {e}"))?;
-        let tree = match db {
-            Some(db) => Some(
-                db.open_tree("alertmanager_alerts")
+        let store = match writer {
+            Some(writer) => Some((
+                writer
+                    .db()
+                    .open_tree("alertmanager_alerts")
                     .map_err(|e| format!("alertmanager: storage: {e}"))?,
-            ),
+                writer.clone(),
+            )),
             None => None,
         };
         let channel = AlertmanagerChannel {
@@ -106,7 +112,7 @@ impl AlertmanagerChannel {
             http,
             resend_ms: spec.resend_interval.0.as_millis() as i64,
             resolved_for_ms: spec.resolved_for.0.as_millis() as i64,
-            tree,
+            store,
             active: Mutex::new(BTreeMap::new()),
             last_refresh_ms: AtomicI64::new(i64::MIN),
         };
@@ -115,7 +121,9 @@ impl AlertmanagerChannel {
     }
 
     fn load(&self) {
-        let Some(tree) = &self.tree else { return };
+        let Some((tree, _)) = &self.store else {
+            return;
+        };
         let prefix = format!("{}\0", self.name);
         let Ok(mut active) = self.active.lock() else {
             return;
@@ -128,21 +136,37 @@ impl AlertmanagerChannel {
         }
     }
 
-    fn persist(&self, identity: &str, alert: Option<&ActiveAlert>) {
-        let Some(tree) = &self.tree else { return };
-        let key = format!("{}\0{identity}", self.name);
-        let outcome = match alert {
-            Some(alert) => tree
-                .insert(
-                    key.as_bytes(),
-                    serde_json::to_vec(alert).unwrap_or_default(),
-                )
-                .map(|_| ()),
-            None => tree.remove(key.as_bytes()).map(|_| ()),
+    /// Stores (or, for `None`, forgets) alerts' state, on the storage writer.
+    async fn persist(&self, alerts: Vec<(String, Option<ActiveAlert>)>) {
+        let Some((tree, writer)) = &self.store else {
+            return;
         };
-        if let Err(error) = outcome {
-            tracing::warn!(channel = %self.name, %error, "cannot store Alertmanager alert state");
-        }
+        let rows: Vec<(String, Option<Vec<u8>>)> = alerts
+            .into_iter()
+            .map(|(identity, alert)| {
+                let key = format!("{}\0{identity}", self.name);
+                (
+                    key,
+                    alert.map(|a| serde_json::to_vec(&a).unwrap_or_default()),
+                )
+            })
+            .collect();
+        let tree = tree.clone();
+        let stored = writer.write(move || {
+            rows.into_iter().try_for_each(|(key, value)| {
+                match value {
+                    Some(value) => tree.insert(key.as_bytes(), value),
+                    None => tree.remove(key.as_bytes()),
+                }
+                .map(|_| ())
+            })
+        });
+        let failure = match stored.await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(channel = %self.name, error = %failure, "cannot store Alertmanager alert state");
     }
 
     /// Alerts currently kept alive (firing or recently resolved), by identity.
@@ -257,9 +281,13 @@ impl AlertmanagerChannel {
                 active.insert(identity.clone(), alert.clone());
             }
         }
-        for (identity, alert) in &changed {
-            self.persist(identity, Some(alert));
-        }
+        self.persist(
+            changed
+                .into_iter()
+                .map(|(identity, alert)| (identity, Some(alert)))
+                .collect(),
+        )
+        .await;
         Ok(())
     }
 
@@ -291,9 +319,13 @@ impl AlertmanagerChannel {
                 .collect();
             (alerts, expired)
         };
-        for identity in &expired {
-            self.persist(identity, None);
-        }
+        self.persist(
+            expired
+                .into_iter()
+                .map(|identity| (identity, None))
+                .collect(),
+        )
+        .await;
         if alerts.is_empty() {
             return;
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::event::{Event, EventKind};
+use crate::store::Writer;
 
 use super::config::ChannelSpec;
 
@@ -131,9 +132,9 @@ pub trait Channel: Send + Sync {
     }
 }
 
-/// Build a channel from its config; `db` keeps channel state (Alertmanager alerts) when
-/// given. Used both to validate the config and to run.
-pub fn build(spec: &ChannelSpec, db: Option<&sled::Db>) -> Result<Arc<dyn Channel>, String> {
+/// Build a channel from its config; with the storage `writer` a channel keeps its state
+/// (Alertmanager alerts) in storage. Used both to validate the config and to run.
+pub fn build(spec: &ChannelSpec, writer: Option<&Writer>) -> Result<Arc<dyn Channel>, String> {
     if spec.name.trim().is_empty() {
         return Err("name must not be empty".into());
     }
@@ -146,7 +147,7 @@ pub fn build(spec: &ChannelSpec, db: Option<&sled::Db>) -> Result<Arc<dyn Channe
             &spec.name, webhook, timeout,
         )?)),
         (None, None, Some(am)) => Ok(Arc::new(alertmanager::AlertmanagerChannel::build(
-            &spec.name, am, timeout, db,
+            &spec.name, am, timeout, writer,
         )?)),
         _ => Err(
             "give exactly one of email = { ... }, webhook = { ... }, alertmanager = { ... }".into(),

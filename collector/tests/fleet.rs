@@ -1,0 +1,199 @@
+//! Ingest at fleet scale, in-process on a loopback port with a real sled store: a report
+//! carrying several batches is acknowledged batch by batch and stays idempotent, and a
+//! full storage writer queue is answered 503 with `Retry-After` while `/healthz` and the
+//! read API keep answering.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postflight_collector::clock::ManualClock;
+use postflight_collector::config;
+use postflight_collector::server::Collector;
+use postflight_probe::report::{EnvelopeAck, Outcome, ReportAck, ReportBatch, ReportEnvelope};
+use postflight_tests::{batch, eventually, result};
+
+const NOW: i64 = 1_795_000_000_000;
+
+async fn start(dir: &std::path::Path, extra: &str) -> Collector {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}",
+        dir.join("data").display()
+    );
+    let loaded = config::parse(&text, "test").unwrap();
+    Collector::start(loaded, Arc::new(ManualClock::new(NOW)))
+        .await
+        .unwrap()
+}
+
+fn url(collector: &Collector, path: &str) -> String {
+    format!("http://{}{path}", collector.addr)
+}
+
+/// A batch of `probe` with two passing results at distinct times.
+fn numbered(probe: &str, seq: u64) -> ReportBatch {
+    let at = NOW - 60_000 + seq as i64 * 10;
+    batch(
+        probe,
+        seq,
+        vec![
+            result("svc", "a", at, Outcome::Pass, Some("1.0")),
+            result("svc", "b", at, Outcome::Pass, Some("1.0")),
+        ],
+    )
+}
+
+async fn post_json(collector: &Collector, body: &impl serde::Serialize) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url(collector, "/api/v1/reports"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Results stored for `probe` over the last hours, from the history API.
+async fn stored_results(collector: &Collector, probe: &str) -> usize {
+    let history: serde_json::Value = reqwest::get(url(
+        collector,
+        &format!("/api/v1/services/svc/history?probe={probe}&from=2h"),
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    history["points"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn a_multi_batch_report_is_acknowledged_batch_by_batch_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path(), "").await;
+    let mut invalid = numbered("web-1", 3);
+    invalid.results[0].check = "bad name".into();
+    let envelope = ReportEnvelope {
+        batches: vec![numbered("web-1", 1), numbered("web-1", 2), invalid],
+    };
+    let response = post_json(&collector, &envelope).await;
+    assert_eq!(response.status(), 200);
+    let answer: EnvelopeAck = response.json().await.unwrap();
+    let acked: Vec<(u64, usize, bool)> = answer
+        .acks
+        .iter()
+        .map(|a| (a.seq, a.stored, a.duplicate))
+        .collect();
+    assert_eq!(acked, vec![(1, 2, false), (2, 2, false)]);
+    assert_eq!(answer.refused.len(), 1);
+    assert_eq!((answer.refused[0].seq, answer.refused[0].status), (3, 400));
+    assert!(
+        answer.refused[0].error.contains("results[0].check"),
+        "{answer:?}"
+    );
+
+    // The same envelope again (a retry after a lost answer): duplicates, nothing new.
+    let again: EnvelopeAck = post_json(&collector, &envelope).await.json().await.unwrap();
+    assert!(again.acks.iter().all(|a| a.duplicate && a.stored == 0));
+    // A one-batch request, today's shape, still gets a one-batch ack.
+    let single: ReportAck = post_json(&collector, &numbered("web-1", 4))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((single.seq, single.stored), (4, 2));
+    assert_eq!(stored_results(&collector, "web-1").await, 6);
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_envelope_mixing_probes_or_above_the_limit_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path(), "max_batches_per_request = 2\n").await;
+    let mixed = ReportEnvelope {
+        batches: vec![numbered("web-1", 1), numbered("web-2", 1)],
+    };
+    assert_eq!(post_json(&collector, &mixed).await.status(), 400);
+    let too_many = ReportEnvelope {
+        batches: (1..=3).map(|seq| numbered("web-1", seq)).collect(),
+    };
+    let response = post_json(&collector, &too_many).await;
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("max_batches_per_request"), "{text}");
+    assert_eq!(stored_results(&collector, "web-1").await, 0);
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_queue_answers_503_with_retry_after_and_health_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path(), "write_queue = 1\n").await;
+    let writer = collector.state.store.writer().clone();
+    // Hold the writer so that the queue fills: one report waits, the next is refused.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holding = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.exclusive(move |_| held.recv().unwrap()).await }
+    });
+    let waiting = tokio::spawn({
+        let endpoint = url(&collector, "/api/v1/reports");
+        async move {
+            reqwest::Client::new()
+                .post(endpoint)
+                .json(&numbered("web-1", 1))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let queued = eventually(Duration::from_secs(10), || {
+        let writer = writer.clone();
+        async move { writer.queue_depth() == 1 }
+    })
+    .await;
+    assert!(queued, "the first report never reached the writer's queue");
+
+    let refused = post_json(&collector, &numbered("web-1", 2)).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let health = reqwest::get(url(&collector, "/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let status = reqwest::get(url(&collector, "/api/v1/status"))
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    let metrics = reqwest::get(url(&collector, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("postflight_store_writes_refused_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("postflight_store_queue_depth 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"postflight_ingest_batches_total{outcome="busy"} 1"#),
+        "{metrics}"
+    );
+
+    release.send(()).unwrap();
+    holding.await.unwrap().unwrap();
+    assert_eq!(
+        waiting.await.unwrap(),
+        200,
+        "the queued report is stored once let through"
+    );
+    // The refused batch comes back (as the probe would) and is stored.
+    assert_eq!(
+        post_json(&collector, &numbered("web-1", 2)).await.status(),
+        200
+    );
+    assert_eq!(stored_results(&collector, "web-1").await, 4);
+    collector.shutdown().await.unwrap();
+}

@@ -53,6 +53,7 @@ fn main() {
 
 fn result(check: usize, at: i64, version: &str) -> CheckResult {
     CheckResult {
+        interval_ms: 0,
         service: "bench-svc".into(),
         check: format!("check-{check}"),
         kind: CheckKind::Http,
@@ -76,6 +77,7 @@ fn result(check: usize, at: i64, version: &str) -> CheckResult {
 
 fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 0,
         probe: probe.into(),
         seq,
         sent_at_ms: NOW,

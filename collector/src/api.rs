@@ -11,11 +11,13 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use postflight_probe::units::parse_duration;
+use postflight_probe::units::{MAX_DURATION, millis, parse_duration};
 
+use crate::alerting::freshness::{ProbeFreshness, series_is_stale};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::{HistoryPoint, HistoryQuery, ProbeInfo, SeriesStatus, VersionSpan};
+use crate::probes::{ProbeView, probe_views};
+use crate::store::{HistoryPoint, HistoryQuery, SeriesStatus, VersionSpan};
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
@@ -38,7 +40,8 @@ pub struct StatusResponse {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub service: String,
-    /// `pass` when every series passes, else `fail` / `error`.
+    /// `pass` when every fresh series passes, else `fail` / `error`; `stale` when no
+    /// series is fresh.
     pub outcome: String,
     pub checks: Vec<CheckStatus>,
 }
@@ -67,6 +70,10 @@ pub struct ProbeStatus {
     /// Conditions that did not hold in the newest result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing: Vec<ConditionReport>,
+    /// The newest result no longer speaks for now: the probe is silent or retired, or
+    /// the result is older than three check intervals. Left out of the service outcome.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 impl From<SeriesStatus> for ProbeStatus {
@@ -80,6 +87,7 @@ impl From<SeriesStatus> for ProbeStatus {
             version: s.version,
             reason: s.reason,
             failing: s.failing,
+            stale: s.stale,
         }
     }
 }
@@ -97,11 +105,31 @@ async fn status(
 ) -> Result<Json<StatusResponse>, ApiError> {
     state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
-    let series = read_store(move || store.status(params.service.as_deref())).await?;
+    let mut series = read_store(move || store.status(params.service.as_deref())).await?;
+    let now_ms = state.clock.now_ms();
+    mark_stale(&state, &mut series, now_ms);
     Ok(Json(StatusResponse {
-        now_ms: state.clock.now_ms(),
+        now_ms,
         services: group_by_service_and_check(series),
     }))
+}
+
+/// Marks the series whose probe is not heard from, or whose newest result is old.
+fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
+    let probes: std::collections::HashMap<String, ProbeFreshness> = state
+        .alerting
+        .get()
+        .probes(now_ms)
+        .into_iter()
+        .map(|(probe, freshness)| (probe.name, freshness))
+        .collect();
+    for s in series {
+        let freshness = probes
+            .get(&s.probe)
+            .copied()
+            .unwrap_or(ProbeFreshness::Fresh);
+        s.stale = series_is_stale(s.last_result_ms, s.interval_ms, freshness, now_ms);
+    }
 }
 
 /// Runs a store read on a blocking thread: scans must not hold an async worker (the
@@ -153,9 +181,13 @@ fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
     services
 }
 
+/// The worst outcome of the fresh series; `stale` when every series is stale.
 fn worst_outcome<'a>(series: impl Iterator<Item = &'a ProbeStatus>) -> String {
-    let mut worst = "pass";
-    for s in series {
+    let mut worst = "stale";
+    for s in series.filter(|s| !s.stale) {
+        if worst == "stale" {
+            worst = "pass";
+        }
         match s.outcome.as_str() {
             "error" => worst = "error",
             "fail" if worst == "pass" => worst = "fail",
@@ -211,7 +243,11 @@ async fn history(
         step_ms,
     };
     let store = state.store.clone();
-    let points = read_store(move || store.history(&query)).await?;
+    // A query the store refuses is a 400 (ApiError::store), not a storage failure.
+    let points = tokio::task::spawn_blocking(move || store.history(&query))
+        .await
+        .map_err(|e| ApiError::storage(format!("read task failed: {e}")))?
+        .map_err(ApiError::store)?;
     Ok(Json(HistoryResponse {
         service,
         from_ms,
@@ -245,7 +281,7 @@ async fn versions(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProbesResponse {
     pub now_ms: i64,
-    pub probes: Vec<ProbeInfo>,
+    pub probes: Vec<ProbeView>,
 }
 
 async fn probes(
@@ -255,14 +291,20 @@ async fn probes(
 ) -> Result<Json<ProbesResponse>, ApiError> {
     state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
-    let probes = read_store(move || store.probes()).await?;
+    let stored = read_store(move || store.probes()).await?;
+    let now_ms = state.clock.now_ms();
     Ok(Json(ProbesResponse {
-        now_ms: state.clock.now_ms(),
-        probes,
+        now_ms,
+        probes: probe_views(stored, state.alerting.get().probes(now_ms)),
     }))
 }
 
+/// The latest time any query accepts: 9999-12-31T23:59:59.999Z, in unix ms. Keeping
+/// times in `0..=LATEST_MS` keeps every sum and difference of two of them inside `i64`.
+pub const LATEST_MS: i64 = 253_402_300_799_999;
+
 /// A point in time: unix ms, RFC 3339, or a duration ago (`2h`); `default` when absent.
+/// Times before 1970 are refused as numbers and clamp to 0 as "that long ago".
 pub fn parse_time(
     text: Option<&str>,
     now_ms: i64,
@@ -276,30 +318,81 @@ pub fn parse_time(
         return Ok(now_ms);
     }
     if let Ok(ms) = text.parse::<i64>() {
+        if !(0..=LATEST_MS).contains(&ms) {
+            return Err(ApiError::bad_request(format!(
+                "{name}={ms}: unix milliseconds must be between 0 and {LATEST_MS} (year 9999)"
+            )));
+        }
         return Ok(ms);
     }
     if let Some(ms) = crate::timefmt::parse_rfc3339(text) {
-        return Ok(ms);
+        return Ok(ms.min(LATEST_MS));
     }
     let ago = text.trim_start_matches('-');
-    parse_duration(ago).map(|d| now_ms - d.as_millis() as i64).map_err(|_| {
-        ApiError::bad_request(format!(
-            "{name}={text:?}: use unix milliseconds, RFC 3339 (2026-11-23T20:00:00Z) or a duration ago (2h)"
-        ))
-    })
+    match parse_duration(ago) {
+        Ok(d) => Ok(now_ms.saturating_sub(millis(d)).max(0)),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "{name}: {error}; use unix milliseconds, RFC 3339 (2026-11-23T20:00:00Z) or a duration ago (2h)"
+        ))),
+    }
 }
 
-/// A span: a duration (`5m`) or milliseconds.
+/// A bucket width: a duration (`5m`) or milliseconds, at least 1 ms and at most the
+/// duration limit (100 years).
 fn parse_span(text: &str, name: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = text.parse::<i64>()
-        && ms > 0
-    {
-        return Ok(ms);
+    let ms = match text.trim().parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => parse_duration(text)
+            .map(millis)
+            .map_err(|error| ApiError::bad_request(format!("{name}: {error}")))?,
+    };
+    if !(1..=millis(MAX_DURATION)).contains(&ms) {
+        return Err(ApiError::bad_request(format!(
+            "{name}={text:?}: a bucket width must be between 1ms and 100y, such as 5m"
+        )));
     }
-    match parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d.as_millis() as i64),
-        _ => Err(ApiError::bad_request(format!(
-            "{name}={text:?}: use a duration such as 5m"
-        ))),
+    Ok(ms)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_000_000_000;
+
+    proptest::proptest! {
+        #[test]
+        fn any_time_parameter_is_in_range_or_a_400(text in "\\PC{0,40}|-?[0-9]{0,25}(us|ms|s|m|h|d|w|y)?") {
+            if let Ok(ms) = parse_time(Some(&text), NOW, 0, "from") {
+                proptest::prop_assert!((0..=LATEST_MS).contains(&ms));
+            }
+        }
+
+        #[test]
+        fn any_step_parameter_is_in_range_or_a_400(text in "\\PC{0,30}|-?[0-9.]{0,25}(us|ms|s|m|h|d|y)?") {
+            if let Ok(ms) = parse_span(&text, "step") {
+                proptest::prop_assert!(ms >= 1 && ms <= millis(MAX_DURATION));
+            }
+        }
+    }
+
+    #[test]
+    fn times_and_steps_that_used_to_abort_are_400s() {
+        for text in [
+            "99999999999999999999s",
+            "2026-01-01T00:00:00.éééZ",
+            "-1",
+            "9223372036854775807",
+        ] {
+            let error = parse_time(Some(text), NOW, 0, "from").unwrap_err();
+            assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST, "{text}");
+        }
+        for text in ["1us", "0", "-5", "99999999999999999999s"] {
+            let error = parse_span(text, "step").unwrap_err();
+            assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST, "{text}");
+        }
+        assert_eq!(parse_time(Some("36500d"), NOW, 0, "from").ok(), Some(0));
+        assert_eq!(parse_span("1ms", "step").ok(), Some(1));
     }
 }

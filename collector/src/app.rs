@@ -18,6 +18,7 @@ use crate::alerting::Alerting;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::probe_clock::Receipt;
 use crate::reload::Live;
 use crate::store::{IngestOutcome, Store, StoreError, WriteError};
 
@@ -39,8 +40,12 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Largest accepted report body, bytes.
     pub max_body: usize,
+    /// What one report batch may carry (`[limits]`).
+    pub limits: postflight_probe::limits::Limits,
     /// Most batches in one multi-batch report.
     pub max_batches_per_request: usize,
+    /// Report bytes being stored at once, in KiB permits (`server.ingest_memory`).
+    pub ingest_budget: Arc<tokio::sync::Semaphore>,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
     /// Reactions to stored batches (replaced on reload).
@@ -71,18 +76,36 @@ impl AppState {
         received_at_ms: i64,
         admission: Admission,
     ) -> Result<StoredBatches, WriteError> {
+        let batches = batches.into_iter().map(|batch| (batch, None)).collect();
+        self.store_reports(batches, received_at_ms, admission).await
+    }
+
+    /// Like [`AppState::store_batches`], for probes' reports: each batch's clock
+    /// [`Receipt`] goes to alerting in the same write (duplicates included: a retry
+    /// still tells the probe's time).
+    pub async fn store_reports(
+        &self,
+        batches: Vec<(ReportBatch, Option<Receipt>)>,
+        received_at_ms: i64,
+        admission: Admission,
+    ) -> Result<StoredBatches, WriteError> {
         let store = self.store.clone();
         let listeners = self.listeners.clone();
+        let alerting = self.alerting.clone();
         let work = move || {
             // Taken on the writer: a reload swaps listeners with writes paused.
             let listeners = listeners.get();
+            let alerting = alerting.get();
             let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in &batches {
+            for (batch, receipt) in &batches {
                 let outcome = store.apply_report(batch, received_at_ms);
                 if matches!(&outcome, Ok(stored) if !stored.duplicate) {
                     for listener in listeners.iter() {
                         listener.on_batch(batch, received_at_ms);
                     }
+                }
+                if let (Ok(_), Some(receipt)) = (&outcome, receipt) {
+                    alerting.observe_receipt(&batch.probe, receipt);
                 }
                 outcomes.push((batch.seq, outcome));
             }
@@ -101,7 +124,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/reports", post(crate::ingest::post_reports))
         .merge(crate::api::routes())
+        .merge(crate::probes::routes())
         .merge(crate::alerting::api::routes())
+        .merge(crate::backup::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

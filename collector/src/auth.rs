@@ -13,6 +13,51 @@ use axum::http::HeaderMap;
 
 use crate::config::TokenDigests;
 use crate::error::ApiError;
+use crate::tls::PeerCertificate;
+
+/// Who is writing, as the auth layer established it: the operator token's name, or
+/// `local` for a loopback caller when no operator tokens are configured. What a deploy,
+/// cancel, silence or retirement records as its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// The token's name (or `local`).
+    pub name: String,
+    /// True when a configured operator token proved the name.
+    pub by_token: bool,
+}
+
+impl Operator {
+    /// The author to record: the token's name when there is one (a `by` the caller sent
+    /// is not believed), else the caller's `by` if given, else `local`.
+    pub fn author(&self, claimed: Option<&str>) -> String {
+        match claimed.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(claimed) if !self.by_token => claimed.to_string(),
+            _ => self.name.clone(),
+        }
+    }
+
+    /// The caller's `by` when it is not what gets recorded, to keep as free text.
+    pub fn unverified_claim(&self, claimed: Option<&str>) -> Option<String> {
+        let claimed = claimed.map(str::trim).filter(|c| !c.is_empty())?;
+        (self.by_token && claimed != self.name).then(|| claimed.to_string())
+    }
+}
+
+/// A name no token proves (a loopback caller, or a test).
+impl From<&str> for Operator {
+    fn from(name: &str) -> Self {
+        Operator {
+            name: name.to_string(),
+            by_token: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
 
 /// The resolved auth settings.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +65,25 @@ pub struct Auth {
     pub probes: TokenDigests,
     pub operators: TokenDigests,
     pub read_requires_token: bool,
+    /// `server.client_ca` is set: reports need a client certificate naming the probe.
+    pub client_certificates: bool,
+}
+
+/// With mTLS, a report needs a client certificate whose name is the batch's probe.
+fn authorize_certificate(
+    certificate: Option<&PeerCertificate>,
+    probe: &str,
+) -> Result<(), ApiError> {
+    match certificate {
+        None => Err(ApiError::unauthorized(
+            "reports need a client certificate (server.client_ca): set cert_file and key_file in the probe's [[collectors]]",
+        )),
+        Some(certificate) if certificate.names_probe(probe) => Ok(()),
+        Some(certificate) => Err(ApiError::forbidden(format!(
+            "the client certificate names {:?}, but the batch claims to be from {probe:?}",
+            certificate.names
+        ))),
+    }
 }
 
 /// The bearer token of a request, if any.
@@ -38,8 +102,15 @@ impl Auth {
         &self,
         headers: &HeaderMap,
         peer: SocketAddr,
+        certificate: Option<&PeerCertificate>,
         probe: &str,
     ) -> Result<(), ApiError> {
+        if self.client_certificates {
+            authorize_certificate(certificate, probe)?;
+            if self.probes.is_empty() {
+                return Ok(());
+            }
+        }
         if self.probes.is_empty() {
             return if peer.ip().is_loopback() {
                 Ok(())
@@ -63,15 +134,18 @@ impl Auth {
         }
     }
 
-    /// May `peer` write (deploys, silences)? Returns the operator's name.
+    /// May `peer` write (deploys, silences)? Returns who is writing.
     pub fn authorize_write(
         &self,
         headers: &HeaderMap,
         peer: SocketAddr,
-    ) -> Result<String, ApiError> {
+    ) -> Result<Operator, ApiError> {
         if self.operators.is_empty() {
             return if peer.ip().is_loopback() {
-                Ok("local".into())
+                Ok(Operator {
+                    name: "local".into(),
+                    by_token: false,
+                })
             } else {
                 Err(ApiError::forbidden(
                     "writes are accepted only from loopback until [[auth.operators]] tokens are configured",
@@ -85,7 +159,10 @@ impl Auth {
         })?;
         self.operators
             .name_for(token)
-            .map(str::to_string)
+            .map(|name| Operator {
+                name: name.to_string(),
+                by_token: true,
+            })
             .ok_or_else(|| ApiError::unauthorized("unknown operator token"))
     }
 

@@ -1,11 +1,13 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
 //! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
-//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`).
+//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`, `backup`), and
+//! `restore` (offline).
 //!
 //! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
 //! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
 //! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
-//! error, collector unreachable or API error.
+//! error, collector unreachable or API error; 5 `serve`: acknowledged data is missing
+//! from the store (restore a backup or start with `--accept-data-loss`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +16,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use postflight_probe::limits::escape_controls;
 use postflight_probe::logging::LogFormat;
 use postflight_probe::output::Table;
+use postflight_probe::secret::{SecretSource, redact};
 use postflight_probe::units::{format_duration, parse_duration};
 
 use crate::alerting::api::{IncidentResponse, IncidentsResponse, SilencesResponse};
@@ -25,6 +29,7 @@ use crate::alerting::silence::{NewSilence, Silence};
 use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
+use crate::probes::ProbeView;
 use crate::timefmt::{ago, rfc3339};
 use crate::watch::api::{LastGoodResponse, LedgerResponse};
 use crate::watch::deploy::{Deploy, NewDeploy};
@@ -38,6 +43,8 @@ pub const EXIT_FAILING: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code: usage error, collector unreachable, or API error.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: `serve` found acknowledged data missing from the store.
+pub const EXIT_DATA_LOSS: i32 = 5;
 
 /// Postflight collector and operator CLI.
 #[derive(Debug, Parser)]
@@ -70,6 +77,27 @@ pub enum Command {
     Serve {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Start even though acknowledged data is missing from the store (it stays
+        /// lost); the acknowledged record is reset to what the store holds.
+        #[arg(long)]
+        accept_data_loss: bool,
+    },
+    /// Have the running collector write a consistent copy of its data to DIR (a new
+    /// directory on the collector's host).
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup in place of the data directory (stop the collector first); the old
+    /// directory is kept aside.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory (default: server.data_dir of --config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Validate a collector config: exit 0, or 2 with every problem and its line.
     CheckConfig {
@@ -98,8 +126,12 @@ pub enum Command {
     },
     /// Version timeline of one service.
     Versions { service: String },
-    /// Probes: last seen, labels, version, sequence gaps.
-    Probes,
+    /// Probes: state, last seen, clock offset, lag, labels, version, config drift, gaps;
+    /// `probes retire NAME` retires a decommissioned probe.
+    Probes {
+        #[command(subcommand)]
+        action: Option<ProbesCommand>,
+    },
     /// Load libraries in this child process (used by the collector's own `native` checks
     /// with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
@@ -149,6 +181,9 @@ pub enum Command {
         /// Free text, e.g. the change ticket.
         #[arg(long)]
         note: Option<String>,
+        /// Advisory deploy: judged and recorded, but `gate` exits 0 for it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Wait for a deploy's verdict: exit 0 passed, 1 regressed, 2 inconclusive or timed
     /// out, 3 usage or connection error.
@@ -168,6 +203,9 @@ pub enum Command {
         /// Give up after this long (exit 2).
         #[arg(long, default_value = "30m", value_parser = duration_arg)]
         timeout: Duration,
+        /// Print the real verdict (the collector records it) but exit 0.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// A service's deploys: time, version, by, verdict, evidence.
     Deploys {
@@ -217,6 +255,14 @@ pub enum SilenceCommand {
     Expire { id: u64 },
 }
 
+/// `postflight probes …` actions.
+#[derive(Debug, Subcommand)]
+pub enum ProbesCommand {
+    /// Retire a probe that is gone for good: resolves its silence incident; it is
+    /// judged again as soon as it reports again.
+    Retire { name: String },
+}
+
 /// Parse arguments; usage errors exit 3 (help and version exit 0).
 pub fn parse_args() -> Cli {
     match Cli::try_parse() {
@@ -235,35 +281,66 @@ pub fn parse_args() -> Cli {
 /// Run the parsed command; returns the exit code.
 pub async fn execute(cli: Cli) -> i32 {
     match &cli.command {
-        Command::Serve { config } => serve(config.as_deref()).await,
+        Command::Serve {
+            config,
+            accept_data_loss,
+        } => serve(config.as_deref(), *accept_data_loss).await,
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+        } => restore(from, data_dir.as_deref(), config.as_deref()),
         Command::CheckConfig { config } => check_config(config),
         Command::Dlopen { paths } => postflight_probe::check::native::dlopen_child_main(paths),
         _ => match operator_command(&cli).await {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("error: {error}");
+                eprintln!("error: {}", shown(&redact(&error.to_string())));
                 EXIT_UNREACHABLE
             }
         },
     }
 }
 
-async fn serve(config: Option<&std::path::Path>) -> i32 {
-    let loaded = match crate::config::load(config) {
+async fn serve(config: Option<&std::path::Path>, accept_data_loss: bool) -> i32 {
+    let mut loaded = match crate::config::load(config) {
         Ok(loaded) => loaded,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", redact(&error.to_string()));
             return EXIT_CONFIG;
         }
     };
+    loaded.accept_data_loss = accept_data_loss;
     let path = config.map(std::path::Path::to_path_buf);
     match crate::server::serve(loaded, path, Arc::new(SystemClock)).await {
         Ok(()) => EXIT_OK,
-        Err(error) => {
+        Err(error) if error.downcast_ref::<crate::store::DataLoss>().is_some() => {
             eprintln!("error: {error:#}");
+            EXIT_DATA_LOSS
+        }
+        Err(error) => {
+            eprintln!("error: {}", redact(&format!("{error:#}")));
             EXIT_CONFIG
         }
     }
+}
+
+fn restore(
+    from: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+) -> i32 {
+    let data_dir = match (data_dir, config) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, config) => match crate::config::load(config) {
+            Ok(loaded) => loaded.config.server.data_dir,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_CONFIG;
+            }
+        },
+    };
+    crate::backup::restore_command(from, &data_dir)
 }
 
 fn check_config(path: &std::path::Path) -> i32 {
@@ -280,13 +357,18 @@ fn check_config(path: &std::path::Path) -> i32 {
             EXIT_OK
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", redact(&error.to_string()));
             EXIT_CONFIG
         }
     }
 }
 
 async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
+    if let Some(token) = &cli.token {
+        let source = SecretSource::Key("operator token (--token / POSTFLIGHT_TOKEN)".into());
+        postflight_probe::secret::register(token, &source);
+    }
+    postflight_probe::secret::register_url_userinfo(&cli.url, "--url");
     let client = ApiClient::new(&cli.url, cli.token.clone())?;
     match &cli.command {
         Command::Status { service } => {
@@ -296,7 +378,10 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             };
             let status: StatusResponse = client.get(&path).await?;
             print_or_json(cli.json, &status, || status_table(&status));
-            let failing = status.services.iter().any(|s| s.outcome != "pass");
+            let failing = status
+                .services
+                .iter()
+                .any(|s| matches!(s.outcome.as_str(), "fail" | "error"));
             Ok(if failing { EXIT_FAILING } else { EXIT_OK })
         }
         Command::History {
@@ -327,12 +412,29 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             print_or_json(cli.json, &versions, || versions_table(&versions));
             Ok(EXIT_OK)
         }
-        Command::Probes => {
+        Command::Probes { action: None } => {
             let probes: ProbesResponse = client.get("/api/v1/probes").await?;
             print_or_json(cli.json, &probes, || probes_table(&probes));
             Ok(EXIT_OK)
         }
-        Command::Serve { .. } | Command::CheckConfig { .. } | Command::Dlopen { .. } => Ok(EXIT_OK),
+        Command::Probes {
+            action: Some(ProbesCommand::Retire { name }),
+        } => {
+            let path = format!("/api/v1/probes/{}/retire", encode(name));
+            let probe: ProbeView = client.post(&path, &serde_json::json!({})).await?;
+            print_or_json(cli.json, &probe, || {
+                format!("probe {} retired\n", probe.info.name)
+            });
+            Ok(EXIT_OK)
+        }
+        Command::Serve { .. }
+        | Command::CheckConfig { .. }
+        | Command::Dlopen { .. }
+        | Command::Restore { .. } => Ok(EXIT_OK),
+        Command::Backup { to } => {
+            crate::backup::backup_command(&client, cli.json, to).await?;
+            Ok(EXIT_OK)
+        }
         Command::Incidents {
             id,
             service,
@@ -347,6 +449,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             version,
             env,
             timeout,
+            dry_run,
         } => {
             let target = match (deploy, service, version) {
                 (Some(id), _, _) => GateTarget::Deploy(id.clone()),
@@ -360,7 +463,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
                     return Ok(EXIT_UNREACHABLE);
                 }
             };
-            gate(cli.json, &client, &target, *timeout).await
+            gate(cli.json, &client, &target, *timeout, *dry_run).await
         }
         Command::Deploys {
             service,
@@ -587,6 +690,7 @@ fn incident_detail(detail: &IncidentResponse) -> String {
                 DeliveryState::Pending => "pending",
                 DeliveryState::Delivered => "delivered",
                 DeliveryState::Failed => "failed",
+                DeliveryState::LeftToPrimary => "left to primary",
             }
             .into(),
             record.attempts.len().to_string(),
@@ -631,6 +735,7 @@ async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
         baseline,
         by,
         note,
+        dry_run,
     } = &cli.command
     else {
         return Ok(EXIT_UNREACHABLE);
@@ -644,10 +749,11 @@ async fn deploy(cli: &Cli, client: &ApiClient) -> Result<i32, ClientError> {
         baseline: baseline.map(format_duration),
         by: by.clone(),
         note: note.clone(),
+        dry_run: dry_run.then_some(true),
     };
     let created: Deploy = client.post("/api/v1/deploys", &request).await?;
     for warning in &created.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", shown(&redact(warning)));
     }
     print_or_json(cli.json, &created, || format!("{}\n", created.id));
     Ok(EXIT_OK)
@@ -658,29 +764,38 @@ async fn gate(
     client: &ApiClient,
     target: &GateTarget,
     timeout: Duration,
+    dry_run: bool,
 ) -> Result<i32, ClientError> {
     let id = resolve(client, target).await?;
     let first: Deploy = client
         .get(&format!("/api/v1/deploys/{}", encode(&id)))
         .await?;
     if !first.verdict.is_final() {
-        eprintln!("{}", waiting_line(&first, timeout));
+        eprintln!("{}", shown(&redact(&waiting_line(&first, timeout))));
     }
     let outcome = wait_for_verdict(client, &id, timeout, crate::watch::gate::POLL_EVERY).await?;
-    print_or_json(json, outcome.deploy(), || render(&outcome, timeout));
-    Ok(outcome.exit_code())
+    print_or_json(json, outcome.deploy(), || {
+        render(&outcome, timeout, dry_run)
+    });
+    Ok(outcome.exit_code(dry_run))
 }
 
-/// Print JSON when asked, else the table built by `table`.
+/// Print JSON when asked, else the table built by `table`; both are redacted
+/// ([`postflight_probe::secret`]) and the table's control characters escaped (text from
+/// probes must not drive the terminal).
 pub fn print_or_json<T: Serialize>(json: bool, value: &T, table: impl FnOnce() -> String) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        println!("{}", redact(&text));
     } else {
-        print!("{}", table());
+        print!("{}", shown(&redact(&table())));
     }
+}
+
+/// `text` for a terminal: every line's control characters escaped, line breaks kept.
+pub fn shown(text: &str) -> String {
+    let lines: Vec<_> = text.split('\n').map(escape_controls).collect();
+    lines.join("\n")
 }
 
 /// Percent-encode a path or query component.
@@ -707,7 +822,11 @@ fn status_table(status: &StatusResponse) -> String {
                     service.service.clone(),
                     check.check.clone(),
                     s.probe.clone(),
-                    s.outcome.to_string(),
+                    if s.stale {
+                        format!("stale ({})", s.outcome)
+                    } else {
+                        s.outcome.to_string()
+                    },
                     ago(s.since_ms, status.now_ms),
                     ago(s.last_result_ms, status.now_ms),
                     s.version.clone().unwrap_or_else(|| "-".into()),
@@ -774,25 +893,43 @@ fn versions_table(versions: &VersionsResponse) -> String {
 fn probes_table(probes: &ProbesResponse) -> String {
     let mut table = Table::new(&[
         "probe",
+        "state",
         "last seen",
+        "clock offset",
+        "lag",
         "version",
+        "config",
         "labels",
-        "highest seq",
         "gaps",
     ]);
-    for p in &probes.probes {
+    for view in &probes.probes {
+        let p = &view.info;
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let gaps: Vec<String> = p
             .gaps
             .iter()
             .map(|g| format!("{}-{}", g.from, g.to))
             .collect();
+        let seconds = |ms: Option<i64>| {
+            ms.map_or("-".to_string(), |ms| format!("{:+.1}s", ms as f64 / 1000.0))
+        };
+        let digest: String = p.config_digest.chars().take(12).collect();
         table.row(vec![
             p.name.clone(),
+            match &view.retired {
+                Some(retired) => format!("retired by {}", retired.by),
+                None => view.state.as_str().to_string(),
+            },
             ago(p.last_seen_ms, probes.now_ms),
+            seconds(view.clock_offset_ms),
+            seconds(view.delivery_lag_ms),
             p.probe_version.clone(),
+            if view.config_drift {
+                format!("{digest} (differs)")
+            } else {
+                digest
+            },
             labels.join(","),
-            p.highest_seq.to_string(),
             if gaps.is_empty() {
                 "-".into()
             } else {
@@ -812,7 +949,10 @@ fn deploys_table(ledger: &LedgerResponse) -> String {
             d.env.clone().unwrap_or_else(|| "-".into()),
             d.version.clone(),
             d.by.clone(),
-            d.verdict.to_string(),
+            match d.dry_run {
+                true => format!("{} (dry run)", d.verdict),
+                false => d.verdict.to_string(),
+            },
             d.summary.clone(),
         ]);
     }
@@ -822,7 +962,14 @@ fn deploys_table(ledger: &LedgerResponse) -> String {
             ledger.service, ledger.service
         );
     }
-    table.render()
+    let mut out = table.render();
+    for (rule, tally) in &ledger.rules {
+        out.push_str(&format!(
+            "{rule} fired in {} deploys ({} dry runs)\n",
+            tally.fired, tally.dry_run
+        ));
+    }
+    out
 }
 
 fn last_good_table(answer: &LastGoodResponse) -> String {
@@ -857,5 +1004,19 @@ fn last_good_table(answer: &LastGoodResponse) -> String {
 
 /// A duration argument such as `--since 2h`, validated before calling the API.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_output_escapes_control_characters_and_keeps_lines() {
+        assert_eq!(
+            shown("a\u{1b}]0;pwned\u{7}\nb\rc\n"),
+            "a\\u{1b}]0;pwned\\u{7}\nb\\rc\n"
+        );
+        assert_eq!(shown("plain\ntext"), "plain\ntext");
+    }
 }

@@ -1,7 +1,9 @@
 //! The HTTP client the `postflight` CLI uses to talk to a collector.
 //!
 //! Base URL from `--url` or `POSTFLIGHT_URL` (default `http://127.0.0.1:7878`), bearer
-//! token from `POSTFLIGHT_TOKEN`. Every failure becomes one line that says what to do.
+//! token from `POSTFLIGHT_TOKEN`. An `https://` collector is verified with the system
+//! roots plus the PEM certificates of `POSTFLIGHT_CA_FILE`, when set. Every failure
+//! becomes one line that says what to do.
 
 use std::time::Duration;
 
@@ -45,14 +47,25 @@ impl ClientError {
 impl ApiClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7878`).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ClientError::Unreachable {
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(path) = std::env::var_os("POSTFLIGHT_CA_FILE") {
+            let unusable = |reason: String| ClientError::Unreachable {
                 url: base.into(),
-                reason: e.to_string(),
-            })?;
+                reason: format!("POSTFLIGHT_CA_FILE {}: {reason}", path.to_string_lossy()),
+            };
+            let pem = std::fs::read(&path).map_err(|e| unusable(e.to_string()))?;
+            for certificate in
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(e.to_string()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|e| ClientError::Unreachable {
+            url: base.into(),
+            reason: e.to_string(),
+        })?;
         Ok(ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,

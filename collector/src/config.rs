@@ -17,9 +17,11 @@ use postflight_probe::config::{
     ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env,
     toml_problem,
 };
+use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
 use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+use crate::tls::{TlsFiles, TlsSetup};
 
 /// The whole `collector.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -52,6 +54,9 @@ pub struct CollectorConfig {
     /// `[[maintenance]]` windows: one-off or weekly, UTC.
     #[serde(default)]
     pub maintenance: Vec<MaintenanceSpec>,
+    /// `[limits]`: what one report batch may carry (shared with the probe).
+    #[serde(default)]
+    pub limits: postflight_probe::limits::Limits,
 }
 
 /// `[server]`.
@@ -76,6 +81,27 @@ pub struct ServerSection {
     /// Name under which the collector's own checks are stored (default "collector").
     #[serde(default = "default_self_name")]
     pub name: String,
+    /// PEM certificate chain: with `tls_key`, the collector serves HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates bind probes by name (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Allow a non-loopback listen without TLS (a TLS-terminating proxy in front).
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Connection limits: header, body and idle timeouts, open connections.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: HumanDuration,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Write requests the storage writer's queue holds (default 512); when it is full,
     /// reports are answered 503 with `Retry-After`.
     #[serde(default = "default_write_queue")]
@@ -83,6 +109,10 @@ pub struct ServerSection {
     /// Most batches one multi-batch report may carry (default 64).
     #[serde(default = "default_max_batches_per_request")]
     pub max_batches_per_request: usize,
+    /// Report JSON held at once between decoding and acknowledgement (default 64 MiB);
+    /// beyond it reports are answered 503 with `Retry-After`.
+    #[serde(default = "default_ingest_memory")]
+    pub ingest_memory: ByteSize,
 }
 
 impl Default for ServerSection {
@@ -94,8 +124,17 @@ impl Default for ServerSection {
             max_body: default_max_body(),
             cache: default_cache(),
             name: default_self_name(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            plaintext: false,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
             write_queue: default_write_queue(),
             max_batches_per_request: default_max_batches_per_request(),
+            ingest_memory: default_ingest_memory(),
         }
     }
 }
@@ -160,6 +199,18 @@ fn default_listen() -> String {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./postflight-data")
 }
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_body_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_max_connections() -> usize {
+    4_096
+}
 fn default_max_body() -> ByteSize {
     ByteSize(8 * 1024 * 1024)
 }
@@ -174,6 +225,9 @@ fn default_write_queue() -> usize {
 }
 fn default_max_batches_per_request() -> usize {
     64
+}
+fn default_ingest_memory() -> ByteSize {
+    ByteSize(64 * 1024 * 1024)
 }
 fn default_raw() -> HumanDuration {
     HumanDuration::from_secs(14 * 86400)
@@ -221,8 +275,12 @@ pub struct LoadedConfig {
     pub probe_tokens: TokenDigests,
     pub operator_tokens: TokenDigests,
     pub checks: Vec<Check>,
+    /// The TLS files when `tls_cert` and `tls_key` are set (validated by loading them).
+    pub tls: Option<TlsFiles>,
     /// The config text (for sections parsed by other modules), empty for defaults.
     pub text: String,
+    /// Start even though acknowledged data is missing (`serve --accept-data-loss`).
+    pub accept_data_loss: bool,
 }
 
 /// Load a config file, or embedded defaults when `path` is None.
@@ -237,6 +295,24 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
             parse(&text, &origin)
         }
     }
+}
+
+/// Zero timeouts or a zero connection cap would make the server refuse everything.
+fn connection_limit_problems(server: &ServerSection) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, value) in [
+        ("header_timeout", server.header_timeout),
+        ("body_timeout", server.body_timeout),
+        ("idle_timeout", server.idle_timeout),
+    ] {
+        if value.0.is_zero() {
+            problems.push(format!("server.{key} must be longer than 0, e.g. \"10s\""));
+        }
+    }
+    if server.max_connections == 0 {
+        problems.push("server.max_connections must be at least 1".into());
+    }
+    problems
 }
 
 /// Parse and validate collector config text.
@@ -256,9 +332,23 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     };
     let probe_tokens = resolve_tokens("auth.probes", &config.auth.probes, &mut problems);
     let operator_tokens = resolve_tokens("auth.operators", &config.auth.operators, &mut problems);
+    let tls = tls_files(&config.server, &mut problems);
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && tls.is_none()
+        && !config.server.plaintext
+    {
+        problems.push(format!(
+            "server.listen {addr} is not a loopback address and TLS is off: probe tokens would \
+             cross the network in clear; set server.tls_cert and server.tls_key, or \
+             plaintext = true when a TLS-terminating proxy is in front"
+        ));
+    }
+    let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     if let Some(addr) = listen
         && !addr.ip().is_loopback()
         && probe_tokens.is_empty()
+        && !client_certificates
     {
         problems.push(format!(
                 "server.listen {addr} is not a loopback address but no probe tokens are configured: \
@@ -269,6 +359,12 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     if config.server.write_queue == 0 {
         problems.push("server.write_queue must be at least 1 (default 512)".into());
     }
+    if config.server.ingest_memory.0 < config.server.max_body.0 {
+        problems.push(format!(
+            "server.ingest_memory ({} bytes) must be at least server.max_body ({} bytes): a report that does not fit would never be taken",
+            config.server.ingest_memory.0, config.server.max_body.0
+        ));
+    }
     if config.server.max_batches_per_request == 0 {
         problems.push("server.max_batches_per_request must be at least 1 (default 64)".into());
     }
@@ -277,6 +373,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     {
         problems.push(format!("server.public_url {url:?} is not a valid URL"));
     }
+    problems.extend(connection_limit_problems(&config.server));
     problems.extend(crate::alerting::validate(&config, text));
     problems.extend(config.watch.validate(text));
     for (index, spec) in config.checks.iter_mut().enumerate() {
@@ -305,9 +402,39 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             probe_tokens,
             operator_tokens,
             checks,
+            tls,
             text: text.to_string(),
+            accept_data_loss: false,
         }),
         _ => Err(ConfigError::new(origin, problems)),
+    }
+}
+
+/// The TLS files of `[server]`, loaded once to report what is wrong with them.
+fn tls_files(server: &ServerSection, problems: &mut Vec<String>) -> Option<TlsFiles> {
+    let files = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: server.client_ca.clone(),
+        },
+        (None, None) => {
+            if server.client_ca.is_some() {
+                problems.push("server.client_ca needs server.tls_cert and server.tls_key".into());
+            }
+            return None;
+        }
+        _ => {
+            problems.push("server.tls_cert and server.tls_key go together; set both".into());
+            return None;
+        }
+    };
+    match TlsSetup::load(files.clone()) {
+        Ok(_) => Some(files),
+        Err(error) => {
+            problems.push(error.to_string());
+            None
+        }
     }
 }
 
@@ -315,7 +442,7 @@ fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>)
     let mut digests = TokenDigests::default();
     for (index, entry) in entries.iter().enumerate() {
         let at = format!("{key}[{index}] ({})", entry.name);
-        match token_digest(entry) {
+        match token_digest(entry, &format!("{key}[{}].token", entry.name)) {
             Ok(digest) => digests.entries.push((entry.name.clone(), digest)),
             Err(e) => problems.push(format!("{at}: {e}")),
         }
@@ -323,22 +450,23 @@ fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>)
     digests
 }
 
-fn token_digest(entry: &TokenEntry) -> Result<[u8; 32], String> {
+fn token_digest(entry: &TokenEntry, key: &str) -> Result<[u8; 32], String> {
     if entry.name.is_empty() {
         return Err("name must not be empty".into());
     }
     match (&entry.token, &entry.token_file, &entry.token_sha256) {
         (Some(token), None, None) => {
             let token = expand_env(token)?;
+            secret::register(&token, &SecretSource::Key(key.to_string()));
             if token.len() < 16 {
                 return Err("token is shorter than 16 characters; use a long random token".into());
             }
             Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, Some(path), None) => {
-            let token = std::fs::read_to_string(path)
+            let token = secret::read_secret_file(path)
                 .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
-            Ok(Sha256::digest(token.trim().as_bytes()).into())
+            Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, None, Some(hex)) => parse_hex_digest(hex),
         _ => Err("give exactly one of token, token_file, token_sha256".into()),
@@ -375,8 +503,38 @@ mod tests {
 
     #[test]
     fn public_listen_without_probe_tokens_is_refused_with_advice() {
-        let err = parse("[server]\nlisten = \"0.0.0.0:7878\"\n", "c.toml").unwrap_err();
+        let err = parse(
+            "[server]\nlisten = \"0.0.0.0:7878\"\nplaintext = true\n",
+            "c.toml",
+        )
+        .unwrap_err();
         assert!(err.problems[0].contains("[[auth.probes]]"), "{err}");
+    }
+
+    #[test]
+    fn public_listen_without_tls_is_refused_unless_plaintext_is_said() {
+        let tokens = "[[auth.probes]]\nname = \"web-1\"\ntoken = \"0123456789abcdef-web1\"\n";
+        let err = parse(
+            &format!("[server]\nlisten = \"0.0.0.0:7878\"\n{tokens}"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("TLS is off"), "{err}");
+        assert!(err.problems[0].contains("plaintext = true"), "{err}");
+        let text = format!("[server]\nlisten = \"0.0.0.0:7878\"\nplaintext = true\n{tokens}");
+        assert!(parse(&text, "c.toml").is_ok());
+    }
+
+    #[test]
+    fn tls_files_are_checked_when_the_config_is_read() {
+        let err = parse("[server]\ntls_cert = \"/nonexistent/cert.pem\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].contains("go together"), "{err}");
+        let err = parse(
+            "[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("/nonexistent/c.pem"), "{err}");
     }
 
     #[test]

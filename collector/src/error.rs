@@ -55,6 +55,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A store error: a query the store refuses is the caller's mistake (400), anything
+    /// else is [`ApiError::storage`].
+    pub fn store(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::InvalidQuery(message) => Self::bad_request(message),
+            other => Self::storage(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));

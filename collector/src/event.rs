@@ -22,10 +22,14 @@ pub enum EventKind {
     Resolved,
     /// A probe stopped reporting.
     ProbeSilent,
+    /// A probe's clock is further from the collector's than `alerting.max_clock_skew`.
+    ClockSkew,
     /// A deploy's watch window found a regression.
     DeployRegressed,
     /// A deploy's watch window ended clean.
     DeployPassed,
+    /// After a deploy passed, a probe reports another version (see `watch::drift`).
+    VersionDrift,
 }
 
 impl EventKind {
@@ -35,8 +39,10 @@ impl EventKind {
             EventKind::Incident => "incident",
             EventKind::Resolved => "resolved",
             EventKind::ProbeSilent => "probe_silent",
+            EventKind::ClockSkew => "clock_skew",
             EventKind::DeployRegressed => "deploy_regressed",
             EventKind::DeployPassed => "deploy_passed",
+            EventKind::VersionDrift => "version_drift",
         }
     }
 }
@@ -94,6 +100,24 @@ pub struct Event {
     /// Link to the collector page about it (from `server.public_url`).
     #[serde(default)]
     pub link: Option<String>,
+}
+
+impl Event {
+    /// Replace the collector's registered secrets in every text of the event by their
+    /// markers ([`postflight_probe::secret`]); done before an event is stored in the
+    /// outbox and again before it is sent.
+    pub fn redact_secrets(&mut self) {
+        use postflight_probe::secret::redact_in_place;
+        redact_in_place(&mut self.summary);
+        self.details.iter_mut().for_each(redact_in_place);
+        self.fields.values_mut().for_each(redact_in_place);
+        for text in [&mut self.env, &mut self.check, &mut self.link]
+            .into_iter()
+            .flatten()
+        {
+            redact_in_place(text);
+        }
+    }
 }
 
 /// Where events go: implemented by the alerting module (routes + outbox).

@@ -2,9 +2,13 @@
 //! acknowledged.
 //!
 //! Order of checks, so that nothing from a rejected request is stored: body size (413,
-//! compressed and decompressed), JSON and schema (400 with the field that is wrong),
-//! token and probe name (401/403), room in the storage writer's queue (503 with
-//! `Retry-After` when it is full: the probe keeps its batches and comes back), then the
+//! compressed and decompressed; 408 past `server.body_timeout`), JSON and schema (400
+//! with the field that is wrong), token and probe name (401/403), the `[limits]` (422
+//! naming the limit, counted by limit), room in the ingest memory budget and in the
+//! storage writer's queue (503 with `Retry-After` when either is full: the probe keeps
+//! its batches and comes back), then the results are moved onto the collector's clock
+//! ([`probe_clock`](crate::probe_clock): results still dated in the future are refused
+//! one by one and counted), then the
 //! durable, idempotent store (200; a retried batch is acknowledged as a duplicate and
 //! not stored twice).
 //!
@@ -12,25 +16,29 @@
 //! catching up on a backlog, a [`ReportEnvelope`] of up to
 //! `server.max_batches_per_request` batches of one probe (answered with an
 //! [`EnvelopeAck`]: each batch acknowledged on its own, a batch that fails validation
-//! refused on its own). Every batch of a request is applied in order in one storage
+//! refused on its own, a batch over a limit too). Every batch of a request is applied in order in one storage
 //! write, so the whole request costs one flush.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::SocketAddr;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
+use postflight_probe::limits::{LimitError, check_batch};
 use postflight_probe::report::{
     BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
 };
 
 use crate::app::{Admission, AppState};
 use crate::error::ApiError;
+use crate::probe_clock::{Receipt, correct_batch, probe_time};
 use crate::store::{IngestOutcome, WriteError};
+use crate::tls::PeerCertificate;
 
 /// Seconds a probe is told to wait (`Retry-After`) when the storage writer is full.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
@@ -47,16 +55,20 @@ enum Received {
 pub async fn post_reports(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let outcome = receive(&state, peer, &headers, body).await;
+    let certificate = certificate.map(|Extension(c)| c);
+    let outcome = receive(&state, peer, certificate.as_ref(), &headers, body).await;
     if let Err(e) = &outcome {
         let label = match e.status.as_u16() {
             401 => "unauthorized",
             403 => "forbidden",
             413 => "too_large",
             400 => "invalid",
+            408 => "body_timeout",
+            422 => "over_limit",
             503 if e.retry_after_secs.is_some() => "busy",
             _ => "error",
         };
@@ -83,37 +95,73 @@ enum Answer {
 async fn receive(
     state: &AppState,
     peer: SocketAddr,
+    certificate: Option<&PeerCertificate>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Answer, ApiError> {
     let limit = state.max_body;
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if crate::listener::is_body_timeout(&error) {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, error.to_string());
+        }
         ApiError::too_large(format!(
             "report body exceeds the {limit}-byte limit (server.max_body); send smaller batches"
         ))
     })?;
     let json = decode_body(headers, raw, limit)?;
+    // Held until the answer: what waits for the storage writer stays bounded in memory.
+    let _budget = reserve_memory(state, json.len())?;
     let received = parse_reports(&json, state.max_batches_per_request)?;
+    drop(json);
     let probe = match &received {
         Received::One(batch) => Some(batch.probe.as_str()),
         Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
     };
     if let Some(probe) = probe {
-        state.auth.get().authorize_report(headers, peer, probe)?;
+        state
+            .auth
+            .get()
+            .authorize_report(headers, peer, certificate, probe)?;
     }
+    let received = within_limits(state, received)?;
     let received_at = state.clock.now_ms();
+    let probe_time = probe_time(headers);
+    let correct = |mut batch: ReportBatch| {
+        let receipt = correct_batch(&mut batch, probe_time, received_at);
+        (batch, Some(receipt))
+    };
     match received {
         Received::One(batch) => {
-            let mut acks = store(state, vec![batch], received_at).await?;
+            let mut acks = store(state, vec![correct(batch)], received_at).await?;
             acks.pop()
                 .map(Answer::One)
                 .ok_or_else(|| ApiError::storage("the batch was not stored"))
         }
         Received::Many(batches, refused) => {
+            let batches = batches.into_iter().map(correct).collect();
             let acks = store(state, batches, received_at).await?;
             Ok(Answer::Many(EnvelopeAck { acks, refused }))
         }
     }
+}
+
+/// Takes `bytes` (in KiB, rounded up) from the ingest memory budget, or refuses with
+/// 503 busy when it is spent.
+fn reserve_memory(
+    state: &AppState,
+    bytes: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let permits = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    state
+        .ingest_budget
+        .clone()
+        .try_acquire_many_owned(permits)
+        .map_err(|_| {
+            ApiError::busy(
+                BUSY_RETRY_AFTER_SECS,
+                "reports waiting to be stored use all of server.ingest_memory; the probe keeps its batches",
+            )
+        })
 }
 
 /// Stores `batches` in one storage write; the acks of those stored, in order. A
@@ -121,12 +169,12 @@ async fn receive(
 /// its own is left out of the acks (the probe sends it again).
 async fn store(
     state: &AppState,
-    batches: Vec<ReportBatch>,
+    batches: Vec<(ReportBatch, Option<Receipt>)>,
     received_at: i64,
 ) -> Result<Vec<ReportAck>, ApiError> {
     let count = batches.len();
     let stored = state
-        .store_batches(batches, received_at, Admission::RefuseWhenFull)
+        .store_reports(batches, received_at, Admission::RefuseWhenFull)
         .await
         .map_err(|error| match error {
             WriteError::Busy { .. } => ApiError::busy(
@@ -172,6 +220,87 @@ fn count_stored(state: &AppState, outcome: &IngestOutcome) {
         state.metrics.heartbeats.inc();
     }
     state.metrics.results.inc_by(outcome.stored as u64);
+}
+
+/// Applies the `[limits]`: one batch over a limit is a 422 naming it; in an envelope,
+/// each batch over a limit is refused on its own (422), the others go on.
+fn within_limits(state: &AppState, received: Received) -> Result<Received, ApiError> {
+    let mut budget = SeriesBudget::default();
+    match received {
+        Received::One(batch) => match budget.admit(state, &batch) {
+            Ok(()) => Ok(Received::One(batch)),
+            Err(error) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refusal(state, &error),
+            )),
+        },
+        Received::Many(batches, mut refused) => {
+            let mut admitted = Vec::with_capacity(batches.len());
+            for batch in batches {
+                match budget.admit(state, &batch) {
+                    Ok(()) => admitted.push(batch),
+                    Err(error) => refused.push(BatchRefusal {
+                        seq: batch.seq,
+                        status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
+                        error: refusal(state, &error),
+                    }),
+                }
+            }
+            Ok(Received::Many(admitted, refused))
+        }
+    }
+}
+
+/// The series the admitted batches of one request create, so that later batches of the
+/// same request are counted against the series limits with them.
+#[derive(Default)]
+struct SeriesBudget {
+    created: BTreeSet<(String, String)>,
+}
+
+impl SeriesBudget {
+    fn admit(&mut self, state: &AppState, batch: &ReportBatch) -> Result<(), LimitError> {
+        let limits = &state.limits;
+        check_batch(batch, limits)?;
+        let pairs = batch
+            .results
+            .iter()
+            .map(|r| (r.service.as_str(), r.check.as_str()));
+        let new: BTreeSet<(&str, &str)> = state
+            .store
+            .new_series(&batch.probe, pairs)
+            .into_iter()
+            .filter(|(s, c)| !self.created.contains(&(s.to_string(), c.to_string())))
+            .collect();
+        if new.len() > limits.new_series_per_batch {
+            return Err(LimitError::TooMany {
+                limit: "new_series_per_batch",
+                count: new.len(),
+                max: limits.new_series_per_batch,
+            });
+        }
+        let total = state.store.series_of_probe(&batch.probe) + self.created.len() + new.len();
+        if !new.is_empty() && total > limits.series_per_probe {
+            return Err(LimitError::TooMany {
+                limit: "series_per_probe",
+                count: total,
+                max: limits.series_per_probe,
+            });
+        }
+        let owned = new.into_iter().map(|(s, c)| (s.to_string(), c.to_string()));
+        self.created.extend(owned);
+        Ok(())
+    }
+}
+
+/// Counts a refusal by its limit; the message for the caller.
+fn refusal(state: &AppState, error: &LimitError) -> String {
+    state
+        .metrics
+        .refused
+        .with_label_values(&[error.limit()])
+        .inc();
+    format!("batch refused, nothing stored: {error}")
 }
 
 /// Parses a body into one batch or an envelope of batches, validating each.
@@ -265,9 +394,6 @@ fn identifier(field: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("{field} must not be empty"));
     }
-    if value.len() > 128 {
-        return Err(format!("{field} is longer than 128 characters"));
-    }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
@@ -277,4 +403,49 @@ fn identifier(field: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postflight_probe::limits::Limits;
+
+    /// Decode, schema rules and limits, as `receive` applies them: never a panic.
+    fn decode(bytes: &[u8]) {
+        if let Ok(batch) = serde_json::from_slice::<ReportBatch>(bytes)
+            && validate_batch(&batch).is_ok()
+        {
+            let _ = check_batch(&batch, &Limits::default());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_decode_or_are_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            decode(&bytes);
+        }
+
+        #[test]
+        fn batch_shaped_json_with_hostile_fields_decodes_or_is_refused(
+            probe in "\\PC{0,20}|[\\x00-\\x1f]{0,4}",
+            seq in proptest::num::i64::ANY,
+            at in proptest::num::i64::ANY,
+            duration in proptest::num::u64::ANY,
+            text in "\\PC{0,40}|[\\x00-\\x1f\\u{80}-\\u{9f}\\u{202e}]{0,8}",
+            kind in "(http|tcp|native|env|command|metric|x)",
+            outcome in "(pass|fail|error|x)",
+        ) {
+            let json = serde_json::json!({
+                "probe": probe, "seq": seq, "sent_at_ms": at,
+                "labels": {text.clone(): text.clone()},
+                "results": [{
+                    "service": text.clone(), "check": "c", "kind": kind, "seq": seq,
+                    "started_at_ms": at, "duration_us": duration, "outcome": outcome,
+                    "reason": text.clone(), "facts": {"version": text.clone(), "status": seq},
+                    "conditions": [{"expression": text.clone(), "expected": "", "actual": text, "ok": false}]
+                }]
+            });
+            decode(json.to_string().as_bytes());
+        }
+    }
 }

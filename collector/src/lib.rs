@@ -6,21 +6,28 @@
 //! - [`server`]: start, background tasks, graceful shutdown; [`reload`]: SIGHUP
 //!   re-reads the config; [`self_checks`]: the collector's own `[[checks]]`.
 //! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
+//!   [`probe_clock`]: probe clock offsets, results moved onto the collector's clock;
+//!   [`probes`]: the probe lifecycle (state, drift, retire);
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
-//!   [`error`]: API errors.
-//! - [`store`]: sled trees, keys, codec, rollups, retention, queries.
+//!   [`error`]: API errors; [`listener`]: the accept loop with connection limits;
+//!   [`panics`]: a panicking handler answers 500.
+//! - [`store`]: sled trees, keys, codec, rollups, retention, queries, the acknowledged
+//!   record; [`backup`]: online backup and restore for operators.
 //! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`.
+//! - [`redact`]: every text answer passes through the secret redaction.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
 //! - [`timefmt`]: timestamps for people.
+//! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
 
 pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -28,10 +35,16 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod listener;
 pub mod metrics;
+pub mod panics;
+pub mod probe_clock;
+pub mod probes;
+pub mod redact;
 pub mod reload;
 pub mod self_checks;
 pub mod server;
 pub mod store;
 pub mod timefmt;
+pub mod tls;
 pub mod watch;

@@ -10,6 +10,8 @@ pub struct Metrics {
     /// Batches received, by outcome (stored, duplicate, unauthorized, forbidden,
     /// too_large, invalid, error).
     pub batches: IntCounterVec,
+    /// Batches refused by a `[limits]` key, by limit.
+    pub refused: IntCounterVec,
     /// Results stored.
     pub results: IntCounter,
     /// Heartbeats (empty batches) received.
@@ -35,6 +37,14 @@ impl Metrics {
                 "Report batches received, by outcome.",
             ),
             &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "postflight_ingest_refused_total",
+                "Report batches refused by a [limits] key (nothing stored), by limit.",
+            ),
+            &["limit"],
         )
         .unwrap_or_else(|_| unreachable_metric());
         let results = IntCounter::new("postflight_ingest_results_total", "Check results stored.")
@@ -78,6 +88,7 @@ impl Metrics {
         }
         for collector in [
             Box::new(batches.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(refused.clone()),
             Box::new(results.clone()),
             Box::new(heartbeats.clone()),
             Box::new(series.clone()),
@@ -91,6 +102,7 @@ impl Metrics {
         Metrics {
             registry,
             batches,
+            refused,
             results,
             heartbeats,
             series,

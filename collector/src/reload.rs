@@ -67,6 +67,7 @@ pub fn auth_of(loaded: &LoadedConfig) -> Auth {
         probes: loaded.probe_tokens.clone(),
         operators: loaded.operator_tokens.clone(),
         read_requires_token: loaded.config.auth.read_requires_token,
+        client_certificates: false,
     }
 }
 
@@ -93,11 +94,12 @@ pub fn build_parts(
     .context("starting alerting")?;
     let sink: Option<Arc<dyn EventSink>> = Some(alerting.clone());
     let watch_config = WatchConfig {
-        section: loaded.config.watch,
+        section: loaded.config.watch.clone(),
         public_url: loaded.config.server.public_url.clone(),
         history: Some(Arc::new(StoreHistory {
             store: store.clone(),
         })),
+        silence: None,
     };
     let watcher = Watcher::new(store.db(), watch_config, clock.clone(), sink)
         .context("opening the deploy ledger")?;
@@ -186,6 +188,11 @@ pub fn warn_restart_only(running: &ServerSection, new: &ServerSection) {
             "server.max_batches_per_request",
             running.max_batches_per_request != new.max_batches_per_request,
         ),
+        // SIGHUP re-reads the TLS files in place; which files, and plaintext, need a restart.
+        ("server.tls_cert", running.tls_cert != new.tls_cert),
+        ("server.tls_key", running.tls_key != new.tls_key),
+        ("server.client_ca", running.client_ca != new.client_ca),
+        ("server.plaintext", running.plaintext != new.plaintext),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(

@@ -104,7 +104,8 @@ async fn store(
     heartbeat_ms: u64,
     results: Vec<CheckResult>,
 ) {
-    let batch = ReportBatch {
+    let mut batch = ReportBatch {
+        retry_cap_ms: 0,
         probe: name.to_string(),
         seq: *seq,
         sent_at_ms: state.clock.now_ms(),
@@ -114,6 +115,8 @@ async fn store(
         heartbeat_interval_ms: heartbeat_ms,
         results,
     };
+    // The same fitting a probe does before sending: text from checked services is hostile.
+    postflight_probe::limits::fit_batch(&mut batch, &state.limits);
     let received_at = state.clock.now_ms();
     let stored = state
         .store_batches(vec![batch], received_at, Admission::Wait)

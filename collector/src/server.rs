@@ -19,11 +19,13 @@ use tokio::task::JoinHandle;
 use crate::app::{AppState, router};
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
+use crate::listener::{ConnectionLimits, ConnectionMetrics};
 use crate::metrics::Metrics;
 use crate::reload::{
     Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
 };
-use crate::store::{Store, StoreOptions, WriterOptions};
+use crate::store::{CheckError, Store, StoreOptions, WriterOptions};
+use crate::tls::TlsSetup;
 use crate::watch::Watcher;
 use crate::watch::metrics::DeployGauges;
 
@@ -35,6 +37,8 @@ pub struct Collector {
     pub state: AppState,
     /// The deploy watcher in force (replaced on reload).
     pub watcher: Arc<Live<Watcher>>,
+    /// The listener's TLS, when on; [`TlsSetup::reload`] rotates its certificate.
+    pub tls: Option<Arc<TlsSetup>>,
     /// The config in force: its `[server]` section and its text (to rebuild the
     /// running parts when a reload fails half-way).
     running: (ServerSection, String, String),
@@ -42,7 +46,7 @@ pub struct Collector {
     parts: Option<Running>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<anyhow::Result<()>>,
+    server: JoinHandle<()>,
 }
 
 impl Collector {
@@ -60,8 +64,19 @@ impl Collector {
             },
             ..StoreOptions::default()
         };
-        let store = Store::open_with(&server_config.data_dir, &options)
-            .with_context(|| format!("opening storage in {}", server_config.data_dir.display()))?;
+        let store = crate::store::open_checked(
+            &server_config.data_dir,
+            &options,
+            clock.now_ms() - loaded.config.alerting.keep_resolved.0.as_millis() as i64,
+            loaded.accept_data_loss,
+        )
+        .map_err(|error| match error {
+            CheckError::Loss(loss) => anyhow::Error::new(loss),
+            CheckError::Store(error) => anyhow::Error::new(error).context(format!(
+                "opening storage in {}",
+                server_config.data_dir.display()
+            )),
+        })?;
         let store = Arc::new(store);
         let metrics = Metrics::new();
         for collector in store.writer().metrics().collectors() {
@@ -71,13 +86,23 @@ impl Collector {
             DeployGauges::open(store.db()).context("opening the deploy ledger for /metrics")?,
         ));
         let parts = build_parts(&loaded, &store, &clock, &metrics)?;
+        let tls = match loaded.tls.clone() {
+            Some(files) => Some(Arc::new(
+                TlsSetup::load(files).context("loading server.tls_cert / tls_key")?,
+            )),
+            None => None,
+        };
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
-            auth: Arc::new(Live::new(Arc::new(auth_of(&loaded)))),
+            auth: Arc::new(Live::new(Arc::new(auth_with(&loaded, tls.as_deref())))),
             metrics,
             max_body: server_config.max_body.0 as usize,
             max_batches_per_request: server_config.max_batches_per_request,
+            ingest_budget: Arc::new(tokio::sync::Semaphore::new(ingest_permits(
+                server_config.ingest_memory.0,
+            ))),
+            limits: loaded.config.limits,
             ready: Arc::new(AtomicBool::new(false)),
             listeners: Arc::new(Live::new(Arc::new(Vec::new()))),
             alerting: Arc::new(Live::new(parts.alerting.clone())),
@@ -90,22 +115,36 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = router(state.clone())
-            .merge(crate::watch::api::routes(
-                watcher.clone(),
-                store.writer().clone(),
-                state.auth.clone(),
-            ))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let mut shutdown_signal = stopped.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
+        let app = crate::panics::catch_panics(
+            router(state.clone())
+                .merge(crate::watch::api::routes(
+                    watcher.clone(),
+                    store.writer().clone(),
+                    state.auth.clone(),
+                ))
+                .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
+            state.metrics.clone(),
+        );
+        let connection_metrics = ConnectionMetrics::register(&state.metrics)
+            .context("registering connection metrics")?;
+        // With TLS, connections are served by the TLS accept loop (handshake timeout,
+        // graceful drain); without, by the listener with the [server] connection limits.
+        let server = match tls.clone() {
+            Some(tls) => {
+                let mut shutdown_signal = stopped.clone();
+                let shutdown = async move {
                     let _ = shutdown_signal.wait_for(|stop| *stop).await;
-                })
-                .await
-                .context("serving HTTP")
-        });
+                };
+                tokio::spawn(crate::tls::serve(listener, tls, app, shutdown))
+            }
+            None => tokio::spawn(crate::listener::run(
+                listener,
+                app,
+                connection_limits(server_config),
+                connection_metrics,
+                stopped.clone(),
+            )),
+        };
         let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
         let running = (
             loaded.config.server.clone(),
@@ -118,6 +157,7 @@ impl Collector {
             addr,
             state,
             watcher,
+            tls,
             running,
             parts,
             stop,
@@ -175,7 +215,9 @@ impl Collector {
             .await;
         match built {
             Ok(Ok((parts, mut loaded))) => {
-                self.state.auth.set(Arc::new(auth_of(&loaded)));
+                self.state
+                    .auth
+                    .set(Arc::new(auth_with(&loaded, self.tls.as_deref())));
                 self.running = (
                     loaded.config.server.clone(),
                     loaded.text.clone(),
@@ -214,21 +256,25 @@ impl Collector {
         {
             tracing::warn!("a background task was still running after the shutdown grace");
         }
-        let served = match finish_by(deadline, self.server).await {
+        match finish_by(deadline, self.server).await {
             Some(joined) => joined.context("joining the HTTP server")?,
-            None => {
-                tracing::warn!("requests still running after the shutdown grace; cut off");
-                Ok(())
-            }
-        };
+            None => tracing::warn!("requests still running after the shutdown grace; cut off"),
+        }
         for task in self.tasks {
             if finish_by(deadline, task).await.is_none() {
                 tracing::warn!("a background task was still running after the shutdown grace");
             }
         }
         self.state.store.close().await.context("flushing storage")?;
-        served
+        Ok(())
     }
+}
+
+/// `server.ingest_memory` as KiB permits of the ingest budget.
+fn ingest_permits(bytes: u64) -> usize {
+    usize::try_from(bytes / 1024)
+        .unwrap_or(usize::MAX)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// How long shutdown waits for in-flight requests and background tasks before it
@@ -257,7 +303,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut collector = Collector::start(loaded, clock).await?;
-    tracing::info!(addr = %collector.addr, "collector listening");
+    let scheme = if collector.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %collector.addr, scheme, "collector listening");
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -265,10 +316,13 @@ pub async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match &config {
-                Some(path) => collector.reload(path).await,
-                None => tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload"),
-            },
+            _ = hup.recv() => {
+                match &config {
+                    Some(path) => collector.reload(path).await,
+                    None => tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload"),
+                }
+                reload_tls(collector.tls.as_deref());
+            }
         }
     }
     tracing::info!("shutting down: finishing in-flight requests");
@@ -277,7 +331,30 @@ pub async fn serve(
     Ok(())
 }
 
+/// The auth settings of `loaded`; client certificates are required for reports when the
+/// running listener asks for them (`client_ca` at start).
+fn auth_with(loaded: &LoadedConfig, tls: Option<&TlsSetup>) -> crate::auth::Auth {
+    crate::auth::Auth {
+        client_certificates: tls.is_some_and(TlsSetup::verifies_clients),
+        ..auth_of(loaded)
+    }
+}
+
+/// SIGHUP: new connections get the certificate now in the files; open ones keep theirs.
+fn reload_tls(tls: Option<&TlsSetup>) {
+    match tls.map(TlsSetup::reload) {
+        Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+        Some(Err(error)) => {
+            tracing::error!(%error, "TLS reload refused; the previous certificate stays in use")
+        }
+        None => {}
+    }
+}
+
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
+    if loaded.tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (server.plaintext = true): tokens and results cross the network in clear unless a TLS-terminating proxy is in front");
+    }
     if loaded.probe_tokens.is_empty() {
         tracing::info!(%addr, "no [[auth.probes]] tokens: accepting reports from loopback callers only");
     }
@@ -285,6 +362,15 @@ fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
         tracing::info!(
             "no [[auth.operators]] tokens: deploys and silences accepted from loopback callers only"
         );
+    }
+}
+
+fn connection_limits(server: &crate::config::ServerSection) -> ConnectionLimits {
+    ConnectionLimits {
+        header_timeout: server.header_timeout.0,
+        body_timeout: server.body_timeout.0,
+        idle_timeout: server.idle_timeout.0,
+        max_connections: server.max_connections,
     }
 }
 

@@ -22,7 +22,7 @@ pub fn clock_time(ms: i64) -> String {
 
 /// `42s ago`, `5m ago`, `3h ago`, `2d ago` relative to `now_ms`.
 pub fn ago(ms: i64, now_ms: i64) -> String {
-    let secs = (now_ms - ms).max(0) / 1000;
+    let secs = now_ms.saturating_sub(ms).max(0) / 1000;
     match secs {
         s if s < 120 => format!("{s}s ago"),
         s if s < 7200 => format!("{}m ago", s / 60),
@@ -31,29 +31,16 @@ pub fn ago(ms: i64, now_ms: i64) -> String {
     }
 }
 
-/// Parse `2026-11-23T20:15:04Z` (UTC, optional fraction) into unix milliseconds.
+/// Parse `2026-11-23T20:15:04Z` (UTC, optional fraction; `+00:00` for `Z` is accepted)
+/// into unix milliseconds, through `humantime`'s RFC 3339 parser. Years 1970 to 9999.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let text = text
-        .trim()
-        .strip_suffix('Z')
-        .or_else(|| text.trim().strip_suffix("+00:00"))?;
-    let (date, time) = text.split_once('T')?;
-    let mut date_parts = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
-    let (time, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let mut time_parts = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (
-        time_parts.next()??,
-        time_parts.next()??,
-        time_parts.next()??,
-    );
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
-    let days = days_from_civil(year, month, day);
-    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+    let text = text.trim();
+    let utc = match text.strip_suffix("+00:00") {
+        Some(stem) => humantime::parse_rfc3339(&format!("{stem}Z")),
+        None => humantime::parse_rfc3339(text),
+    };
+    let since_epoch = utc.ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_millis()).ok()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
@@ -68,16 +55,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -97,6 +74,46 @@ mod tests {
             Some(1_709_164_800_500)
         );
         assert_eq!(clock_time(1_795_464_904_000), "20:15");
+    }
+
+    #[test]
+    fn malformed_times_are_none_not_panics() {
+        for text in [
+            "2026-01-01T00:00:00.éééZ",
+            "99999-01-01T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "é",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(text), None, "{text}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-23T20:15:04+00:00"),
+            Some(1_795_464_904_000)
+        );
+        assert_eq!(
+            ago(i64::MIN, i64::MAX),
+            format!("{}d ago", i64::MAX / 1000 / 86_400)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_none(text in "\\PC{0,40}") {
+            let _ = parse_rfc3339(&text);
+        }
+
+        #[test]
+        fn timestamp_shaped_text_parses_or_is_none(text in "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9é]{0,12})?(Z|\\+00:00|é)") {
+            if let Some(ms) = parse_rfc3339(&text) {
+                proptest::prop_assert!(ms >= 0);
+            }
+        }
+
+        #[test]
+        fn any_unix_ms_formats(ms in proptest::num::i64::ANY, now in proptest::num::i64::ANY) {
+            let _ = (rfc3339(ms), clock_time(ms), ago(ms, now));
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ async fn start(dir: &std::path::Path) -> Collector {
 fn result(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult {
     let failing = outcome != Outcome::Pass;
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -64,6 +65,7 @@ fn result(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult 
 
 fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 0,
         probe: probe.into(),
         seq,
         sent_at_ms: NOW,
@@ -525,5 +527,97 @@ async fn collector_runs_its_own_checks_and_stores_them_like_a_probes() {
     };
     assert_eq!(series["probe"], "box-1");
     assert_eq!(series["outcome"], "pass");
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn status_marks_a_series_older_than_three_intervals_stale_and_leaves_it_out_of_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let mut old = result("readyz", NOW - 40_000, Outcome::Fail, "sha-aaa");
+    old.interval_ms = 10_000;
+    let mut current = result("readyz", NOW - 1_000, Outcome::Pass, "sha-aaa");
+    current.interval_ms = 10_000;
+    post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, vec![old])),
+        false,
+    )
+    .await;
+    post(
+        &collector,
+        Some(TOKEN_WEB2),
+        json(&batch("web-2", 1, vec![current])),
+        false,
+    )
+    .await;
+    let status = get(&collector, "/api/v1/status").await;
+    let service = &status["services"][0];
+    assert_eq!(
+        service["outcome"], "pass",
+        "the stale failure is not current"
+    );
+    let probes = &service["checks"][0]["probes"];
+    assert_eq!(probes[0]["probe"], "web-1");
+    assert_eq!(probes[0]["stale"], true);
+    assert_eq!(
+        probes[0]["outcome"], "fail",
+        "the last outcome is still shown"
+    );
+    assert_eq!(probes[1]["stale"], false);
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn probes_show_state_offset_and_lag_and_retire_needs_a_known_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start(dir.path()).await;
+    let results = vec![result("readyz", NOW - 2_000, Outcome::Pass, "sha-aaa")];
+    post(
+        &collector,
+        Some(TOKEN_WEB1),
+        json(&batch("web-1", 1, results)),
+        false,
+    )
+    .await;
+    let probes = get(&collector, "/api/v1/probes").await;
+    let web1 = &probes["probes"][0];
+    assert_eq!(web1["name"], "web-1");
+    assert_eq!(web1["state"], "fresh");
+    assert_eq!(web1["delivery_lag_ms"], 2_000);
+    assert_eq!(
+        web1["clock_offset_ms"],
+        Value::Null,
+        "no probe time header sent"
+    );
+    // web-2 delivers results 30 s old: past half its silence threshold (3 x 15 s).
+    let late = vec![result("readyz", NOW - 30_000, Outcome::Pass, "sha-aaa")];
+    post(
+        &collector,
+        Some(TOKEN_WEB2),
+        json(&batch("web-2", 1, late)),
+        false,
+    )
+    .await;
+    let probes = get(&collector, "/api/v1/probes").await;
+    assert_eq!(probes["probes"][1]["state"], "lagging");
+    let http = reqwest::Client::new();
+    let url = |name: &str| format!("http://{}/api/v1/probes/{name}/retire", collector.addr);
+    let retired: Value = http
+        .post(url("web-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(retired["state"], "retired");
+    assert_eq!(
+        retired["retired"]["by"], "local",
+        "the operator's name (loopback)"
+    );
+    let unknown = http.post(url("web-7")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
     collector.shutdown().await.unwrap();
 }

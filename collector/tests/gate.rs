@@ -22,9 +22,12 @@ struct Server {
 }
 
 /// Start a collector with `extra` appended to its config; returns once it is ready.
+/// These tests are about the gate, not the judge: one result is enough to judge
+/// (`min_samples = 1`), so second-long windows can pass.
 async fn serve(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let collector = CollectorProcess::start(dir.path(), extra).await;
+    let config = format!("[watch]\nmin_samples = 1\n\n{extra}");
+    let collector = CollectorProcess::start(dir.path(), &config).await;
     Server {
         url: collector.url.clone(),
         _collector: collector,
@@ -60,6 +63,17 @@ impl Server {
         self.report(results).await;
     }
 
+    /// GET `path` and its JSON answer.
+    async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Run the CLI against this collector.
     async fn cli(&self, args: &[&str]) -> Outcome3 {
         let output = tokio::process::Command::new(BIN)
@@ -80,21 +94,26 @@ impl Server {
 
     /// `postflight deploy …` and the id it printed.
     async fn deploy(&self, version: &str, window: &str) -> String {
-        let out = self
-            .cli(&[
-                "deploy",
-                "--service",
-                "recall-api",
-                "--env",
-                "prod",
-                "--version",
-                version,
-                "--window",
-                window,
-                "--by",
-                "ci",
-            ])
-            .await;
+        self.deploy_with(version, window, &[]).await
+    }
+
+    /// `postflight deploy …` with `extra` arguments, and the id it printed.
+    async fn deploy_with(&self, version: &str, window: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "deploy",
+            "--service",
+            "recall-api",
+            "--env",
+            "prod",
+            "--version",
+            version,
+            "--window",
+            window,
+            "--by",
+            "ci",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args).await;
         assert_eq!(out.code, 0, "{}", out.stderr);
         let id = out.stdout.trim().to_string();
         assert!(id.starts_with("d-"), "{id}");
@@ -173,6 +192,73 @@ async fn gate_exits_1_on_regression_and_prints_the_evidence() {
             .contains("web-1: status == 200: expected == 200, actual 503"),
         "{}",
         out.stdout
+    );
+}
+
+#[tokio::test]
+async fn gate_dry_run_prints_and_keeps_the_real_verdict_but_exits_0() {
+    let server = serve("").await;
+    server.healthy_baseline().await;
+    let id = server.deploy("1.4.2", "10m").await;
+    server.report(vec![readyz(now_ms(), 503)]).await;
+    let out = server
+        .cli(&["gate", "--deploy", &id, "--timeout", "30s", "--dry-run"])
+        .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(": regressed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "dry run (--dry-run): exit 0 instead of 1; the verdict is recorded as regressed"
+        ),
+        "{}",
+        out.stdout
+    );
+    // The per-check table: both sides, the rule, the effect and p.
+    assert!(out.stdout.contains("base n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("readyz")
+                && l.contains("hard_failure")
+                && l.contains("regressed")),
+        "{}",
+        out.stdout
+    );
+    // Recorded as it is: the API and a gate without --dry-run see the regression.
+    let api = server.get_json(&format!("/api/v1/deploys/{id}")).await;
+    assert_eq!(api["verdict"], "regressed");
+    assert_eq!(api["explanation"]["checks"][0]["check"], "readyz");
+    assert_eq!(api["explanation"]["checks"][0]["rule"], "hard_failure");
+    assert_eq!(api["explanation"]["checks"][0]["baseline"]["results"], 60);
+    assert_eq!(server.gate(&id).await.code, 1);
+}
+
+#[tokio::test]
+async fn an_advisory_deploy_exits_0_and_is_marked_in_the_ledger() {
+    let server = serve("").await;
+    server.healthy_baseline().await;
+    let id = server.deploy_with("1.4.2", "10m", &["--dry-run"]).await;
+    server.report(vec![readyz(now_ms(), 503)]).await;
+    let gate = server.gate(&id).await;
+    assert_eq!(gate.code, 0, "{}\n{}", gate.stdout, gate.stderr);
+    assert!(
+        gate.stdout
+            .contains("dry run (advisory deploy): exit 0 instead of 1"),
+        "{}",
+        gate.stdout
+    );
+    let ledger = server.cli(&["deploys", "recall-api"]).await;
+    assert!(
+        ledger.stdout.contains("regressed (dry run)"),
+        "{}",
+        ledger.stdout
+    );
+    assert!(
+        ledger
+            .stdout
+            .contains("failing_check fired in 1 deploys (1 dry runs)"),
+        "{}",
+        ledger.stdout
     );
 }
 
@@ -469,15 +555,7 @@ async fn recall_deploy_script_rolls_back_to_the_last_good_version_on_regression(
         releases.contains("deploy sha-bad d-2 regressed rollback-to sha-good"),
         "{releases}"
     );
-    let ledger: serde_json::Value = server
-        .http
-        .get(format!("{}/api/v1/services/recall-api/deploys", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = server.get_json("/api/v1/services/recall-api/deploys").await;
     let deploys = ledger["deploys"].as_array().unwrap();
     assert_eq!(deploys[0]["version"], "sha-good");
     assert_eq!(deploys[0]["note"], "rollback of d-2");

@@ -11,9 +11,11 @@ use std::time::Duration;
 use postflight_collector::app::IngestListener;
 use postflight_collector::clock::ManualClock;
 use postflight_collector::event::{Event, EventKind, EventSink};
+use postflight_collector::watch::explain::{Comparison, Rule, RuleOutcome};
+use postflight_collector::watch::ledger::{RuleTally, rule_tally};
 use postflight_collector::watch::watcher::WatchConfig;
 use postflight_collector::watch::{
-    Deploy, Finding, NewDeploy, Verdict, WatchError, WatchSection, Watcher,
+    Deploy, Finding, NewDeploy, ServiceWatch, Verdict, WatchError, WatchSection, Watcher,
 };
 use postflight_probe::report::{
     CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
@@ -86,6 +88,7 @@ fn harness_with(section: WatchSection) -> Harness {
 
 fn http(check: &str, at_ms: i64, latency_ms: u64) -> CheckResult {
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -120,6 +123,7 @@ fn version(at_ms: i64, version: &str) -> CheckResult {
 
 fn host_check(check: &str, kind: CheckKind, at_ms: i64, missing: &[&str]) -> CheckResult {
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind,
@@ -141,12 +145,14 @@ fn host_check(check: &str, kind: CheckKind, at_ms: i64, missing: &[&str]) -> Che
 }
 
 impl Harness {
-    /// Deliver one batch from `probe` (labelled `env = prod` unless `env` says otherwise).
+    /// Deliver one batch from `probe` (labelled `env = prod` unless `env` says otherwise),
+    /// received when its newest result was produced (or now, if that is later).
     fn feed(&self, probe: &str, env: Option<&str>, results: Vec<CheckResult>) {
         let labels: BTreeMap<String, String> = env
             .map(|e| [("env".to_string(), e.to_string())].into())
             .unwrap_or_default();
         let batch = ReportBatch {
+            retry_cap_ms: 0,
             probe: probe.into(),
             seq: self.seq.fetch_add(1, Ordering::SeqCst) as u64,
             sent_at_ms: self.clock_now(),
@@ -156,7 +162,9 @@ impl Harness {
             heartbeat_interval_ms: 30_000,
             results,
         };
-        self.watcher.on_batch(&batch, self.clock_now());
+        let newest = batch.results.iter().map(|r| r.started_at_ms).max();
+        let received = newest.unwrap_or(i64::MIN).max(self.clock_now());
+        self.watcher.on_batch(&batch, received);
     }
 
     fn clock_now(&self) -> i64 {
@@ -411,12 +419,14 @@ fn stale_version_on_one_of_three_probes_is_named_once_the_grace_is_over() {
         evidence.summary,
         "web-3 reports 1.4.1, expected 1.4.2 (2m rollout grace over)"
     );
-    assert!(
-        evidence
-            .details
-            .contains(&"web-1, web-2 report 1.4.2".to_string()),
-        "{:?}",
-        evidence.details
+    // Each probe's version exactly as it reported it, with its time.
+    assert_eq!(
+        evidence.details,
+        vec![
+            "web-1 reports 1.4.2 at 2027-01-15T08:02:05Z",
+            "web-2 reports v1.4.2 at 2027-01-15T08:02:05Z",
+            "web-3 reports 1.4.1 at 2027-01-15T08:02:05Z",
+        ]
     );
 }
 
@@ -425,6 +435,9 @@ fn latency_five_times_the_baseline_regresses() {
     let h = harness();
     h.healthy_hour(T0, "1.4.1");
     let deploy = h.deploy("1.4.2");
+    for probe in ["web-1", "web-2"] {
+        h.feed(probe, Some("prod"), vec![version(T0, "1.4.2")]);
+    }
     for i in 0..19 {
         h.feed(
             "web-1",
@@ -459,9 +472,12 @@ fn latency_five_times_the_baseline_regresses() {
         }
         other => panic!("unexpected finding {other:?}"),
     }
-    assert_eq!(
-        deploy.summary,
-        "readyz latency p95 100ms vs 20ms in the baseline (5.0x, 20 results)"
+    assert!(
+        deploy.summary.starts_with(
+            "readyz latency p95 100ms vs 20ms in the baseline (5.0x (+80ms), 20 results, p="
+        ),
+        "{}",
+        deploy.summary
     );
     assert_eq!(deploy.evidence[0].probes, vec!["web-1", "web-2"]);
 }
@@ -525,10 +541,17 @@ fn env_var_missing_after_the_deploy_regresses_naming_the_variable() {
 }
 
 #[test]
-fn silent_probes_make_the_deploy_inconclusive() {
+fn a_window_without_results_of_the_service_is_inconclusive() {
     let h = harness();
     h.healthy_hour(T0, "1.4.1");
     let deploy = h.deploy("1.4.2");
+    // The probes are alive (heartbeats), but report nothing of recall-api in prod.
+    for minute in [5, 10, 14] {
+        h.clock.set(T0 + minute * MINUTE);
+        for probe in PROBES {
+            h.feed(probe, Some("prod"), Vec::new());
+        }
+    }
     // Another service and another environment do not count for this deploy.
     let mut other = http("readyz", T0 + MINUTE, 20);
     other.service = "horologen".into();
@@ -743,7 +766,7 @@ fn invalid_deploys_are_refused_with_the_field_named() {
     );
     assert!(
         bad(NewDeploy {
-            window: Some("15 minutes".into()),
+            window: Some("15 fortnights".into()),
             ..base.clone()
         })
         .starts_with("window")
@@ -779,6 +802,7 @@ fn a_watched_deploy_survives_a_restart() {
     failing.outcome = Outcome::Fail;
     failing.conditions = vec![condition("status == 200", "== 200", "502", false)];
     let batch = ReportBatch {
+        retry_cap_ms: 0,
         probe: "web-3".into(),
         seq: 99,
         sent_at_ms: T0,
@@ -868,5 +892,503 @@ fn deploy_gauges_count_verdicts_and_give_the_newest_deploy_per_environment() {
                 .to_string(),
             &((T0 + 5 * MINUTE) as f64 / 1000.0)
         )]
+    );
+}
+
+// ---- Rollout correctness, the statistical judge, honest inconclusive, concurrent
+// ---- baselines, version drift, dry runs and explanations (issue 15).
+
+impl Harness {
+    /// A deploy of recall-api in prod with a given window and previous version.
+    fn deploy_with(&self, version: &str, window: &str, previous: Option<&str>) -> Deploy {
+        self.watcher
+            .create(
+                NewDeploy {
+                    service: "recall-api".into(),
+                    env: Some("prod".into()),
+                    version: version.into(),
+                    window: Some(window.into()),
+                    previous_version: previous.map(String::from),
+                    by: Some("ci".into()),
+                    ..NewDeploy::default()
+                },
+                "deploy-bot",
+            )
+            .unwrap()
+    }
+
+    /// Healthy results at `at_ms` from some probes only, with the clock moved there.
+    fn round_on(&self, probes: &[&str], at_ms: i64, running: &str) {
+        self.clock.set(at_ms);
+        for probe in probes {
+            self.feed(
+                probe,
+                Some("prod"),
+                vec![
+                    http("readyz", at_ms, 20),
+                    version(at_ms, running),
+                    host_check("weasyprint-libs", CheckKind::Native, at_ms, &[]),
+                    host_check("env", CheckKind::Env, at_ms, &[]),
+                ],
+            );
+        }
+    }
+
+    /// A flaky `search` check on every probe every 30s over the hour before `until`;
+    /// result `i` of each probe passes when `passes(i)`.
+    fn flaky_hour(&self, until: i64, passes: impl Fn(i64) -> bool) {
+        for probe in PROBES {
+            let results = (0..120)
+                .map(|i| search(until - 60 * MINUTE + i * 30_000, passes(i)))
+                .collect();
+            self.feed(probe, Some("prod"), results);
+        }
+    }
+}
+
+/// recall-api's `search` check, passing or failing its status condition.
+fn search(at_ms: i64, passes: bool) -> CheckResult {
+    let mut result = http("search", at_ms, 40);
+    if !passes {
+        result.outcome = Outcome::Fail;
+        result.facts.status = Some(500);
+        result.conditions = vec![condition("status == 200", "== 200", "500", false)];
+    }
+    result
+}
+
+#[test]
+fn a_window_shorter_than_the_grace_does_not_pass_a_version_no_probe_reported() {
+    let h = harness();
+    h.healthy_hour(T0, "1.0.0");
+    let deploy = h.deploy_with("1.0.1", "1m", None);
+    h.round_on(&PROBES, T0 + 30_000, "1.0.0");
+    h.clock.set(T0 + MINUTE);
+    h.watcher.tick_now().unwrap();
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        deploy.summary,
+        "not every probe reported 1.0.1 during the window: web-1 last reported 1.0.0 at \
+         2027-01-15T08:00:30Z, web-2 last reported 1.0.0 at 2027-01-15T08:00:30Z, web-3 last \
+         reported 1.0.0 at 2027-01-15T08:00:30Z; the rollout grace is 2m"
+    );
+    assert!(h.events().is_empty(), "no deploy_passed");
+    assert_eq!(
+        h.watcher.last_good("recall-api", Some("prod")).unwrap(),
+        None,
+        "a version no probe ran is never the last good one"
+    );
+}
+
+#[test]
+fn evidence_lists_each_probes_last_version_with_its_time_as_stored() {
+    let h = harness();
+    h.healthy_hour(T0, "1.0.0");
+    let deploy = h.deploy("2.0.0");
+    // Every probe still serves 1.0.0; web-3 reports it after the grace.
+    h.round_on(&["web-1", "web-2"], T0 + MINUTE, "1.0.0");
+    h.round_on(&["web-3"], T0 + 3 * MINUTE, "1.0.0");
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Regressed);
+    assert_eq!(
+        deploy.summary,
+        "web-3 reports 1.0.0, expected 2.0.0 (2m rollout grace over)"
+    );
+    assert_eq!(
+        deploy.evidence[0].details,
+        vec![
+            "web-1 reports 1.0.0 at 2027-01-15T08:01:00Z",
+            "web-2 reports 1.0.0 at 2027-01-15T08:01:00Z",
+            "web-3 reports 1.0.0 at 2027-01-15T08:03:00Z",
+        ],
+        "nobody is said to report 2.0.0"
+    );
+    let versions = &deploy.explanation.versions;
+    assert_eq!(versions.len(), 3);
+    assert!(
+        versions
+            .iter()
+            .all(|v| v.version == "1.0.0" && !v.deployed && v.in_window)
+    );
+    assert_eq!(versions[2].at_ms, Some(T0 + 3 * MINUTE));
+}
+
+#[test]
+fn a_baseline_probe_silent_in_the_window_regresses_the_deploy() {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    let deploy = h.deploy("1.4.2");
+    // web-3 died at the deploy; its threshold is 3 heartbeats of 30s.
+    h.round_on(&["web-1", "web-2"], T0 + MINUTE, "1.4.2");
+    h.watcher.tick_now().unwrap();
+    assert_eq!(h.verdict(&deploy).verdict, Verdict::Watching);
+    h.round_on(&["web-1", "web-2"], T0 + 90_001, "1.4.2");
+    let decided = h.watcher.tick_now().unwrap();
+    assert_eq!(decided.len(), 1);
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Regressed);
+    assert_eq!(deploy.evidence[0].probes, vec!["web-3"]);
+    assert_eq!(
+        deploy.summary,
+        "web-3 silent for 1m30s (since 2027-01-15T08:00:00Z); it reported in the baseline"
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| e.kind == EventKind::DeployRegressed)
+    );
+}
+
+#[test]
+fn with_silent_probe_inconclusive_a_silent_probe_keeps_the_window_from_passing() {
+    let h = harness_with(WatchSection {
+        silent_probe: postflight_collector::watch::SilentProbe::Inconclusive,
+        ..WatchSection::default()
+    });
+    h.healthy_hour(T0, "1.4.1");
+    let deploy = h.deploy("1.4.2");
+    for minute in 1..15 {
+        h.round_on(&["web-1", "web-2"], T0 + minute * MINUTE, "1.4.2");
+        h.watcher.tick_now().unwrap();
+    }
+    assert_eq!(h.verdict(&deploy).verdict, Verdict::Watching);
+    h.clock.set(T0 + 15 * MINUTE);
+    h.watcher.tick_now().unwrap();
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        deploy.summary,
+        "web-3 silent for 15m (since 2027-01-15T08:00:00Z); it reported in the baseline: the \
+         window cannot pass"
+    );
+}
+
+#[test]
+fn the_semver_warning_compares_with_previous_and_the_versions_probes_report() {
+    let h = harness();
+    let first = h.deploy_with("0.1.8", "15m", Some("0.1.8"));
+    assert!(
+        first
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("version 0.1.8 is not greater than --previous 0.1.8 (semver)")),
+        "{:?}",
+        first.warnings
+    );
+    h.healthy_hour(T0, "0.2.0");
+    let second = h.deploy_with("0.1.9", "15m", None);
+    let warning = second
+        .warnings
+        .iter()
+        .find(|w| w.contains("not greater"))
+        .unwrap();
+    assert!(
+        warning.contains("the version web-1 reports and the version web-2 reports and the version web-3 reports 0.2.0"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("last deployed version 0.1.8"),
+        "0.1.9 > 0.1.8: {warning}"
+    );
+}
+
+#[test]
+fn a_flaky_check_dropping_from_90_to_40_percent_regresses_on_its_pass_rate() {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    h.flaky_hour(T0, |i| i % 10 != 0);
+    let deploy = h.deploy("1.4.2");
+    let mut at = T0;
+    for round in 0..7 {
+        at = T0 + (round + 1) * 20_000;
+        h.clock.set(at);
+        for probe in PROBES {
+            h.feed(
+                probe,
+                Some("prod"),
+                vec![version(at, "1.4.2"), search(at, (round * 3 + 1) % 5 < 2)],
+            );
+        }
+    }
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Regressed, "{}", deploy.summary);
+    assert!(
+        deploy.decided_at_ms.unwrap() <= at,
+        "decided at a look, before the window ends"
+    );
+    let evidence = &deploy.evidence[0];
+    match &evidence.finding {
+        Finding::PassRate {
+            baseline_pass_ratio,
+            baseline_results,
+            window_pass_ratio,
+            p_value,
+            ..
+        } => {
+            assert_eq!(*baseline_pass_ratio, 0.9);
+            assert_eq!(*baseline_results, 360);
+            assert!(*window_pass_ratio <= 0.45, "{window_pass_ratio}");
+            assert!(*p_value < 0.0005, "{p_value}");
+        }
+        other => panic!("unexpected finding {other:?}"),
+    }
+    assert!(
+        evidence.summary.starts_with("search pass rate "),
+        "{}",
+        evidence.summary
+    );
+}
+
+#[test]
+fn a_flaky_check_dropping_from_90_to_85_percent_passes() {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    h.flaky_hour(T0, |i| i % 10 != 0);
+    let deploy = h.deploy("1.4.2");
+    let mut n = 0;
+    for minute in 0..15 {
+        let at = T0 + minute * MINUTE + 1;
+        h.round_on(&PROBES, at, "1.4.2");
+        for probe in PROBES {
+            n += 1;
+            h.feed(probe, Some("prod"), vec![search(at, n % 20 >= 3)]);
+        }
+    }
+    h.clock.set(T0 + 15 * MINUTE);
+    h.watcher.tick_now().unwrap();
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Passed, "{}", deploy.summary);
+    let row = deploy
+        .explanation
+        .checks
+        .iter()
+        .find(|r| r.check == "search" && r.rule == Rule::PassRate)
+        .unwrap();
+    assert_eq!(row.outcome, RuleOutcome::Clean);
+    assert_eq!(row.window.results, 45);
+    assert!(row.p_value.unwrap() > 0.01);
+}
+
+#[test]
+fn a_window_too_short_for_min_samples_is_warned_and_ends_saying_what_is_missing() {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    let deploy = h.deploy_with("1.4.2", "2m", None);
+    assert!(
+        deploy.warnings.iter().any(|w| w
+            .starts_with("the 2m window gives about 12 results of env (3 probes every 30s)")
+            && w.contains("fewer than min_samples 20")),
+        "{:?}",
+        deploy.warnings
+    );
+    for step in 1..4 {
+        h.round_on(&PROBES, T0 + step * 30_000, "1.4.2");
+    }
+    h.clock.set(T0 + 2 * MINUTE);
+    h.watcher.tick_now().unwrap();
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Inconclusive);
+    assert!(
+        deploy.summary.starts_with(
+            "too little data to judge in the 2m window: needs 11 more results of env (has 9); \
+             needs 11 more results of readyz (has 9)"
+        ),
+        "{}",
+        deploy.summary
+    );
+    assert!(
+        deploy
+            .explanation
+            .checks
+            .iter()
+            .any(|r| r.outcome == RuleOutcome::NeedsSamples && r.rule == Rule::Latency)
+    );
+}
+
+#[test]
+fn during_a_canary_the_old_version_probes_are_the_comparison_that_decides() {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    // The check was already struggling before the deploy (55%).
+    h.flaky_hour(T0, |i| i % 20 < 11);
+    let deploy = h.deploy("1.4.2");
+    h.clock.set(T0 + 1_000);
+    h.feed("web-1", Some("prod"), vec![version(T0 + 1_000, "1.4.2")]);
+    h.feed("web-2", Some("prod"), vec![version(T0 + 1_000, "1.4.1")]);
+    h.feed("web-3", Some("prod"), vec![version(T0 + 1_000, "1.4.1")]);
+    for i in 1..=20 {
+        let at = T0 + 1_000 + i * 5_000;
+        h.clock.set(at);
+        h.feed("web-2", Some("prod"), vec![search(at, true)]);
+        h.feed("web-3", Some("prod"), vec![search(at, true)]);
+        h.feed("web-1", Some("prod"), vec![search(at, i % 2 == 0)]);
+    }
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Regressed, "{}", deploy.summary);
+    let evidence = &deploy.evidence[0];
+    assert_eq!(
+        evidence.finding.compared_with(),
+        Some(Comparison::Concurrent)
+    );
+    assert!(
+        evidence
+            .summary
+            .contains("vs 100% of 40 in probes on the previous version"),
+        "{}",
+        evidence.summary
+    );
+    assert_eq!(deploy.explanation.decided_by, Some(Comparison::Concurrent));
+    let versus_baseline = deploy
+        .explanation
+        .checks
+        .iter()
+        .find(|r| {
+            r.check == "search"
+                && r.rule == Rule::PassRate
+                && r.compared_with == Comparison::Baseline
+        })
+        .unwrap();
+    assert_eq!(
+        versus_baseline.outcome,
+        RuleOutcome::Clean,
+        "55% -> 50% alone proves nothing"
+    );
+}
+
+#[test]
+fn after_a_pass_a_probe_on_another_version_past_the_grace_is_a_version_drift() {
+    let h = harness();
+    let passed = h.passed_release("1.4.1");
+    let start = h.clock_now();
+    h.round_on(&["web-1", "web-3"], start + MINUTE, "1.4.1");
+    h.round_on(&["web-2"], start + MINUTE, "1.4.0");
+    h.round_on(&["web-2"], start + 3 * MINUTE - 1, "1.4.0");
+    let drift = |h: &Harness| {
+        h.events()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::VersionDrift)
+            .collect::<Vec<_>>()
+    };
+    assert!(drift(&h).is_empty(), "within the 2m grace");
+    h.round_on(&["web-2"], start + 3 * MINUTE, "1.4.0");
+    let events = drift(&h);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind.as_str(), "version_drift");
+    assert_eq!(events[0].fields["probes"], "web-2");
+    assert_eq!(events[0].fields["version"], "1.4.0");
+    assert_eq!(events[0].fields["deployed_version"], "1.4.1");
+    assert_eq!(events[0].fields["deploy_id"], passed.id);
+    assert_eq!(
+        events[0].summary,
+        "recall-api in prod: web-2 reports 1.4.0 instead of 1.4.1 (passed in d-1)"
+    );
+    h.round_on(&["web-2"], start + 5 * MINUTE, "1.4.0");
+    assert_eq!(drift(&h).len(), 1, "notified once");
+    // A new deploy is watched by its window, not by drift.
+    h.deploy("1.4.2");
+    h.round_on(&["web-2"], start + 9 * MINUTE, "1.4.0");
+    assert_eq!(drift(&h).len(), 1);
+}
+
+#[test]
+fn a_dry_run_service_gets_its_real_verdict_marked_advisory_and_counted() {
+    let h = harness_with(WatchSection {
+        services: vec![ServiceWatch {
+            name: "recall-api".into(),
+            dry_run: Some(true),
+        }],
+        ..WatchSection::default()
+    });
+    h.passed_release("1.4.1");
+    let start = h.clock_now();
+    let deploy = h.deploy("1.4.2");
+    assert!(deploy.dry_run);
+    let mut failing = http("readyz", start + MINUTE, 20);
+    failing.outcome = Outcome::Fail;
+    h.clock.set(start + MINUTE);
+    h.feed("web-1", Some("prod"), vec![failing]);
+    let deploy = h.verdict(&deploy);
+    assert_eq!(deploy.verdict, Verdict::Regressed, "the real verdict");
+    let event = h
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::DeployRegressed)
+        .unwrap();
+    assert!(
+        event
+            .summary
+            .starts_with("[dry run] recall-api 1.4.2 regressed"),
+        "{}",
+        event.summary
+    );
+    assert_eq!(event.fields["dry_run"], "true");
+    let deploys = h.watcher.deploys("recall-api", Some("prod"), None).unwrap();
+    let tally = rule_tally(&deploys);
+    assert_eq!(
+        tally["failing_check"],
+        RuleTally {
+            fired: 1,
+            dry_run: 1
+        }
+    );
+}
+
+#[test]
+fn verdicts_and_their_mails_carry_the_per_check_table() {
+    let h = harness();
+    h.passed_release("1.4.1");
+    let passed = h
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::DeployPassed)
+        .unwrap();
+    assert!(
+        passed
+            .details
+            .iter()
+            .any(|d| d.starts_with("check ") && d.contains("base n") && d.contains(" p ")),
+        "{:?}",
+        passed.details
+    );
+    assert!(
+        passed
+            .details
+            .iter()
+            .any(|d| d.starts_with("readyz") && d.contains("pass_rate") && d.contains("clean")),
+        "{:?}",
+        passed.details
+    );
+    let start = h.clock_now();
+    let deploy = h.deploy("1.4.2");
+    let mut failing = http("readyz", start + MINUTE, 20);
+    failing.outcome = Outcome::Fail;
+    h.clock.set(start + MINUTE);
+    h.feed("web-2", Some("prod"), vec![failing]);
+    let deploy = h.verdict(&deploy);
+    let hard = deploy
+        .explanation
+        .checks
+        .iter()
+        .find(|r| r.check == "readyz" && r.rule == Rule::HardFailure)
+        .unwrap();
+    assert_eq!(hard.outcome, RuleOutcome::Regressed);
+    // The hour before the second deploy: 90 results per probe before the first one and
+    // 14 in its window.
+    assert_eq!(hard.baseline.results, 312);
+    assert_eq!(hard.effect_text, "1 failures");
+    let json = serde_json::to_value(&deploy).unwrap();
+    assert_eq!(json["explanation"]["checks"][0]["rule"], "hard_failure");
+    let regressed = h
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::DeployRegressed)
+        .unwrap();
+    assert!(
+        regressed.details.iter().any(|d| d.starts_with("readyz")
+            && d.contains("hard_failure")
+            && d.contains("regressed")),
+        "{:?}",
+        regressed.details
     );
 }

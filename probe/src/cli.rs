@@ -13,6 +13,7 @@ use crate::config::{self, ConfigError};
 use crate::logging::LogFormat;
 use crate::output;
 use crate::report::CheckResult;
+use crate::secret::redact;
 
 /// Exit code: everything passed.
 pub const EXIT_OK: i32 = 0;
@@ -113,7 +114,7 @@ fn check_config(path: &std::path::Path) -> i32 {
 }
 
 fn report_config_error(error: &ConfigError) -> i32 {
-    eprintln!("error: {error}");
+    eprintln!("error: {}", redact(&error.to_string()));
     EXIT_USAGE
 }
 
@@ -129,7 +130,7 @@ async fn once(args: OnceArgs) -> i32 {
     let mut selected = match select_checks(checks, &args.services, &args.checks) {
         Ok(selected) => selected,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", redact(&message));
             return EXIT_USAGE;
         }
     };
@@ -148,13 +149,14 @@ async fn once(args: OnceArgs) -> i32 {
     let results = run_all(selected).await;
     match args.format {
         Format::Table => {
-            print!("{}", output::results_table(&results));
-            println!("{}", output::summary_line(&results));
+            print!("{}", redact(&output::results_table(&results)));
+            println!("{}", redact(&output::summary_line(&results)));
         }
         Format::Json => {
             let ok = results.iter().all(|r| r.outcome.is_pass());
             let doc = serde_json::json!({ "ok": ok, "results": results });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            println!("{}", redact(&text));
         }
     }
     if results.iter().all(|r| r.outcome.is_pass()) {

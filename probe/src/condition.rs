@@ -1919,4 +1919,21 @@ mod tests {
         rejects("latency < 5x", &["unknown unit"]);
         rejects("body.n == 1e999", &["too large"]);
     }
+
+    proptest::proptest! {
+        /// Arbitrary text, and text shaped like conditions, parses or errors: never panics.
+        #[test]
+        fn any_condition_text_parses_or_errors(text in "\\PC{0,60}") {
+            let _ = Condition::parse(&text);
+        }
+
+        #[test]
+        fn condition_shaped_text_parses_or_errors(
+            left in "(status|latency|body\\.[a-zé.\\[\\]0-9]{0,12}|header\\.[a-z-]{0,8}|cert\\.days_left|version|exit|value|[a-z]{0,6})",
+            op in "(==|!=|<|<=|>|>=|contains|matches|=|<>|)",
+            right in "(\"[^\"]{0,12}\"?|'[^']{0,8}'?|-?[0-9.e+]{0,25}(us|ms|s|m|h|d|x)?|true|null|[a-zé]{0,6})",
+        ) {
+            let _ = Condition::parse(&format!("{left} {op} {right}"));
+        }
+    }
 }

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::check::{self, Check, CheckSpec, Target};
 use crate::condition::Condition;
-use crate::report::CheckKind;
+use crate::limits::Limits;
+use crate::report::{CheckKind, ReportBatch};
+use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
 use crate::version::VersionSource;
 
@@ -30,10 +32,15 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// The problems are redacted ([`crate::secret`]): a value expanded from `${ENV}` is
+    /// shown as `${NAME}`, wherever the error is printed or logged.
     pub fn new(origin: impl Into<String>, problems: Vec<String>) -> Self {
         ConfigError {
             origin: origin.into(),
-            problems,
+            problems: problems
+                .into_iter()
+                .map(|p| secret::redact(&p).into_owned())
+                .collect(),
         }
     }
 }
@@ -100,6 +107,11 @@ pub struct ProbeSection {
     /// Send a heartbeat this often even when no check is due (default 15s).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: HumanDuration,
+    /// Longest wait between two delivery retries to a collector (default 30s). Sent
+    /// with every batch, so a restarted collector knows how long a healthy probe may
+    /// take to come back.
+    #[serde(default = "default_retry_cap")]
+    pub retry_cap: HumanDuration,
 }
 
 impl Default for ProbeSection {
@@ -112,6 +124,7 @@ impl Default for ProbeSection {
             flush_interval: default_flush_interval(),
             batch_size: default_batch_size(),
             heartbeat_interval: default_heartbeat(),
+            retry_cap: default_retry_cap(),
         }
     }
 }
@@ -131,6 +144,13 @@ pub struct CollectorSpec {
     /// Extra CA certificates (PEM) for an HTTPS collector.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to a collector that asks for one (mTLS); its
+    /// DNS name must be the probe's name.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[spool]`: where undelivered batches wait.
@@ -143,6 +163,10 @@ pub struct SpoolSection {
     /// Bound on the spool's size per collector; the oldest batches go first.
     #[serde(default = "default_spool_bytes")]
     pub max_bytes: ByteSize,
+    /// Bound on batches held in memory per collector while the spool cannot be written
+    /// (a full disk); beyond it the oldest are given up and leave a gap.
+    #[serde(default = "default_spool_memory_bytes")]
+    pub max_memory_bytes: ByteSize,
 }
 
 impl Default for SpoolSection {
@@ -150,6 +174,7 @@ impl Default for SpoolSection {
         SpoolSection {
             dir: default_spool_dir(),
             max_bytes: default_spool_bytes(),
+            max_memory_bytes: default_spool_memory_bytes(),
         }
     }
 }
@@ -185,11 +210,17 @@ fn default_batch_size() -> usize {
 fn default_heartbeat() -> HumanDuration {
     HumanDuration::from_secs(15)
 }
+fn default_retry_cap() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/lib/postflight/spool")
 }
 fn default_spool_bytes() -> ByteSize {
     ByteSize(64 * 1024 * 1024)
+}
+fn default_spool_memory_bytes() -> ByteSize {
+    ByteSize(crate::agent::spool::DEFAULT_MAX_MEMORY_BYTES)
 }
 fn default_interval() -> HumanDuration {
     HumanDuration::from_secs(30)
@@ -214,8 +245,8 @@ impl ProbeConfig {
         match (&spec.token, &spec.token_file) {
             (Some(_), Some(_)) => Err("set either token or token_file, not both".into()),
             (Some(token), None) => Ok(Some(token.clone())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|t| Some(t.trim().to_string()))
+            (None, Some(path)) => secret::read_secret_file(path)
+                .map(Some)
                 .map_err(|e| format!("cannot read token_file {}: {e}", path.display())),
             (None, None) => Ok(None),
         }
@@ -273,6 +304,10 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     if config.probe.batch_size == 0 {
         problems.push("probe.batch_size must be at least 1".into());
     }
+    if config.probe.retry_cap.0 < std::time::Duration::from_secs(1) {
+        problems.push("probe.retry_cap must be at least 1s".into());
+    }
+    problems.extend(beyond_wire_limits(&config));
     if problems.is_empty()
         && let Err(e) = build_checks(&config.checks, &config.defaults, text)
     {
@@ -285,36 +320,82 @@ pub fn parse_probe_config(text: &str, origin: &str) -> Result<ProbeConfig, Confi
     }
 }
 
+/// What the collector would refuse in every batch of this config ([`Limits::default`]):
+/// too large a batch, too many checks, labels or names that break a limit.
+fn beyond_wire_limits(config: &ProbeConfig) -> Vec<String> {
+    let limits = Limits::default();
+    let mut problems = Vec::new();
+    if config.probe.batch_size > limits.results_per_batch {
+        problems.push(format!(
+            "probe.batch_size {} is above the collector's limit of {} results per batch",
+            config.probe.batch_size, limits.results_per_batch
+        ));
+    }
+    if config.checks.len() > limits.series_per_probe {
+        problems.push(format!(
+            "{} checks are more than the collector's limit of {} series per probe",
+            config.checks.len(),
+            limits.series_per_probe
+        ));
+    }
+    let labelled = ReportBatch {
+        probe: config.probe.name.clone().unwrap_or_default(),
+        seq: 1,
+        sent_at_ms: 0,
+        labels: config.probe.labels.clone(),
+        probe_version: String::new(),
+        config_digest: String::new(),
+        heartbeat_interval_ms: 0,
+        retry_cap_ms: 0,
+        results: Vec::new(),
+    };
+    if let Err(e) = crate::limits::check_batch(&labelled, &limits) {
+        problems.push(format!("probe: {e}"));
+    }
+    problems
+}
+
 fn expand_probe_section(config: &mut ProbeConfig, text: &str, problems: &mut Vec<String>) {
-    let mut expand = |value: &mut String, key: &str| match expand_env(value) {
-        Ok(expanded) => *value = expanded,
-        Err(e) => problems.push(format!("{}{key}: {e}", line_prefix(text, value))),
+    let mut expand = |value: &mut String, key: &str, public: bool| {
+        let expanded = if public {
+            expand_env_public(value)
+        } else {
+            expand_env(value)
+        };
+        match expanded {
+            Ok(expanded) => *value = expanded,
+            Err(e) => problems.push(format!("{}{key}: {e}", line_prefix(text, value))),
+        }
     };
     if let Some(name) = config.probe.name.as_mut() {
-        expand(name, "probe.name");
+        expand(name, "probe.name", true);
     }
     for value in config.probe.labels.values_mut() {
-        expand(value, "probe.labels");
+        expand(value, "probe.labels", true);
     }
-    for collector in &mut config.collectors {
-        expand(&mut collector.url, "collectors.url");
+    for (index, collector) in config.collectors.iter_mut().enumerate() {
+        expand(&mut collector.url, "collectors.url", false);
+        secret::register_url_userinfo(&collector.url, &format!("collectors[{index}].url"));
         if let Some(token) = collector.token.as_mut() {
-            expand(token, "collectors.token");
+            expand(token, "collectors.token", false);
+            let key = format!("collectors[{index}].token");
+            secret::register(token, &SecretSource::Key(key));
         }
     }
 }
 
 fn validate_collector(collector: &CollectorSpec) -> Result<(), String> {
+    let shown = secret::mask_url(&collector.url);
     let url = reqwest::Url::parse(&collector.url)
-        .map_err(|e| format!("url {:?} is not a valid URL ({e})", collector.url))?;
+        .map_err(|e| format!("url {shown:?} is not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url {:?} must start with http:// or https://",
-            collector.url
-        ));
+        return Err(format!("url {shown:?} must start with http:// or https://"));
     }
     if collector.token.is_some() && collector.token_file.is_some() {
         return Err("set either token or token_file, not both".into());
+    }
+    if collector.cert_file.is_some() != collector.key_file.is_some() {
+        return Err("cert_file and key_file go together; set both".into());
     }
     Ok(())
 }
@@ -329,6 +410,7 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     };
     if let Some(http) = spec.http.as_mut() {
         expand(&mut http.url, "http.url");
+        secret::register_url_userinfo(&http.url, "http.url");
         for value in http.headers.values_mut() {
             expand(value, "http.headers");
         }
@@ -341,6 +423,7 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     }
     if let Some(metric) = spec.metric.as_mut() {
         expand(&mut metric.url, "metric.url");
+        secret::register_url_userinfo(&metric.url, "metric.url");
         for value in metric.headers.values_mut() {
             expand(value, "metric.headers");
         }
@@ -356,8 +439,19 @@ pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
     problems
 }
 
-/// Expand `${NAME}` / `${NAME:-default}`; `$$` is a literal `$`.
+/// Expand `${NAME}` / `${NAME:-default}`; `$$` is a literal `$`. Every value taken from
+/// the environment is registered as a secret ([`crate::secret`]), shown as `${NAME}`.
 pub fn expand_env(value: &str) -> Result<String, String> {
+    expand(value, true)
+}
+
+/// Expand like [`expand_env`] without registering the values: for the probe's name and
+/// labels, which identify the probe and are not secret.
+pub fn expand_env_public(value: &str) -> Result<String, String> {
+    expand(value, false)
+}
+
+fn expand(value: &str, register: bool) -> Result<String, String> {
     if !value.contains('$') {
         return Ok(value.to_string());
     }
@@ -383,7 +477,12 @@ pub fn expand_env(value: &str) -> Result<String, String> {
                 ));
             }
             match (std::env::var(name), fallback) {
-                (Ok(v), _) if !v.is_empty() => out.push_str(&v),
+                (Ok(v), _) if !v.is_empty() => {
+                    if register {
+                        secret::register(&v, &SecretSource::Env(name.to_string()));
+                    }
+                    out.push_str(&v)
+                }
                 (_, Some(fallback)) => out.push_str(fallback),
                 (Ok(_), None) => return Err(format!("environment variable {name} is empty")),
                 (Err(_), None) => {
@@ -684,6 +783,36 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("line 3"), "{found:?}");
         assert!(found[0].contains("lables"), "{found:?}");
+    }
+
+    #[test]
+    fn durations_that_used_to_abort_are_config_problems() {
+        for text in [
+            "[defaults]\ninterval = \"99999999999999999999s\"\n",
+            "[defaults]\ntimeout = 99999999999999\n",
+            "[probe]\nflush_interval = \"18446744073709551615s 1s\"\n",
+        ] {
+            let found = problems(text);
+            assert!(found[0].contains("line"), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn labels_and_batch_sizes_beyond_the_collectors_limits_are_problems() {
+        let long = "v".repeat(300);
+        let text = format!("[probe]\nbatch_size = 5000\nlabels = {{ env = \"{long}\" }}\n");
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|p| p.contains("batch_size 5000")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("label_value_length")),
+            "{found:?}"
+        );
+        let text = "[probe]\nlabels = { env = \"prod\\u001b[2J\" }\n";
+        let found = problems(text);
+        assert!(found[0].contains("control character"), "{found:?}");
     }
 
     #[test]

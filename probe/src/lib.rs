@@ -9,11 +9,15 @@
 //! - [`condition`]: the small expression language of `expect = [...]`.
 //! - [`version`]: `version_from`, where a result's service version comes from.
 //! - [`report`]: results and batches on the wire.
+//! - [`limits`]: what one batch may carry, applied by the probe before sending and by the
+//!   collector on receipt; control-character escaping for tables and emails.
 //! - [`units`]: durations and byte sizes as written in config.
 //! - [`agent`]: `postflight-probe run`, the always-on agent: scheduler, batcher, spool,
 //!   delivery to every collector, self-metrics.
 //! - [`cli`]: the `postflight-probe` commands and their exit codes.
 //! - [`logging`]: tracing set-up shared with the collector.
+//! - [`secret`]: the register of secret values and the redaction every outgoing text
+//!   passes through (logs, results, answers, notifications).
 //! - [`wildcard`]: `*` / `?` patterns in config.
 //! - [`output`]: the table and JSON that `postflight-probe once` prints.
 
@@ -22,9 +26,11 @@ pub mod check;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod output;
 pub mod report;
+pub mod secret;
 pub mod units;
 pub mod version;
 pub mod wildcard;

@@ -1,5 +1,7 @@
 //! Log set-up shared by both binaries: human or JSON lines on stderr, filtered by
-//! `POSTFLIGHT_LOG` (or `RUST_LOG`), default `info`. Secrets are never passed to the logger.
+//! `POSTFLIGHT_LOG` (or `RUST_LOG`), default `info`. Every line goes through
+//! [`crate::secret::RedactingStderr`], so a registered secret never reaches the log,
+//! whatever level or format.
 
 use tracing_subscriber::EnvFilter;
 
@@ -21,7 +23,7 @@ pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::secret::RedactingStderr);
     let _ = match format {
         LogFormat::Human => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -3,8 +3,10 @@
 //! [`Table`] is shared with the collector's CLI so every Postflight command prints the
 //! same way. [`results_table`] is the table of `postflight-probe once`.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::limits::escape_controls;
 use crate::report::CheckResult;
 use crate::units::format_duration;
 
@@ -24,8 +26,16 @@ impl Table {
         }
     }
 
-    /// Append a row; missing cells are blank, extra cells are ignored.
+    /// Append a row; missing cells are blank, extra cells are ignored. Control
+    /// characters are escaped ([`escape_controls`]): cells often hold text from the wire.
     pub fn row(&mut self, cells: Vec<String>) {
+        let cells = cells
+            .into_iter()
+            .map(|cell| match escape_controls(&cell) {
+                Cow::Borrowed(_) => cell,
+                Cow::Owned(escaped) => escaped,
+            })
+            .collect();
         self.rows.push(cells);
     }
 
@@ -48,10 +58,11 @@ impl Table {
             let mut line = String::new();
             for (i, width) in widths.iter().enumerate() {
                 let cell = row.get(i).map(String::as_str).unwrap_or("");
-                if i + 1 == columns {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(&format!("{cell:<width$}  "));
+                line.push_str(cell);
+                if i + 1 < columns {
+                    // Padded by hand: `format!`'s width is limited to 65,535.
+                    let pad = width.saturating_sub(cell.chars().count()) + 2;
+                    line.extend(std::iter::repeat_n(' ', pad));
                 }
             }
             out.push_str(line.trim_end());
@@ -99,5 +110,18 @@ mod tests {
         let mut table = Table::new(&["a", "bb"]);
         table.row(vec!["long".into(), "x".into()]);
         assert_eq!(table.render(), "A     BB\nlong  x\n");
+    }
+
+    #[test]
+    fn huge_and_hostile_cells_render_escaped() {
+        let mut table = Table::new(&["version", "reason"]);
+        let huge = "v".repeat(70_000);
+        table.row(vec![huge.clone(), "\u{1b}[2Jgone\r".into()]);
+        table.row(vec!["1".into(), "ok".into()]);
+        let rendered = table.render();
+        let lines: Vec<&str> = rendered.lines().collect();
+        assert_eq!(lines[1], format!("{huge}  \\u{{1b}}[2Jgone\\r"));
+        assert_eq!(lines[2].len(), 70_002 + 2);
+        assert!(!rendered.contains('\u{1b}'));
     }
 }

@@ -142,12 +142,39 @@ pub struct CheckResult {
     /// Every condition with expected and actual values.
     #[serde(default)]
     pub conditions: Vec<ConditionReport>,
+    /// How often the check runs, milliseconds (0: not said). The collector calls a
+    /// series stale when its newest result is older than three intervals.
+    #[serde(default)]
+    pub interval_ms: u64,
 }
 
 impl CheckResult {
     /// `service/check`, the check's id.
     pub fn id(&self) -> String {
         format!("{}/{}", self.service, self.check)
+    }
+
+    /// Replace every registered secret in the result's free text (reason, version,
+    /// conditions' expected and actual values and errors) by its marker. The check
+    /// runner does this before a result leaves it, so neither the spool, the collector
+    /// nor any output ever holds the value.
+    pub fn redact_secrets(&mut self) {
+        use crate::secret::redact_in_place;
+        if let Some(reason) = self.reason.as_mut() {
+            redact_in_place(reason);
+        }
+        if let Some(version) = self.facts.version.as_mut() {
+            redact_in_place(version);
+        }
+        self.facts.missing.iter_mut().for_each(redact_in_place);
+        for condition in &mut self.conditions {
+            redact_in_place(&mut condition.expression);
+            redact_in_place(&mut condition.expected);
+            redact_in_place(&mut condition.actual);
+            if let Some(error) = condition.error.as_mut() {
+                redact_in_place(error);
+            }
+        }
     }
 }
 
@@ -172,9 +199,19 @@ pub struct ReportBatch {
     /// How often the probe promises to report, milliseconds (for silence detection).
     #[serde(default)]
     pub heartbeat_interval_ms: u64,
+    /// Longest wait between the probe's delivery retries, milliseconds (0: not said).
+    /// After its own restart the collector waits this plus a heartbeat before calling
+    /// the probe silent, so a probe still backing off is not reported.
+    #[serde(default)]
+    pub retry_cap_ms: u64,
     #[serde(default)]
     pub results: Vec<CheckResult>,
 }
+
+/// HTTP request header carrying the probe's clock at each delivery attempt, unix
+/// milliseconds. A spooled batch was built long before it is sent; this header is read
+/// at the moment of sending, so the collector can estimate the probe's clock offset.
+pub const PROBE_TIME_HEADER: &str = "Postflight-Probe-Time-Ms";
 
 /// The collector's answer to a batch, sent only once the batch is durable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,51 +17,76 @@ pub struct HumanDuration(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);
 
-/// Parse `500ms`, `30s`, `5m`, `2h`, `14d`, `1h30m`, `250us`. A bare `0` is zero.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// The longest duration accepted anywhere (100 years): every `now + duration` and every
+/// conversion to milliseconds stays far inside `i64`.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Why a duration or a size did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("empty duration; write e.g. \"500ms\", \"30s\", \"5m\"")]
+    EmptyDuration,
+    #[error("invalid duration {text:?}: {reason}; write e.g. \"500ms\", \"30s\", \"1h30m\"")]
+    InvalidDuration { text: String, reason: String },
+    #[error("duration {text:?} is longer than the 100-year limit")]
+    DurationTooLong { text: String },
+    #[error("invalid size {text:?}; write e.g. \"64MiB\"")]
+    InvalidSize { text: String },
+    #[error("invalid size {text:?}: unknown unit {unit:?} (use KiB, MiB, GiB)")]
+    UnknownSizeUnit { text: String, unit: String },
+    #[error("size {text:?} is too large")]
+    SizeTooLarge { text: String },
+}
+
+/// Parse `500ms`, `30s`, `5m`, `2h`, `14d`, `1h30m`, `1.5s`, `250us`, `1h 30m` (the
+/// `humantime` syntax). A bare `0` is zero; a bare number without unit is an error.
+/// Durations above [`MAX_DURATION`] are refused.
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
     if s.is_empty() {
-        return Err("empty duration; write e.g. \"500ms\", \"30s\", \"5m\"".into());
+        return Err(UnitError::EmptyDuration);
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {text:?} lacks a unit (ms, s, m, h, d)"))?;
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?}; write e.g. \"500ms\", \"30s\", \"5m\""
-            ));
+    let duration = humantime::parse_duration(s).map_err(|e| UnitError::InvalidDuration {
+        text: shorten(text),
+        reason: duration_problem(&e),
+    })?;
+    if duration > MAX_DURATION {
+        return Err(UnitError::DurationTooLong {
+            text: shorten(text),
+        });
+    }
+    Ok(duration)
+}
+
+/// What is wrong with a duration, in the words config/README.md uses.
+fn duration_problem(error: &humantime::DurationError) -> String {
+    match error {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a number lacks its unit (us, ms, s, m, h, d, w)".into()
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid number in duration {text:?}"))?;
-        let after = &rest[digits..];
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let seconds = match &after[..unit_len] {
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "w" => 7.0 * 86400.0,
-            unit => {
-                return Err(format!(
-                    "invalid duration {text:?}: unknown unit {unit:?} (use us, ms, s, m, h, d, w)"
-                ));
-            }
-        };
-        total += Duration::from_secs_f64(number * seconds);
-        rest = &after[unit_len..];
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!(
+                "unknown unit {:?} (use us, ms, s, m, h, d, w)",
+                shorten(unit)
+            )
+        }
+        humantime::DurationError::NumberOverflow => "the number is too large".into(),
+        other => other.to_string(),
     }
-    Ok(total)
+}
+
+/// Whole milliseconds of `d` as `i64`, saturating (for time arithmetic on unix ms).
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// At most 64 characters of `text` for an error message (hostile input can be huge).
+fn shorten(text: &str) -> String {
+    const KEEP: usize = 64;
+    match text.char_indices().nth(KEEP) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 /// Render a duration compactly: `250ms`, `30s`, `5m`, `1h30m`, `14d`.
@@ -93,14 +118,14 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Parse `64MiB`, `1 MiB`, `512KiB`, `10MB`, `4096`, `512k`.
-pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+pub fn parse_byte_size(text: &str) -> Result<u64, UnitError> {
     let s = text.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
-    let number: f64 = s[..split]
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}; write e.g. \"64MiB\""))?;
+    let number: f64 = s[..split].parse().map_err(|_| UnitError::InvalidSize {
+        text: shorten(text),
+    })?;
     let factor: f64 = match s[split..].trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -110,12 +135,20 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         unit => {
-            return Err(format!(
-                "invalid size {text:?}: unknown unit {unit:?} (use KiB, MiB, GiB)"
-            ));
+            return Err(UnitError::UnknownSizeUnit {
+                text: shorten(text),
+                unit: shorten(unit),
+            });
         }
     };
-    Ok((number * factor) as u64)
+    let bytes = number * factor;
+    // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast exact-or-below.
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(UnitError::SizeTooLarge {
+            text: shorten(text),
+        });
+    }
+    Ok(bytes as u64)
 }
 
 impl HumanDuration {
@@ -134,8 +167,8 @@ impl fmt::Display for HumanDuration {
 }
 
 impl std::str::FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, UnitError> {
         parse_duration(s).map(HumanDuration)
     }
 }
@@ -154,7 +187,10 @@ impl<'de> Deserialize<'de> for HumanDuration {
             Raw::Text(t) => parse_duration(&t)
                 .map(HumanDuration)
                 .map_err(serde::de::Error::custom),
-            Raw::Seconds(s) => Ok(HumanDuration::from_secs(s)),
+            Raw::Seconds(s) if s <= MAX_DURATION.as_secs() => Ok(HumanDuration::from_secs(s)),
+            Raw::Seconds(s) => Err(serde::de::Error::custom(UnitError::DurationTooLong {
+                text: s.to_string(),
+            })),
         }
     }
 }
@@ -219,5 +255,56 @@ mod tests {
         assert_eq!(parse_byte_size("10MB"), Ok(10_000_000));
         assert_eq!(parse_byte_size("4096"), Ok(4096));
         assert!(parse_byte_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations_beyond_the_limit_are_errors_not_panics() {
+        for text in [
+            "99999999999999999999s",
+            "18446744073709551615s 1s",
+            "200y",
+            "1e30s",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250µs"), Ok(Duration::from_micros(250)));
+        let too_long: Result<HumanDuration, _> = toml::from_str::<toml::Table>("d = 99999999999")
+            .map(|t| t["d"].clone())
+            .and_then(HumanDuration::deserialize);
+        assert!(too_long.is_err());
+    }
+
+    #[test]
+    fn sizes_beyond_u64_are_errors() {
+        assert!(parse_byte_size("99999999999999999999GiB").is_err());
+        assert!(parse_byte_size("1.5.5MiB").is_err());
+    }
+
+    #[test]
+    fn millis_saturates() {
+        assert_eq!(millis(Duration::MAX), i64::MAX);
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_duration_text_parses_or_errors_within_the_limit(text in "\\PC{0,40}") {
+            if let Ok(d) = parse_duration(&text) {
+                proptest::prop_assert!(d <= MAX_DURATION);
+            }
+        }
+
+        #[test]
+        fn unit_shaped_duration_text_never_panics(text in "[0-9.]{0,30}(us|µs|ms|s|m|h|d|w|y|x)?[0-9.]{0,25}[smhd]?") {
+            let _ = parse_duration(&text);
+            let _ = parse_byte_size(&text);
+        }
+
+        #[test]
+        fn any_size_text_parses_or_errors(text in "[0-9.]{0,30} ?(k|KiB|MiB|GiB|mb|é)?") {
+            let _ = parse_byte_size(&text);
+        }
     }
 }

@@ -45,6 +45,8 @@ struct Seen {
     gzipped: u64,
     /// Bearer tokens seen.
     tokens: BTreeSet<String>,
+    /// `Postflight-Probe-Time-Ms` of every request, with the batch sequence it carried.
+    probe_times: Vec<(u64, i64)>,
 }
 
 /// How the fake collector answers.
@@ -149,6 +151,10 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         seen.requests.push(batches.len());
         if behaviour.down || behaviour.busy {
             seen.refused += 1;
+            if let Some(first) = batches.first() {
+                seen.probe_times
+                    .extend(probe_time(&headers).map(|t| (first.seq, t)));
+            }
             let mut response =
                 (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
             if behaviour.busy {
@@ -183,6 +189,8 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
 /// Stores one batch once; its ack.
 fn store(shared: &Shared, headers: &HeaderMap, gzipped: bool, batch: ReportBatch) -> ReportAck {
     let mut seen = shared.seen.lock().unwrap();
+    seen.probe_times
+        .extend(probe_time(headers).map(|t| (batch.seq, t)));
     seen.gzipped += u64::from(gzipped);
     if let Some(token) = headers
         .get("authorization")
@@ -207,6 +215,14 @@ fn store(shared: &Shared, headers: &HeaderMap, gzipped: bool, batch: ReportBatch
         stored,
         duplicate,
     }
+}
+
+/// The `Postflight-Probe-Time-Ms` header of a request.
+fn probe_time(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get("postflight-probe-time-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Poll `condition` every 20 ms for up to 20 s.
@@ -676,4 +692,66 @@ async fn metrics_endpoint_serves_blackbox_and_spool_metrics() {
     ] {
         assert!(text.contains(&needle), "missing {needle} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn every_attempt_carries_the_probe_time_and_batches_the_retry_cap_and_intervals() {
+    let collector = FakeCollector::start().await;
+    collector.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        dir.path(),
+        &[&collector],
+        1,
+        "retry_cap = \"2s\"\nlisten = \"127.0.0.1:0\"",
+    );
+    let agent = Agent::start(parse(&text), options()).await.unwrap();
+    wait_for("three refused attempts", || {
+        collector.seen(|s| s.refused) >= 3
+    })
+    .await;
+    collector.set_down(false);
+    wait_for("a result", || !collector.result_seqs().is_empty()).await;
+    let base = format!("http://{}", agent.metrics_addr().unwrap());
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    agent.shutdown().await;
+    let (times, first) = collector.seen(|s| (s.probe_times.clone(), s.stored[&1].clone()));
+    let first_attempts: Vec<i64> = times
+        .iter()
+        .filter(|(seq, _)| *seq == 1)
+        .map(|(_, t)| *t)
+        .collect();
+    assert!(first_attempts.len() >= 2, "batch 1 was retried: {times:?}");
+    assert!(
+        first_attempts.windows(2).all(|p| p[0] < p[1]),
+        "each attempt says the time of that attempt: {first_attempts:?}"
+    );
+    assert!(
+        *first_attempts.last().unwrap() > first.sent_at_ms,
+        "the retry's time is later than the batch's build time"
+    );
+    // options() caps the waits at 200 ms, below the configured 2 s: the batch says so.
+    assert_eq!(first.retry_cap_ms, 200);
+    let stored = collector.seen(|s| {
+        s.stored
+            .values()
+            .flat_map(|b| b.results.clone())
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        stored.iter().all(|r| r.interval_ms == 100),
+        "every result says its interval"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "postflight_probe_delivery_lag_seconds{{collector=\"{}\"}}",
+            collector.url()
+        )),
+        "lag metric missing in\n{metrics}"
+    );
 }

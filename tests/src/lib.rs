@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fleet;
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -186,6 +187,7 @@ pub fn result(
     version: Option<&str>,
 ) -> CheckResult {
     CheckResult {
+        interval_ms: 0,
         service: service.into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -208,6 +210,7 @@ pub fn result(
 pub fn status_result(service: &str, check: &str, at_ms: i64, status: u16) -> CheckResult {
     let ok = status == 200;
     CheckResult {
+        interval_ms: 0,
         service: service.into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -233,6 +236,7 @@ pub fn status_result(service: &str, check: &str, at_ms: i64, status: u16) -> Che
 /// A batch from `probe` with sequence `seq`.
 pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 0,
         probe: probe.into(),
         seq,
         sent_at_ms: now_ms(),

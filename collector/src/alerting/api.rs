@@ -159,7 +159,7 @@ async fn add_silence(
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
     let now = state.clock.now_ms();
-    let (alerting, by) = (alerting(&state), operator.clone());
+    let (alerting, by) = (alerting(&state), operator.name.clone());
     let silence = state
         .store
         .writer()

@@ -21,6 +21,10 @@
 //! retry_initial = "1s"         # first retry delay, doubled each time up to retry_max
 //! retry_max = "5m"
 //! keep_resolved = "30d"        # resolved incidents and their notifications are kept this long
+//! max_clock_skew = "30s"       # a probe clock further off opens a clock_skew incident
+//! clock_skew_severity = "warning"
+//! # standby_of = "http://primary:7878"  # HA standby: direct channels send only while
+//! # takeover_after = "30s"              # the primary's /readyz fails this long
 //!
 //! [[channels]]
 //! name = "oncall"
@@ -113,6 +117,20 @@ pub struct AlertingSection {
     /// Resolved incidents and finished notifications are kept this long (default 30d).
     #[serde(default = "default_keep_resolved")]
     pub keep_resolved: HumanDuration,
+    /// A probe whose clock is further than this from the collector's opens a
+    /// `clock_skew` incident (default 30s).
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew: HumanDuration,
+    /// Severity of clock-skew incidents (default warning).
+    #[serde(default = "default_probe_silent_severity")]
+    pub clock_skew_severity: Severity,
+    /// Base URL of the primary collector this one is the HA standby of (off when
+    /// absent): direct channels send only while the primary is down.
+    #[serde(default)]
+    pub standby_of: Option<String>,
+    /// How long the primary's `/readyz` must fail before the standby sends (default 30s).
+    #[serde(default = "default_takeover_after")]
+    pub takeover_after: HumanDuration,
 }
 
 impl Default for AlertingSection {
@@ -131,6 +149,10 @@ impl Default for AlertingSection {
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
             keep_resolved: default_keep_resolved(),
+            max_clock_skew: default_max_clock_skew(),
+            clock_skew_severity: default_probe_silent_severity(),
+            standby_of: None,
+            takeover_after: default_takeover_after(),
         }
     }
 }
@@ -161,6 +183,12 @@ fn default_retry_initial() -> HumanDuration {
 }
 fn default_retry_max() -> HumanDuration {
     HumanDuration::from_secs(300)
+}
+fn default_takeover_after() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_max_clock_skew() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 fn default_keep_resolved() -> HumanDuration {
     HumanDuration::from_secs(30 * 86400)
@@ -422,7 +450,8 @@ pub struct RouteMatch {
     /// Severities.
     #[serde(default)]
     pub severity: OneOrMany<Severity>,
-    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed.
+    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed,
+    /// version_drift.
     #[serde(default)]
     pub event: OneOrMany<EventKind>,
 }
@@ -537,6 +566,20 @@ fn validate_section(section: &AlertingSection) -> Vec<String> {
         .is_some_and(|d| d.0 < Duration::from_secs(1))
     {
         problems.push("alerting.silence_after must be at least 1s".to_string());
+    }
+    if let Some(primary) = &section.standby_of {
+        let scheme = primary.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("http" | "https")) {
+            problems.push(format!(
+                "alerting.standby_of {primary:?} must be the primary's base URL, e.g. \"http://primary:7878\""
+            ));
+        }
+    }
+    if section.takeover_after.0 < Duration::from_secs(1) {
+        problems.push("alerting.takeover_after must be at least 1s".to_string());
+    }
+    if section.max_clock_skew.0 < Duration::from_secs(2) {
+        problems.push("alerting.max_clock_skew must be at least 2s".to_string());
     }
     problems
 }

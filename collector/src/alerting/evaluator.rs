@@ -6,8 +6,10 @@
 //! env being the probes' `env` label): the [`Quorum`] over the probes reporting that
 //! check says whether the check is failing, i.e. whether an incident should be open.
 //!
-//! Per probe: when its last batch arrived and how often it promised to report, for
-//! probe-silence incidents.
+//! Per probe: when its last batch arrived, how often it promised to report and how long
+//! it may back off, its clock offset and delivery lag, for probe-silence incidents and
+//! freshness ([`super::freshness`]). Series whose probe is silent, or whose newest result
+//! is older than three check intervals, are stale: neither up nor down in the quorum.
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatch};
 
 use super::config::Quorum;
-
-/// Silence threshold when a probe did not say how often it reports.
-const FALLBACK_SILENCE_AFTER: Duration = Duration::from_secs(180);
+use super::freshness::{FALLBACK_SILENCE_AFTER, SilencePolicy, series_is_stale};
 
 /// Consecutive results needed to change a series' state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,9 @@ pub struct SeriesState {
     /// The service version this probe saw last.
     #[serde(default)]
     pub version: Option<String>,
+    /// How often the check runs, ms, as the probe said (0: not said).
+    #[serde(default)]
+    pub interval_ms: u64,
 }
 
 impl SeriesState {
@@ -81,6 +84,7 @@ impl SeriesState {
             reason: None,
             failing: Vec::new(),
             version: None,
+            interval_ms: 0,
         }
     }
 
@@ -88,6 +92,9 @@ impl SeriesState {
     pub fn observe(&mut self, result: &CheckResult, thresholds: Thresholds) -> bool {
         self.last_result_ms = result.started_at_ms;
         self.last_outcome = result.outcome;
+        if result.interval_ms > 0 {
+            self.interval_ms = result.interval_ms;
+        }
         if result.facts.version.is_some() {
             self.version = result.facts.version.clone();
         }
@@ -166,11 +173,13 @@ impl CheckKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckView {
     pub key: CheckKey,
-    /// Down series, by probe name.
+    /// Down series of fresh probes, by probe name.
     pub down: Vec<SeriesState>,
-    /// Probes reporting the check.
+    /// Fresh probes reporting the check (stale series are not counted).
     pub total: usize,
-    /// Whether the quorum of probes is down.
+    /// Probes whose series is stale (silent probe or old result): unknown, in no count.
+    pub stale: Vec<String>,
+    /// Whether the quorum of fresh probes is down.
     pub failing: bool,
 }
 
@@ -187,9 +196,45 @@ pub struct ProbeState {
     /// Services it reports results for.
     #[serde(default)]
     pub services: BTreeSet<String>,
+    /// Longest wait between its delivery retries, ms (0 if it did not say).
+    #[serde(default)]
+    pub retry_cap_ms: u64,
+    /// Its clock minus the collector's, ms, from its latest delivery attempt that said.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+    /// Receive time minus the (corrected) start of its newest result, ms.
+    #[serde(default)]
+    pub delivery_lag_ms: Option<i64>,
+    /// Set when an operator retired it; cleared when it reports again.
+    #[serde(default)]
+    pub retired: Option<Retirement>,
+}
+
+/// Who retired a probe, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// The operator token's name.
+    pub by: String,
 }
 
 impl ProbeState {
+    /// A probe never heard from.
+    pub fn named(name: &str) -> ProbeState {
+        ProbeState {
+            name: name.to_string(),
+            last_seen_ms: 0,
+            heartbeat_interval_ms: 0,
+            labels: BTreeMap::new(),
+            services: BTreeSet::new(),
+            retry_cap_ms: 0,
+            clock_offset_ms: None,
+            delivery_lag_ms: None,
+            retired: None,
+        }
+    }
+
     /// How long without a batch before the probe counts as silent.
     pub fn silence_after(&self, configured: Option<Duration>) -> Duration {
         match (configured, self.heartbeat_interval_ms) {
@@ -197,11 +242,6 @@ impl ProbeState {
             (None, 0) => FALLBACK_SILENCE_AFTER,
             (None, interval) => Duration::from_millis(interval.saturating_mul(3)),
         }
-    }
-
-    /// Silent at `now_ms`?
-    pub fn is_silent(&self, now_ms: i64, configured: Option<Duration>) -> bool {
-        now_ms - self.last_seen_ms > self.silence_after(configured).as_millis() as i64
     }
 }
 
@@ -221,15 +261,18 @@ pub struct BatchEffect {
 pub struct Evaluator {
     thresholds: Thresholds,
     quorum: Quorum,
+    policy: SilencePolicy,
     series: BTreeMap<Vec<u8>, SeriesState>,
     probes: BTreeMap<String, ProbeState>,
 }
 
 impl Evaluator {
-    pub fn new(thresholds: Thresholds, quorum: Quorum) -> Self {
+    /// An empty evaluator; probes are judged silent by `policy`.
+    pub fn new(thresholds: Thresholds, quorum: Quorum, policy: SilencePolicy) -> Self {
         Evaluator {
             thresholds,
             quorum,
+            policy,
             series: BTreeMap::new(),
             probes: BTreeMap::new(),
         }
@@ -255,17 +298,15 @@ impl Evaluator {
         let probe = self
             .probes
             .entry(batch.probe.clone())
-            .or_insert_with(|| ProbeState {
-                name: batch.probe.clone(),
-                last_seen_ms: received_at_ms,
-                heartbeat_interval_ms: batch.heartbeat_interval_ms,
-                labels: BTreeMap::new(),
-                services: BTreeSet::new(),
-            });
+            .or_insert_with(|| ProbeState::named(&batch.probe));
         probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
         if batch.heartbeat_interval_ms > 0 {
             probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
         }
+        if batch.retry_cap_ms > 0 {
+            probe.retry_cap_ms = batch.retry_cap_ms;
+        }
+        probe.retired = None;
         probe.labels = batch.labels.clone();
         for result in &results {
             probe.services.insert(result.service.clone());
@@ -304,16 +345,22 @@ impl Evaluator {
         effect
     }
 
-    /// The check's state across the probes reporting it.
-    pub fn check_view(&self, key: &CheckKey) -> CheckView {
+    /// The check's state across the probes reporting it at `now_ms`: stale series
+    /// (silent or retired probe, result older than three intervals) are unknown.
+    pub fn check_view(&self, key: &CheckKey, now_ms: i64) -> CheckView {
         let prefix = [key.service.as_bytes(), key.check.as_bytes(), b""].join(&0u8);
         let mut total = 0;
         let mut down = Vec::new();
+        let mut stale = Vec::new();
         for (_, state) in self.series.range(prefix.clone()..) {
             if !(state.service == key.service && state.check == key.check) {
                 break;
             }
             if state.env.clone().unwrap_or_default() != key.env {
+                continue;
+            }
+            if self.series_is_stale(state, now_ms) {
+                stale.push(state.probe.clone());
                 continue;
             }
             total += 1;
@@ -326,8 +373,37 @@ impl Evaluator {
             key: key.clone(),
             down,
             total,
+            stale,
             failing,
         }
+    }
+
+    /// Is `series` stale at `now_ms`?
+    pub fn series_is_stale(&self, series: &SeriesState, now_ms: i64) -> bool {
+        let freshness = match self.probes.get(&series.probe) {
+            Some(probe) => self.policy.freshness(probe, now_ms),
+            None => return false,
+        };
+        series_is_stale(series.last_result_ms, series.interval_ms, freshness, now_ms)
+    }
+
+    /// The service checks `probe` reports results for.
+    pub fn checks_of(&self, probe: &str) -> BTreeSet<CheckKey> {
+        self.series
+            .values()
+            .filter(|s| s.probe == probe)
+            .map(SeriesState::check_key)
+            .collect()
+    }
+
+    /// How silence is judged.
+    pub fn policy(&self) -> &SilencePolicy {
+        &self.policy
+    }
+
+    /// Mutable access to one probe (retirement, clock readings).
+    pub fn probe_mut(&mut self, name: &str) -> Option<&mut ProbeState> {
+        self.probes.get_mut(name)
     }
 
     /// Every probe.
@@ -349,6 +425,7 @@ mod tests {
 
     fn result(check: &str, at: i64, pass: bool) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "svc".into(),
             check: check.into(),
             kind: CheckKind::Http,
@@ -370,6 +447,7 @@ mod tests {
 
     fn batch(probe: &str, results: Vec<CheckResult>) -> ReportBatch {
         ReportBatch {
+            retry_cap_ms: 0,
             probe: probe.into(),
             seq: 1,
             sent_at_ms: 0,
@@ -388,6 +466,10 @@ mod tests {
                 success: 2,
             },
             quorum,
+            SilencePolicy {
+                configured: None,
+                started_at_ms: 0,
+            },
         )
     }
 
@@ -407,7 +489,7 @@ mod tests {
                 &batch("p1", vec![result("health", i * 1000, i % 2 == 0)]),
                 0,
             );
-            assert!(!eval.check_view(&key()).failing, "flapped down at {i}");
+            assert!(!eval.check_view(&key(), 0).failing, "flapped down at {i}");
         }
     }
 
@@ -415,15 +497,15 @@ mod tests {
     fn two_failures_take_it_down_and_two_passes_bring_it_back() {
         let mut eval = evaluator(Quorum::Any);
         eval.observe_batch(&batch("p1", vec![result("health", 1000, false)]), 0);
-        assert!(!eval.check_view(&key()).failing);
+        assert!(!eval.check_view(&key(), 0).failing);
         eval.observe_batch(&batch("p1", vec![result("health", 2000, false)]), 0);
-        let view = eval.check_view(&key());
+        let view = eval.check_view(&key(), 0);
         assert!(view.failing);
         assert_eq!(view.down[0].failing_since_ms, 1000);
         eval.observe_batch(&batch("p1", vec![result("health", 3000, true)]), 0);
-        assert!(eval.check_view(&key()).failing);
+        assert!(eval.check_view(&key(), 0).failing);
         eval.observe_batch(&batch("p1", vec![result("health", 4000, true)]), 0);
-        assert!(!eval.check_view(&key()).failing);
+        assert!(!eval.check_view(&key(), 0).failing);
     }
 
     #[test]
@@ -434,13 +516,13 @@ mod tests {
             eval.observe_batch(&batch("p2", vec![result("health", at, true)]), 0);
             eval.observe_batch(&batch("p3", vec![result("health", at, true)]), 0);
         }
-        let view = eval.check_view(&key());
+        let view = eval.check_view(&key(), 0);
         assert_eq!((view.down.len(), view.total), (1, 3));
         assert!(!view.failing);
         for at in [4000, 5000] {
             eval.observe_batch(&batch("p2", vec![result("health", at, false)]), 0);
         }
-        assert!(eval.check_view(&key()).failing);
+        assert!(eval.check_view(&key(), 0).failing);
     }
 
     #[test]
@@ -454,7 +536,7 @@ mod tests {
             ),
             0,
         );
-        assert!(!eval.check_view(&key()).failing);
+        assert!(!eval.check_view(&key(), 0).failing);
     }
 
     #[test]
@@ -462,8 +544,13 @@ mod tests {
         let mut eval = evaluator(Quorum::Any);
         eval.observe_batch(&batch("p1", vec![]), 100_000);
         let probe = eval.probe("p1").unwrap();
-        assert!(!probe.is_silent(130_000, None));
-        assert!(probe.is_silent(130_001, None));
-        assert!(!probe.is_silent(150_000, Some(Duration::from_secs(60))));
+        let policy = *eval.policy();
+        assert!(!policy.is_silent(probe, 130_000));
+        assert!(policy.is_silent(probe, 130_001));
+        let configured = SilencePolicy {
+            configured: Some(Duration::from_secs(60)),
+            ..policy
+        };
+        assert!(!configured.is_silent(probe, 150_000));
     }
 }

@@ -25,6 +25,8 @@ pub enum IncidentKind {
     Check,
     /// A probe that stopped reporting.
     ProbeSilent,
+    /// A probe whose clock is too far from the collector's.
+    ClockSkew,
 }
 
 impl IncidentKind {
@@ -33,6 +35,7 @@ impl IncidentKind {
         match self {
             IncidentKind::Check => EventKind::Incident,
             IncidentKind::ProbeSilent => EventKind::ProbeSilent,
+            IncidentKind::ClockSkew => EventKind::ClockSkew,
         }
     }
 }
@@ -101,9 +104,9 @@ impl ProbeFailure {
             }
             lines.push(line);
         }
-        if let Some(reason) = &self.reason
-            && (self.failing.is_empty() || self.outcome == Outcome::Error)
-        {
+        // The reason stays next to the conditions: for a `repeat = N` check it names the
+        // iteration that failed (`iteration 3/10: status == 200 (actual 500)`).
+        if let Some(reason) = &self.reason {
             lines.push(format!("  {reason}"));
         }
         lines
@@ -215,15 +218,57 @@ impl Incident {
         severity: Severity,
         now_ms: i64,
     ) -> Self {
-        let services: Vec<String> = probe.services.iter().cloned().collect();
         let summary = format!(
             "probe {} silent since {} UTC",
             probe.name,
             clock_time(probe.last_seen_ms)
         );
-        let mut incident = Incident {
+        let kind = IncidentKind::ProbeSilent;
+        let mut incident = Incident::about_probe(id, kind, probe, summary, severity, now_ms);
+        incident.started_at_ms = probe.last_seen_ms;
+        incident.note(
+            now_ms,
+            format!(
+                "opened: no batch for {}s (silent after {}s)",
+                (now_ms - probe.last_seen_ms) / 1000,
+                silence_after_ms / 1000
+            ),
+        );
+        incident
+    }
+
+    /// A new incident for a probe whose clock is `offset_ms` from the collector's.
+    pub fn for_clock_skew(
+        id: u64,
+        probe: &ProbeState,
+        offset_ms: i64,
+        severity: Severity,
+        now_ms: i64,
+    ) -> Self {
+        let summary = format!(
+            "probe {} clock is {} the collector's",
+            probe.name,
+            describe_offset(offset_ms)
+        );
+        let kind = IncidentKind::ClockSkew;
+        let mut incident = Incident::about_probe(id, kind, probe, summary, severity, now_ms);
+        incident.note(now_ms, format!("opened: {}", incident.summary));
+        incident
+    }
+
+    /// An open incident of `kind` about one probe (its services, its `env`), started now.
+    fn about_probe(
+        id: u64,
+        kind: IncidentKind,
+        probe: &ProbeState,
+        summary: String,
+        severity: Severity,
+        now_ms: i64,
+    ) -> Self {
+        let services: Vec<String> = probe.services.iter().cloned().collect();
+        Incident {
             id,
-            kind: IncidentKind::ProbeSilent,
+            kind,
             state: IncidentState::Open,
             service: if services.is_empty() {
                 "unknown".into()
@@ -234,8 +279,8 @@ impl Incident {
             check: None,
             probe: Some(probe.name.clone()),
             severity,
-            summary: summary.clone(),
-            started_at_ms: probe.last_seen_ms,
+            summary,
+            started_at_ms: now_ms,
             opened_at_ms: now_ms,
             resolved_at_ms: None,
             failing: Vec::new(),
@@ -245,16 +290,7 @@ impl Incident {
             last_notified_ms: None,
             silenced_by: None,
             history: Vec::new(),
-        };
-        incident.note(
-            now_ms,
-            format!(
-                "opened: no batch for {}s (silent after {}s)",
-                (now_ms - probe.last_seen_ms) / 1000,
-                silence_after_ms / 1000
-            ),
-        );
-        incident
+        }
     }
 
     /// Key of the thing the incident is about: at most one open incident per key.
@@ -269,6 +305,7 @@ impl Incident {
             IncidentKind::ProbeSilent => {
                 format!("probe\0{}", self.probe.clone().unwrap_or_default())
             }
+            IncidentKind::ClockSkew => clock_skew_key(self.probe.as_deref().unwrap_or_default()),
         }
     }
 
@@ -324,7 +361,9 @@ impl Incident {
         let mut fields = BTreeMap::new();
         let probes: Vec<&str> = match self.kind {
             IncidentKind::Check => self.failing.iter().map(|f| f.probe.as_str()).collect(),
-            IncidentKind::ProbeSilent => self.probe.iter().map(String::as_str).collect(),
+            IncidentKind::ProbeSilent | IncidentKind::ClockSkew => {
+                self.probe.iter().map(String::as_str).collect()
+            }
         };
         fields.insert(field::PROBES.to_string(), probes.join(","));
         fields.insert(field::INCIDENT.to_string(), self.id.to_string());
@@ -403,8 +442,32 @@ impl Incident {
                     lines.push(format!("it checks {}", self.services.join(", ")));
                 }
             }
+            IncidentKind::ClockSkew => {
+                lines.push(
+                    "its results are placed on the collector's clock; fix the host's time \
+                     sync (NTP) to clear this"
+                        .to_string(),
+                );
+                if !self.services.is_empty() {
+                    lines.push(format!("it checks {}", self.services.join(", ")));
+                }
+            }
         }
         lines
+    }
+}
+
+/// Key of the clock-skew incident of `probe`.
+pub fn clock_skew_key(probe: &str) -> String {
+    format!("clock\0{probe}")
+}
+
+/// `120s behind` / `1h00m ahead of`.
+pub fn describe_offset(offset_ms: i64) -> String {
+    if offset_ms < 0 {
+        format!("{} behind", span(offset_ms.saturating_neg()))
+    } else {
+        format!("{} ahead of", span(offset_ms))
     }
 }
 
@@ -539,7 +602,23 @@ mod tests {
                 error: None,
             }],
             version: Some(version.into()),
+            interval_ms: 10_000,
         }
+    }
+
+    #[test]
+    fn the_failing_iteration_stays_next_to_the_conditions() {
+        let mut flaky = series("web-1", "1.4.2");
+        flaky.reason = Some("iteration 3/10: status == 200 (actual 500)".into());
+        flaky.failing[0].actual = "500".into();
+        let lines = ProbeFailure::from_series(&flaky).describe();
+        assert_eq!(
+            lines[1..],
+            [
+                "  status == 200: expected == 200, actual 500".to_string(),
+                "  iteration 3/10: status == 200 (actual 500)".to_string(),
+            ]
+        );
     }
 
     fn view(down: Vec<SeriesState>, total: usize) -> CheckView {
@@ -551,6 +630,7 @@ mod tests {
             },
             down,
             total,
+            stale: Vec::new(),
             failing: true,
         }
     }

@@ -4,6 +4,9 @@
 //! per check quorum) -> [`incident`] (open / update / resolve, stored) -> [`route`] and
 //! [`silence`] (who gets it, unless silenced) -> [`outbox`] (written in the same sled
 //! transaction as the incident) -> [`channel`] (email, webhook, Alertmanager).
+//! On an HA standby ([`standby`]) direct channels send only while the primary is down.
+//! Each delivery's clock reading goes to [`Alerting::observe_receipt`] ([`skew`]): clock
+//! offset, delivery lag and `clock_skew` incidents.
 //! A once-a-second [`Alerting::tick`] opens probe-silence incidents, sends reminders
 //! (`repeat_interval`) and notifications held back by silences that ended; the outbox
 //! worker delivers and retries. [`api`] serves incidents and silences.
@@ -20,10 +23,14 @@ pub mod api;
 pub mod channel;
 pub mod config;
 pub mod evaluator;
+pub mod freshness;
 pub mod incident;
 pub mod outbox;
+pub mod retire;
 pub mod route;
 pub mod silence;
+pub mod skew;
+pub mod standby;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -48,10 +55,12 @@ use crate::store::writer::after_flush;
 
 use self::config::{AlertingConfig, AlertingSection};
 use self::evaluator::{CheckView, Evaluator, ProbeState, SeriesState, Thresholds};
+use self::freshness::{ProbeFreshness, SilencePolicy};
 use self::incident::{EventContext, Incident, IncidentState, IncidentTrees};
 use self::outbox::{EventRefresh, NotificationRecord, Outbox, OutboxSettings};
 use self::route::Routes;
 use self::silence::{MaintenanceWindow, NewSilence, Silence, Silences};
+use self::standby::Standby;
 
 /// Names of [`Event::fields`] alerting writes (and reads back when routing).
 pub mod field {
@@ -135,8 +144,10 @@ pub struct Alerting {
     state: Mutex<AlertState>,
     deploy_info: OnceLock<Arc<dyn DeployInfo>>,
     open_gauge: IntGauge,
-    /// When this process started alerting: probes get a grace period after a restart.
-    started_at_ms: i64,
+    /// Per-probe clock offset and lag gauges, refused results.
+    clock_metrics: skew::ClockMetrics,
+    /// Set on an HA standby (`alerting.standby_of`): polls the primary.
+    standby: Option<Arc<Standby>>,
     last_cleanup_ms: AtomicI64,
 }
 
@@ -191,9 +202,19 @@ impl Alerting {
             clock.clone(),
         )
         .context("opening the outbox")?;
+        let standby = match &settings.standby_of {
+            Some(primary) => {
+                let standby = Arc::new(Standby::new(primary, settings.takeover_after.0, &metrics)?);
+                outbox.set_standby(standby.clone());
+                tracing::info!(%primary, takeover_after = ?settings.takeover_after.0, "HA standby: email and webhook notifications are sent only while the primary is down");
+                Some(standby)
+            }
+            None => None,
+        };
         let open_gauge = IntGauge::new("postflight_incidents_open", "Incidents currently open.")
             .context("defining postflight_incidents_open")?;
         metrics.replace(open_gauge.clone());
+        let clock_metrics = skew::ClockMetrics::register(&metrics)?;
         let silences = Silences::open(db, windows).context("opening the silences tree")?;
         let alerting = Alerting {
             public_url: config.server.public_url.clone(),
@@ -216,13 +237,18 @@ impl Alerting {
                         success: settings.success_threshold.max(1),
                     },
                     settings.quorum,
+                    SilencePolicy {
+                        configured: settings.silence_after.map(|d| d.0),
+                        started_at_ms: clock.now_ms(),
+                    },
                 ),
                 open: BTreeMap::new(),
             }),
             settings,
             deploy_info: OnceLock::new(),
             open_gauge,
-            started_at_ms: clock.now_ms(),
+            clock_metrics,
+            standby,
             last_cleanup_ms: AtomicI64::new(i64::MIN),
         };
         alerting.load().context("loading alert state")?;
@@ -275,6 +301,24 @@ impl Alerting {
         &self.clock
     }
 
+    /// Where probe `name` stands at `now_ms` (None: never heard from).
+    pub fn probe_freshness(&self, name: &str, now_ms: i64) -> Option<ProbeFreshness> {
+        let state = self.lock();
+        let probe = state.evaluator.probe(name)?;
+        Some(state.evaluator.policy().freshness(probe, now_ms))
+    }
+
+    /// Every probe alerting knows, with where it stands at `now_ms`.
+    pub fn probes(&self, now_ms: i64) -> Vec<(ProbeState, ProbeFreshness)> {
+        let state = self.lock();
+        let policy = *state.evaluator.policy();
+        state
+            .evaluator
+            .probes()
+            .map(|probe| (probe.clone(), policy.freshness(probe, now_ms)))
+            .collect()
+    }
+
     /// The `[alerting]` settings in force.
     pub fn settings(&self) -> &AlertingSection {
         &self.settings
@@ -298,7 +342,7 @@ impl Alerting {
             changes.incident(&incident);
         }
         for key in effect.checks {
-            let view = state.evaluator.check_view(&key);
+            let view = state.evaluator.check_view(&key, received_at_ms);
             self.reconcile_check(&mut state, &view, received_at_ms, &mut changes);
         }
         self.commit(&mut state, changes);
@@ -326,6 +370,8 @@ impl Alerting {
                     changes.incident(incident);
                 }
             }
+            // Every probe of the check is stale: unknown, the incident stays as it is.
+            (Some(_), false) if view.total == 0 => {}
             (Some(incident), false) => {
                 let why = if view.down.is_empty() {
                     "passing again on every probe".to_string()
@@ -383,21 +429,22 @@ impl Alerting {
     }
 
     fn open_silent_probes(&self, state: &mut AlertState, now_ms: i64, changes: &mut Changes) {
-        let configured = self.settings.silence_after.map(|d| d.0);
+        let policy = *state.evaluator.policy();
         let silent: Vec<ProbeState> = state
             .evaluator
             .probes()
             .filter(|probe| !state.open.contains_key(&probe_incident_key(&probe.name)))
-            .filter(|probe| {
-                // After a restart, probes get a full silence period to report again.
-                let since = probe.last_seen_ms.max(self.started_at_ms);
-                now_ms - since > probe.silence_after(configured).as_millis() as i64
-            })
+            .filter(|probe| policy.freshness(probe, now_ms) == ProbeFreshness::Silent)
             .cloned()
             .collect();
         for probe in silent {
+            // Its series are stale now: checks counting on it are judged without it.
+            for key in state.evaluator.checks_of(&probe.name) {
+                let view = state.evaluator.check_view(&key, now_ms);
+                self.reconcile_check(state, &view, now_ms, changes);
+            }
             let Some(id) = self.next_id() else { return };
-            let after = probe.silence_after(configured).as_millis() as i64;
+            let after = policy.threshold_ms(&probe);
             let mut incident = Incident::for_silent_probe(
                 id,
                 &probe,
@@ -485,7 +532,10 @@ impl Alerting {
         let waits = !event.reminder
             && matches!(
                 event.kind,
-                EventKind::Incident | EventKind::Resolved | EventKind::ProbeSilent
+                EventKind::Incident
+                    | EventKind::Resolved
+                    | EventKind::ProbeSilent
+                    | EventKind::ClockSkew
             );
         let not_before = if waits {
             now_ms + self.settings.group_wait.0.as_millis() as i64
@@ -660,6 +710,7 @@ impl Alerting {
     /// Start the outbox worker and the once-a-second ticker.
     pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let worker = tokio::spawn(self.outbox.clone().run(stop.clone()));
+        let stop_standby = stop.clone();
         let alerting = self.clone();
         let mut stopped = stop;
         let ticker = tokio::spawn(async move {
@@ -673,17 +724,25 @@ impl Alerting {
                 if let Err(error) = alerting.writer.write(move || ticking.tick(now)).await {
                     tracing::error!(%error, "alerting tick not stored");
                 }
-                alerting.refresh_channels(now).await;
+                // Re-sends run on their own: a slow Alertmanager never holds back
+                // the tick (each channel skips a re-send while one is under way).
+                let refreshing = alerting.clone();
+                tokio::spawn(async move { refreshing.refresh_channels(now).await });
             }
         });
-        vec![worker, ticker]
+        let mut tasks = vec![worker, ticker];
+        if let Some(standby) = &self.standby {
+            tasks.push(tokio::spawn(
+                standby.clone().run(self.clock.clone(), stop_standby),
+            ));
+        }
+        tasks
     }
 
-    /// Channel upkeep (Alertmanager re-sends) at `now_ms`.
+    /// Channel upkeep (Alertmanager re-sends) at `now_ms`, every channel at once.
     pub async fn refresh_channels(&self, now_ms: i64) {
-        for channel in self.outbox.channels().values() {
-            channel.refresh(now_ms).await;
-        }
+        let channels = self.outbox.channels().values();
+        futures_util::future::join_all(channels.map(|channel| channel.refresh(now_ms))).await;
     }
 }
 
@@ -711,7 +770,10 @@ impl IngestListener for Alerting {
 impl EventRefresh for Alerting {
     /// Opening and reminder events of a still-open incident show its current state.
     fn refresh(&self, event: &Event) -> Option<Event> {
-        if !matches!(event.kind, EventKind::Incident | EventKind::ProbeSilent) {
+        if !matches!(
+            event.kind,
+            EventKind::Incident | EventKind::ProbeSilent | EventKind::ClockSkew
+        ) {
             return None;
         }
         let id: u64 = event.fields.get(field::INCIDENT)?.parse().ok()?;

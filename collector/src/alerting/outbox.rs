@@ -17,9 +17,16 @@
 //! After a successful send the entries are moved to `notifications` (on the storage
 //! writer, like every write) and flushed before anything else happens, so a restart does not send them again; on start the worker
 //! delivers whatever is pending.
+//!
+//! Groups are delivered independently: the worker starts each due group in a task of its
+//! own and does not wait for it, so a channel whose server hangs (an SMTP server that
+//! never greets) delays no other channel, nor other groups of its own channel. A group
+//! is never in flight twice; each attempt is bounded by the channel's `timeout`. Each
+//! notification's id ([`notification_id`]) depends only on its entries, so a retry or a
+//! restart sends the same `Message-ID` / `Idempotency-Key` again.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, Weak};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -27,13 +34,21 @@ use prometheus::IntGauge;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::event::{Event, EventKind};
 use crate::metrics::Metrics;
 use crate::store::Writer;
 
+use postflight_probe::secret;
+
 use super::channel::{Channel, Notification, SendError};
+use super::standby::{DirectGate, POLL_INTERVAL, Standby};
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// One delivery attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +99,8 @@ pub enum DeliveryState {
     Pending,
     Delivered,
     Failed,
+    /// Not sent by this HA standby: its primary was ready and sends it.
+    LeftToPrimary,
 }
 
 /// A notification as the incident page shows it.
@@ -166,6 +183,8 @@ pub struct PassReport {
     pub retrying: usize,
     /// Entries given up.
     pub failed: usize,
+    /// Entries an HA standby left to its ready primary.
+    pub left_to_primary: usize,
 }
 
 /// The outbox and its delivery worker.
@@ -180,10 +199,12 @@ pub struct Outbox {
     pending_gauge: IntGauge,
     clock: Arc<dyn Clock>,
     wake: Notify,
-    /// One delivery pass at a time.
-    pass: tokio::sync::Mutex<()>,
+    /// Group keys being delivered right now: a group is never sent twice at once.
+    in_flight: Arc<Mutex<HashSet<String>>>,
     /// Re-renders events at delivery (weak: the renderer owns the outbox).
     refresh: OnceLock<Weak<dyn EventRefresh>>,
+    /// Set on an HA standby: decides whether direct channels send.
+    standby: OnceLock<Arc<Standby>>,
 }
 
 impl Outbox {
@@ -218,11 +239,30 @@ impl Outbox {
             pending_gauge,
             clock,
             wake: Notify::new(),
-            pass: tokio::sync::Mutex::new(()),
+            in_flight: Arc::new(Mutex::new(HashSet::new())),
             refresh: OnceLock::new(),
+            standby: OnceLock::new(),
         };
         outbox.pending_gauge.set(outbox.pending.len() as i64);
         Ok(outbox)
+    }
+
+    /// Make this an HA standby's outbox: direct channels ask `standby` before sending.
+    pub fn set_standby(&self, standby: Arc<Standby>) {
+        let _ = self.standby.set(standby);
+    }
+
+    /// What the standby says about a notification to `channel` (Send when not a
+    /// standby or for Alertmanager channels, which send from both collectors).
+    fn standby_gate(&self, channel: &str, queued_at_ms: i64) -> DirectGate {
+        let direct = self
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.kind() != "alertmanager");
+        match self.standby.get() {
+            Some(standby) if direct => standby.gate(queued_at_ms),
+            _ => DirectGate::Send,
+        }
     }
 
     /// Render events again at delivery time with `refresh`.
@@ -231,11 +271,14 @@ impl Outbox {
     }
 
     fn current(&self, event: &Event) -> Event {
-        self.refresh
+        let mut current = self
+            .refresh
             .get()
             .and_then(Weak::upgrade)
             .and_then(|refresh| refresh.refresh(event))
-            .unwrap_or_else(|| event.clone())
+            .unwrap_or_else(|| event.clone());
+        current.redact_secrets();
+        current
     }
 
     /// The `outbox` tree, for callers' transactions.
@@ -257,11 +300,13 @@ impl Outbox {
         now_ms: i64,
         not_before_ms: i64,
     ) -> (Vec<u8>, Vec<u8>) {
+        let mut event = event.clone();
+        event.redact_secrets();
         let entry = OutboxEntry {
             id,
             channel: channel.to_string(),
-            group_key: group_key(channel, event),
-            event: event.clone(),
+            group_key: group_key(channel, &event),
+            event,
             created_at_ms: now_ms,
             not_before_ms,
             next_attempt_ms: not_before_ms,
@@ -313,9 +358,18 @@ impl Outbox {
         self.pending().iter().map(OutboxEntry::due_at).min()
     }
 
-    /// Send every group that is due at `now_ms`; groups go out concurrently.
-    pub async fn deliver_due(&self, now_ms: i64) -> PassReport {
-        let _pass = self.pass.lock().await;
+    /// When the next entry of a group not in flight is due: what the worker waits for.
+    fn next_idle_due_ms(&self) -> Option<i64> {
+        let busy = self.in_flight.lock().map(|b| b.clone()).unwrap_or_default();
+        self.pending()
+            .iter()
+            .filter(|entry| !busy.contains(&entry.group_key))
+            .map(OutboxEntry::due_at)
+            .min()
+    }
+
+    /// Take the groups due at `now_ms` that are not in flight, and mark them in flight.
+    fn claim_due(&self, now_ms: i64) -> Vec<Claimed> {
         let mut groups: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
         for entry in self.pending() {
             groups
@@ -323,18 +377,38 @@ impl Outbox {
                 .or_default()
                 .push(entry);
         }
-        let due: Vec<Vec<OutboxEntry>> = groups
-            .into_values()
-            .filter(|group| group.iter().any(|e| e.due_at() <= now_ms))
-            .map(|group| {
-                group
-                    .into_iter()
-                    .filter(|e| e.attempts.is_empty() || e.next_attempt_ms <= now_ms)
-                    .collect()
-            })
-            .collect();
-        let reports = join_all(due.into_iter().map(|group| self.deliver(group, now_ms))).await;
-        self.pending_gauge.set(self.pending.len() as i64);
+        let Ok(mut busy) = self.in_flight.lock() else {
+            return Vec::new();
+        };
+        let mut claimed = Vec::new();
+        for (key, group) in groups {
+            if busy.contains(&key) || !group.iter().any(|e| e.due_at() <= now_ms) {
+                continue;
+            }
+            busy.insert(key.clone());
+            let entries = group
+                .into_iter()
+                .filter(|e| e.attempts.is_empty() || e.next_attempt_ms <= now_ms)
+                .collect();
+            claimed.push(Claimed {
+                in_flight: self.in_flight.clone(),
+                key,
+                entries,
+            });
+        }
+        claimed
+    }
+
+    /// Send every group that is due at `now_ms` and not already in flight, concurrently,
+    /// and wait for them (the worker does not wait: see [`Outbox::run`]).
+    pub async fn deliver_due(&self, now_ms: i64) -> PassReport {
+        let claimed = self.claim_due(now_ms);
+        let reports = join_all(
+            claimed
+                .into_iter()
+                .map(|group| self.deliver_claimed(group, now_ms)),
+        )
+        .await;
         reports
             .into_iter()
             .fold(PassReport::default(), |total, report| PassReport {
@@ -342,7 +416,17 @@ impl Outbox {
                 delivered: total.delivered + report.delivered,
                 retrying: total.retrying + report.retrying,
                 failed: total.failed + report.failed,
+                left_to_primary: total.left_to_primary + report.left_to_primary,
             })
+    }
+
+    /// Deliver a claimed group, then free it.
+    async fn deliver_claimed(&self, mut claimed: Claimed, now_ms: i64) -> PassReport {
+        let entries = std::mem::take(&mut claimed.entries);
+        let report = self.deliver(entries, now_ms).await;
+        self.pending_gauge.set(self.pending.len() as i64);
+        drop(claimed);
+        report
     }
 
     async fn deliver(&self, mut group: Vec<OutboxEntry>, now_ms: i64) -> PassReport {
@@ -350,7 +434,25 @@ impl Outbox {
             return PassReport::default();
         };
         let channel_name = first.channel.clone();
+        let queued_at_ms = group
+            .iter()
+            .map(|e| e.created_at_ms)
+            .min()
+            .unwrap_or(now_ms);
+        match self.standby_gate(&channel_name, queued_at_ms) {
+            DirectGate::Send => {}
+            DirectGate::LeaveToPrimary => {
+                return self
+                    .finish(&group, DeliveryState::LeftToPrimary, now_ms)
+                    .await;
+            }
+            DirectGate::Hold => {
+                let next = now_ms.saturating_add(duration_ms(POLL_INTERVAL));
+                return self.reschedule(&mut group, next).await;
+            }
+        }
         let notification = Notification {
+            id: notification_id(&group),
             channel: channel_name.clone(),
             group_key: first.group_key.clone(),
             events: group.iter().map(|e| self.current(&e.event)).collect(),
@@ -366,7 +468,10 @@ impl Outbox {
         let attempt = DeliveryAttempt {
             at_ms: now_ms,
             ok: outcome.is_ok(),
-            error: outcome.as_ref().err().map(|e| e.message.clone()),
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|e| secret::redact(&e.message).into_owned()),
             duration_ms: started.elapsed().as_millis() as u64,
             batch: group.len(),
         };
@@ -382,6 +487,10 @@ impl Outbox {
                     .min()
                     .unwrap_or(now_ms);
                 let too_old = now_ms - oldest >= self.settings.max_age.as_millis() as i64;
+                let error = SendError {
+                    message: secret::redact(&error.message).into_owned(),
+                    ..error
+                };
                 if error.retryable && !too_old {
                     self.retry_later(&mut group, now_ms, &error).await
                 } else {
@@ -430,6 +539,7 @@ impl Outbox {
         }
         let label = match state {
             DeliveryState::Delivered => "sent",
+            DeliveryState::LeftToPrimary => "left_to_primary",
             _ => "failed",
         };
         let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
@@ -441,6 +551,10 @@ impl Outbox {
             DeliveryState::Delivered => PassReport {
                 sent: 1,
                 delivered: group.len(),
+                ..PassReport::default()
+            },
+            DeliveryState::LeftToPrimary => PassReport {
+                left_to_primary: group.len(),
                 ..PassReport::default()
             },
             _ => PassReport {
@@ -465,6 +579,20 @@ impl Outbox {
             error = %error.message,
             "notification not delivered; will retry"
         );
+        self.reschedule(group, next).await;
+        let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
+        self.metrics
+            .notifications
+            .with_label_values(&[channel, "retry"])
+            .inc_by(group.len() as u64);
+        PassReport {
+            retrying: group.len(),
+            ..PassReport::default()
+        }
+    }
+
+    /// Store `group` as due again at `next` (no attempt counted by itself).
+    async fn reschedule(&self, group: &mut [OutboxEntry], next: i64) -> PassReport {
         let mut rows = Vec::with_capacity(group.len());
         for entry in group.iter_mut() {
             entry.next_attempt_ms = next;
@@ -483,15 +611,7 @@ impl Outbox {
             Ok(Err(error)) => tracing::error!(%error, "cannot record a delivery attempt"),
             Err(error) => tracing::error!(%error, "cannot record a delivery attempt"),
         }
-        let channel = group.first().map(|e| e.channel.as_str()).unwrap_or("");
-        self.metrics
-            .notifications
-            .with_label_values(&[channel, "retry"])
-            .inc_by(group.len() as u64);
-        PassReport {
-            retrying: group.len(),
-            ..PassReport::default()
-        }
+        PassReport::default()
     }
 
     /// Forget finished notifications older than `cutoff_ms`. Writes: run it on the
@@ -511,14 +631,24 @@ impl Outbox {
         Ok(removed)
     }
 
-    /// Deliver until `stop`: a pass whenever woken, when an entry falls due, or every
-    /// `poll` at the latest.
+    /// Deliver until `stop`: whenever woken, when an entry falls due, or every `poll` at
+    /// the latest, start every due group in its own task (without waiting for it).
+    /// Deliveries still in flight at `stop` are dropped; their entries stay pending and
+    /// go out, with the same id, after the restart.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut deliveries = JoinSet::new();
         loop {
+            while deliveries.try_join_next().is_some() {}
             let now = self.clock.now_ms();
-            self.deliver_due(now).await;
+            for group in self.claim_due(now) {
+                let outbox = self.clone();
+                deliveries.spawn(async move {
+                    outbox.deliver_claimed(group, now).await;
+                    outbox.wake.notify_one();
+                });
+            }
             let poll = self.settings.poll;
-            let wait = match self.next_due_ms() {
+            let wait = match self.next_idle_due_ms() {
                 Some(due) => Duration::from_millis((due - now).max(0) as u64).min(poll),
                 None => poll,
             };
@@ -531,12 +661,48 @@ impl Outbox {
     }
 }
 
-/// Send, but never wait forever on a channel.
-async fn send_bounded(channel: &dyn Channel, notification: &Notification) -> Result<(), SendError> {
-    match tokio::time::timeout(Duration::from_secs(120), channel.send(notification)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(SendError::retry("delivery took longer than 120s")),
+/// A group taken for delivery; dropping it (delivered, or the task cancelled) frees the
+/// group for the next attempt.
+struct Claimed {
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    key: String,
+    entries: Vec<OutboxEntry>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.in_flight.lock() {
+            busy.remove(&self.key);
+        }
     }
+}
+
+/// Send, but give up after the channel's `timeout`.
+async fn send_bounded(channel: &dyn Channel, notification: &Notification) -> Result<(), SendError> {
+    let timeout = channel.timeout();
+    match tokio::time::timeout(timeout, channel.send(notification)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(SendError::retry(format!(
+            "no answer within the channel's timeout ({}s)",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// The id of the notification made of `entries`: the smallest entry id and a hash of all
+/// of them, e.g. `17-9f0c3a1be2d4c657`. It depends only on which entries go together, so
+/// every retry and a restart send the same id.
+pub fn notification_id(entries: &[OutboxEntry]) -> String {
+    let mut ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    // FNV-1a: stable across builds and versions, unlike std's hasher.
+    let hash = ids
+        .iter()
+        .flat_map(|id| id.to_be_bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{}-{hash:016x}", ids.first().copied().unwrap_or(0))
 }
 
 /// Entries with the same key go out as one notification: channel, service, environment
@@ -594,5 +760,41 @@ mod tests {
         };
         let delays: Vec<u64> = (1..=8).map(|n| settings.backoff(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+    }
+
+    fn entry(id: u64) -> OutboxEntry {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "id": "42", "kind": "incident", "severity": "critical", "service": "s",
+            "summary": "s failing", "started_at_ms": 0
+        }))
+        .unwrap();
+        OutboxEntry {
+            id,
+            channel: "c".into(),
+            group_key: group_key("c", &event),
+            event,
+            created_at_ms: 0,
+            not_before_ms: 0,
+            next_attempt_ms: 0,
+            attempts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_notification_id_depends_only_on_which_entries_go_together() {
+        let id = notification_id(&[entry(7), entry(9)]);
+        assert!(id.starts_with("7-"), "{id}");
+        assert_eq!(id, notification_id(&[entry(9), entry(7)]));
+        let mut retried = entry(7);
+        retried.attempts.push(DeliveryAttempt {
+            at_ms: 5,
+            ok: false,
+            error: Some("down".into()),
+            duration_ms: 1,
+            batch: 2,
+        });
+        assert_eq!(id, notification_id(&[retried, entry(9)]));
+        assert_ne!(id, notification_id(&[entry(7)]));
+        assert_ne!(id, notification_id(&[entry(7), entry(10)]));
     }
 }

@@ -90,6 +90,8 @@ pub(crate) struct Catalog {
     by_name: BTreeMap<String, ServiceSeries>,
     /// The next id to hand out.
     next_id: SeriesId,
+    /// Series per probe name (for `limits.series_per_probe`).
+    per_probe: HashMap<String, usize>,
 }
 
 impl Catalog {
@@ -120,7 +122,15 @@ impl Catalog {
             .or_default()
             .insert(meta.probe.clone(), id);
         self.next_id = self.next_id.max(id.saturating_add(1));
-        self.by_id.insert(id, meta);
+        let probe = meta.probe.clone();
+        if self.by_id.insert(id, meta).is_none() {
+            *self.per_probe.entry(probe).or_default() += 1;
+        }
+    }
+
+    /// How many series `probe` has.
+    pub(crate) fn count_for_probe(&self, probe: &str) -> usize {
+        self.per_probe.get(probe).copied().unwrap_or(0)
     }
 
     /// Reserves a fresh id (not yet persisted).

@@ -142,7 +142,12 @@ impl Store {
         received_at_ms: i64,
     ) -> Result<IngestOutcome, StoreError> {
         validate(batch)?;
-        self.ingest_serialized(batch, received_at_ms)
+        let outcome = self.ingest_serialized(batch, received_at_ms)?;
+        if !outcome.duplicate {
+            // Noted in the acknowledged record once this commit is flushed.
+            lock(&self.inner.ack_touched).insert(batch.probe.clone());
+        }
+        Ok(outcome)
     }
 
     fn ingest_serialized(
@@ -178,6 +183,12 @@ impl Store {
         let mut new_series = Vec::new();
         let series = self.resolve_series(batch, &mut new_series);
         let entry = build_entry(batch, received_at_ms, verdict, &state.record, &series);
+        let intervals: HashMap<SeriesId, u64> = series
+            .iter()
+            .zip(&batch.results)
+            .filter(|(_, result)| result.interval_ms > 0)
+            .map(|((id, _), result)| (*id, result.interval_ms))
+            .collect();
         let metas: HashMap<SeriesId, Arc<SeriesMeta>> = series.into_iter().collect();
         let mut record = state.record.clone();
         let accounting = account_entry(&mut record, &batch.probe, &entry, verdict, &|id| {
@@ -194,7 +205,7 @@ impl Store {
             entry,
             seal: None,
         };
-        self.plan_latest(&accounting.effective, &mut plan);
+        self.plan_latest(&accounting.effective, &intervals, &mut plan);
         self.plan_dirty_hours(&mut plan);
         if state.inbox.due_with(&plan.entry) {
             let mut versions = state.pending_versions.clone();
@@ -264,13 +275,21 @@ impl Store {
         (id, meta)
     }
 
-    fn plan_latest(&self, effective: &[Vec<Option<String>>], plan: &mut IngestPlan) {
+    fn plan_latest(
+        &self,
+        effective: &[Vec<Option<String>>],
+        intervals: &HashMap<SeriesId, u64>,
+        plan: &mut IngestPlan,
+    ) {
         let latest = read(&self.inner.latest);
         for ((id, results), versions) in plan.entry.groups.iter().zip(effective) {
             let before = latest.get(id).cloned();
-            let Some(status) = next_latest(before.clone(), results, versions) else {
+            let Some(mut status) = next_latest(before.clone(), results, versions) else {
                 continue;
             };
+            if let Some(interval) = intervals.get(id) {
+                status.interval_ms = *interval;
+            }
             if before.is_none_or(|before| !before.same_status(&status)) {
                 plan.latest_changed.push(*id);
             }

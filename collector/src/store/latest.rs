@@ -33,6 +33,9 @@ pub(crate) struct LatestRecord {
     pub reason: Option<String>,
     /// Conditions of the newest result that did not hold.
     pub failing: Vec<ConditionReport>,
+    /// The check's interval as its newest result said, ms (0: unknown). Kept in memory
+    /// only (not encoded): after a restart it is known again from the next result.
+    pub interval_ms: u64,
 }
 
 impl LatestRecord {
@@ -46,6 +49,7 @@ impl LatestRecord {
             version: version.map(str::to_owned),
             reason: result.reason.clone(),
             failing: failing_conditions(result),
+            interval_ms: 0,
         }
     }
 
@@ -62,6 +66,7 @@ impl LatestRecord {
         };
         *self = LatestRecord {
             since_ms,
+            interval_ms: self.interval_ms,
             ..LatestRecord::first(result, version)
         };
     }
@@ -134,6 +139,7 @@ impl LatestRecord {
             version,
             reason,
             failing,
+            interval_ms: 0,
         })
     }
 }
@@ -174,6 +180,13 @@ pub struct SeriesStatus {
     pub reason: Option<String>,
     /// Conditions of the newest result that did not hold.
     pub failing: Vec<ConditionReport>,
+    /// How often the check runs, ms, as its newest result said (0: not known yet).
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// The series is stale: its probe is silent or retired, or its newest result is
+    /// older than three intervals. Set by the API from alerting's view of the probes.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 #[cfg(test)]

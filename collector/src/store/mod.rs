@@ -52,12 +52,21 @@
 //! Every sled write of the collector runs on one OS thread, the [`Writer`], which
 //! applies all requests waiting in its bounded queue and then flushes once with the
 //! synchronous `flush()`; nothing writes or flushes sled on an async worker, and
-//! `flush_async` is never used. The reasons (a sled 0.34 deadlock between concurrent
-//! `flush_async` calls, async workers held by disk writes) and the request contract are
+//! sled's asynchronous flush is never used. The reasons (a sled 0.34 deadlock between concurrent
+//! asynchronous flushes, async workers held by disk writes) and the request contract are
 //! in the [`writer`] module. Store methods that write without flushing
 //! ([`Store::apply_report`], [`Store::enforce_retention`], [`Store::sweep_step`]) are the
 //! writer-side halves: call them inside a [`Writer::write`] closure. Scanning reads
 //! (history, status, versions) run on blocking threads, never on the writer.
+//!
+//! # What was acknowledged
+//!
+//! Beside sled, [`acknowledged`] keeps a small, separately fsynced record of what was
+//! acknowledged (per probe the newest batch and the counts of batches and results, the
+//! newest deploy and the deploy count, the newest incident). The writer's commit hook
+//! notes each commit there after its flush and before its requests are answered; [`Store::check_acknowledged`] compares the
+//! record with what sled recovered, so a damaged database is noticed at start instead
+//! of passing for an empty or older one. [`Store::backup_to`] writes a consistent copy on the writer thread, writes paused.
 //!
 //! # Other modules' trees
 //!
@@ -65,11 +74,14 @@
 //! deploys, silences) open their own trees with `db.open_tree(name)`; they must not use
 //! the names above, and they write only through [`Store::writer`].
 
+pub mod acknowledged;
+mod backup;
 mod catalog;
 mod codec;
 mod histogram;
 mod inbox;
 mod ingest;
+mod integrity;
 mod keys;
 mod latest;
 mod probe;
@@ -81,11 +93,12 @@ mod sequence;
 mod versions;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use backup::{BackupReport, restore};
 pub use codec::CodecError;
 pub use ingest::IngestOutcome;
 pub use keys::{HOUR_MS, SeriesId, hour_floor};
@@ -97,7 +110,9 @@ pub use sequence::SeqRange;
 pub use versions::VersionSpan;
 pub use writer::{WriteError, Writer, WriterOptions};
 
+use acknowledged::{AckRecord, Acknowledged, StoreFacts};
 use catalog::Catalog;
+pub use integrity::{CheckError, open_checked};
 use keys::{parse_series_id, time_from_bytes};
 use latest::LatestRecord;
 use probe::{ProbeRecord, ProbeState};
@@ -148,6 +163,32 @@ pub enum StoreError {
     /// The storage writer did not (durably) apply the write.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The acknowledged record cannot be read.
+    #[error(transparent)]
+    Record(#[from] acknowledged::AckError),
+    /// The acknowledged record cannot be written.
+    #[error("cannot write the acknowledged record: {0}; check free disk space")]
+    RecordWrite(std::io::Error),
+    /// A backup or restore failed.
+    #[error("{0}")]
+    Backup(String),
+}
+
+/// Acknowledged data is missing from what sled recovered.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "acknowledged data is missing from the store at {path}:\n  - {list}\n\
+     Two ways on: restore the newest backup (stop the collector, `postflight restore --from DIR \
+     --data-dir {path}`), or start anyway with `postflight serve --accept-data-loss` (what is \
+     missing stays lost; the record is reset to what the store holds)",
+    path = path.display(),
+    list = missing.join("\n  - ")
+)]
+pub struct DataLoss {
+    /// The data directory.
+    pub path: PathBuf,
+    /// What is missing, one line each.
+    pub missing: Vec<String>,
 }
 
 /// Maps a decoding error of a value in `tree` to [`StoreError::Corrupt`].
@@ -261,6 +302,17 @@ struct Inner {
     next_inbox_number: AtomicU64,
     /// The thread that applies every write.
     writer: Writer,
+    /// The acknowledged record.
+    ack: Arc<AckRecord>,
+    /// The record as found at open (None: there was none).
+    ack_at_open: Option<Acknowledged>,
+    /// `deploys` and `incidents` (other modules' trees, read for the record).
+    fact_trees: (sled::Tree, sled::Tree),
+    /// The deploy and incident figures last read.
+    facts: Mutex<StoreFacts>,
+    /// Probes whose batches the current commit holds (noted in the record after its
+    /// flush by the writer's commit hook).
+    ack_touched: Mutex<BTreeSet<String>>,
 }
 
 /// The collector's storage; cheap to clone (clones share one database).
@@ -348,6 +400,11 @@ impl Store {
                 path: dir.to_path_buf(),
                 source: sled::Error::Io(error),
             })?;
+        let (ack, ack_at_open) = AckRecord::load(dir)?;
+        let fact_trees = (
+            db.open_tree("deploys").map_err(open_error)?,
+            db.open_tree("incidents").map_err(open_error)?,
+        );
         let inner = Inner {
             path: dir.to_path_buf(),
             catalog: RwLock::new(catalog),
@@ -362,12 +419,20 @@ impl Store {
             raw_horizon_ms: AtomicI64::new(retention::load_raw_horizon(&trees.meta)?),
             next_inbox_number: AtomicU64::new(next_inbox_number),
             writer,
+            ack: Arc::new(ack),
+            ack_at_open,
+            fact_trees,
+            facts: Mutex::new(StoreFacts::default()),
+            ack_touched: Mutex::new(BTreeSet::new()),
             db,
             trees,
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(inner),
-        })
+        };
+        let hook = integrity::AckHook(Arc::downgrade(&store.inner));
+        store.inner.writer.add_commit_hook(Box::new(hook));
+        Ok(store)
     }
 
     /// The sled database, for subsystems that keep their own trees (incidents,

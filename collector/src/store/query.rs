@@ -201,6 +201,8 @@ impl Store {
                     version: status.version.clone(),
                     reason: status.reason.clone(),
                     failing: status.failing.clone(),
+                    interval_ms: status.interval_ms,
+                    stale: false,
                 })
             })
             .collect();
@@ -210,6 +212,25 @@ impl Store {
     /// Number of series (service × check × probe) known.
     pub fn series_count(&self) -> usize {
         read(&self.inner.catalog).len()
+    }
+
+    /// The distinct (service, check) pairs among `checks` that are not series of
+    /// `probe` yet.
+    pub fn new_series<'a>(
+        &self,
+        probe: &str,
+        checks: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> BTreeSet<(&'a str, &'a str)> {
+        let catalog = read(&self.inner.catalog);
+        checks
+            .into_iter()
+            .filter(|(service, check)| catalog.lookup(service, check, probe).is_none())
+            .collect()
+    }
+
+    /// How many series `probe` has.
+    pub fn series_of_probe(&self, probe: &str) -> usize {
+        read(&self.inner.catalog).count_for_probe(probe)
     }
 
     /// Every probe that ever reported, ordered by name.
@@ -410,6 +431,7 @@ fn stored_result(meta: &SeriesMeta, raw: RawResult) -> StoredResult {
     StoredResult {
         probe: meta.probe.clone(),
         result: CheckResult {
+            interval_ms: 0,
             service: meta.service.clone(),
             check: meta.check.clone(),
             kind: meta.kind,

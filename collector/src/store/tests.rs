@@ -25,6 +25,7 @@ fn open() -> (tempfile::TempDir, Store) {
 fn result(check: &str, ts: i64, seq: u64, outcome: Outcome) -> CheckResult {
     let failed = !outcome.is_pass();
     CheckResult {
+        interval_ms: 0,
         service: "recall-api".into(),
         check: check.into(),
         kind: CheckKind::Http,
@@ -54,6 +55,7 @@ fn versioned(mut result: CheckResult, version: &str) -> CheckResult {
 
 fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 0,
         probe: probe.into(),
         seq,
         sent_at_ms: T0 + seq as i64,

@@ -4,7 +4,7 @@
 //!
 //! # Why it is built this way
 //!
-//! sled 0.34 deadlocks when several `flush_async` calls run at once (sled issue 1308,
+//! sled 0.34 deadlocks when several asynchronous flushes run at once (sled issue 1308,
 //! fixed only on its unreleased main branch): with dozens of probes delivering together
 //! the collector used to stop answering anything, `/healthz` included, and ignore
 //! SIGTERM. A synchronous `flush()` or a sled transaction on an async worker thread is no

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::reload::Live;
 use crate::store::Writer;
 use crate::watch::deploy::{Deploy, NewDeploy};
-use crate::watch::ledger::LastGood;
+use crate::watch::ledger::{LastGood, RuleTally, rule_tally};
 use crate::watch::watcher::{WatchError, Watcher};
 
 /// What the deploy handlers share.
@@ -96,7 +96,7 @@ async fn create(
         ))
     })?;
     let watcher = api.watcher.get();
-    let deploy = on_writer(&api.writer, move || watcher.create(request, &operator)).await?;
+    let deploy = on_writer(&api.writer, move || watcher.create(request, operator)).await?;
     Ok((StatusCode::CREATED, Json(deploy)))
 }
 
@@ -120,7 +120,7 @@ async fn cancel(
     let operator = api.auth.get().authorize_write(&headers, peer)?;
     let watcher = api.watcher.get();
     Ok(Json(
-        on_writer(&api.writer, move || watcher.cancel(&id, &operator)).await?,
+        on_writer(&api.writer, move || watcher.cancel(&id, &operator.name)).await?,
     ))
 }
 
@@ -138,6 +138,10 @@ pub struct LedgerParams {
 pub struct LedgerResponse {
     pub service: String,
     pub deploys: Vec<Deploy>,
+    /// Per rule, in how many of the service's deploys (of the environment and version
+    /// asked, before `limit`) it fired, dry runs counted apart.
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<String, RuleTally>,
 }
 
 async fn ledger(
@@ -153,10 +157,15 @@ async fn ledger(
     let mut deploys =
         blocking(move || watcher.deploys(&name, params.env.as_deref(), params.version.as_deref()))
             .await?;
+    let rules = rule_tally(&deploys);
     if let Some(limit) = params.limit {
         deploys.truncate(limit);
     }
-    Ok(Json(LedgerResponse { service, deploys }))
+    Ok(Json(LedgerResponse {
+        service,
+        deploys,
+        rules,
+    }))
 }
 
 /// Filters of last-good.

@@ -50,6 +50,9 @@ pub struct ProbeBaseline {
     /// Whether the last run(s) before the deploy passed, when known.
     #[serde(default)]
     pub last_passed: Option<bool>,
+    /// When its last result in the period started, unix ms, when known.
+    #[serde(default)]
+    pub last_at_ms: Option<i64>,
 }
 
 impl ProbeBaseline {
@@ -68,6 +71,28 @@ pub struct CheckBaseline {
     pub latency_p95_us: u64,
     /// Results the p95 was computed from.
     pub latency_samples: u64,
+    /// The latencies for the rank test, microseconds, sorted: all of them, or
+    /// [`MAX_BASELINE_LATENCIES`] evenly spaced quantiles of them.
+    #[serde(default)]
+    pub latency_sample_us: Vec<u64>,
+    /// First and last result of the check in the period, unix ms (the check's pace,
+    /// for the "window too short" warning).
+    #[serde(default)]
+    pub span_ms: Option<(i64, i64)>,
+}
+
+/// Baseline latencies kept per check for the rank test.
+pub const MAX_BASELINE_LATENCIES: usize = 2048;
+
+/// Sort `values` and keep at most `max` evenly spaced quantiles of them (the smallest
+/// and largest always among them).
+pub fn quantile_sample(mut values: Vec<u64>, max: usize) -> Vec<u64> {
+    values.sort_unstable();
+    if values.len() <= max || max < 2 {
+        return values;
+    }
+    let last = values.len() - 1;
+    (0..max).map(|i| values[i * last / (max - 1)]).collect()
 }
 
 impl CheckBaseline {
@@ -84,6 +109,14 @@ impl CheckBaseline {
             (_, 0) => 0.0,
             (pass, all) => pass as f64 / all as f64,
         }
+    }
+
+    /// Widen the check's span with a result at `at_ms`.
+    pub fn saw_at(&mut self, at_ms: i64) {
+        self.span_ms = Some(match self.span_ms {
+            Some((first, last)) => (first.min(at_ms), last.max(at_ms)),
+            None => (at_ms, at_ms),
+        });
     }
 
     /// Did the last run before the deploy pass on `probe` (or, when that probe has no
@@ -111,6 +144,9 @@ pub struct Baseline {
     /// The last version each probe reported for the service.
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
+    /// When each probe reported its last version, unix ms.
+    #[serde(default)]
+    pub versions_at_ms: BTreeMap<String, i64>,
 }
 
 impl Baseline {
@@ -135,10 +171,44 @@ impl Baseline {
 
     /// Probes that reported during the period.
     pub fn probe_count(&self) -> usize {
-        let mut probes: Vec<&String> = self.checks.values().flat_map(|c| c.probes.keys()).collect();
-        probes.sort();
+        self.probes().len()
+    }
+
+    /// The probes that reported during the period, sorted.
+    pub fn probes(&self) -> Vec<&str> {
+        let mut probes: Vec<&str> = self
+            .checks
+            .values()
+            .flat_map(|c| c.probes.keys().map(String::as_str))
+            .collect();
+        probes.sort_unstable();
         probes.dedup();
-        probes.len()
+        probes
+    }
+
+    /// When each probe's newest result in the period started (probes without a known
+    /// time are left out).
+    pub fn probes_last_seen(&self) -> BTreeMap<&str, i64> {
+        let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+        for (probe, figures) in self.checks.values().flat_map(|c| &c.probes) {
+            if let Some(at) = figures.last_at_ms {
+                let seen = last.entry(probe).or_insert(at);
+                *seen = (*seen).max(at);
+            }
+        }
+        last
+    }
+
+    /// Remember that `probe` reported `version` at `at_ms` (the newest report wins).
+    pub fn saw_version(&mut self, probe: &str, version: &str, at_ms: i64) {
+        let newer = self
+            .versions_at_ms
+            .get(probe)
+            .is_none_or(|seen| *seen <= at_ms);
+        if newer {
+            self.versions.insert(probe.to_string(), version.to_string());
+            self.versions_at_ms.insert(probe.to_string(), at_ms);
+        }
     }
 
     /// The version most probes reported, if any (a default "previous version").
@@ -248,18 +318,21 @@ pub fn baseline_from_history(
         probe.pass += point.pass;
         probe.fail += point.fail;
         probe.error += point.error;
+        probe.last_at_ms = probe.last_at_ms.max(Some(point.time_ms));
         check.latency_samples += point.pass + point.fail + point.error;
+        check.saw_at(point.time_ms);
         latencies
             .entry(check_name)
             .or_default()
             .push(point.latency_p95_us);
         if let Some(version) = point.versions.last() {
-            baseline.versions.insert(probe_name, version.clone());
+            baseline.saw_version(&probe_name, version, point.time_ms);
         }
     }
     for (check_name, mut values) in latencies {
         if let Some(check) = baseline.checks.get_mut(&check_name) {
             check.latency_p95_us = p95(&mut values);
+            check.latency_sample_us = quantile_sample(values, MAX_BASELINE_LATENCIES);
         }
     }
     let mut tail_points: Vec<&HistoryPoint> = tail
@@ -278,7 +351,7 @@ pub fn baseline_from_history(
             probe.last_passed = Some(passed);
         }
         if let Some(version) = point.versions.last() {
-            baseline.versions.insert(probe_name, version.clone());
+            baseline.saw_version(&probe_name, version, point.time_ms);
         }
     }
     baseline
@@ -314,6 +387,17 @@ mod tests {
             versions: vec!["1.0.0".into()],
             from_rollups: false,
         }
+    }
+
+    #[test]
+    fn quantile_sample_keeps_the_extremes_and_the_shape() {
+        let values: Vec<u64> = (0..10_000).rev().collect();
+        let sample = quantile_sample(values, 101);
+        assert_eq!(sample.len(), 101);
+        assert_eq!(sample[0], 0);
+        assert_eq!(sample[50], 4_999);
+        assert_eq!(sample[100], 9_999);
+        assert_eq!(quantile_sample(vec![3, 1, 2], 10), vec![1, 2, 3]);
     }
 
     #[test]

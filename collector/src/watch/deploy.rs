@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::watch::baseline::Baseline;
 use crate::watch::evaluate::Evidence;
+use crate::watch::explain::Explanation;
 use crate::watch::verdict::Verdict;
 use crate::watch::watcher::WatchError;
 use crate::watch::window::WindowObservations;
@@ -34,8 +35,12 @@ pub struct Deploy {
     /// The version it replaced (given, else the last deploy's, else what probes reported).
     #[serde(default)]
     pub previous_version: Option<String>,
-    /// Who deployed (given, else the operator token's name).
+    /// Who deployed: the operator token's name where tokens are configured, else the
+    /// caller's `by`, else `local`.
     pub by: String,
+    /// A `by` the caller sent that the token does not prove, kept apart as free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// Free text.
     #[serde(default)]
     pub note: Option<String>,
@@ -81,6 +86,14 @@ pub struct Deploy {
     /// Probes that reported during the window so far.
     #[serde(default)]
     pub window_probes: Vec<String>,
+    /// Advisory: the verdict is computed, recorded and notified, but `postflight gate`
+    /// exits 0 for it (`[watch] dry_run`, `[[watch.services]]`, or the request).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Every rule checked per check and each probe's version: why the verdict is what it
+    /// is (so far, while watching).
+    #[serde(default)]
+    pub explanation: Explanation,
 }
 
 impl Deploy {
@@ -124,6 +137,9 @@ pub struct NewDeploy {
     pub by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Make this deploy advisory (default: the `[watch]` setting of its service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 /// The heavy part of a deploy: what it is compared with and what was seen.

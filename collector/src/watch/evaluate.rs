@@ -1,19 +1,23 @@
 //! The regression rules, as pure functions of a deploy's baseline and its window
 //! observations. Each regression comes with its [`Evidence`]: the check, the probes, the
-//! condition, and the baseline and window figures, plus a one-line summary.
+//! condition, and the baseline and window figures, plus a one-line summary; every rule
+//! checked is also a row of the verdict's [`Explanation`] table.
 //!
 //! Rules (thresholds from `[watch]`):
-//! - **failing check**: a check whose baseline pass ratio is at least
-//!   `baseline_pass_ratio` fails `window_failures` times on a probe;
+//! - **hard failure**: a check that always passed in the baseline fails
+//!   `window_failures` times on a probe, decided at once. "Always passed": at least
+//!   `baseline_pass_ratio` of its baseline results passed, and the baseline is long
+//!   enough to show it — the exact binomial test rejects "its pass rate is at most
+//!   1 − `pass_rate_min_drop`" at `confidence` (44 clean results with the defaults; a
+//!   check passing 90% of the time passes 30 in a row 4% of the time);
 //! - **newly failing** native, env or command check: as above, or failing on a probe
 //!   where its last run before the deploy passed;
 //! - **without baseline** (first deploy): any check failing `window_failures` times on a
 //!   probe (absolute failures only);
 //! - **stale version**: after `rollout_grace`, a probe reports another version of the
 //!   service than the deployed one (a leading `v` is ignored);
-//! - **latency**: the check's window p95 is at least `latency_factor` times the baseline
-//!   p95 and at least `latency_min_increase` higher, with `min_samples` results in the
-//!   window and in the baseline.
+//! - **pass rate** and **latency**: the statistical rules of [`crate::watch::judge`];
+//! - **silent probe**: see [`silent_probe`] and [`crate::watch::rollout`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,9 +27,15 @@ use serde::{Deserialize, Serialize};
 use postflight_probe::report::CheckKind;
 use postflight_probe::units::format_duration;
 
-use crate::watch::WatchSection;
-use crate::watch::baseline::{Baseline, CheckBaseline, p95};
+use crate::timefmt::rfc3339;
+use crate::watch::baseline::{Baseline, CheckBaseline};
+use crate::watch::explain::{Comparison, Explanation, Rule, RuleCheck, RuleOutcome, Side};
+use crate::watch::judge::{Stage, statistical_rules};
+use crate::watch::stats::{PassCount, always_passes};
 use crate::watch::window::{CheckWindow, FailureSample, WindowObservations};
+use crate::watch::{SilentProbe, WatchSection};
+
+pub use crate::watch::explain::percent;
 
 /// The thresholds that make a regression.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +46,16 @@ pub struct Thresholds {
     pub latency_factor: f64,
     pub latency_min_increase_us: u64,
     pub min_samples: u64,
+    pub confidence: f64,
+    pub pass_rate_min_drop: f64,
+    pub silent_probe: SilentProbe,
+}
+
+impl Thresholds {
+    /// 1 − confidence: the false-alarm budget of one check's rule.
+    pub fn alpha(&self) -> f64 {
+        (1.0 - self.confidence).clamp(0.0, 1.0)
+    }
 }
 
 impl From<&WatchSection> for Thresholds {
@@ -47,6 +67,9 @@ impl From<&WatchSection> for Thresholds {
             latency_factor: section.latency_factor,
             latency_min_increase_us: section.latency_min_increase.0.as_micros() as u64,
             min_samples: section.min_samples,
+            confidence: section.confidence,
+            pass_rate_min_drop: section.pass_rate_min_drop,
+            silent_probe: section.silent_probe,
         }
     }
 }
@@ -94,6 +117,17 @@ pub enum Finding {
         /// Probe -> version it reports.
         seen: BTreeMap<String, String>,
     },
+    /// The check's pass rate dropped clearly below the other side's.
+    PassRate {
+        compared_with: Comparison,
+        baseline_pass_ratio: f64,
+        baseline_results: u64,
+        window_pass_ratio: f64,
+        window_results: u64,
+        /// The drop as a ratio (0.5 = 50 points).
+        drop: f64,
+        p_value: f64,
+    },
     /// The check's latency p95 rose clearly above the baseline's.
     Latency {
         baseline_p95_ms: f64,
@@ -101,6 +135,15 @@ pub enum Finding {
         factor: f64,
         baseline_samples: u64,
         window_samples: u64,
+        #[serde(default)]
+        p_value: f64,
+        #[serde(default)]
+        compared_with: Comparison,
+    },
+    /// Probes that reported in the baseline went silent during the window.
+    SilentProbe {
+        /// Probe -> when the collector last heard from it (unix ms).
+        last_heard_ms: BTreeMap<String, i64>,
     },
 }
 
@@ -112,7 +155,19 @@ impl Finding {
             Finding::NewlyFailing { .. } => "newly_failing",
             Finding::FailingWithoutBaseline { .. } => "failing_without_baseline",
             Finding::StaleVersion { .. } => "stale_version",
+            Finding::PassRate { .. } => "pass_rate",
             Finding::Latency { .. } => "latency",
+            Finding::SilentProbe { .. } => "silent_probe",
+        }
+    }
+
+    /// The comparison that decided, for the statistical rules.
+    pub fn compared_with(&self) -> Option<Comparison> {
+        match self {
+            Finding::PassRate { compared_with, .. } | Finding::Latency { compared_with, .. } => {
+                Some(*compared_with)
+            }
+            _ => None,
         }
     }
 
@@ -145,15 +200,42 @@ impl Finding {
                 let seen: Vec<String> = seen.iter().map(|(p, v)| format!("{p}={v}")).collect();
                 format!("expected: {expected}; seen: {}", seen.join(", "))
             }
+            Finding::PassRate {
+                compared_with,
+                baseline_pass_ratio,
+                baseline_results,
+                window_pass_ratio,
+                window_results,
+                drop,
+                p_value,
+            } => format!(
+                "{}: pass ratio {} over {baseline_results} results; window: {} over {window_results} results ({:+.1} points, p={})",
+                compared_with.as_str(),
+                percent(*baseline_pass_ratio),
+                percent(*window_pass_ratio),
+                -drop * 100.0,
+                crate::watch::explain::p_value(*p_value)
+            ),
             Finding::Latency {
                 baseline_p95_ms,
                 window_p95_ms,
                 factor,
                 baseline_samples,
                 window_samples,
+                p_value,
+                compared_with,
             } => format!(
-                "baseline: p95 {baseline_p95_ms:.1}ms over {baseline_samples} results; window: p95 {window_p95_ms:.1}ms over {window_samples} results ({factor:.1}x)"
+                "{}: p95 {baseline_p95_ms:.1}ms over {baseline_samples} results; window: p95 {window_p95_ms:.1}ms over {window_samples} results ({factor:.1}x, p={})",
+                compared_with.as_str(),
+                crate::watch::explain::p_value(*p_value)
             ),
+            Finding::SilentProbe { last_heard_ms } => {
+                let heard: Vec<String> = last_heard_ms
+                    .iter()
+                    .map(|(p, at)| format!("{p} last heard {}", rfc3339(*at)))
+                    .collect();
+                format!("baseline: reported; window: {}", heard.join(", "))
+            }
         }
     }
 }
@@ -175,25 +257,145 @@ pub struct Evidence {
     pub summary: String,
 }
 
-/// Every regression the window shows against the baseline, in rule order.
+/// The regressions found and every rule checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judgement {
+    pub evidence: Vec<Evidence>,
+    pub rules: Vec<RuleCheck>,
+}
+
+impl Judgement {
+    /// The explanation table of this judgement (versions are added by the caller).
+    pub fn explanation(&self) -> Explanation {
+        Explanation {
+            checks: self.rules.clone(),
+            versions: Vec::new(),
+            decided_by: self.evidence.iter().find_map(|e| e.finding.compared_with()),
+        }
+    }
+}
+
+/// Every regression the window shows against the baseline at the window's end, in rule
+/// order.
 pub fn regressions(
     baseline: &Baseline,
     window: &WindowObservations,
     subject: Subject<'_>,
     thresholds: &Thresholds,
 ) -> Vec<Evidence> {
-    let mut found: Vec<Evidence> = window
-        .checks
-        .iter()
-        .filter_map(|(name, check)| failing_check(name, check, baseline, thresholds))
-        .collect();
-    found.extend(stale_version(window, subject, thresholds));
-    found.extend(
-        window.checks.iter().filter_map(|(name, check)| {
-            latency(name, check, baseline.checks.get(name)?, thresholds)
-        }),
+    judge(baseline, window, subject, thresholds, Stage::End).evidence
+}
+
+/// Apply every rule at `stage`.
+pub fn judge(
+    baseline: &Baseline,
+    window: &WindowObservations,
+    subject: Subject<'_>,
+    thresholds: &Thresholds,
+    stage: Stage<'_>,
+) -> Judgement {
+    let mut judgement = Judgement::default();
+    for (name, check) in &window.checks {
+        let (evidence, row) = failing_check(name, check, baseline, thresholds);
+        judgement.evidence.extend(evidence);
+        judgement.rules.extend(row);
+    }
+    judgement
+        .evidence
+        .extend(stale_version(window, subject, thresholds));
+    let rows = statistical_rules(baseline, window, thresholds, stage);
+    judgement.evidence.extend(
+        rows.iter()
+            .filter(|r| r.outcome == RuleOutcome::Regressed)
+            .filter_map(|r| statistical_evidence(r, window)),
     );
-    found
+    judgement.rules.extend(rows);
+    judgement.rules.sort_by(|a, b| {
+        a.check
+            .cmp(&b.check)
+            .then(rule_order(a.rule).cmp(&rule_order(b.rule)))
+    });
+    judgement
+}
+
+fn rule_order(rule: Rule) -> u8 {
+    match rule {
+        Rule::HardFailure => 0,
+        Rule::PassRate => 1,
+        Rule::Latency => 2,
+    }
+}
+
+/// The evidence of a fired statistical rule.
+fn statistical_evidence(row: &RuleCheck, window: &WindowObservations) -> Option<Evidence> {
+    let probes = window
+        .checks
+        .get(&row.check)
+        .map(|c| c.probes.keys().cloned().collect())
+        .unwrap_or_default();
+    let finding = match row.rule {
+        Rule::PassRate => Finding::PassRate {
+            compared_with: row.compared_with,
+            baseline_pass_ratio: row.baseline.pass_ratio?,
+            baseline_results: row.baseline.results,
+            window_pass_ratio: row.window.pass_ratio?,
+            window_results: row.window.results,
+            drop: row.effect?,
+            p_value: row.p_value?,
+        },
+        Rule::Latency => Finding::Latency {
+            baseline_p95_ms: row.baseline.p95_ms?,
+            window_p95_ms: row.window.p95_ms?,
+            factor: row.effect?,
+            baseline_samples: row.baseline.results,
+            window_samples: row.window.results,
+            p_value: row.p_value?,
+            compared_with: row.compared_with,
+        },
+        Rule::HardFailure => return None,
+    };
+    Some(Evidence {
+        check: row.check.clone(),
+        probes,
+        finding,
+        details: Vec::new(),
+        summary: crate::watch::judge::summary(row),
+    })
+}
+
+/// The evidence of baseline probes silent in the window (probe -> last heard, unix ms).
+pub fn silent_probe(last_heard_ms: BTreeMap<String, i64>, now_ms: i64) -> Option<Evidence> {
+    if last_heard_ms.is_empty() {
+        return None;
+    }
+    let described: Vec<String> = last_heard_ms
+        .iter()
+        .map(|(probe, at)| {
+            let quiet =
+                Duration::from_millis(now_ms.saturating_sub(*at).max(0) as u64 / 1000 * 1000);
+            format!(
+                "{probe} silent for {} (since {})",
+                format_duration(quiet),
+                rfc3339(*at)
+            )
+        })
+        .collect();
+    let summary = format!(
+        "{}; {} in the baseline",
+        described.join(", "),
+        if last_heard_ms.len() == 1 {
+            "it reported"
+        } else {
+            "they reported"
+        }
+    );
+    Some(Evidence {
+        check: String::new(),
+        probes: last_heard_ms.keys().cloned().collect(),
+        details: described,
+        finding: Finding::SilentProbe { last_heard_ms },
+        summary,
+    })
 }
 
 /// Kinds whose failure right after a deploy is a regression as soon as they passed just
@@ -210,11 +412,20 @@ fn failing_check(
     check: &CheckWindow,
     baseline: &Baseline,
     thresholds: &Thresholds,
-) -> Option<Evidence> {
+) -> (Option<Evidence>, Option<RuleCheck>) {
     let before = baseline.checks.get(name);
     let ratio = before.map_or(0.0, CheckBaseline::pass_ratio);
-    let baseline_results = before.map_or(0, |b| b.totals().1);
-    let passed_before = baseline_results > 0 && ratio >= thresholds.baseline_pass_ratio;
+    let (baseline_passes, baseline_results) = before.map_or((0, 0), |b| b.totals());
+    let evidence_p = always_passes(
+        PassCount {
+            passed: baseline_passes,
+            results: baseline_results,
+        },
+        1.0 - thresholds.pass_rate_min_drop,
+    );
+    let passed_before = baseline_results > 0
+        && ratio >= thresholds.baseline_pass_ratio
+        && evidence_p < thresholds.alpha();
     let qualifies = |probe: &str| {
         baseline.is_empty()
             || passed_before
@@ -226,11 +437,38 @@ fn failing_check(
         .filter(|(probe, w)| w.failures() >= thresholds.window_failures && qualifies(probe))
         .map(|(probe, w)| (probe, w.failures(), w.last_failure.as_ref()))
         .collect();
+    let window_failures: u64 = failing.iter().map(|(_, n, _)| n).sum();
+    let window_results: u64 = check.probes.values().map(|w| w.results()).sum();
+    let row = passed_before.then(|| RuleCheck {
+        check: name.to_string(),
+        rule: Rule::HardFailure,
+        compared_with: Comparison::Baseline,
+        baseline: Side {
+            results: baseline_results,
+            pass_ratio: Some(ratio),
+            p95_ms: before.map(|b| b.latency_p95_us as f64 / 1000.0),
+        },
+        window: Side {
+            results: window_results,
+            pass_ratio: (window_results > 0).then(|| {
+                let failed: u64 = check.probes.values().map(|w| w.failures()).sum();
+                (window_results - failed) as f64 / window_results as f64
+            }),
+            p95_ms: None,
+        },
+        effect: Some(window_failures as f64),
+        effect_text: format!("{window_failures} failures"),
+        p_value: Some(evidence_p),
+        outcome: if failing.is_empty() {
+            RuleOutcome::Clean
+        } else {
+            RuleOutcome::Regressed
+        },
+        note: None,
+    });
     if failing.is_empty() {
-        return None;
+        return (None, row);
     }
-    let window_failures = failing.iter().map(|(_, n, _)| n).sum();
-    let window_results = check.probes.values().map(|w| w.results()).sum();
     let probes: Vec<String> = failing.iter().map(|(p, _, _)| (*p).clone()).collect();
     let brief = failing
         .iter()
@@ -281,13 +519,14 @@ fn failing_check(
         .take(3)
         .flat_map(|(probe, f)| failure_details(probe, f))
         .collect();
-    Some(Evidence {
+    let evidence = Evidence {
         check: name.to_string(),
         probes,
         finding,
         details,
         summary,
-    })
+    };
+    (Some(evidence), row)
 }
 
 /// The shortest useful description of a failure.
@@ -367,16 +606,18 @@ fn stale_version(
         reports.join(", "),
         subject.version
     );
-    let current: Vec<&str> = window
+    // Every probe's last version exactly as it reported it, with its time.
+    let details: Vec<String> = window
         .versions
         .iter()
-        .filter(|(probe, _)| !seen.contains_key(*probe))
-        .map(|(probe, _)| probe.as_str())
+        .map(|(probe, seen)| {
+            format!(
+                "{probe} reports {} at {}",
+                seen.version,
+                rfc3339(seen.at_ms)
+            )
+        })
         .collect();
-    let mut details = reports;
-    if !current.is_empty() {
-        details.push(format!("{} report {}", current.join(", "), subject.version));
-    }
     Some(Evidence {
         check,
         probes,
@@ -387,58 +628,6 @@ fn stale_version(
         details,
         summary,
     })
-}
-
-fn latency(
-    name: &str,
-    check: &CheckWindow,
-    before: &CheckBaseline,
-    thresholds: &Thresholds,
-) -> Option<Evidence> {
-    let samples = check.latencies_us.len() as u64;
-    if samples < thresholds.min_samples
-        || before.latency_samples < thresholds.min_samples
-        || before.latency_p95_us == 0
-    {
-        return None;
-    }
-    let window_p95 = p95(&mut check.latencies_us.clone());
-    let base = before.latency_p95_us;
-    let factor = window_p95 as f64 / base as f64;
-    if factor < thresholds.latency_factor
-        || window_p95.saturating_sub(base) < thresholds.latency_min_increase_us
-    {
-        return None;
-    }
-    let probes: Vec<String> = check.probes.keys().cloned().collect();
-    let summary = format!(
-        "{name} latency p95 {} vs {} in the baseline ({factor:.1}x, {samples} results)",
-        format_duration(Duration::from_micros(window_p95)),
-        format_duration(Duration::from_micros(base)),
-    );
-    Some(Evidence {
-        check: name.to_string(),
-        probes,
-        finding: Finding::Latency {
-            baseline_p95_ms: base as f64 / 1000.0,
-            window_p95_ms: window_p95 as f64 / 1000.0,
-            factor,
-            baseline_samples: before.latency_samples,
-            window_samples: samples,
-        },
-        details: Vec::new(),
-        summary,
-    })
-}
-
-/// `99.6%`.
-pub fn percent(ratio: f64) -> String {
-    let value = ratio * 100.0;
-    if (value - value.round()).abs() < 0.05 {
-        format!("{value:.0}%")
-    } else {
-        format!("{value:.1}%")
-    }
 }
 
 #[cfg(test)]
@@ -459,6 +648,7 @@ mod tests {
 
     fn result(check: &str, kind: CheckKind, at_ms: i64, outcome: Outcome) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: check.into(),
             kind,
@@ -482,10 +672,12 @@ mod tests {
                 fail,
                 error: 0,
                 last_passed: Some(last_passed),
+                last_at_ms: None,
             },
         );
         figures.latency_p95_us = 20_000;
         figures.latency_samples = pass + fail;
+        figures.latency_sample_us = vec![20_000; (pass + fail) as usize];
         baseline
     }
 
@@ -569,7 +761,9 @@ mod tests {
     #[test]
     fn latency_needs_both_the_factor_and_the_minimum_increase() {
         let mut baseline = baseline_with("readyz", 100, 0, true);
-        baseline.checks.get_mut("readyz").unwrap().latency_p95_us = 10_000;
+        let readyz = baseline.checks.get_mut("readyz").unwrap();
+        readyz.latency_p95_us = 10_000;
+        readyz.latency_sample_us = vec![10_000; 100];
         let mut window = WindowObservations::default();
         for i in 0..30 {
             let mut r = result("readyz", CheckKind::Http, DEPLOYED + i, Outcome::Pass);
@@ -582,10 +776,86 @@ mod tests {
             ..Thresholds::default()
         };
         let found = regressions(&baseline, &window, subject(), &lenient);
+        assert!(
+            found[0].summary.starts_with(
+                "readyz latency p95 40ms vs 10ms in the baseline (4.0x (+30ms), 30 results, p="
+            ),
+            "{}",
+            found[0].summary
+        );
+        assert_eq!(found[0].finding.compared_with(), Some(Comparison::Baseline));
+    }
+
+    #[test]
+    fn a_short_clean_baseline_is_no_proof_that_a_check_always_passes() {
+        // 30 passes in a row happen to a check passing 90% of the time (p = 0.04).
+        let short = baseline_with("readyz", 30, 0, true);
+        let mut window = WindowObservations::default();
+        window.record(
+            "web-1",
+            &result("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Fail),
+        );
+        assert!(regressions(&short, &window, subject(), &Thresholds::default()).is_empty());
+        let long = baseline_with("readyz", 44, 0, true);
+        let judged = judge(
+            &long,
+            &window,
+            subject(),
+            &Thresholds::default(),
+            Stage::End,
+        );
+        assert_eq!(judged.evidence.len(), 1);
+        let hard = judged
+            .rules
+            .iter()
+            .find(|r| r.rule == Rule::HardFailure)
+            .unwrap();
+        assert_eq!(hard.outcome, RuleOutcome::Regressed);
+        assert!(hard.p_value.unwrap() < 0.01);
+    }
+
+    #[test]
+    fn stale_version_evidence_lists_each_probe_as_it_reported() {
+        let mut window = WindowObservations::default();
+        let mut version = result(
+            "version",
+            CheckKind::Http,
+            DEPLOYED + 200_000,
+            Outcome::Pass,
+        );
+        version.facts.version = Some("1.0.0".into());
+        window.record("r-1", &version);
+        version.facts.version = Some("v1.4.2".into());
+        window.record("r-2", &version);
+        let found = regressions(
+            &Baseline::default(),
+            &window,
+            subject(),
+            &Thresholds::default(),
+        );
         assert_eq!(
             found[0].summary,
-            "readyz latency p95 40ms vs 10ms in the baseline (4.0x, 30 results)"
+            "r-1 reports 1.0.0, expected 1.4.2 (2m rollout grace over)"
         );
+        assert_eq!(
+            found[0].details,
+            vec![
+                "r-1 reports 1.0.0 at 1970-01-01T00:20:00Z",
+                "r-2 reports v1.4.2 at 1970-01-01T00:20:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn silent_probes_are_named_with_when_they_were_last_heard() {
+        let silent: BTreeMap<String, i64> = [("blue".to_string(), 2_000)].into();
+        let evidence = silent_probe(silent, 12_500).unwrap();
+        assert_eq!(
+            evidence.summary,
+            "blue silent for 10s (since 1970-01-01T00:00:02Z); it reported in the baseline"
+        );
+        assert_eq!(evidence.finding.condition(), "silent_probe");
+        assert!(silent_probe(BTreeMap::new(), 0).is_none());
     }
 
     #[test]

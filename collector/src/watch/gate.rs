@@ -60,8 +60,17 @@ impl GateOutcome {
         }
     }
 
-    /// The gate's exit code.
-    pub fn exit_code(&self) -> i32 {
+    /// The gate's exit code: 0 for a dry run (`--dry-run`, or an advisory deploy),
+    /// whatever the verdict.
+    pub fn exit_code(&self, dry_run: bool) -> i32 {
+        if dry_run || self.deploy().dry_run {
+            return EXIT_PASSED;
+        }
+        self.verdict_exit_code()
+    }
+
+    /// The exit code the verdict itself calls for.
+    pub fn verdict_exit_code(&self) -> i32 {
         match self {
             GateOutcome::Decided(deploy) => match deploy.verdict {
                 Verdict::Passed => EXIT_PASSED,
@@ -155,8 +164,9 @@ pub fn waiting_line(deploy: &Deploy, timeout: Duration) -> String {
     )
 }
 
-/// What the gate prints: the verdict, its evidence, versions, warnings.
-pub fn render(outcome: &GateOutcome, timeout: Duration) -> String {
+/// What the gate prints: the verdict, its evidence, the per-check table, versions,
+/// warnings, and for a dry run what the exit code would have been.
+pub fn render(outcome: &GateOutcome, timeout: Duration, dry_run: bool) -> String {
     let deploy = outcome.deploy();
     let mut out = match outcome {
         GateOutcome::TimedOut(_) => format!(
@@ -210,8 +220,27 @@ pub fn render(outcome: &GateOutcome, timeout: Duration) -> String {
             None => "  no last good version known\n".into(),
         });
     }
+    let table = deploy.explanation.lines();
+    if !table.is_empty() {
+        out.push('\n');
+        for line in table {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     for warning in &deploy.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
+    }
+    let real = outcome.verdict_exit_code();
+    if (dry_run || deploy.dry_run) && real != EXIT_PASSED {
+        let why = if dry_run {
+            "--dry-run"
+        } else {
+            "advisory deploy"
+        };
+        out.push_str(&format!(
+            "  dry run ({why}): exit 0 instead of {real}; the verdict is recorded as {}\n",
+            deploy.verdict
+        ));
     }
     out
 }

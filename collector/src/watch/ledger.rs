@@ -1,6 +1,10 @@
 //! The ledger: a service's deploys with their verdicts, and the last good version — the
 //! newest version whose window passed and that has not regressed since (in a later
-//! deploy of the same version), with when it was last known healthy.
+//! deploy of the same version), with when it was last known healthy. Per service it
+//! also counts how often each rule fired ([`rule_tally`]), dry runs apart, so a team can
+//! calibrate the thresholds before it lets the gate roll back.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +28,38 @@ pub struct LastGood {
     pub last_healthy_ms: i64,
     /// True while it is still the newest deploy of its environment.
     pub current: bool,
+}
+
+/// How often one rule fired over a service's deploys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleTally {
+    /// Deploys in which the rule fired (at most once per deploy).
+    pub fired: u64,
+    /// Of those, advisory (dry-run) deploys.
+    pub dry_run: u64,
+}
+
+/// Per rule (`failing_check`, `pass_rate`, `latency`, `stale_version`, `silent_probe`…):
+/// in how many of `deploys` it fired.
+pub fn rule_tally(deploys: &[Deploy]) -> BTreeMap<String, RuleTally> {
+    let mut tally: BTreeMap<String, RuleTally> = BTreeMap::new();
+    for deploy in deploys {
+        let mut rules: Vec<&str> = deploy
+            .evidence
+            .iter()
+            .map(|e| e.finding.condition())
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        for rule in rules {
+            let counts = tally.entry(rule.to_string()).or_default();
+            counts.fired += 1;
+            if deploy.dry_run {
+                counts.dry_run += 1;
+            }
+        }
+    }
+    tally
 }
 
 /// Keep the deploys of `env` (all when `None`), newest first as given.
@@ -74,6 +110,7 @@ mod tests {
             version: version.into(),
             previous_version: None,
             by: "ci".into(),
+            claimed_by: None,
             note: None,
             deployed_at_ms: n * 1_000_000,
             window_ms: 900_000,
@@ -90,7 +127,55 @@ mod tests {
             baseline_probes: 0,
             window_results: 0,
             window_probes: Vec::new(),
+            dry_run: false,
+            explanation: Default::default(),
         }
+    }
+
+    #[test]
+    fn rules_are_counted_once_per_deploy_with_dry_runs_apart() {
+        use crate::watch::evaluate::{Evidence, Finding};
+        let evidence = |finding: Finding| Evidence {
+            check: "readyz".into(),
+            probes: Vec::new(),
+            finding,
+            details: Vec::new(),
+            summary: String::new(),
+        };
+        let failing = || {
+            evidence(Finding::FailingCheck {
+                baseline_pass_ratio: 1.0,
+                baseline_results: 100,
+                window_failures: 1,
+                window_results: 3,
+            })
+        };
+        let mut advisory = deploy(2, "1.4.2", Verdict::Regressed);
+        advisory.dry_run = true;
+        advisory.evidence = vec![failing(), failing()];
+        let mut real = deploy(1, "1.4.1", Verdict::Regressed);
+        real.evidence = vec![
+            failing(),
+            evidence(Finding::SilentProbe {
+                last_heard_ms: BTreeMap::new(),
+            }),
+        ];
+        let tally = rule_tally(&[advisory, real]);
+        assert_eq!(
+            tally["failing_check"],
+            RuleTally {
+                fired: 2,
+                dry_run: 1
+            }
+        );
+        assert_eq!(
+            tally["silent_probe"],
+            RuleTally {
+                fired: 1,
+                dry_run: 0
+            }
+        );
+        assert_eq!(tally.len(), 2);
     }
 
     #[test]

@@ -17,7 +17,12 @@
 //!   from ([`BaselineSource`]); [`recent`]: the in-memory recent-results summary;
 //! - [`window`]: what the probes reported during the window;
 //! - [`evaluate`]: pure rules turning baseline + window into regression [`Evidence`];
+//! - [`judge`]: the statistical rules (pass rate, latency) over [`stats`]' exact tests;
+//! - [`rollout`]: did every probe reach the deployed version, and did any go silent
+//!   ([`rollout::SilenceThreshold`]);
+//! - [`explain`]: the per-check table every verdict carries;
 //! - [`verdict`]: verdicts and the `deploy_regressed` / `deploy_passed` events;
+//! - [`drift`]: after a pass, a probe reporting another version (`version_drift`);
 //! - [`ledger`]: deploys per service and the last good version;
 //! - [`metrics`]: the deploy gauges of `/metrics` (verdict counts, newest deploy);
 //! - [`semver`]: the "version must increase" warning;
@@ -27,12 +32,17 @@
 pub mod api;
 pub mod baseline;
 pub mod deploy;
+pub mod drift;
 pub mod evaluate;
+pub mod explain;
 pub mod gate;
+pub mod judge;
 pub mod ledger;
 pub mod metrics;
 pub mod recent;
+pub mod rollout;
 pub mod semver;
+pub mod stats;
 pub mod verdict;
 pub mod watcher;
 pub mod window;
@@ -59,9 +69,32 @@ pub use watcher::{WatchError, Watcher};
 /// How often the background task closes ended windows.
 pub const TICK_EVERY: Duration = Duration::from_millis(250);
 
+/// What a probe that reported in the baseline and went silent in the window does to the
+/// verdict (`watch.silent_probe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilentProbe {
+    /// The deploy regresses as soon as the probe has been silent past its threshold.
+    #[default]
+    Regressed,
+    /// The window cannot pass: it ends inconclusive, naming the probe.
+    Inconclusive,
+}
+
+/// `[[watch.services]]`: per-service watch settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceWatch {
+    /// The service.
+    pub name: String,
+    /// Its deploys are advisory (default: `[watch] dry_run`).
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
 /// `[watch]` in `collector.toml`: defaults for every deploy's watch window and the
 /// thresholds that make a regression.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSection {
     /// How long a deploy is watched (default 15m); `--window` overrides per deploy.
@@ -76,7 +109,7 @@ pub struct WatchSection {
     #[serde(default = "default_rollout_grace")]
     pub rollout_grace: HumanDuration,
     /// Window p95 latency at least this many times the baseline p95 is a regression
-    /// (default 2.0)…
+    /// (default 1.5)…
     #[serde(default = "default_latency_factor")]
     pub latency_factor: f64,
     /// …and at least this much higher (default 50ms)…
@@ -91,9 +124,28 @@ pub struct WatchSection {
     #[serde(default = "default_window_failures")]
     pub window_failures: u64,
     /// A check "passed in the baseline" when at least this share of its baseline results
-    /// passed (default 0.95).
+    /// passed (default 0.95) and the baseline is long enough to show it (see
+    /// [`judge`]).
     #[serde(default = "default_baseline_pass_ratio")]
     pub baseline_pass_ratio: f64,
+    /// Confidence of the statistical rules (default 0.99): a deploy with unchanged
+    /// behaviour regresses on a check's rule with a probability of at most 1 − this.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// The smallest pass-rate drop that regresses, as a ratio (default 0.10: ten
+    /// points, so 90% -> 85% does not regress and 90% -> 40% does).
+    #[serde(default = "default_pass_rate_min_drop")]
+    pub pass_rate_min_drop: f64,
+    /// A baseline probe silent in the window: `regressed` (default) or `inconclusive`.
+    #[serde(default)]
+    pub silent_probe: SilentProbe,
+    /// Every deploy is advisory (default false): verdicts are computed, recorded and
+    /// notified as usual, marked as dry runs, and `postflight gate` exits 0.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Per-service settings.
+    #[serde(default)]
+    pub services: Vec<ServiceWatch>,
 }
 
 impl Default for WatchSection {
@@ -107,6 +159,11 @@ impl Default for WatchSection {
             min_samples: default_min_samples(),
             window_failures: default_window_failures(),
             baseline_pass_ratio: default_baseline_pass_ratio(),
+            confidence: default_confidence(),
+            pass_rate_min_drop: default_pass_rate_min_drop(),
+            silent_probe: SilentProbe::default(),
+            dry_run: false,
+            services: Vec::new(),
         }
     }
 }
@@ -115,6 +172,16 @@ impl Default for WatchSection {
 pub const MAX_SPAN: Duration = Duration::from_secs(30 * 86_400);
 
 impl WatchSection {
+    /// Are `service`'s deploys advisory?
+    pub fn dry_run_for(&self, service: &str) -> bool {
+        self.services
+            .iter()
+            .rev()
+            .find(|s| s.name == service)
+            .and_then(|s| s.dry_run)
+            .unwrap_or(self.dry_run)
+    }
+
     /// Problems with the values (types were already checked by the TOML parser), each
     /// prefixed with its line in `text` when it can be found.
     pub fn validate(&self, text: &str) -> Vec<String> {
@@ -150,6 +217,23 @@ impl WatchSection {
             "baseline_pass_ratio",
             "must be above 0 and at most 1, e.g. 0.95",
         );
+        check(
+            self.confidence >= 0.5 && self.confidence < 1.0,
+            "confidence",
+            "must be at least 0.5 and below 1, e.g. 0.99",
+        );
+        check(
+            self.pass_rate_min_drop > 0.0 && self.pass_rate_min_drop < 1.0,
+            "pass_rate_min_drop",
+            "must be above 0 and below 1, e.g. 0.10 for ten points",
+        );
+        for service in &self.services {
+            check(
+                !service.name.trim().is_empty(),
+                "services",
+                "entries need a service name, e.g. name = \"recall-api\"",
+            );
+        }
         problems
     }
 }
@@ -190,7 +274,7 @@ fn default_rollout_grace() -> HumanDuration {
     HumanDuration::from_secs(120)
 }
 fn default_latency_factor() -> f64 {
-    2.0
+    1.5
 }
 fn default_latency_min_increase() -> HumanDuration {
     HumanDuration(Duration::from_millis(50))
@@ -203,6 +287,12 @@ fn default_window_failures() -> u64 {
 }
 fn default_baseline_pass_ratio() -> f64 {
     0.95
+}
+fn default_confidence() -> f64 {
+    0.99
+}
+fn default_pass_rate_min_drop() -> f64 {
+    0.10
 }
 
 /// Close ended windows and save window observations every [`TICK_EVERY`] (wall time;
@@ -245,12 +335,28 @@ mod tests {
         assert_eq!(section.window.0, Duration::from_secs(900));
         assert_eq!(section.baseline.0, Duration::from_secs(3600));
         assert_eq!(section.rollout_grace.0, Duration::from_secs(120));
-        assert_eq!(section.latency_factor, 2.0);
+        assert_eq!(section.latency_factor, 1.5);
         assert_eq!(section.latency_min_increase.0, Duration::from_millis(50));
         assert_eq!(section.min_samples, 20);
         assert_eq!(section.window_failures, 1);
         assert_eq!(section.baseline_pass_ratio, 0.95);
+        assert_eq!(section.confidence, 0.99);
+        assert_eq!(section.pass_rate_min_drop, 0.10);
+        assert_eq!(section.silent_probe, SilentProbe::Regressed);
+        assert!(!section.dry_run);
         assert!(section.validate("").is_empty());
+    }
+
+    #[test]
+    fn a_service_entry_overrides_the_dry_run_default() {
+        let text = "[watch]\ndry_run = true\nsilent_probe = \"inconclusive\"\n\n[[watch.services]]\nname = \"billing\"\ndry_run = false\n";
+        let section: WatchSection = toml::from_str::<toml::Table>(text).unwrap()["watch"]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert!(section.dry_run_for("recall-api"));
+        assert!(!section.dry_run_for("billing"));
+        assert_eq!(section.silent_probe, SilentProbe::Inconclusive);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use postflight_probe::report::{CheckResult, Outcome, ReportBatch};
 
-use crate::watch::baseline::{Baseline, BaselineSource, Scope, p95};
+use crate::watch::baseline::{
+    Baseline, BaselineSource, MAX_BASELINE_LATENCIES, Scope, p95, quantile_sample,
+};
 
 /// One remembered result.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +32,8 @@ struct Series {
     /// Version changes reported (time, version), oldest first, at most
     /// [`VERSION_CHANGES`].
     versions: VecDeque<(i64, String)>,
+    /// The newest result that reported a version: (time, version).
+    last_version: Option<(i64, String)>,
 }
 
 /// Version changes remembered per check and probe.
@@ -99,6 +103,13 @@ impl RecentResults {
             series.samples.pop_front();
         }
         if let Some(version) = &result.facts.version {
+            if series
+                .last_version
+                .as_ref()
+                .is_none_or(|(at, _)| *at <= sample.at_ms)
+            {
+                series.last_version = Some((sample.at_ms, version.clone()));
+            }
             let changed = series
                 .versions
                 .back()
@@ -148,18 +159,28 @@ impl BaselineSource for RecentResults {
                 }
             }
             figures.last_passed = Some(last.outcome.is_pass());
+            figures.last_at_ms = Some(last.at_ms);
+            if let (Some(first), Some(check_figures)) =
+                (in_period.first(), baseline.checks.get_mut(check))
+            {
+                check_figures.saw_at(first.at_ms);
+                check_figures.saw_at(last.at_ms);
+            }
             latencies
                 .entry(check)
                 .or_default()
                 .extend(in_period.iter().map(|s| s.duration_us));
-            if let Some((_, version)) = series.versions.iter().rev().find(|(at, _)| *at < to_ms) {
-                baseline.versions.insert(probe.clone(), version.clone());
+            let newest = series.last_version.iter().filter(|(at, _)| *at < to_ms);
+            let changes = series.versions.iter().rev().filter(|(at, _)| *at < to_ms);
+            if let Some((at, version)) = newest.chain(changes).next() {
+                baseline.saw_version(probe, version, *at);
             }
         }
         for (check, mut values) in latencies {
             if let Some(figures) = baseline.checks.get_mut(check) {
                 figures.latency_samples = values.len() as u64;
                 figures.latency_p95_us = p95(&mut values);
+                figures.latency_sample_us = quantile_sample(values, MAX_BASELINE_LATENCIES);
             }
         }
         baseline
@@ -174,6 +195,7 @@ mod tests {
 
     fn batch(probe: &str, env: Option<&str>, results: Vec<CheckResult>) -> ReportBatch {
         ReportBatch {
+            retry_cap_ms: 0,
             probe: probe.into(),
             seq: 1,
             sent_at_ms: 0,
@@ -189,6 +211,7 @@ mod tests {
 
     fn result(at_ms: i64, outcome: Outcome, duration_us: u64) -> CheckResult {
         CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: "readyz".into(),
             kind: CheckKind::Http,

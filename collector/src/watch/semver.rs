@@ -1,5 +1,6 @@
 //! Semantic version ordering, for one warning: a deploy whose version is not greater than
-//! the last deployed one (Cloudron refuses such manifests; elsewhere it usually means a
+//! the version it replaces — the `--previous` given, the last deployed one, or what the
+//! probes report running (Cloudron refuses such manifests; elsewhere it usually means a
 //! wrong tag or an unannounced rollback). Versions that are not semver are not compared.
 
 use std::cmp::Ordering;
@@ -76,19 +77,36 @@ fn compare_prerelease(a: &[String], b: &[String]) -> Ordering {
     a.len().cmp(&b.len())
 }
 
-/// The warning for deploying `new` after `last`, when both are semver and `new` is not
-/// greater.
-pub fn not_increasing_warning(new: &str, last: &str) -> Option<String> {
-    let (n, l) = (SemVer::parse(new)?, SemVer::parse(last)?);
-    (n <= l).then(|| {
-        format!(
-            "version {new} is not greater than the last deployed version {last} (semver); \
-             if this is not a deliberate rollback, bump the version"
-        )
-    })
+/// The warning for deploying `new` over the versions in `replaces` (what each one is,
+/// and the version), naming every one that is semver and not lower than `new`.
+pub fn not_increasing_warning(new: &str, replaces: &[(String, String)]) -> Option<String> {
+    let parsed = SemVer::parse(new)?;
+    let mut not_lower: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (what, version) in replaces {
+        if SemVer::parse(version).is_none_or(|old| parsed > old) {
+            continue;
+        }
+        match not_lower.iter_mut().find(|(v, _)| v == version) {
+            Some((_, whats)) => whats.push(what),
+            None => not_lower.push((version, vec![what])),
+        }
+    }
+    if not_lower.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = not_lower
+        .iter()
+        .map(|(version, whats)| format!("{} {version}", whats.join(" and ")))
+        .collect();
+    Some(format!(
+        "version {new} is not greater than {} (semver); \
+         if this is not a deliberate rollback, bump the version",
+        named.join(", nor ")
+    ))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -111,11 +129,29 @@ mod tests {
         assert_eq!(SemVer::parse("1.2.x"), None);
     }
 
+    fn last(version: &str) -> Vec<(String, String)> {
+        vec![("the last deployed version".into(), version.into())]
+    }
+
     #[test]
     fn warns_only_when_not_greater() {
-        assert!(not_increasing_warning("0.1.8", "0.1.9").is_some());
-        assert!(not_increasing_warning("0.1.9", "0.1.9").is_some());
-        assert!(not_increasing_warning("0.1.10", "0.1.9").is_none());
-        assert!(not_increasing_warning("sha-1", "0.1.9").is_none());
+        assert!(not_increasing_warning("0.1.8", &last("0.1.9")).is_some());
+        assert!(not_increasing_warning("0.1.9", &last("0.1.9")).is_some());
+        assert!(not_increasing_warning("0.1.10", &last("0.1.9")).is_none());
+        assert!(not_increasing_warning("sha-1", &last("0.1.9")).is_none());
+    }
+
+    #[test]
+    fn previous_and_reported_versions_are_compared_too() {
+        let replaces = vec![
+            ("--previous".to_string(), "0.1.8".to_string()),
+            ("the version r-1 reports".to_string(), "0.1.8".to_string()),
+            ("the version r-2 reports".to_string(), "0.1.7".to_string()),
+        ];
+        assert_eq!(
+            not_increasing_warning("0.1.8", &replaces).unwrap(),
+            "version 0.1.8 is not greater than --previous and the version r-1 reports 0.1.8 \
+             (semver); if this is not a deliberate rollback, bump the version"
+        );
     }
 }

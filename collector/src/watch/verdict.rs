@@ -1,8 +1,11 @@
 //! Verdicts of a watch window and the events they notify.
 //!
 //! `watching` until one of: `regressed` (at the first regression, not waiting for the
-//! window to end), `passed` (the window ended clean), `inconclusive` (no probe reported
-//! the service during the window, or there was no baseline to compare with),
+//! window to end), `passed` (the window ended clean, every probe showed the deployed
+//! version and every rule had enough results), `inconclusive` (no probe reported the
+//! service during the window, no baseline to compare with, the rollout did not reach
+//! every probe, a rule lacked results, or a probe went silent under
+//! `silent_probe = "inconclusive"` — always saying which),
 //! `superseded` (a newer deploy of the same service and environment), `cancelled`.
 //! `regressed` notifies `deploy_regressed`, `passed` notifies `deploy_passed`; the others
 //! notify nothing.
@@ -57,36 +60,55 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// What can keep a window without regressions from passing.
+#[derive(Debug, Clone, Default)]
+pub struct Doubts {
+    /// Rules that lacked results (`needs 12 more results of readyz (has 8)`).
+    pub missing_samples: Vec<String>,
+    /// Why the rollout did not complete (see [`crate::watch::rollout`]).
+    pub rollout: Option<String>,
+    /// Baseline probes silent in the window, when `silent_probe = "inconclusive"`.
+    pub silent: Option<String>,
+}
+
 /// The verdict of a window that ended without a regression, and why.
 pub fn at_window_end(
     deploy: &Deploy,
     baseline: &Baseline,
     window: &WindowObservations,
+    doubts: &Doubts,
 ) -> (Verdict, String) {
     let length = format_duration(Duration::from_millis(deploy.window_ms.max(0) as u64));
     let probes = window.probes().len();
+    let inconclusive = |why: String| (Verdict::Inconclusive, why);
     if window.results == 0 {
         let place = deploy
             .env
             .as_ref()
             .map(|env| format!(" in {env}"))
             .unwrap_or_default();
-        return (
-            Verdict::Inconclusive,
-            format!(
-                "no probe reported {}{place} during the {length} window: nothing to judge",
-                deploy.service
-            ),
-        );
+        return inconclusive(format!(
+            "no probe reported {}{place} during the {length} window: nothing to judge",
+            deploy.service
+        ));
+    }
+    if let Some(silent) = &doubts.silent {
+        return inconclusive(format!("{silent}: the window cannot pass"));
+    }
+    if let Some(rollout) = &doubts.rollout {
+        return inconclusive(rollout.clone());
     }
     if baseline.is_empty() {
-        return (
-            Verdict::Inconclusive,
-            format!(
-                "first deploy: no baseline to compare with; nothing failed in {} results from {probes} probes",
-                window.results
-            ),
-        );
+        return inconclusive(format!(
+            "first deploy: no baseline to compare with; nothing failed in {} results from {probes} probes",
+            window.results
+        ));
+    }
+    if !doubts.missing_samples.is_empty() {
+        return inconclusive(format!(
+            "too little data to judge in the {length} window: {}",
+            doubts.missing_samples.join("; ")
+        ));
     }
     (
         Verdict::Passed,
@@ -116,6 +138,7 @@ pub fn regressed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
         Some(version) => format!("last good version: {version} (roll back to it)"),
         None => "no last good version known (no earlier deploy passed its window)".into(),
     });
+    details.extend(explanation_lines(deploy));
     let mut fields = common_fields(deploy);
     if let Some(last_good) = &deploy.last_good {
         fields.insert("last_good".into(), last_good.clone());
@@ -135,8 +158,11 @@ pub fn regressed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
         env: deploy.env.clone(),
         check: first.map(|e| e.check.clone()),
         summary: format!(
-            "{} {} regressed{place}: {}",
-            deploy.service, deploy.version, deploy.summary
+            "{}{} {} regressed{place}: {}",
+            dry_run_tag(deploy),
+            deploy.service,
+            deploy.version,
+            deploy.summary
         ),
         details,
         fields,
@@ -163,16 +189,43 @@ pub fn passed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
         env: deploy.env.clone(),
         check: None,
         summary: format!(
-            "{} {} passed its {length} watch{place}",
-            deploy.service, deploy.version
+            "{}{} {} passed its {length} watch{place}",
+            dry_run_tag(deploy),
+            deploy.service,
+            deploy.version
         ),
-        details: vec![deployed_line(deploy), deploy.summary.clone()],
+        details: [deployed_line(deploy), deploy.summary.clone()]
+            .into_iter()
+            .chain(explanation_lines(deploy))
+            .collect(),
         fields: common_fields(deploy),
         started_at_ms: deploy.deployed_at_ms,
         ended_at_ms: deploy.decided_at_ms,
         reminder: false,
         link: link(deploy, public_url),
     }
+}
+
+/// `[dry run] ` for an advisory deploy.
+fn dry_run_tag(deploy: &Deploy) -> &'static str {
+    if deploy.dry_run { "[dry run] " } else { "" }
+}
+
+/// The per-check table and each probe's version, under a blank line; for a dry run, a
+/// line saying nothing acts on the verdict.
+fn explanation_lines(deploy: &Deploy) -> Vec<String> {
+    let mut lines = Vec::new();
+    if deploy.dry_run {
+        lines.push(
+            "dry run: this verdict is advisory; `postflight gate` exits 0 for it".to_string(),
+        );
+    }
+    let table = deploy.explanation.lines();
+    if !table.is_empty() {
+        lines.push(String::new());
+        lines.extend(table);
+    }
+    lines
 }
 
 fn deployed_line(deploy: &Deploy) -> String {
@@ -197,6 +250,9 @@ fn common_fields(deploy: &Deploy) -> BTreeMap<String, String> {
     fields.insert("by".into(), deploy.by.clone());
     if let Some(previous) = &deploy.previous_version {
         fields.insert("previous_version".into(), previous.clone());
+    }
+    if deploy.dry_run {
+        fields.insert("dry_run".into(), "true".into());
     }
     fields
 }

@@ -22,6 +22,7 @@ use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
 use crate::app::IngestListener;
+use crate::auth::Operator;
 use crate::clock::Clock;
 use crate::event::{Event, EventSink};
 use crate::timefmt::rfc3339;
@@ -30,12 +31,20 @@ use crate::watch::deploy::{
     Deploy, DeployState, DeployTrees, NewDeploy, encode, format_id, number_key, parse_id,
     service_key,
 };
-use crate::watch::evaluate::{Evidence, Subject, Thresholds, regressions, same_version};
+use crate::watch::drift::{DriftWatch, Established};
+use crate::watch::evaluate::{
+    Evidence, Judgement, Subject, Thresholds, judge, same_version, silent_probe,
+};
+use crate::watch::explain::Explanation;
+use crate::watch::judge::{MAX_LOOKS, Stage, sample_warnings};
 use crate::watch::ledger::{LastGood, last_good};
 use crate::watch::recent::RecentResults;
+use crate::watch::rollout::{
+    HeartbeatSilence, SilenceThreshold, incomplete_rollout, silent_probes, versions,
+};
 use crate::watch::semver::not_increasing_warning;
-use crate::watch::verdict::{Verdict, at_window_end, passed_event, regressed_event};
-use crate::watch::{MAX_SPAN, WatchSection};
+use crate::watch::verdict::{Doubts, Verdict, at_window_end, passed_event, regressed_event};
+use crate::watch::{MAX_SPAN, SilentProbe, WatchSection};
 
 /// How long the in-memory summary keeps results, at least.
 const RECENT_KEEP: Duration = Duration::from_secs(6 * 3600);
@@ -74,6 +83,9 @@ pub struct WatchConfig {
     pub public_url: Option<String>,
     /// A baseline source preferred over the in-memory summary (the stored history).
     pub history: Option<Arc<dyn BaselineSource>>,
+    /// Where probe silence thresholds come from (default: three heartbeat intervals as
+    /// announced in the batches the watcher sees).
+    pub silence: Option<Arc<dyn SilenceThreshold>>,
 }
 
 impl WatchConfig {
@@ -83,6 +95,7 @@ impl WatchConfig {
             section,
             public_url: None,
             history: None,
+            silence: None,
         }
     }
 }
@@ -106,6 +119,10 @@ pub struct Watcher {
     recent: Arc<RecentResults>,
     baselines: Arc<dyn BaselineSource>,
     active: Mutex<BTreeMap<u64, Active>>,
+    /// Heartbeat intervals seen in batches (the default silence thresholds).
+    heartbeats: Arc<HeartbeatSilence>,
+    silence: Arc<dyn SilenceThreshold>,
+    drift: DriftWatch,
 }
 
 /// Rows of one verdict transaction.
@@ -159,9 +176,14 @@ impl Watcher {
             entry.refresh_window_figures();
             active.insert(number, entry);
         }
+        let heartbeats = Arc::new(HeartbeatSilence::default());
+        let silence = config.silence.clone().unwrap_or_else(|| heartbeats.clone());
         Ok(Arc::new(Watcher {
             trees,
             thresholds: Thresholds::from(&config.section),
+            drift: DriftWatch::new(config.section.rollout_grace.0),
+            heartbeats,
+            silence,
             section: config.section,
             public_url: config.public_url,
             clock,
@@ -180,7 +202,12 @@ impl Watcher {
 
     /// Create a deploy marker: snapshot the baseline, supersede a deploy of the same
     /// service and environment still being watched, start watching.
-    pub fn create(&self, request: NewDeploy, operator: &str) -> Result<Deploy, WatchError> {
+    pub fn create(
+        &self,
+        request: NewDeploy,
+        operator: impl Into<Operator>,
+    ) -> Result<Deploy, WatchError> {
+        let operator = operator.into();
         let (window_ms, baseline_ms) = self.validate(&request)?;
         let now = self.clock.now_ms();
         let history = self.trees.for_service(&request.service)?;
@@ -191,10 +218,17 @@ impl Watcher {
         };
         let baseline = self.baselines.baseline(scope, now - baseline_ms, now);
         let number = self.trees.next_number()?;
-        let mut warnings: Vec<String> = last
-            .and_then(|last| not_increasing_warning(&request.version, &last.version))
-            .into_iter()
-            .collect();
+        let mut warnings: Vec<String> = not_increasing_warning(
+            &request.version,
+            &replaced_versions(&request, last, &baseline),
+        )
+        .into_iter()
+        .collect();
+        warnings.extend(sample_warnings(
+            &baseline,
+            window_ms,
+            self.thresholds.min_samples,
+        ));
         let first_deploy = baseline.is_empty();
         if first_deploy {
             warnings.push(
@@ -210,7 +244,8 @@ impl Watcher {
                 .clone()
                 .or_else(|| last.map(|d| d.version.clone()))
                 .or_else(|| baseline.prevailing_version()),
-            by: request.by.clone().unwrap_or_else(|| operator.to_string()),
+            by: operator.author(request.by.as_deref()),
+            claimed_by: operator.unverified_claim(request.by.as_deref()),
             deployed_at_ms: now,
             window_ms,
             baseline_ms,
@@ -226,6 +261,10 @@ impl Watcher {
             baseline_probes: baseline.probe_count(),
             window_results: 0,
             window_probes: Vec::new(),
+            dry_run: request
+                .dry_run
+                .unwrap_or_else(|| self.section.dry_run_for(&request.service)),
+            explanation: Explanation::default(),
             service: request.service,
             env: request.env,
             version: request.version,
@@ -235,6 +274,7 @@ impl Watcher {
             baseline,
             window: Default::default(),
         };
+        self.drift.set(&deploy.service, deploy.env.as_deref(), None);
         self.start_watching(number, deploy, state)
     }
 
@@ -342,7 +382,9 @@ impl Watcher {
     pub fn get(&self, id: &str) -> Result<Deploy, WatchError> {
         let number = parse_id(id).ok_or_else(|| WatchError::NotFound(id.to_string()))?;
         if let Some(entry) = self.active().get(&number) {
-            return Ok(entry.deploy.clone());
+            let mut deploy = entry.deploy.clone();
+            deploy.explanation = self.explain(entry, &self.judge(entry, Stage::End));
+            return Ok(deploy);
         }
         self.trees
             .get(number)?
@@ -385,53 +427,128 @@ impl Watcher {
     /// Fold a stored batch into the windows it belongs to; decide regressions now.
     /// Returns the deploys that regressed.
     pub fn observe(&self, batch: &ReportBatch) -> Result<Vec<Deploy>, WatchError> {
+        self.observe_at(batch, self.clock.now_ms())
+    }
+
+    /// [`Watcher::observe`] for a batch the collector received at `received_ms`.
+    pub fn observe_at(
+        &self,
+        batch: &ReportBatch,
+        received_ms: i64,
+    ) -> Result<Vec<Deploy>, WatchError> {
         self.recent.record(batch);
-        if batch.results.is_empty() {
-            return Ok(Vec::new());
-        }
+        self.heartbeats
+            .heard(&batch.probe, batch.heartbeat_interval_ms);
         let probe_env = batch.labels.get("env").map(String::as_str);
-        let mut active = self.active();
         let mut regressed = Vec::new();
         let mut failure = None;
-        for entry in active.values_mut() {
-            if !fold(entry, &batch.probe, probe_env, &batch.results) {
-                continue;
+        {
+            let mut active = self.active();
+            for entry in active.values_mut() {
+                let Some(due) = fold(entry, batch, probe_env, received_ms, &self.thresholds) else {
+                    continue;
+                };
+                entry.dirty = true;
+                if batch.results.is_empty() {
+                    continue;
+                }
+                let judgement = self.judge(entry, Stage::Looks(&due));
+                if judgement.evidence.is_empty() {
+                    continue;
+                }
+                match self.regress(entry, judgement) {
+                    Ok(deploy) => regressed.push(deploy),
+                    Err(error) => failure = Some(error),
+                }
             }
-            entry.dirty = true;
-            let found = self.regressions_of(entry);
-            if found.is_empty() {
-                continue;
-            }
-            match self.regress(entry, found) {
-                Ok(deploy) => regressed.push(deploy),
-                Err(error) => failure = Some(error),
-            }
+            // Committed verdicts leave the watch even when another one failed to commit.
+            active.retain(|_, a| !regressed.iter().any(|d| d.id == a.deploy.id));
         }
-        // Committed verdicts leave the watch even when another one failed to commit.
-        active.retain(|_, a| !regressed.iter().any(|d| d.id == a.deploy.id));
+        if let Err(error) = self.notice_drift(batch, probe_env, received_ms) {
+            failure = Some(error);
+        }
         match failure {
             Some(error) => Err(error),
             None => Ok(regressed),
         }
     }
 
-    fn regressions_of(&self, entry: &Active) -> Vec<Evidence> {
+    /// Notify `version_drift` for the batch's results that drifted from a passed deploy.
+    fn notice_drift(
+        &self,
+        batch: &ReportBatch,
+        probe_env: Option<&str>,
+        received_ms: i64,
+    ) -> Result<(), WatchError> {
+        let lookup = |service: &str, env: Option<&str>| -> Option<Established> {
+            let deploys = self.trees.for_service(service).ok()?;
+            let latest = deploys.into_iter().find(|d| d.env.as_deref() == env)?;
+            (latest.verdict == Verdict::Passed).then_some(Established {
+                deploy_id: latest.id,
+                version: latest.version,
+            })
+        };
+        let events =
+            self.drift
+                .observe(&batch.probe, probe_env, &batch.results, received_ms, lookup);
+        for event in &events {
+            tracing::warn!(service = %event.service, probe = %batch.probe, summary = %event.summary, "version drift");
+            let mut event = event.clone();
+            event.link = self.public_url.as_ref().map(|base| {
+                format!(
+                    "{}/api/v1/services/{}/deploys",
+                    base.trim_end_matches('/'),
+                    event.service
+                )
+            });
+            self.commit(&Writes::default(), Some(&event))?;
+        }
+        Ok(())
+    }
+
+    fn judge(&self, entry: &Active, stage: Stage<'_>) -> Judgement {
         let subject = Subject {
             version: &entry.deploy.version,
             deployed_at_ms: entry.deploy.deployed_at_ms,
         };
-        regressions(
+        judge(
             &entry.state.baseline,
             &entry.state.window,
             subject,
             &self.thresholds,
+            stage,
         )
     }
 
+    /// The explanation of `judgement`, with each probe's version.
+    fn explain(&self, entry: &Active, judgement: &Judgement) -> Explanation {
+        let mut explanation = judgement.explanation();
+        explanation.versions = versions(
+            &entry.state.baseline,
+            &entry.state.window,
+            &entry.deploy.version,
+        );
+        explanation
+    }
+
+    /// Baseline probes silent in `entry`'s window at `now_ms`, as evidence.
+    fn silent(&self, entry: &Active, now_ms: i64) -> Option<Evidence> {
+        let silent = silent_probes(
+            &entry.state.baseline,
+            &entry.state.window,
+            entry.deploy.deployed_at_ms,
+            now_ms,
+            self.silence.as_ref(),
+        );
+        silent_probe(silent, now_ms)
+    }
+
     /// Commit the `regressed` verdict and its notification.
-    fn regress(&self, entry: &Active, evidence: Vec<Evidence>) -> Result<Deploy, WatchError> {
+    fn regress(&self, entry: &Active, judgement: Judgement) -> Result<Deploy, WatchError> {
         let now = self.clock.now_ms();
         let mut deploy = entry.deploy.clone();
+        deploy.explanation = self.explain(entry, &judgement);
+        let evidence = judgement.evidence;
         deploy.verdict = Verdict::Regressed;
         deploy.decided_at_ms = Some(now);
         deploy.summary = evidence
@@ -463,26 +580,39 @@ impl Watcher {
         Ok(())
     }
 
-    /// Close the windows that ended by `now_ms` and save the others' observations;
-    /// returns the deploys decided.
+    /// Close the windows that ended by `now_ms`, regress the ones with a probe silent
+    /// past its threshold, and save the others' observations; returns the deploys
+    /// decided.
     pub fn tick(&self, now_ms: i64) -> Result<Vec<Deploy>, WatchError> {
         self.save_windows()?;
         let mut active = self.active();
-        let ended: Vec<u64> = active
-            .iter()
-            .filter(|(_, a)| now_ms >= a.deploy.window_ends_at_ms())
-            .map(|(n, _)| *n)
-            .collect();
         let mut decided = Vec::new();
-        for number in ended {
+        let numbers: Vec<u64> = active.keys().copied().collect();
+        for number in numbers {
             let Some(entry) = active.get(&number) else {
                 continue;
             };
-            let found = self.regressions_of(entry);
-            let deploy = if found.is_empty() {
-                self.close(entry, now_ms)?
+            let ended = now_ms >= entry.deploy.window_ends_at_ms();
+            let silent = match self.thresholds.silent_probe {
+                SilentProbe::Regressed => {
+                    self.silent(entry, now_ms.min(entry.deploy.window_ends_at_ms()))
+                }
+                SilentProbe::Inconclusive => None,
+            };
+            let deploy = if ended {
+                let mut judgement = self.judge(entry, Stage::End);
+                judgement.evidence.extend(silent);
+                if judgement.evidence.is_empty() {
+                    self.close(entry, judgement, now_ms)?
+                } else {
+                    self.regress(entry, judgement)?
+                }
+            } else if let Some(silent) = silent {
+                let mut judgement = self.judge(entry, Stage::Looks(&[]));
+                judgement.evidence.push(silent);
+                self.regress(entry, judgement)?
             } else {
-                self.regress(entry, found)?
+                continue;
             };
             active.remove(&number);
             decided.push(deploy);
@@ -495,10 +625,32 @@ impl Watcher {
         self.tick(self.clock.now_ms())
     }
 
-    /// Commit `passed` or `inconclusive` at the end of a clean window.
-    fn close(&self, entry: &Active, now_ms: i64) -> Result<Deploy, WatchError> {
+    /// Commit `passed` or `inconclusive` at the end of a window without regressions.
+    fn close(
+        &self,
+        entry: &Active,
+        judgement: Judgement,
+        now_ms: i64,
+    ) -> Result<Deploy, WatchError> {
         let mut deploy = entry.deploy.clone();
-        let (verdict, summary) = at_window_end(&deploy, &entry.state.baseline, &entry.state.window);
+        deploy.explanation = self.explain(entry, &judgement);
+        let (baseline, window) = (&entry.state.baseline, &entry.state.window);
+        let doubts = Doubts {
+            missing_samples: deploy.explanation.missing_samples(),
+            rollout: incomplete_rollout(
+                baseline,
+                window,
+                &deploy.version,
+                self.thresholds.rollout_grace_ms,
+            ),
+            silent: match self.thresholds.silent_probe {
+                SilentProbe::Inconclusive => self
+                    .silent(entry, deploy.window_ends_at_ms())
+                    .map(|e| e.summary),
+                SilentProbe::Regressed => None,
+            },
+        };
+        let (verdict, summary) = at_window_end(&deploy, baseline, window, &doubts);
         deploy.verdict = verdict;
         deploy.summary = summary;
         deploy.decided_at_ms = Some(now_ms);
@@ -507,6 +659,14 @@ impl Watcher {
         let event =
             (verdict == Verdict::Passed).then(|| passed_event(&deploy, self.public_url.as_deref()));
         self.commit(&writes, event.as_ref())?;
+        if verdict == Verdict::Passed {
+            let established = Established {
+                deploy_id: deploy.id.clone(),
+                version: deploy.version.clone(),
+            };
+            self.drift
+                .set(&deploy.service, deploy.env.as_deref(), Some(established));
+        }
         tracing::info!(deploy = %deploy.id, verdict = %verdict, summary = %deploy.summary, "watch window ended");
         Ok(deploy)
     }
@@ -562,29 +722,82 @@ impl Watcher {
     }
 }
 
-/// Fold the results of one batch that belong to `entry`'s window; true when any did.
-fn fold(entry: &mut Active, probe: &str, probe_env: Option<&str>, results: &[CheckResult]) -> bool {
+/// Fold one batch into `entry`'s window: note when the probe was heard from, count each
+/// result for its cohort. `None` when the batch does not belong to the window; else the
+/// checks whose statistical look is due.
+fn fold(
+    entry: &mut Active,
+    batch: &ReportBatch,
+    probe_env: Option<&str>,
+    received_ms: i64,
+    thresholds: &Thresholds,
+) -> Option<Vec<String>> {
     let deploy = &entry.deploy;
     let scope = Scope {
         service: &deploy.service,
         env: deploy.env.as_deref(),
     };
-    if !scope.env_matches(probe_env) {
-        return false;
-    }
     let (from, to) = (deploy.deployed_at_ms, deploy.window_ends_at_ms());
-    let mut folded = false;
-    for result in results
+    if !scope.env_matches(probe_env) || received_ms < from {
+        return None;
+    }
+    let window = &mut entry.state.window;
+    window.heard_from(&batch.probe, received_ms.min(to));
+    let before = entry.state.baseline.versions.get(&batch.probe);
+    let mut touched: Vec<&str> = Vec::new();
+    let in_window: Vec<&CheckResult> = batch
+        .results
         .iter()
         .filter(|r| r.service == deploy.service && r.started_at_ms >= from && r.started_at_ms < to)
-    {
-        entry.state.window.record(probe, result);
-        folded = true;
+        .collect();
+    window.note_versions(&batch.probe, &in_window);
+    for result in in_window {
+        let cohort = window.cohort_of(
+            &batch.probe,
+            result,
+            before.map(String::as_str),
+            &deploy.version,
+        );
+        window.record_as(&batch.probe, result, cohort);
+        if !touched.contains(&result.check.as_str()) {
+            touched.push(&result.check);
+        }
     }
-    if folded {
-        entry.refresh_window_figures();
+    let due = touched
+        .into_iter()
+        .filter(|check| {
+            window
+                .checks
+                .get_mut(*check)
+                .is_some_and(|c| c.look_due(thresholds.min_samples, MAX_LOOKS))
+        })
+        .map(String::from)
+        .collect();
+    entry.refresh_window_figures();
+    Some(due)
+}
+
+/// What the new deploy replaces, for the "version must increase" warning: the given
+/// previous version, the last deployed one, and what each probe reported.
+fn replaced_versions(
+    request: &NewDeploy,
+    last: Option<&Deploy>,
+    baseline: &crate::watch::baseline::Baseline,
+) -> Vec<(String, String)> {
+    let mut replaced = Vec::new();
+    if let Some(previous) = &request.previous_version {
+        replaced.push(("--previous".to_string(), previous.clone()));
     }
-    folded
+    if let Some(last) = last {
+        replaced.push((
+            "the last deployed version".to_string(),
+            last.version.clone(),
+        ));
+    }
+    for (probe, version) in &baseline.versions {
+        replaced.push((format!("the version {probe} reports"), version.clone()));
+    }
+    replaced
 }
 
 impl Active {
@@ -602,8 +815,8 @@ impl Active {
 }
 
 impl IngestListener for Watcher {
-    fn on_batch(&self, batch: &ReportBatch, _received_at_ms: i64) {
-        if let Err(error) = self.observe(batch) {
+    fn on_batch(&self, batch: &ReportBatch, received_at_ms: i64) {
+        if let Err(error) = self.observe_at(batch, received_at_ms) {
             tracing::error!(%error, probe = %batch.probe, "deploy watch could not fold a batch");
         }
     }

@@ -4,7 +4,9 @@
 
 mod alertmanager;
 mod api;
+mod channels;
 mod email;
+mod freshness;
 mod incidents;
 mod outbox;
 mod pacing;

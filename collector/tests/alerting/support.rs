@@ -50,9 +50,10 @@ pub fn result(service: &str, check: &str, pass: bool, at_ms: i64) -> CheckResult
     result
 }
 
-/// A batch from `probe` (env=prod, heartbeat every 10s).
+/// A batch from `probe` (env=prod, heartbeat every 10s, retries at most 10s apart).
 pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
     ReportBatch {
+        retry_cap_ms: 10_000,
         probe: probe.into(),
         seq,
         sent_at_ms: results.first().map(|r| r.started_at_ms).unwrap_or(T0),
@@ -140,6 +141,12 @@ impl Harness {
 
     /// `probe` reports `results` (service, check, pass) now.
     pub fn report(&self, probe: &str, results: &[(&str, &str, bool)]) {
+        self.alerting
+            .evaluate(&self.batch(probe, results), self.now());
+    }
+
+    /// The next batch `probe` would send now with `results` (service, check, pass).
+    pub fn batch(&self, probe: &str, results: &[(&str, &str, bool)]) -> ReportBatch {
         let now = self.now();
         let results = results
             .iter()
@@ -150,7 +157,7 @@ impl Harness {
             *seq += 1;
             *seq
         };
-        self.alerting.evaluate(&batch(probe, seq, results), now);
+        batch(probe, seq, results)
     }
 
     /// One outbox pass at the current time.
@@ -290,6 +297,7 @@ p.add_argument("--cert")
 p.add_argument("--key")
 p.add_argument("--user")
 p.add_argument("--password")
+p.add_argument("--fail-first", type=int, default=0)
 a = p.parse_args()
 
 class Save:
@@ -303,6 +311,7 @@ class Save:
             body = msg.get_body(preferencelist=(kind,))
             return body.get_content() if body is not None else ""
         record = {"received_at": received, "mail_from": envelope.mail_from,
+                  "message_id": str(msg["message-id"]),
                   "rcpt_tos": envelope.rcpt_tos, "subject": str(msg["subject"]),
                   "text": part("plain"), "html": part("html"),
                   "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
@@ -311,6 +320,8 @@ class Save:
         with open(path + ".tmp", "w") as f:
             json.dump(record, f)
         os.rename(path + ".tmp", path)
+        if self.n <= a.fail_first:
+            return "451 4.3.0 stored, but answering as if not"
         return "250 OK"
 
 def authenticator(server, session, envelope, mechanism, auth_data):
@@ -370,6 +381,29 @@ impl SmtpServer {
         security: SmtpSecurity,
         login: Option<(&str, &str)>,
     ) -> SmtpServer {
+        Self::start_with(port, mail, security, login, &[])
+    }
+
+    /// A plain server that stores the first `count` messages but answers them with a
+    /// temporary failure (451), as a server that fails after accepting would.
+    pub fn start_storing_then_failing(port: u16, mail: &Path, count: usize) -> SmtpServer {
+        let count = count.to_string();
+        Self::start_with(
+            port,
+            mail,
+            SmtpSecurity::Plain,
+            None,
+            &["--fail-first", &count],
+        )
+    }
+
+    fn start_with(
+        port: u16,
+        mail: &Path,
+        security: SmtpSecurity,
+        login: Option<(&str, &str)>,
+        extra: &[&str],
+    ) -> SmtpServer {
         std::fs::create_dir_all(mail).expect("mail dir");
         let script = mail.join("smtp_server.py");
         std::fs::write(&script, SMTP_SERVER).expect("script");
@@ -398,6 +432,7 @@ impl SmtpServer {
         if let Some((user, password)) = login {
             command.args(["--user", user, "--password", password]);
         }
+        command.args(extra);
         let log = std::fs::File::create(mail.join("smtp_server.log")).expect("log file");
         let mut child = command
             .stdin(Stdio::piped())

@@ -7,7 +7,9 @@
 //! or, when a backlog waits, up to [`CatchUp::batches`] of them (and
 //! [`CatchUp::bytes`] of JSON) in one envelope, `{"batches": [...]}`, which the
 //! collector acknowledges batch by batch. Bodies are gzip'd above [`GZIP_ABOVE`] bytes,
-//! with the bearer token if configured. The answer decides:
+//! with the bearer token if configured. Every attempt carries the probe's clock at that
+//! moment in the [`PROBE_TIME_HEADER`] header (the collector estimates the probe's clock
+//! offset from it). The answer decides:
 //! - 2xx with a [`ReportAck`] per batch: those batches are deleted from the spool;
 //!   batches an envelope's answer does not mention go in the next request;
 //! - 503 or 429 with `Retry-After`: the collector is saturated; the same batches are
@@ -22,6 +24,9 @@
 //!   the spool's `rejected/` directory with an error log, and the rest of the spool goes
 //!   on; the collector sees a gap for it. Such an answer to a whole envelope means the
 //!   collector does not take envelopes: from then on batches go one per request.
+//!
+//! After each acknowledgement `postflight_probe_delivery_lag_seconds` is set to the age of
+//! the newest batch just delivered, so a probe falling behind on a bad link shows it.
 //!
 //! A spool file that cannot be read as its batch is moved to `corrupt/` with a warning.
 //!
@@ -42,7 +47,8 @@ use super::jitter::Jitter;
 use super::selfmetrics::AgentMetrics;
 use super::shutdown::ShutdownSignal;
 use super::spool::{CORRUPT_DIR, REJECTED_DIR, ReadError, Spool};
-use crate::report::{BatchRefusal, EnvelopeAck, ReportAck};
+use crate::check::unix_millis;
+use crate::report::{BatchRefusal, EnvelopeAck, PROBE_TIME_HEADER, ReportAck};
 
 /// Bodies larger than this are sent gzip'd.
 pub const GZIP_ABOVE: usize = 4 * 1024;
@@ -66,15 +72,17 @@ pub fn collector_label(url: &str) -> String {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
             let _ = parsed.set_password(None);
-            parsed.as_str().trim_end_matches('/').to_string()
+            parsed.set_query(None);
+            crate::secret::redact(parsed.as_str().trim_end_matches('/')).into_owned()
         }
-        Err(_) => url.to_string(),
+        Err(_) => crate::secret::mask_url(url),
     }
 }
 
 /// The endpoint batches go to.
 pub fn reports_endpoint(url: &str) -> Result<reqwest::Url, String> {
-    let base = reqwest::Url::parse(url).map_err(|e| format!("collector url {url:?}: {e}"))?;
+    let base = reqwest::Url::parse(url)
+        .map_err(|e| format!("collector url {:?}: {e}", crate::secret::mask_url(url)))?;
     let path = format!("{}/api/v1/reports", base.path().trim_end_matches('/'));
     let mut endpoint = base;
     endpoint.set_path(&path);
@@ -165,8 +173,12 @@ impl Delivery {
                 continue;
             }
             let first = batches[0].0;
+            let newest_built_at_ms = batches.last().and_then(|(_, body)| built_at_ms(body));
             let wait = match self.send(batches).await {
                 Answer::Delivered { acks, refused } if !acks.is_empty() || !refused.is_empty() => {
+                    if !acks.is_empty() {
+                        self.note_lag(newest_built_at_ms);
+                    }
                     if failing_since_log {
                         tracing::info!(collector = %self.link.label, waiting = self.spool.stats().batches, "collector reachable again; delivering the spooled batches");
                         failing_since_log = false;
@@ -272,6 +284,10 @@ impl Delivery {
         if let Some(token) = &self.link.token {
             request = request.bearer_auth(token);
         }
+        // The probe's clock at this attempt (not the batches' build time): the collector
+        // estimates the probe's clock offset from it.
+        let now_ms = unix_millis(std::time::SystemTime::now());
+        request = request.header(PROBE_TIME_HEADER, now_ms.to_string());
         request = match gzip(&body) {
             Some(compressed) => request.header(CONTENT_ENCODING, "gzip").body(compressed),
             None => request.body(body),
@@ -283,6 +299,19 @@ impl Delivery {
                 after: None,
             },
         }
+    }
+
+    /// The newest delivered batch was built at `built_at_ms`: its age is the delivery lag.
+    fn note_lag(&self, built_at_ms: Option<i64>) {
+        let Some(built_at_ms) = built_at_ms else {
+            return;
+        };
+        let now_ms = unix_millis(std::time::SystemTime::now());
+        let lag_ms = now_ms.saturating_sub(built_at_ms).max(0);
+        self.metrics
+            .delivery_lag_seconds
+            .with_label_values(&[&self.link.label])
+            .set(lag_ms as f64 / 1000.0);
     }
 
     async fn acknowledged(&self, acks: Vec<ReportAck>) {
@@ -353,6 +382,17 @@ impl Delivery {
             tracing::debug!(collector = %label, seq, reason, waiting, retry_within = ?backoff.ceiling(), "delivery still failing");
         }
     }
+}
+
+/// When a spooled batch was built (its `sent_at_ms`), read without decoding its results.
+fn built_at_ms(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct BuiltAt {
+        sent_at_ms: i64,
+    }
+    serde_json::from_slice::<BuiltAt>(body)
+        .ok()
+        .map(|b| b.sent_at_ms)
 }
 
 /// Classify the collector's answer to the batches `seqs` (one alone, or an envelope).
@@ -512,6 +552,15 @@ mod tests {
             reports_endpoint("http://c/postflight/").unwrap().as_str(),
             "http://c/postflight/api/v1/reports"
         );
+    }
+
+    #[test]
+    fn a_batch_build_time_is_read_from_its_body() {
+        assert_eq!(
+            built_at_ms(br#"{"probe":"p","seq":3,"sent_at_ms":1700000000000,"results":[]}"#),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(built_at_ms(b"not json"), None);
     }
 
     #[test]

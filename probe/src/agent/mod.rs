@@ -68,7 +68,8 @@ pub const PROBE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Knobs of the agent that are not in the config file (tests shorten them).
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    /// Retry waits of the deliveries.
+    /// Retry waits of the deliveries: `initial`, and an upper bound on the config's
+    /// `[probe] retry_cap` (tests shorten both; the default leaves the cap to the config).
     pub backoff: BackoffPolicy,
     /// How long SIGTERM lets the deliveries drain the spools.
     pub shutdown_grace: Duration,
@@ -83,7 +84,10 @@ pub struct AgentOptions {
 impl Default for AgentOptions {
     fn default() -> Self {
         AgentOptions {
-            backoff: BackoffPolicy::default(),
+            backoff: BackoffPolicy {
+                max: Duration::from_secs(24 * 3600),
+                ..BackoffPolicy::default()
+            },
             shutdown_grace: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             seed: None,
@@ -237,8 +241,14 @@ impl Agent {
             "stopped; every result produced is delivered or spooled"
         );
         for spool in self.spools.values() {
-            if let Err(e) = spool.close() {
-                tracing::warn!(spool = %spool.dir().display(), error = %e, "cannot tidy the spool; its last delivered batch will be sent again and ignored as a duplicate");
+            match spool.close() {
+                Ok(given_up) if !given_up.is_empty() => {
+                    tracing::error!(spool = %spool.dir().display(), batches = given_up.len(), first = given_up.first().copied().unwrap_or_default(), "batches that could not be written (disk full) are lost at stop; the collector will see the gap");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(spool = %spool.dir().display(), error = %e, "cannot tidy the spool; its last delivered batch will be sent again and ignored as a duplicate");
+                }
             }
             let stats = spool.stats();
             if stats.batches > 0 {
@@ -267,6 +277,7 @@ impl Agent {
         self.metrics.reset_checks(&config.digest);
         for spool in self.spools.values() {
             spool.set_max_bytes(config.spool.max_bytes.0);
+            spool.set_max_memory_bytes(config.spool.max_memory_bytes.0);
         }
         tracing::info!(
             probe = %config.probe_name(),
@@ -300,6 +311,7 @@ impl Agent {
             },
         );
         let (delivery_stop, delivery_signal) = shutdown_pair();
+        let backoff = self.retry_policy(&config);
         let mut targets = Vec::new();
         let mut deliveries = Vec::new();
         for (dir, link) in collectors {
@@ -315,7 +327,7 @@ impl Agent {
             let delivery = Delivery {
                 link,
                 spool,
-                backoff: self.options.backoff,
+                backoff,
                 catch_up: self.options.catch_up,
                 metrics: self.metrics.clone(),
             };
@@ -331,10 +343,12 @@ impl Agent {
                 flush_interval: config.probe.flush_interval.0,
                 batch_size: config.probe.batch_size,
                 heartbeat_interval: config.probe.heartbeat_interval.0,
+                retry_cap: backoff.max,
             },
             spools: targets,
             sequence: self.sequence.1.clone(),
             metrics: self.metrics.clone(),
+            unnumbered: Default::default(),
         };
         let (batcher_stop, batcher_signal) = shutdown_pair();
         let batcher = tokio::spawn(batcher.run(results, batcher_signal));
@@ -344,6 +358,16 @@ impl Agent {
             batcher_stop,
             deliveries,
             delivery_stop,
+        }
+    }
+}
+
+impl Agent {
+    /// The deliveries' retry waits: the options' first wait, capped by `[probe] retry_cap`.
+    fn retry_policy(&self, config: &ProbeConfig) -> BackoffPolicy {
+        BackoffPolicy {
+            initial: self.options.backoff.initial,
+            max: self.options.backoff.max.min(config.probe.retry_cap.0),
         }
     }
 }
@@ -443,6 +467,9 @@ fn collector_link(
             builder = builder.add_root_certificate(certificate);
         }
     }
+    if let (Some(cert_file), Some(key_file)) = (&spec.cert_file, &spec.key_file) {
+        builder = builder.identity(client_identity(cert_file, key_file, &label)?);
+    }
     let client = builder
         .build()
         .with_context(|| format!("collector {label}: cannot build the HTTP client"))?;
@@ -451,6 +478,35 @@ fn collector_link(
         endpoint,
         token,
         client,
+    })
+}
+
+/// The client certificate and key of `[[collectors]] cert_file` / `key_file` (PEM).
+fn client_identity(
+    cert_file: &Path,
+    key_file: &Path,
+    label: &str,
+) -> anyhow::Result<reqwest::Identity> {
+    let mut pem = std::fs::read(cert_file).with_context(|| {
+        format!(
+            "collector {label}: cannot read cert_file {}",
+            cert_file.display()
+        )
+    })?;
+    let key = std::fs::read(key_file).with_context(|| {
+        format!(
+            "collector {label}: cannot read key_file {}",
+            key_file.display()
+        )
+    })?;
+    pem.push(b'\n');
+    pem.extend_from_slice(&key);
+    reqwest::Identity::from_pem(&pem).with_context(|| {
+        format!(
+            "collector {label}: cert_file {} and key_file {} are not a PEM certificate and key",
+            cert_file.display(),
+            key_file.display()
+        )
     })
 }
 
@@ -478,6 +534,7 @@ fn open_spools(
                 )
             })?),
         };
+        spool.set_max_memory_bytes(prepared.config.spool.max_memory_bytes.0);
         spools.insert(dir.clone(), spool);
     }
     Ok(spools)

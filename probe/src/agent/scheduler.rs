@@ -85,6 +85,7 @@ fn timed_out(check: &Check, started: SystemTime, deadline: Duration) -> CheckRes
         )),
         facts: Facts::default(),
         conditions: Vec::new(),
+        interval_ms: u64::try_from(check.interval.as_millis()).unwrap_or(u64::MAX),
     }
 }
 
@@ -295,6 +296,7 @@ mod tests {
             let started_at_ms = unix_millis(SystemTime::now());
             tokio::time::sleep(self.takes).await;
             CheckResult {
+                interval_ms: 0,
                 service: "svc".into(),
                 check: self.name.clone(),
                 kind: crate::report::CheckKind::Command,

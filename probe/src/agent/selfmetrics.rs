@@ -7,7 +7,8 @@
 //!   with the `job`/`instance` labels Prometheus adds;
 //! - `postflight_probe_*` about the agent itself: results, skipped runs, and per collector
 //!   (label `collector`, its URL without credentials) spool size, dropped, delivered,
-//!   rejected and corrupt batches, failed sends, and whether the last send worked.
+//!   rejected and corrupt batches, failed sends, whether the last send worked, and the
+//!   delivery lag (age of the batch acknowledged last).
 //!
 //! Routes: `GET /metrics` (Prometheus text format) and `GET /healthz` (`ok`).
 
@@ -60,8 +61,15 @@ pub struct AgentMetrics {
     pub corrupt_batches: IntCounterVec,
     /// Batches that could not be written to a spool (disk full, permissions).
     pub spool_write_errors: IntCounterVec,
+    /// Batches given up unwritten (over `[spool] max_memory_bytes`); each is a gap.
+    pub unwritten_batches: IntCounterVec,
+    /// Batches held in memory because the spool could not be written.
+    pub spool_memory_batches: IntGaugeVec,
     /// 1 when the last send to the collector worked, else 0.
     pub collector_up: IntGaugeVec,
+    /// Age of the batch the collector acknowledged last, seconds (send time minus the
+    /// time the batch was built): how far behind delivery runs.
+    pub delivery_lag_seconds: GaugeVec,
     /// Config reloads, by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
     /// Always 1; labels carry the probe version and config digest.
@@ -165,10 +173,28 @@ impl AgentMetrics {
                 "Batches that could not be written to the collector's spool.",
                 collector,
             ),
+            unwritten_batches: counter(
+                &registry,
+                "postflight_probe_unwritten_batches_total",
+                "Batches given up because the spool could not be written for longer than [spool] max_memory_bytes holds; the collector sees them as a gap.",
+                collector,
+            ),
+            spool_memory_batches: int_gauge(
+                &registry,
+                "postflight_probe_spool_memory_batches",
+                "Batches waiting in memory because the collector's spool could not be written.",
+                collector,
+            ),
             collector_up: int_gauge(
                 &registry,
                 "postflight_probe_collector_up",
                 "Whether the last send to the collector worked (1) or not (0).",
+                collector,
+            ),
+            delivery_lag_seconds: gauge(
+                &registry,
+                "postflight_probe_delivery_lag_seconds",
+                "Age of the batch the collector acknowledged last, seconds.",
                 collector,
             ),
             config_reloads: counter(
@@ -258,6 +284,9 @@ impl AgentMetrics {
         self.spool_batches
             .with_label_values(&[collector])
             .set(stats.batches as i64);
+        self.spool_memory_batches
+            .with_label_values(&[collector])
+            .set(stats.unwritten as i64);
     }
 
     /// Everything in the Prometheus text format.
@@ -373,6 +402,7 @@ mod tests {
     fn blackbox_names_carry_service_and_check_labels() {
         let metrics = AgentMetrics::new();
         metrics.observe_result(&CheckResult {
+            interval_ms: 0,
             service: "recall-api".into(),
             check: "readyz".into(),
             kind: CheckKind::Http,

@@ -19,6 +19,17 @@
 //! aside. After a crash the acknowledged newest batch is sent once more and the collector
 //! answers that it is a duplicate.
 //!
+//! # A spool that cannot be written (full disk)
+//! A batch gets its sequence only when its file is written: [`Spool::append`] first
+//! queues the batch in memory, then writes every queued batch, oldest first, until one
+//! write fails. A batch that could not be written stays queued and is tried again at the
+//! next append (every flush or heartbeat), so no sequence is spent on a batch that is not
+//! on disk. The queue is bounded by `max_memory_bytes` (the newest batch always stays);
+//! a batch pushed out of it is given up: it is counted, and its sequence is skipped, so
+//! the collector sees a gap where it would have been. A failed write leaves no temp file,
+//! and temp files left by a crash are removed on open. File writes go through
+//! [`SpoolFiles`], so tests can make them fail like a full disk.
+//!
 //! # Bounds and damage
 //! - After each append, while the spool holds more than `max_bytes`, the oldest batches
 //!   are deleted and returned as dropped (the caller counts and logs them); the collector
@@ -30,12 +41,12 @@
 //! - A batch the collector refuses for good (a 4xx other than 401/403/408/429) is moved
 //!   to `rejected/`, for an operator to inspect.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -75,6 +86,25 @@ pub fn collector_key(url: &str) -> String {
     format!("{}-{short}", readable.trim_matches('_'))
 }
 
+/// The spool's file writes: a seam, so tests can fail them like a full disk.
+pub trait SpoolFiles: Send + Sync + std::fmt::Debug {
+    /// Write `bytes` to `path` atomically and durably; on failure leave no temp file.
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// The real file layer: [`write_durably`].
+#[derive(Debug, Default)]
+pub struct DurableFiles;
+
+impl SpoolFiles for DurableFiles {
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        write_durably(path, bytes)
+    }
+}
+
+/// Default bound on batches held in memory while the spool cannot be written.
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 8 * 1024 * 1024;
+
 /// One collector's queue of batches on disk.
 #[derive(Debug)]
 pub struct Spool {
@@ -82,6 +112,10 @@ pub struct Spool {
     dir: PathBuf,
     /// Bound on the bytes of waiting batches.
     max_bytes: AtomicU64,
+    /// Bound on the bytes of batches held in memory because they could not be written.
+    max_memory_bytes: AtomicU64,
+    /// Where files are written.
+    files: Arc<dyn SpoolFiles>,
     /// What is on disk, mirrored in memory.
     state: Mutex<SpoolState>,
     /// Wakes the delivery when a batch is appended.
@@ -101,17 +135,37 @@ struct SpoolState {
     persisted_next: u64,
     /// The acknowledged newest batch, kept on disk until a newer one is written.
     acknowledged_newest: Option<u64>,
+    /// Batches not yet written (no sequence yet), oldest first, with their size.
+    unwritten: VecDeque<(ReportBatch, u64)>,
+    /// Sum of the sizes in `unwritten`.
+    unwritten_bytes: u64,
 }
 
 /// What [`Spool::append`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Appended {
-    /// Sequence given to the batch.
-    pub seq: u64,
-    /// Size of its file.
+    /// Sequences given to the batches written now (earlier unwritten ones first).
+    pub written: Vec<u64>,
+    /// Size of their files.
     pub bytes: u64,
     /// Sequences deleted to stay within `max_bytes`, oldest first.
     pub dropped: Vec<u64>,
+    /// Sequences skipped for batches given up unwritten (over `max_memory_bytes`).
+    pub given_up: Vec<u64>,
+    /// Batches still waiting in memory to be written.
+    pub unwritten: usize,
+    /// Why a write failed, when one did.
+    pub error: Option<io::Error>,
+}
+
+impl Appended {
+    /// The sequence of the batch appended last, when it was written.
+    pub fn seq(&self) -> Option<u64> {
+        if self.unwritten > 0 {
+            return None;
+        }
+        self.written.last().copied()
+    }
 }
 
 /// A snapshot of the spool's size.
@@ -121,6 +175,8 @@ pub struct SpoolStats {
     pub batches: u64,
     /// Their total size.
     pub bytes: u64,
+    /// Batches held in memory because they could not be written yet.
+    pub unwritten: u64,
     /// The sequence the next batch gets.
     pub next_seq: u64,
 }
@@ -152,6 +208,15 @@ pub enum ReadError {
 impl Spool {
     /// Open (creating) the spool at `dir`, remove temp-file debris and index what waits.
     pub fn open(dir: PathBuf, max_bytes: u64) -> io::Result<Spool> {
+        Self::open_with(dir, max_bytes, Arc::new(DurableFiles))
+    }
+
+    /// [`Spool::open`] writing through `files`.
+    pub fn open_with(
+        dir: PathBuf,
+        max_bytes: u64,
+        files: Arc<dyn SpoolFiles>,
+    ) -> io::Result<Spool> {
         fs::create_dir_all(&dir)?;
         let mut state = SpoolState::default();
         for entry in fs::read_dir(&dir)? {
@@ -173,6 +238,8 @@ impl Spool {
         Ok(Spool {
             dir,
             max_bytes: AtomicU64::new(max_bytes),
+            max_memory_bytes: AtomicU64::new(DEFAULT_MAX_MEMORY_BYTES),
+            files,
             state: Mutex::new(state),
             appended: Notify::new(),
         })
@@ -188,31 +255,100 @@ impl Spool {
         self.max_bytes.store(max_bytes, Ordering::Relaxed);
     }
 
-    /// Give `batch` the next sequence, write it durably, then drop the oldest batches
+    /// The bound on unwritten batches held in memory.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Change the bound on unwritten batches held in memory (`max_memory_bytes`).
+    pub fn set_max_memory_bytes(&self, max_memory_bytes: u64) {
+        self.max_memory_bytes
+            .store(max_memory_bytes, Ordering::Relaxed);
+    }
+
+    /// Queue `batch`, then write every queued batch durably, oldest first, each with the
+    /// next sequence, until a write fails; give up the oldest unwritten batches above
+    /// `max_memory_bytes` (skipping a sequence for each); drop the oldest written batches
     /// while the spool is above `max_bytes`.
-    pub fn append(&self, batch: &mut ReportBatch) -> io::Result<Appended> {
+    pub fn append(&self, batch: ReportBatch) -> Appended {
         let mut state = self.lock();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        batch.seq = seq;
-        let body = serde_json::to_vec(batch).map_err(io::Error::other)?;
-        write_durably(&self.batch_path(seq), &body)?;
-        let bytes = body.len() as u64;
-        state.pending.insert(seq, bytes);
-        state.bytes += bytes;
-        if let Some(acknowledged) = state.acknowledged_newest.take()
-            && let Err(e) = self.remove_file(acknowledged)
-        {
-            tracing::warn!(file = %self.batch_path(acknowledged).display(), error = %e, "cannot delete a delivered batch; it will be sent again and ignored as a duplicate");
-        }
-        let dropped = self.drop_oldest_above_bound(&mut state);
+        let size = serde_json::to_vec(&batch).map_or(0, |body| body.len() as u64);
+        state.unwritten.push_back((batch, size));
+        state.unwritten_bytes += size;
+        let mut appended = self.write_unwritten(&mut state);
+        appended.given_up = self.give_up_above_memory_bound(&mut state);
+        appended.dropped = self.drop_oldest_above_bound(&mut state);
+        appended.unwritten = state.unwritten.len();
+        let wrote = !appended.written.is_empty();
         drop(state);
-        self.appended.notify_one();
-        Ok(Appended {
-            seq,
-            bytes,
-            dropped,
-        })
+        if wrote {
+            self.appended.notify_one();
+        }
+        appended
+    }
+
+    fn write_unwritten(&self, state: &mut SpoolState) -> Appended {
+        let mut appended = Appended::default();
+        while let Some((batch, size)) = state.unwritten.front_mut() {
+            let seq = state.next_seq;
+            batch.seq = seq;
+            let written = serde_json::to_vec(&*batch)
+                .map_err(io::Error::other)
+                .and_then(|body| {
+                    self.files.write(&self.batch_path(seq), &body)?;
+                    Ok(body.len() as u64)
+                });
+            let bytes = match written {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    appended.error = Some(error);
+                    break;
+                }
+            };
+            let held = *size;
+            state.unwritten.pop_front();
+            state.unwritten_bytes -= held;
+            state.next_seq += 1;
+            state.pending.insert(seq, bytes);
+            state.bytes += bytes;
+            appended.written.push(seq);
+            appended.bytes += bytes;
+            if let Some(acknowledged) = state.acknowledged_newest.take()
+                && let Err(e) = self.remove_file(acknowledged)
+            {
+                tracing::warn!(file = %self.batch_path(acknowledged).display(), error = %e, "cannot delete a delivered batch; it will be sent again and ignored as a duplicate");
+            }
+        }
+        appended
+    }
+
+    /// Give up the oldest unwritten batches while they hold more than
+    /// `max_memory_bytes` (the newest stays): each one's sequence is skipped, so the
+    /// collector sees it as a gap.
+    fn give_up_above_memory_bound(&self, state: &mut SpoolState) -> Vec<u64> {
+        let bound = self.max_memory_bytes.load(Ordering::Relaxed);
+        let mut given_up = Vec::new();
+        while state.unwritten_bytes > bound && state.unwritten.len() > 1 {
+            let Some((_, size)) = state.unwritten.pop_front() else {
+                break;
+            };
+            state.unwritten_bytes -= size;
+            given_up.push(state.next_seq);
+            state.next_seq += 1;
+        }
+        if !given_up.is_empty() {
+            self.keep_skipped_sequences(state);
+        }
+        given_up
+    }
+
+    /// Persist `next-seq` after skipping sequences, so that even after a restart the
+    /// skipped ones stay a gap (on a still-full disk this may fail: then the gap shows
+    /// once a later batch is written before the probe stops).
+    fn keep_skipped_sequences(&self, state: &mut SpoolState) {
+        if let Err(e) = self.persist_next_seq(state) {
+            tracing::warn!(spool = %self.dir.display(), error = %e, "cannot persist the next batch sequence after giving up batches");
+        }
     }
 
     fn drop_oldest_above_bound(&self, state: &mut SpoolState) -> Vec<u64> {
@@ -298,16 +434,38 @@ impl Spool {
         Ok(())
     }
 
-    /// A clean stop: persist the next sequence and delete the acknowledged newest batch,
-    /// so that only waiting batches stay on disk.
-    pub fn close(&self) -> io::Result<()> {
+    /// A clean stop: write what waits in memory (what still cannot be written is given
+    /// up, its sequences skipped), persist the next sequence and delete the acknowledged
+    /// newest batch, so that only waiting batches stay on disk. Returns the sequences
+    /// given up.
+    pub fn close(&self) -> io::Result<Vec<u64>> {
         let mut state = self.lock();
+        let _ = self.write_unwritten(&mut state);
+        let mut given_up = Vec::new();
+        while let Some((_, size)) = state.unwritten.pop_front() {
+            state.unwritten_bytes -= size;
+            given_up.push(state.next_seq);
+            state.next_seq += 1;
+        }
+        if !given_up.is_empty() {
+            self.keep_skipped_sequences(&mut state);
+        }
         if let Some(acknowledged) = state.acknowledged_newest {
             self.persist_next_seq(&mut state)?;
             self.remove_file(acknowledged)?;
             state.acknowledged_newest = None;
         }
-        Ok(())
+        Ok(given_up)
+    }
+
+    /// Skip one sequence for a batch given up before it reached the spool (its results
+    /// could not be numbered), so the collector sees the gap.
+    pub fn skip(&self) -> u64 {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        self.keep_skipped_sequences(&mut state);
+        seq
     }
 
     fn remove_file(&self, seq: u64) -> io::Result<()> {
@@ -340,6 +498,7 @@ impl Spool {
         SpoolStats {
             batches: state.pending.len() as u64,
             bytes: state.bytes,
+            unwritten: state.unwritten.len() as u64,
             next_seq: state.next_seq,
         }
     }
@@ -354,7 +513,7 @@ impl Spool {
 
     fn persist_next_seq(&self, state: &mut SpoolState) -> io::Result<()> {
         if state.persisted_next < state.next_seq {
-            write_durably(
+            self.files.write(
                 &self.dir.join(NEXT_SEQ_FILE),
                 state.next_seq.to_string().as_bytes(),
             )?;
@@ -396,6 +555,39 @@ fn batch_seq_of(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A file layer that fails like a full disk, for tests.
+#[cfg(test)]
+pub(crate) mod full_disk {
+    use std::io;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::SpoolFiles;
+    use crate::agent::durable_file::write_durably;
+
+    /// Fails every write while set to full, as a full disk does (ENOSPC).
+    #[derive(Debug, Default)]
+    pub struct FullDisk {
+        full: AtomicBool,
+    }
+
+    impl FullDisk {
+        pub fn set(&self, full: bool) {
+            self.full.store(full, Ordering::SeqCst);
+        }
+    }
+
+    impl SpoolFiles for FullDisk {
+        fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                // 28 = ENOSPC on Linux.
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            write_durably(path, bytes)
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -403,6 +595,7 @@ mod tests {
 
     fn batch() -> ReportBatch {
         ReportBatch {
+            retry_cap_ms: 0,
             probe: "web-1".into(),
             seq: 0,
             sent_at_ms: 1,
@@ -420,7 +613,7 @@ mod tests {
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
         let mut sizes = Vec::new();
         for _ in 0..6 {
-            sizes.push(spool.append(&mut batch()).unwrap().bytes);
+            sizes.push(spool.append(batch()).bytes);
         }
         assert_eq!(spool.oldest_batches(4, u64::MAX), vec![1, 2, 3, 4]);
         let two = sizes[0] + sizes[1];
@@ -446,9 +639,9 @@ mod tests {
     fn sequence_continues_after_the_spool_was_emptied_and_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        let first = spool.append(&mut batch()).unwrap();
-        let second = spool.append(&mut batch()).unwrap();
-        assert_eq!((first.seq, second.seq), (1, 2));
+        let first = spool.append(batch());
+        let second = spool.append(batch());
+        assert_eq!((first.seq(), second.seq()), (Some(1), Some(2)));
         spool.acknowledge(1).unwrap();
         spool.acknowledge(2).unwrap();
         assert_eq!(spool.stats().batches, 0);
@@ -460,14 +653,14 @@ mod tests {
         );
         drop(spool);
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        assert_eq!(spool.append(&mut batch()).unwrap().seq, 3);
+        assert_eq!(spool.append(batch()).seq(), Some(3));
     }
 
     #[test]
     fn the_acknowledged_newest_batch_stays_until_a_newer_one_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        spool.append(&mut batch()).unwrap();
+        spool.append(batch());
         spool.acknowledge(1).unwrap();
         assert!(spool.dir().join(batch_file_name(1)).exists());
         assert_eq!(spool.oldest(), None);
@@ -479,7 +672,7 @@ mod tests {
             "after a crash it is sent once more"
         );
         spool.acknowledge(1).unwrap();
-        assert_eq!(spool.append(&mut batch()).unwrap().seq, 2);
+        assert_eq!(spool.append(batch()).seq(), Some(2));
         assert!(!spool.dir().join(batch_file_name(1)).exists());
     }
 
@@ -489,12 +682,12 @@ mod tests {
         let size = serde_json::to_vec(&batch()).unwrap().len() as u64;
         let spool = Spool::open(dir.path().join("c"), size * 2 + size / 2).unwrap();
         for _ in 0..2 {
-            assert!(spool.append(&mut batch()).unwrap().dropped.is_empty());
+            assert!(spool.append(batch()).dropped.is_empty());
         }
-        assert_eq!(spool.append(&mut batch()).unwrap().dropped, vec![1]);
+        assert_eq!(spool.append(batch()).dropped, vec![1]);
         assert_eq!(spool.oldest(), Some(2));
         spool.set_max_bytes(1);
-        assert_eq!(spool.append(&mut batch()).unwrap().dropped, vec![2, 3]);
+        assert_eq!(spool.append(batch()).dropped, vec![2, 3]);
         assert_eq!(spool.stats().batches, 1);
     }
 
@@ -502,8 +695,8 @@ mod tests {
     fn corrupt_file_is_reported_and_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        spool.append(&mut batch()).unwrap();
-        spool.append(&mut batch()).unwrap();
+        spool.append(batch());
+        spool.append(batch());
         let path = spool.dir().join(batch_file_name(1));
         let text = fs::read(&path).unwrap();
         fs::write(&path, &text[..text.len() / 2]).unwrap();
@@ -523,5 +716,105 @@ mod tests {
         let spool = Spool::open(spool_dir.clone(), 1 << 20).unwrap();
         assert_eq!(spool.stats().batches, 0);
         assert!(!spool_dir.join("00000000000000000007.json.tmp").exists());
+    }
+
+    use super::full_disk::FullDisk;
+
+    fn full_spool(dir: &Path) -> (Spool, Arc<FullDisk>) {
+        let disk = Arc::new(FullDisk::default());
+        let spool = Spool::open_with(dir.join("c"), 1 << 20, disk.clone()).unwrap();
+        (spool, disk)
+    }
+
+    fn marked(sent_at_ms: i64) -> ReportBatch {
+        ReportBatch {
+            sent_at_ms,
+            ..batch()
+        }
+    }
+
+    fn sent_at(spool: &Spool, seq: u64) -> i64 {
+        serde_json::from_slice::<ReportBatch>(&spool.read(seq).unwrap())
+            .unwrap()
+            .sent_at_ms
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_written_waits_in_memory_without_spending_a_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, disk) = full_spool(dir.path());
+        disk.set(true);
+        let appended = spool.append(marked(10));
+        assert!(appended.written.is_empty());
+        assert_eq!(appended.unwritten, 1);
+        assert_eq!(appended.error.as_ref().unwrap().raw_os_error(), Some(28));
+        assert_eq!(appended.seq(), None);
+        let stats = spool.stats();
+        assert_eq!((stats.batches, stats.unwritten, stats.next_seq), (0, 1, 1));
+        assert_eq!(spool.append(marked(20)).unwritten, 2);
+
+        disk.set(false);
+        let appended = spool.append(marked(30));
+        assert_eq!(
+            appended.written,
+            vec![1, 2, 3],
+            "in order, no sequence skipped"
+        );
+        assert!(appended.given_up.is_empty() && appended.error.is_none());
+        assert_eq!(
+            [1, 2, 3].map(|seq| sent_at(&spool, seq)),
+            [10, 20, 30],
+            "each batch kept its place"
+        );
+        assert_eq!(spool.stats().unwritten, 0);
+    }
+
+    #[test]
+    fn batches_pushed_out_of_memory_are_given_up_as_a_gap_in_the_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, disk) = full_spool(dir.path());
+        let size = serde_json::to_vec(&batch()).unwrap().len() as u64;
+        spool.set_max_memory_bytes(size * 2 + size / 2);
+        assert_eq!(spool.append(marked(1)).seq(), Some(1));
+        disk.set(true);
+        let given_up: Vec<u64> = (2..=5)
+            .flat_map(|mark| spool.append(marked(mark)).given_up)
+            .collect();
+        assert_eq!(given_up, vec![2, 3], "the two oldest unwritten batches");
+        assert_eq!(spool.stats().unwritten, 2);
+
+        disk.set(false);
+        let appended = spool.append(marked(6));
+        assert_eq!(appended.written, vec![4, 5, 6]);
+        assert_eq!([4, 5, 6].map(|seq| sent_at(&spool, seq)), [4, 5, 6]);
+        assert!(matches!(spool.read(2), Err(ReadError::Gone(2))));
+    }
+
+    #[test]
+    fn a_skipped_sequence_stays_a_gap_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
+        assert_eq!(spool.skip(), 1);
+        drop(spool);
+        let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
+        assert_eq!(
+            spool.append(batch()).seq(),
+            Some(2),
+            "next-seq kept the skip"
+        );
+    }
+
+    #[test]
+    fn close_writes_what_waits_in_memory_and_gives_up_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, disk) = full_spool(dir.path());
+        disk.set(true);
+        spool.append(marked(1));
+        disk.set(false);
+        assert_eq!(spool.close().unwrap(), Vec::<u64>::new());
+        assert_eq!(sent_at(&spool, 1), 1);
+        disk.set(true);
+        spool.append(marked(2));
+        assert_eq!(spool.close().unwrap(), vec![2]);
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! The environment is read from exactly one source: a dotenv file, or a running process's
 //! `/proc/PID/environ` (the environment it was started with) found by pidfile or by
-//! process name. Values are secrets: they are never copied, returned, logged or put in an
-//! error. Parsing only decides, per name, whether the value is empty; the raw bytes are
-//! zeroed as soon as that is done, and only the set of names leaves this module.
+//! process name. Values are secrets: they are never returned, logged or put in an error.
+//! Parsing decides, per name, whether the value is empty, and registers the values of the
+//! required names as secrets ([`crate::secret`], shown as `${NAME}`) so that no other
+//! output (a command's stdout, a service echoing its environment) can carry them; the
+//! raw bytes are zeroed as soon as that is done, and only the set of names leaves here.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -73,17 +75,22 @@ impl EnvTarget {
                 "env check `required` has an invalid name `{bad}` (empty or contains `=`)"
             ));
         }
-        Ok(EnvTarget {
+        let target = EnvTarget {
             source: sources.remove(0),
             required: spec.required.clone(),
-        })
+        };
+        // Registered at config load, so outputs of checks that run before this one are
+        // redacted too; a source that cannot be read yet is this check's failure later.
+        let _ = read_names(&target.source, &target.required);
+        Ok(target)
     }
 
     /// Observe once within `timeout`.
     pub async fn observe(&self, timeout: Duration) -> Result<Observation, CheckError> {
         let started = Instant::now();
         let source = self.source.clone();
-        let read = tokio::task::spawn_blocking(move || read_names(&source));
+        let required = self.required.clone();
+        let read = tokio::task::spawn_blocking(move || read_names(&source, &required));
         let names = match tokio::time::timeout(timeout, read).await {
             Err(_) => {
                 return Err(CheckError::new(format!(
@@ -148,13 +155,16 @@ struct DefinedNames {
     origin: String,
 }
 
-fn read_names(source: &EnvSource) -> Result<DefinedNames, String> {
+fn read_names(source: &EnvSource, required: &[String]) -> Result<DefinedNames, String> {
     match source {
         EnvSource::File(path) => {
             let bytes = read_capped(path)
                 .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
             Ok(DefinedNames {
-                set: scrub_after(bytes, dotenv_names),
+                set: scrub_after(bytes, |text| {
+                    register_values(dotenv_values(text), required);
+                    dotenv_names(text)
+                }),
                 origin: path.display().to_string(),
             })
         }
@@ -167,11 +177,11 @@ fn read_names(source: &EnvSource) -> Result<DefinedNames, String> {
                     pidfile.display()
                 ));
             }
-            environ_names(pid, &label)
+            environ_names(pid, &label, required)
         }
         EnvSource::Process(name) => {
             let pid = find_process(name)?;
-            environ_names(pid, &format!("process {pid} (`{name}`)"))
+            environ_names(pid, &format!("process {pid} (`{name}`)"), required)
         }
     }
 }
@@ -215,13 +225,16 @@ fn pid_from_file(pidfile: &Path) -> Result<u32, String> {
         .ok_or_else(|| format!("pidfile {} does not hold a process id", pidfile.display()))
 }
 
-fn environ_names(pid: u32, label: &str) -> Result<DefinedNames, String> {
+fn environ_names(pid: u32, label: &str, required: &[String]) -> Result<DefinedNames, String> {
     let path = format!("/proc/{pid}/environ");
     let bytes = read_capped(Path::new(&path)).map_err(|e| {
         format!("cannot read the environment of {label}: {e}; run the probe as the service's user or as root")
     })?;
     Ok(DefinedNames {
-        set: scrub_after(bytes, environ_block_names),
+        set: scrub_after(bytes, |block| {
+            register_values(environ_block_values(block), required);
+            environ_block_names(block)
+        }),
         origin: label.to_string(),
     })
 }
@@ -255,6 +268,67 @@ fn process_is_named(pid: u32, name: &str) -> bool {
     Path::new(argv0.as_ref())
         .file_name()
         .is_some_and(|f| f == name)
+}
+
+/// Register the values of the required names as secrets, each shown as `${NAME}`.
+fn register_values<'a>(values: impl Iterator<Item = (String, &'a [u8])>, required: &[String]) {
+    for (name, value) in values {
+        if required.contains(&name) {
+            let value = String::from_utf8_lossy(value);
+            crate::secret::register(&value, &crate::secret::SecretSource::Env(name));
+        }
+    }
+}
+
+/// `(name, value)` of each entry of a `/proc/PID/environ` block.
+fn environ_block_values(block: &[u8]) -> impl Iterator<Item = (String, &[u8])> {
+    block.split(|b| *b == 0).filter_map(|entry| {
+        let eq = entry.iter().position(|b| *b == b'=')?;
+        Some((
+            String::from_utf8_lossy(&entry[..eq]).into_owned(),
+            &entry[eq + 1..],
+        ))
+    })
+}
+
+/// `(name, value)` of each definition of a dotenv file, value without its quotes (escapes
+/// kept as written) or its trailing comment.
+fn dotenv_values(text: &[u8]) -> impl Iterator<Item = (String, &[u8])> {
+    let mut unterminated = Unterminated::default();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < text.len() {
+            let line_end = find_from(text, at, b'\n').unwrap_or(text.len());
+            let line = &text[at..line_end];
+            let start = at;
+            match key_of(line) {
+                None => at = line_end + 1,
+                Some((key, value_start)) => {
+                    let (_, end) =
+                        scan_value(text, start + value_start, line_end, &mut unterminated);
+                    at = end + 1;
+                    let raw = &text[(start + value_start).min(end)..end];
+                    return Some((key, dotenv_value(raw)));
+                }
+            }
+        }
+        None
+    })
+}
+
+/// A dotenv value as written after `=`: inside its quotes, or up to a ` #` comment.
+fn dotenv_value(raw: &[u8]) -> &[u8] {
+    let raw = trim_blanks(raw);
+    if let Some(quote @ (b'"' | b'\'')) = raw.first().copied()
+        && let Some(close) = raw[1..].iter().rposition(|b| *b == quote)
+    {
+        return &raw[1..=close];
+    }
+    let comment = raw
+        .windows(2)
+        .position(|w| matches!(w[0], b' ' | b'\t') && w[1] == b'#')
+        .unwrap_or(raw.len());
+    trim_blanks(&raw[..comment])
 }
 
 /// Names in a NUL-separated `KEY=VALUE` block (`/proc/PID/environ`).
@@ -416,6 +490,40 @@ mod tests {
 
     fn pairs(expected: &[(&str, bool)]) -> Vec<(String, bool)> {
         expected.iter().map(|(n, e)| (n.to_string(), *e)).collect()
+    }
+
+    #[test]
+    fn dotenv_values_are_read_without_quotes_or_comments() {
+        let text =
+            b"A=plain-value\nexport B = \"quoted value\"\nC='single'  # note\nD=v # note\nE=\r\n";
+        let values: Vec<(String, String)> = dotenv_values(text)
+            .map(|(k, v)| (k, String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let expected = [
+            ("A", "plain-value"),
+            ("B", "quoted value"),
+            ("C", "single"),
+            ("D", "v"),
+            ("E", ""),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn required_values_become_secrets_and_others_do_not() {
+        let block = b"PF_UNIT_REQUIRED=env-unit-value-1\0PF_UNIT_OTHER=env-unit-value-2\0";
+        register_values(
+            environ_block_values(block),
+            &["PF_UNIT_REQUIRED".to_string()],
+        );
+        assert_eq!(
+            crate::secret::redact("x env-unit-value-1 env-unit-value-2"),
+            "x ${PF_UNIT_REQUIRED} env-unit-value-2"
+        );
     }
 
     #[test]

@@ -312,6 +312,7 @@ impl Check {
             reason: None,
             facts: Facts::default(),
             conditions: Vec::new(),
+            interval_ms: u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
         };
         for iteration in 1..=self.repeat.max(1) {
             let observed = match tokio::time::timeout(
@@ -348,6 +349,7 @@ impl Check {
             }
         }
         result.duration_us = clock.elapsed().as_micros() as u64;
+        result.redact_secrets();
         result
     }
 

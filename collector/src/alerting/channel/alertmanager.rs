@@ -3,7 +3,7 @@
 //! silences and notification state, not alerts, and deduplicates the same alert coming
 //! from two collectors).
 //!
-//! Labels: `alertname` (`PostflightCheckFailing`, `PostflightProbeSilent`,
+//! Labels: `alertname` (`PostflightCheckFailing`, `PostflightProbeSilent`, `PostflightClockSkew`,
 //! `PostflightDeployRegressed`), `service`, `check`, `env`, `probe` (probe silence),
 //! `severity`. Annotations: `summary`, `description`, `incident` (the id), `link`.
 //! A firing alert has `endsAt` four resend intervals ahead and is re-sent every
@@ -12,16 +12,19 @@
 //! `resolved_for` (default 5m). `deploy_passed` resolves a `PostflightDeployRegressed`
 //! alert of the same service and environment.
 //!
-//! A delivery succeeds when at least one instance accepted it; instances that were down
-//! catch up on the next re-send. The alerts being re-sent are kept in sled (tree
+//! Instances are posted to at once and independently: a delivery succeeds as soon as one
+//! instance accepted it (a slow one finishes on its own, bounded by the channel's
+//! `timeout`); instances that were down catch up on the next re-send. The alerts being re-sent are kept in sled (tree
 //! `alertmanager_alerts`) so a restart keeps re-sending them.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind};
@@ -67,6 +70,8 @@ pub struct AlertmanagerChannel {
     /// Where the alerts being re-sent are kept (tree `alertmanager_alerts`), and the
     /// storage writer that writes it; none when only validating a config.
     store: Option<(sled::Tree, Writer)>,
+    /// Bound of one delivery attempt (`timeout`).
+    timeout: Duration,
     /// Alerts being re-sent, by identity (labels without severity).
     active: Mutex<BTreeMap<String, ActiveAlert>>,
     last_refresh_ms: AtomicI64,
@@ -113,6 +118,7 @@ impl AlertmanagerChannel {
             resend_ms: spec.resend_interval.0.as_millis() as i64,
             resolved_for_ms: spec.resolved_for.0.as_millis() as i64,
             store,
+            timeout,
             active: Mutex::new(BTreeMap::new()),
             last_refresh_ms: AtomicI64::new(i64::MIN),
         };
@@ -225,44 +231,36 @@ impl AlertmanagerChannel {
         }
     }
 
-    /// POST to every instance; Ok when at least one accepted, else every error.
+    /// POST to every instance at once; Ok as soon as one accepted (the others finish
+    /// on their own, each bounded by the timeout), else every error.
     async fn post_all(&self, alerts: &[PostableAlert]) -> Result<(), String> {
-        let attempts = self.endpoints.iter().map(|url| self.post(url, alerts));
-        let outcomes = join_all(attempts).await;
-        let errors: Vec<String> = outcomes.iter().filter_map(|o| o.clone().err()).collect();
-        if errors.len() < outcomes.len() {
-            for error in &errors {
-                tracing::warn!(channel = %self.name, %error, "an Alertmanager instance missed an alert; it gets it on the next re-send");
-            }
-            Ok(())
-        } else {
-            Err(errors.join("; "))
+        let body = Arc::new(alerts.to_vec());
+        let mut pending: FuturesUnordered<_> = self
+            .endpoints
+            .iter()
+            .map(|url| post(self.http.clone(), url.clone(), body.clone()))
+            .collect();
+        let mut errors: Vec<String> = Vec::new();
+        while let Some(outcome) = pending.next().await {
+            let Err(error) = outcome else {
+                let name = self.name.clone();
+                for error in &errors {
+                    missed(&name, error);
+                }
+                if !pending.is_empty() {
+                    tokio::spawn(async move {
+                        while let Some(outcome) = pending.next().await {
+                            if let Err(error) = outcome {
+                                missed(&name, &error);
+                            }
+                        }
+                    });
+                }
+                return Ok(());
+            };
+            errors.push(error);
         }
-    }
-
-    async fn post(&self, url: &reqwest::Url, alerts: &[PostableAlert]) -> Result<(), String> {
-        let where_ = format!(
-            "{}:{}",
-            url.host_str().unwrap_or("?"),
-            url.port_or_known_default().unwrap_or(0)
-        );
-        let response = self
-            .http
-            .post(url.clone())
-            .json(alerts)
-            .send()
-            .await
-            .map_err(|e| format!("Alertmanager {where_}: {}", cause(&e)))?;
-        let code = response.status();
-        if code.is_success() {
-            Ok(())
-        } else {
-            let body = response.text().await.unwrap_or_default();
-            Err(format!(
-                "Alertmanager {where_} answered {code}: {}",
-                body.trim().chars().take(200).collect::<String>()
-            ))
-        }
+        Err(errors.join("; "))
     }
 
     async fn deliver(&self, notification: &Notification) -> Result<(), SendError> {
@@ -344,6 +342,10 @@ impl Channel for AlertmanagerChannel {
         "alertmanager"
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.deliver(notification))
     }
@@ -353,11 +355,50 @@ impl Channel for AlertmanagerChannel {
     }
 }
 
+fn missed(channel: &str, error: &str) {
+    tracing::warn!(%channel, %error, "an Alertmanager instance missed an alert; it gets it on the next re-send");
+}
+
+/// One POST of `alerts` to one instance's `/api/v2/alerts`.
+async fn post(
+    http: reqwest::Client,
+    url: reqwest::Url,
+    alerts: Arc<Vec<PostableAlert>>,
+) -> Result<(), String> {
+    let where_ = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("?"),
+        url.port_or_known_default().unwrap_or(0)
+    );
+    let response = http
+        .post(url)
+        .json(alerts.as_slice())
+        .send()
+        .await
+        .map_err(|e| format!("Alertmanager {where_}: {}", cause(&e)))?;
+    let code = response.status();
+    if code.is_success() {
+        Ok(())
+    } else {
+        let body = response.text().await.unwrap_or_default();
+        Err(format!(
+            "Alertmanager {where_} answered {code}: {}",
+            postflight_probe::secret::excerpt(&body)
+        ))
+    }
+}
+
+/// One instance's `/api/v2/alerts` (`${ENV}` expanded; user info becomes Basic auth and
+/// is registered as a secret).
 fn endpoint(url: &str) -> Result<reqwest::Url, String> {
+    let url = &postflight_probe::config::expand_env(url)
+        .map_err(|e| format!("alertmanager.urls: {e}"))?;
+    postflight_probe::secret::register_url_userinfo(url, "alertmanager.urls");
+    let shown = postflight_probe::secret::mask_url(url);
     let parsed = reqwest::Url::parse(url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| format!("alertmanager.urls: {url:?} is not an http(s) URL"))?;
+        .ok_or_else(|| format!("alertmanager.urls: {shown:?} is not an http(s) URL"))?;
     if parsed
         .path()
         .trim_end_matches('/')
@@ -368,7 +409,7 @@ fn endpoint(url: &str) -> Result<reqwest::Url, String> {
     let base = format!("{}/", parsed.as_str().trim_end_matches('/'));
     reqwest::Url::parse(&base)
         .and_then(|b| b.join("api/v2/alerts"))
-        .map_err(|e| format!("alertmanager.urls: {url:?}: {e}"))
+        .map_err(|e| format!("alertmanager.urls: {shown:?}: {e}"))
 }
 
 fn cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -382,7 +423,10 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> String {
 fn is_firing(kind: EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed
+        EventKind::Incident
+            | EventKind::ProbeSilent
+            | EventKind::ClockSkew
+            | EventKind::DeployRegressed
     )
 }
 
@@ -398,7 +442,9 @@ fn alertname(event: &Event) -> &'static str {
     };
     match kind {
         "probe_silent" => "PostflightProbeSilent",
+        "clock_skew" => "PostflightClockSkew",
         "deploy_regressed" | "deploy_passed" => "PostflightDeployRegressed",
+        "version_drift" => "PostflightVersionDrift",
         _ => "PostflightCheckFailing",
     }
 }
@@ -414,8 +460,10 @@ pub fn labels(event: &Event) -> BTreeMap<String, String> {
     if let Some(env) = &event.env {
         labels.insert("env".to_string(), env.clone());
     }
-    if alertname(event) == "PostflightProbeSilent"
-        && let Some(probe) = event.fields.get(field::PROBES)
+    if matches!(
+        alertname(event),
+        "PostflightProbeSilent" | "PostflightClockSkew"
+    ) && let Some(probe) = event.fields.get(field::PROBES)
     {
         labels.insert("probe".to_string(), probe.clone());
     }

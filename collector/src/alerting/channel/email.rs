@@ -22,6 +22,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use postflight_probe::config::expand_env;
+use postflight_probe::limits::escape_controls;
+use postflight_probe::secret::{self, SecretSource};
 
 use crate::event::Event;
 use crate::timefmt::rfc3339;
@@ -46,6 +48,8 @@ pub struct EmailChannel {
     to: Vec<Mailbox>,
     /// `host:port` for messages (never the credentials).
     server: String,
+    /// Bound of one delivery attempt (`timeout`).
+    timeout: Duration,
 }
 
 impl EmailChannel {
@@ -101,6 +105,7 @@ impl EmailChannel {
             from,
             to,
             server: format!("{host}:{port}"),
+            timeout,
         })
     }
 
@@ -108,7 +113,8 @@ impl EmailChannel {
         let (text, html) = render(notification);
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .subject(notification.title());
+            .message_id(Some(message_id(&notification.id, &self.from)))
+            .subject(escape_controls(&notification.title()));
         for to in &self.to {
             builder = builder.to(to.clone());
         }
@@ -142,9 +148,19 @@ impl Channel for EmailChannel {
         "email"
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.deliver(notification))
     }
+}
+
+/// `<postflight.ID@domain-of-from>`: the same notification always has the same
+/// Message-ID, so a receiver (or a person) recognises a duplicate.
+pub fn message_id(notification_id: &str, from: &Mailbox) -> String {
+    format!("<postflight.{notification_id}@{}>", from.email.domain())
 }
 
 fn security(url: &reqwest::Url) -> Result<Security, String> {
@@ -191,27 +207,28 @@ fn tls(security: Security, host: &str, ca_file: Option<&Path>) -> Result<Tls, St
 
 fn credentials(url: &reqwest::Url, spec: &EmailSpec) -> Result<Option<Credentials>, String> {
     if let Some(password) = url.password() {
-        return Ok(Some(Credentials::new(
-            percent_decode(url.username()),
-            percent_decode(password),
-        )));
+        let (user, password) = (percent_decode(url.username()), percent_decode(password));
+        let source = SecretSource::Key("email.smtp password".into());
+        secret::register_smtp_credentials(&user, &password, &source);
+        return Ok(Some(Credentials::new(user, password)));
     }
     let password = match (&spec.password, &spec.password_file) {
         (Some(password), None) => {
-            Some(expand_env(password).map_err(|e| format!("email.password: {e}"))?)
+            let password = expand_env(password).map_err(|e| format!("email.password: {e}"))?;
+            Some((password, SecretSource::Key("email.password".into())))
         }
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("email.password_file: cannot read {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-        ),
+        (None, Some(path)) => Some((
+            secret::read_secret_file(path)
+                .map_err(|e| format!("email.password_file: cannot read {}: {e}", path.display()))?,
+            SecretSource::File(path.display().to_string()),
+        )),
         (None, None) => None,
         (Some(_), Some(_)) => return Err("email: give password or password_file, not both".into()),
     };
     match (&spec.username, password) {
-        (Some(user), Some(password)) => {
+        (Some(user), Some((password, source))) => {
             let user = expand_env(user).map_err(|e| format!("email.username: {e}"))?;
+            secret::register_smtp_credentials(&user, &password, &source);
             Ok(Some(Credentials::new(user, password)))
         }
         (None, None) => Ok(None),
@@ -288,18 +305,21 @@ fn facts(event: &Event) -> Vec<(String, String)> {
     facts
 }
 
-/// Plain-text and HTML bodies.
+/// Plain-text and HTML bodies. Text from the wire (reasons, versions, names) has its
+/// control characters escaped, so a mail client shows them rather than obeys them.
 pub fn render(notification: &Notification) -> (String, String) {
-    let title = notification.title();
+    let title = escape_controls(&notification.title()).into_owned();
     let mut text = format!("{title}\n");
     let mut html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>",
         escape_html(&title)
     );
     for event in &notification.events {
-        text.push_str(&format!("\n{}\n", event.summary));
-        html.push_str(&format!("<h3>{}</h3><ul>", escape_html(&event.summary)));
+        let summary = escape_controls(&event.summary);
+        text.push_str(&format!("\n{summary}\n"));
+        html.push_str(&format!("<h3>{}</h3><ul>", escape_html(&summary)));
         for (name, value) in facts(event) {
+            let (name, value) = (escape_controls(&name), escape_controls(&value));
             text.push_str(&format!("  {name}: {value}\n"));
             html.push_str(&format!(
                 "<li><b>{}</b>: {}</li>",
@@ -312,16 +332,18 @@ pub fn render(notification: &Notification) -> (String, String) {
             text.push('\n');
             html.push_str("<pre>");
             for line in &event.details {
+                let line = escape_controls(line);
                 text.push_str(&format!("  {line}\n"));
-                html.push_str(&format!("{}\n", escape_html(line)));
+                html.push_str(&format!("{}\n", escape_html(&line)));
             }
             html.push_str("</pre>");
         }
         if let Some(link) = &event.link {
+            let link = escape_controls(link);
             text.push_str(&format!("\n  {link}\n"));
             html.push_str(&format!(
                 "<p><a href=\"{0}\">{0}</a></p>",
-                escape_html(link)
+                escape_html(&link)
             ));
         }
     }
@@ -379,6 +401,38 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.contains("unsupported scheme"), "{error}");
+    }
+
+    #[test]
+    fn control_characters_from_the_wire_are_escaped_in_both_bodies() {
+        let event = Event {
+            id: "1".into(),
+            kind: crate::event::EventKind::Incident,
+            severity: crate::event::Severity::Critical,
+            service: "svc".into(),
+            env: None,
+            check: Some("health".into()),
+            summary: "svc: health failing\u{1b}[2J".into(),
+            details: vec!["reason: boom\r\nBcc: evil@example.com".into()],
+            fields: std::collections::BTreeMap::from([("version".into(), "1.0\u{7}".into())]),
+            started_at_ms: 0,
+            ended_at_ms: None,
+            reminder: false,
+            link: None,
+        };
+        let notification = Notification {
+            id: "n-1".into(),
+            channel: "mail".into(),
+            group_key: "g".into(),
+            events: vec![event],
+            now_ms: 0,
+        };
+        let (text, html) = render(&notification);
+        for body in [&text, &html] {
+            assert!(!body.contains('\u{1b}') && !body.contains('\r') && !body.contains('\u{7}'));
+            assert!(body.contains("health failing\\u{1b}[2J"), "{body}");
+            assert!(body.contains("boom\\r\\nBcc"), "{body}");
+        }
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! A channel gets a [`Notification`]: one or more events of the same group (service,
 //! environment, event type) that the outbox merged during `group_wait`. It either
 //! delivers it or says whether trying again could help ([`SendError::retryable`]).
+//!
+//! Every notification carries an id ([`Notification::id`]) that stays the same across
+//! retries and restarts: emails send it as their `Message-ID`, webhooks as an
+//! `Idempotency-Key` header and field, so a receiver can recognise a duplicate. Every
+//! attempt is bounded by the channel's `timeout` ([`Channel::timeout`]).
 
 pub mod alertmanager;
 pub mod email;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -22,6 +28,9 @@ use super::config::ChannelSpec;
 /// What one delivery carries.
 #[derive(Debug, Clone)]
 pub struct Notification {
+    /// Stable id of this notification: the same set of outbox entries always gets the
+    /// same id (see [`super::outbox::notification_id`]).
+    pub id: String,
     /// The channel's name.
     pub channel: String,
     /// The outbox group the events belong to.
@@ -61,9 +70,11 @@ impl Notification {
             .collect();
         let noun = match first.kind {
             EventKind::ProbeSilent => "probes silent",
+            EventKind::ClockSkew => "probe clocks skewed",
             EventKind::Resolved => "incidents resolved",
             EventKind::DeployRegressed => "deploys regressed",
             EventKind::DeployPassed => "deploys passed",
+            EventKind::VersionDrift => "version drifts",
             EventKind::Incident => "incidents",
         };
         format!(
@@ -78,7 +89,11 @@ impl Notification {
 /// `firing` or `resolved`: the state an event reports.
 pub fn status(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent | EventKind::DeployRegressed => "firing",
+        EventKind::Incident
+        | EventKind::ProbeSilent
+        | EventKind::ClockSkew
+        | EventKind::DeployRegressed
+        | EventKind::VersionDrift => "firing",
         EventKind::Resolved | EventKind::DeployPassed => "resolved",
     }
 }
@@ -86,7 +101,10 @@ pub fn status(kind: EventKind) -> &'static str {
 /// The tag in titles: FIRING, RESOLVED, REGRESSED, PASSED.
 pub fn status_tag(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::Incident | EventKind::ProbeSilent => "FIRING",
+        EventKind::Incident
+        | EventKind::ProbeSilent
+        | EventKind::ClockSkew
+        | EventKind::VersionDrift => "FIRING",
         EventKind::Resolved => "RESOLVED",
         EventKind::DeployRegressed => "REGRESSED",
         EventKind::DeployPassed => "PASSED",
@@ -124,6 +142,8 @@ pub trait Channel: Send + Sync {
     fn name(&self) -> &str;
     /// `email`, `webhook` or `alertmanager`.
     fn kind(&self) -> &'static str;
+    /// The configured `timeout`: the outbox gives up one attempt after this long.
+    fn timeout(&self) -> Duration;
     /// Deliver one notification.
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>>;
     /// Periodic upkeep at `now_ms` (Alertmanager re-sends); nothing by default.

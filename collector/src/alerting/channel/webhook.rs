@@ -9,6 +9,8 @@
 //! ```json
 //! {
 //!   "version": 1,
+//!   "idempotency_key": "5-…",        // the notification's id, also sent as the
+//!                                    // Idempotency-Key header; same on every retry
 //!   "channel": "chat",
 //!   "status": "firing",              // "firing" | "resolved" (of the events below)
 //!   "kind": "incident",              // incident | resolved | probe_silent |
@@ -56,6 +58,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use postflight_probe::config::expand_env;
+use postflight_probe::secret;
 
 use crate::event::{Event, EventKind};
 use crate::timefmt::rfc3339;
@@ -63,18 +66,25 @@ use crate::timefmt::rfc3339;
 use super::super::config::{WebhookFormat, WebhookSpec};
 use super::{Channel, Notification, SendError, status};
 
+/// The header that carries [`Notification::id`]: a receiver that has seen the key
+/// already can drop the request as a duplicate.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
 /// A configured webhook channel.
 pub struct WebhookChannel {
     name: String,
     url: reqwest::Url,
     format: WebhookFormat,
     http: reqwest::Client,
+    /// Bound of one delivery attempt (`timeout`).
+    timeout: Duration,
 }
 
 impl WebhookChannel {
     /// Validate the config and build the HTTP client.
     pub fn build(name: &str, spec: &WebhookSpec, timeout: Duration) -> Result<Self, String> {
         let url = expand_env(&spec.url).map_err(|e| format!("webhook.url: {e}"))?;
+        secret::register_url_userinfo(&url, "webhook.url");
         let url = reqwest::Url::parse(&url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -99,6 +109,7 @@ impl WebhookChannel {
             url,
             format: spec.format,
             http,
+            timeout,
         })
     }
 
@@ -111,6 +122,7 @@ impl WebhookChannel {
         let response = self
             .http
             .post(self.url.clone())
+            .header(IDEMPOTENCY_KEY, notification.id.as_str())
             .json(&body)
             .send()
             .await
@@ -123,7 +135,7 @@ impl WebhookChannel {
         let message = format!(
             "webhook {} answered {code}: {}",
             self.host(),
-            text.trim().chars().take(200).collect::<String>()
+            secret::excerpt(&text)
         );
         if matches!(code.as_u16(), 400 | 413 | 422) {
             Err(SendError::permanent(message))
@@ -151,6 +163,10 @@ impl Channel for WebhookChannel {
         "webhook"
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.deliver(notification))
     }
@@ -168,6 +184,8 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Debug, Serialize)]
 pub struct WebhookPayload<'a> {
     pub version: u32,
+    /// The notification's id, the same as the `Idempotency-Key` header.
+    pub idempotency_key: &'a str,
     pub channel: &'a str,
     pub status: &'static str,
     pub kind: EventKind,
@@ -230,6 +248,7 @@ pub fn payload(notification: &Notification) -> WebhookPayload<'_> {
         .unwrap_or(EventKind::Incident);
     WebhookPayload {
         version: 1,
+        idempotency_key: &notification.id,
         channel: &notification.channel,
         status: status(kind),
         kind,
@@ -277,6 +296,7 @@ mod tests {
 
     fn notification(kind: EventKind) -> Notification {
         Notification {
+            id: "7-1".into(),
             channel: "chat".into(),
             group_key: "g".into(),
             events: vec![Event {

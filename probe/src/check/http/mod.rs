@@ -208,7 +208,8 @@ impl Endpoint {
     async fn send(&self) -> Result<Response, reqwest::Error> {
         match self.client.execute(self.copy_request()).await {
             Err(error) if self.request.method().is_safe() && is_stale_connection(&error) => {
-                let url = self.request.url();
+                let url = crate::secret::mask_url(self.request.url().as_str());
+                let error = crate::secret::redact(&error.to_string()).into_owned();
                 tracing::debug!(%url, %error, "kept-alive connection was closed; retrying once");
                 self.client.execute(self.copy_request()).await
             }
@@ -250,12 +251,13 @@ fn build_client(config: &EndpointConfig<'_>) -> Result<Client, String> {
 }
 
 fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("invalid url {text:?}: {e}"))?;
+    let shown = crate::secret::mask_url(text);
+    let url = Url::parse(text).map_err(|e| format!("invalid url {shown:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url {text:?} must start with http:// or https://"));
+        return Err(format!("url {shown:?} must start with http:// or https://"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("url {text:?} has no host"));
+        return Err(format!("url {shown:?} has no host"));
     }
     Ok(url)
 }
@@ -291,7 +293,8 @@ fn peer_not_after(response: &Response) -> Option<i64> {
     match cert::not_after(der) {
         Ok(not_after) => Some(not_after),
         Err(problem) => {
-            tracing::debug!(url = %response.url(), problem, "cannot read the peer certificate's expiry");
+            let url = crate::secret::mask_url(response.url().as_str());
+            tracing::debug!(%url, problem, "cannot read the peer certificate's expiry");
             None
         }
     }

@@ -1,0 +1,106 @@
+//! Backup and restore for operators.
+//!
+//! - `POST /api/v1/admin/backup` with `{"to": "/var/backups/postflight/2026-12-01"}`
+//!   (an operator token; loopback only when no operator tokens are configured): the
+//!   running collector writes a consistent copy of its data to that directory on its own
+//!   host ([`Store::backup_to`](crate::store::Store::backup_to)) and answers with a
+//!   [`BackupReport`]. The directory must not exist yet.
+//! - `postflight backup --to DIR` calls it.
+//! - `postflight restore --from DIR [--config F | --data-dir D]` (collector stopped) puts
+//!   a backup in place of the data directory, keeping the old one aside.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::client::{ApiClient, ClientError};
+use crate::error::ApiError;
+use crate::store::BackupReport;
+
+/// `POST /api/v1/admin/backup` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// Directory to create on the collector's host.
+    pub to: PathBuf,
+}
+
+/// The backup route.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/admin/backup", post(backup))
+}
+
+async fn backup(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<BackupReport>, ApiError> {
+    let operator = state.auth.get().authorize_write(&headers, peer)?;
+    let request: BackupRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed backup request: {e}")))?;
+    if !request.to.is_absolute() {
+        return Err(ApiError::bad_request(
+            "\"to\" must be an absolute path on the collector's host",
+        ));
+    }
+    let report = state
+        .store
+        .backup_to(&request.to)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Backup(message) => ApiError::bad_request(message),
+            other => ApiError::storage(other),
+        })?;
+    tracing::info!(by = %operator, to = %report.path.display(), entries = report.entries, bytes = report.bytes, "backup written");
+    Ok(Json(report))
+}
+
+/// `postflight backup --to DIR`.
+pub async fn backup_command(client: &ApiClient, json: bool, to: &Path) -> Result<(), ClientError> {
+    let request = BackupRequest {
+        to: std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf()),
+    };
+    let report: BackupReport = client.post("/api/v1/admin/backup", &request).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "backup written to {} ({} trees, {} entries, {} bytes) on the collector's host",
+            report.path.display(),
+            report.trees,
+            report.entries,
+            report.bytes
+        );
+    }
+    Ok(())
+}
+
+/// `postflight restore --from DIR`: exit 0 restored, 3 refused (collector running, not a
+/// backup, I/O).
+pub fn restore_command(from: &Path, data_dir: &Path) -> i32 {
+    match crate::store::restore(from, data_dir) {
+        Ok(kept) => {
+            println!("restored {} into {}", from.display(), data_dir.display());
+            if let Some(kept) = kept {
+                println!(
+                    "the previous data is kept in {} (delete it once the collector runs well)",
+                    kept.display()
+                );
+            }
+            crate::cli::EXIT_OK
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            crate::cli::EXIT_UNREACHABLE
+        }
+    }
+}

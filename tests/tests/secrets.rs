@@ -1,0 +1,729 @@
+//! Secrets never leave: a distinct secret is planted in every kind of config value of a
+//! real probe and a real collector (URL query and user info, header, body, argv, an env
+//! file, the SMTP password, probe and operator tokens, a webhook URL path and header,
+//! Alertmanager Basic auth, a `token_file`), every check and every channel is made to
+//! fail against receivers that echo what they get, both binaries log at trace level
+//! (human and JSON), and then every log, API answer, CLI output, mail, webhook body and
+//! every file under the data and spool directories is searched: no secret, no base64 of
+//! the SMTP credentials. Markers (`${NAME}`) in the stored evidence show the failures
+//! really carried the secrets and were redacted on their way.
+//!
+//! In transit: a real probe reports to a real collector over mTLS (certificates made in
+//! the test), and SIGHUP rotates the collector's certificate without a lost batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use postflight_tests::pki::TestCa;
+use postflight_tests::{binary, eventually, free_port, signal};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// What the echo server received: request bodies apart from the rest (paths and headers
+/// legitimately carry secrets to their destination; bodies we send must not).
+#[derive(Default)]
+struct Echoed {
+    bodies: Vec<(String, String)>,
+}
+
+/// Answers every request with 500 and a body repeating its method, URI, headers and body.
+async fn echo(State(seen): State<Arc<Mutex<Echoed>>>, request: Request) -> (StatusCode, String) {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let mut text = format!("{} {}\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+    }
+    text.push_str(&body);
+    seen.lock()
+        .unwrap()
+        .bodies
+        .push((parts.uri.path().to_string(), body));
+    (StatusCode::INTERNAL_SERVER_ERROR, text)
+}
+
+async fn start_echo() -> (u16, Arc<Mutex<Echoed>>) {
+    let seen = Arc::new(Mutex::new(Echoed::default()));
+    let app = axum::Router::new().fallback(echo).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+const SMTP_CATCHER: &str = r#"
+import sys, os, email, email.policy
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, folder, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Keep:
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        parts = [str(msg["subject"])] + [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+        name = os.path.join(folder, "mail-%d.txt" % len(os.listdir(folder)))
+        with open(name, "w") as f:
+            f.write("\n".join(parts))
+        return "250 kept"
+def check(server, session, envelope, mechanism, data):
+    return AuthResult(success=isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password)
+c = Controller(Keep(), hostname="127.0.0.1", port=port, authenticator=check, auth_required=True, auth_require_tls=False)
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+
+/// A started child process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn terminate(mut self) {
+        signal(self.0.id(), libc::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
+    let mail = dir.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let script = dir.join("smtp_catcher.py");
+    std::fs::write(&script, SMTP_CATCHER).unwrap();
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([&port.to_string(), mail.to_str().unwrap(), user, password])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with aiosmtpd (apt-get install python3-aiosmtpd)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+    Proc(child)
+}
+
+/// Every planted secret, by the environment variable that carries it.
+fn secrets() -> BTreeMap<&'static str, String> {
+    let tag = std::process::id();
+    [
+        "PF_SEC_QUERY",
+        "PF_SEC_USERINFO",
+        "PF_SEC_HEADER",
+        "PF_SEC_BODY",
+        "PF_SEC_ARGV",
+        "PF_SEC_PROBE_TOKEN",
+        "PF_SEC_OPERATOR_TOKEN",
+        "PF_SEC_SMTP_PASSWORD",
+        "PF_SEC_WEBHOOK_PATH",
+        "PF_SEC_WEBHOOK_HEADER",
+        "PF_SEC_AM_PASSWORD",
+        "PF_SEC_OWN_CHECK",
+        "PF_SEC_BAD_URL",
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, name)| (name, format!("plant{i}x{tag}-{}", name.to_lowercase())))
+    .collect()
+}
+
+struct Layout {
+    dir: tempfile::TempDir,
+    echo: u16,
+    smtp: u16,
+    collector: u16,
+    env_file_value: String,
+    token_file_value: String,
+}
+
+impl Layout {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn collector_config(&self) -> String {
+        let echo = self.echo;
+        format!(
+            r#"[server]
+listen = "127.0.0.1:{collector}"
+data_dir = "{data}"
+
+[[auth.probes]]
+name = "secret-probe"
+token = "${{PF_SEC_PROBE_TOKEN}}"
+
+[[auth.operators]]
+name = "deployer"
+token = "${{PF_SEC_OPERATOR_TOKEN}}"
+
+[alerting]
+failure_threshold = 1
+group_wait = "0s"
+retry_initial = "1s"
+
+[[channels]]
+name = "mail"
+email = {{ smtp = "smtp://127.0.0.1:{smtp}", from = "pf@example.com", to = "oncall@example.com", username = "mailer", password = "${{PF_SEC_SMTP_PASSWORD}}" }}
+
+[[channels]]
+name = "hook"
+webhook = {{ url = "http://127.0.0.1:{echo}/hook/${{PF_SEC_WEBHOOK_PATH}}", headers = {{ X-Hook-Key = "${{PF_SEC_WEBHOOK_HEADER}}" }} }}
+
+[[channels]]
+name = "am"
+alertmanager = {{ urls = ["http://am-user:${{PF_SEC_AM_PASSWORD}}@127.0.0.1:{echo}/"] }}
+
+[[routes]]
+channels = ["mail", "hook", "am"]
+
+[[checks]]
+service = "collector-own"
+name = "echo"
+interval = "1s"
+http = {{ url = "http://127.0.0.1:{echo}/own", headers = {{ X-Own = "${{PF_SEC_OWN_CHECK}}" }} }}
+expect = ["status == 200", 'body_text contains "never-there"']
+"#,
+            collector = self.collector,
+            smtp = self.smtp,
+            data = self.path("data").display(),
+        )
+    }
+
+    fn probe_config(&self, dead_port: u16) -> String {
+        let echo = self.echo;
+        let env_file = self.path("service.env");
+        format!(
+            r#"[probe]
+name = "secret-probe"
+flush_interval = "100ms"
+heartbeat_interval = "1s"
+
+[[collectors]]
+url = "http://127.0.0.1:{collector}"
+token = "${{PF_SEC_PROBE_TOKEN}}"
+
+[[collectors]]
+url = "http://127.0.0.1:{dead_port}"
+token_file = "{token_file}"
+
+[spool]
+dir = "{spool}"
+
+[defaults]
+interval = "1s"
+timeout = "2s"
+
+[[checks]]
+service = "echoed"
+name = "http"
+http = {{ url = "http://user:${{PF_SEC_USERINFO}}@127.0.0.1:{echo}/svc?key=${{PF_SEC_QUERY}}", method = "POST", headers = {{ Authorization = "Bearer ${{PF_SEC_HEADER}}" }}, body = "payload=${{PF_SEC_BODY}}" }}
+expect = ["status == 200", 'body_text contains "never-there"']
+
+[[checks]]
+service = "echoed"
+name = "command"
+command = {{ argv = ["/bin/sh", "-c", "echo \"$1\"; cat \"$2\"; exit 3", "sh", "${{PF_SEC_ARGV}}", "{env_file}"] }}
+expect = ["exit == 0", 'stdout contains "never-there"']
+
+[[checks]]
+service = "echoed"
+name = "env"
+env = {{ file = "{env_file}", required = ["PF_SEC_ENV_FILE", "PF_SEC_ABSENT"] }}
+"#,
+            collector = self.collector,
+            token_file = self.path("probe.token").display(),
+            spool = self.path("spool").display(),
+            env_file = env_file.display(),
+        )
+    }
+}
+
+fn spawn_logged(program: &str, args: &[&str], env: &BTreeMap<&str, String>, log: &Path) -> Command {
+    let mut command = Command::new(binary(program));
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("POSTFLIGHT_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    command
+}
+
+/// Run a CLI command to completion; returns stdout and stderr together.
+fn cli(program: &str, args: &[&str], env: &BTreeMap<&str, String>) -> String {
+    let output = Command::new(binary(program))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("POSTFLIGHT_LOG", "trace")
+        .output()
+        .unwrap();
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn get_text(url: &str) -> String {
+    match reqwest::get(url).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The histories of both services and every incident in full, as one text.
+async fn stored_evidence(base: &str) -> String {
+    let mut text = String::new();
+    for service in ["echoed", "collector-own"] {
+        text.push_str(&get_text(&format!("{base}/api/v1/services/{service}/history")).await);
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&get_text(&format!("{base}/api/v1/incidents")).await)
+            .unwrap_or_default();
+    for id in list["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_u64())
+    {
+        text.push_str(&get_text(&format!("{base}/api/v1/incidents/{id}")).await);
+    }
+    text
+}
+
+/// Every file under `dir`, recursively, as (path, bytes).
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_planted_secret_reaches_any_log_answer_mail_webhook_or_file() {
+    let (echo, echoed) = start_echo().await;
+    let mut env = secrets();
+    let layout = Layout {
+        dir: tempfile::tempdir().unwrap(),
+        echo,
+        smtp: free_port(),
+        collector: free_port(),
+        env_file_value: format!("envfile{}-value", std::process::id()),
+        token_file_value: format!("tokenfile{}-value", std::process::id()),
+    };
+    std::fs::write(
+        layout.path("service.env"),
+        format!("PF_SEC_ENV_FILE=\"{}\"\n", layout.env_file_value),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.path("probe.token"),
+        format!("{}\n", layout.token_file_value),
+    )
+    .unwrap();
+    let smtp = start_smtp(
+        layout.dir.path(),
+        layout.smtp,
+        "mailer",
+        &env["PF_SEC_SMTP_PASSWORD"],
+    );
+    std::fs::write(layout.path("collector.toml"), layout.collector_config()).unwrap();
+    std::fs::write(layout.path("probe.toml"), layout.probe_config(free_port())).unwrap();
+    let collector_config = layout.path("collector.toml");
+    let probe_config = layout.path("probe.toml");
+    let collector_log = layout.path("collector.log");
+    let probe_log = layout.path("probe.log");
+    let collector = Proc(
+        spawn_logged(
+            "postflight",
+            &[
+                "--log-format",
+                "json",
+                "serve",
+                "--config",
+                collector_config.to_str().unwrap(),
+            ],
+            &env,
+            &collector_log,
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{}", layout.collector);
+    assert!(
+        eventually(LIMIT, || {
+            let url = format!("{base}/readyz");
+            async move {
+                reqwest::get(url)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await,
+        "collector did not start"
+    );
+    let probe = Proc(
+        spawn_logged(
+            "postflight-probe",
+            &["run", "--config", probe_config.to_str().unwrap()],
+            &env,
+            &probe_log,
+        )
+        .spawn()
+        .unwrap(),
+    );
+
+    // Wait for the evidence that every failure happened and was redacted on its way:
+    // markers in the stored results of every check and in the failed deliveries to the
+    // echoing webhook and Alertmanager, bodies posted to both, a delivered mail.
+    let evidence = [
+        "${PF_SEC_HEADER}",
+        "${PF_SEC_QUERY}",
+        "${PF_SEC_ARGV}",
+        "${PF_SEC_ENV_FILE}",
+        "${PF_SEC_OWN_CHECK}",
+        "${PF_SEC_WEBHOOK_PATH}",
+        "[redacted: alertmanager.urls password]",
+    ];
+    let incidents_url = format!("{base}/api/v1/incidents");
+    let everything_failed = eventually(Duration::from_secs(30), || {
+        let (base, echoed) = (base.clone(), echoed.clone());
+        let mail = layout.path("mail");
+        async move {
+            let text = stored_evidence(&base).await;
+            let paths: Vec<String> = echoed
+                .lock()
+                .unwrap()
+                .bodies
+                .iter()
+                .map(|(p, _)| p.clone())
+                .collect();
+            evidence.iter().all(|marker| text.contains(marker))
+                && paths.iter().any(|p| p.starts_with("/hook/"))
+                && paths.iter().any(|p| p.ends_with("/api/v2/alerts"))
+                && std::fs::read_dir(&mail).is_ok_and(|d| d.count() > 0)
+        }
+    })
+    .await;
+    if !everything_failed {
+        let text = stored_evidence(&base).await;
+        let missing: Vec<&str> = evidence
+            .iter()
+            .copied()
+            .filter(|m| !text.contains(m))
+            .collect();
+        let start: String = text.chars().take(3000).collect();
+        panic!("not every failure was seen in time; missing {missing:?} in:\n{start}");
+    }
+
+    // Everything an operator or a script can read.
+    let mut answers = Vec::new();
+    let list: serde_json::Value = reqwest::get(&incidents_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for incident in list["incidents"].as_array().unwrap() {
+        let id = incident["id"].as_u64().unwrap();
+        answers.push(get_text(&format!("{base}/api/v1/incidents/{id}")).await);
+    }
+    for path in [
+        "/api/v1/incidents",
+        "/api/v1/status",
+        "/api/v1/probes",
+        "/api/v1/services/echoed/history",
+        "/api/v1/services/collector-own/history",
+        "/metrics",
+    ] {
+        answers.push(get_text(&format!("{base}{path}")).await);
+    }
+    let with_url = |args: &[&str]| {
+        let mut all = vec!["--url", base.as_str()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let mut operator_env = env.clone();
+    operator_env.insert("POSTFLIGHT_TOKEN", env["PF_SEC_OPERATOR_TOKEN"].clone());
+    for args in [
+        with_url(&["incidents"]),
+        with_url(&["--json", "incidents"]),
+        with_url(&["incidents", "1"]),
+        with_url(&["--json", "status"]),
+        with_url(&["deploy", "--service", "echoed", "--version", "2.0"]),
+        with_url(&["history", "echoed"]),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        answers.push(cli("postflight", &args, &operator_env));
+    }
+    let probe_config_arg = probe_config.to_str().unwrap();
+    answers.push(cli(
+        "postflight-probe",
+        &[
+            "--log-format",
+            "json",
+            "once",
+            "--format",
+            "json",
+            "--config",
+            probe_config_arg,
+        ],
+        &env,
+    ));
+    answers.push(cli(
+        "postflight-probe",
+        &["once", "--config", probe_config_arg],
+        &env,
+    ));
+    let broken = layout.path("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[checks]]\nservice = \"s\"\nname = \"bad\"\nhttp = { url = \"htp://${PF_SEC_BAD_URL}/\" }\n\n[[collectors]]\nurl = \"http//${PF_SEC_BAD_URL}\"\n",
+    )
+    .unwrap();
+    let check_config = cli(
+        "postflight-probe",
+        &["check-config", "--config", broken.to_str().unwrap()],
+        &env,
+    );
+    assert!(check_config.contains("${PF_SEC_BAD_URL}"), "{check_config}");
+    answers.push(check_config);
+    answers.push(cli(
+        "postflight",
+        &[
+            "check-config",
+            "--config",
+            collector_config.to_str().unwrap(),
+        ],
+        &env,
+    ));
+
+    probe.terminate();
+    collector.terminate();
+    drop(smtp);
+
+    // Search everything for every secret.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let smtp_password = env["PF_SEC_SMTP_PASSWORD"].clone();
+    env.insert("ENV_FILE_VALUE", layout.env_file_value.clone());
+    env.insert("TOKEN_FILE_VALUE", layout.token_file_value.clone());
+    env.insert(
+        "SMTP_AUTH_PLAIN",
+        b64.encode(format!("\0mailer\0{smtp_password}")),
+    );
+    env.insert("SMTP_PASSWORD_B64", b64.encode(&smtp_password));
+    env.insert(
+        "AM_BASIC",
+        b64.encode(format!("am-user:{}", env["PF_SEC_AM_PASSWORD"])),
+    );
+    let mut searched: Vec<(String, Vec<u8>)> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("answer #{i}"), a.clone().into_bytes()))
+        .collect();
+    for dir in ["data", "spool", "mail"] {
+        for (path, bytes) in files_under(&layout.path(dir)) {
+            searched.push((path.display().to_string(), bytes));
+        }
+    }
+    for log in [&collector_log, &probe_log] {
+        searched.push((log.display().to_string(), std::fs::read(log).unwrap()));
+    }
+    // Bodies the collector posted (what the probe sends to the service it checks is
+    // that service's business).
+    for (path, body) in &echoed.lock().unwrap().bodies {
+        if path.starts_with("/hook/") || path.ends_with("/api/v2/alerts") {
+            searched.push((
+                "a webhook or Alertmanager body".into(),
+                body.clone().into_bytes(),
+            ));
+        }
+    }
+    let log_lines = String::from_utf8_lossy(&std::fs::read(&collector_log).unwrap())
+        .lines()
+        .count();
+    assert!(
+        log_lines > 100,
+        "the collector logged only {log_lines} lines"
+    );
+    let mut leaks = Vec::new();
+    for (name, value) in &env {
+        for (place, bytes) in &searched {
+            if contains(bytes, value.as_bytes()) {
+                leaks.push(format!("{name} in {place}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+}
+
+/// `GET /api/v1/probes` of an HTTPS collector through `client`; `None` when it fails.
+async fn probes_over(client: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let response = client
+        .get(format!("{base}/api/v1/probes"))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
+fn trusting(ca: &TestCa) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Results the collector stored from `probe` (0 when it cannot be asked).
+async fn stored_results(client: &reqwest::Client, base: &str, probe: &str) -> u64 {
+    let Some(probes) = probes_over(client, base).await else {
+        return 0;
+    };
+    probes["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == probe)
+        .and_then(|p| p["total_results"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (old_ca, new_ca, probes_ca) = (
+        TestCa::new("old CA"),
+        TestCa::new("new CA"),
+        TestCa::new("probes CA"),
+    );
+    let server = old_ca.issue(dir.path(), "server", &["localhost"]);
+    let client_cert = probes_ca.issue(dir.path(), "probe", &["tls-probe"]);
+    std::fs::write(path("trusted.pem"), format!("{}{}", old_ca.pem, new_ca.pem)).unwrap();
+    let port = free_port();
+    let token = "tls-probe-token-0123456789";
+    std::fs::write(
+        path("collector.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca = \"{}\"\n\n[[auth.probes]]\nname = \"tls-probe\"\ntoken = \"{token}\"\n",
+            path("data").display(),
+            server.cert.display(),
+            server.key.display(),
+            probes_ca.write(&path("probes-ca.pem")).display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("probe.toml"),
+        format!(
+            "[probe]\nname = \"tls-probe\"\nflush_interval = \"100ms\"\nheartbeat_interval = \"1s\"\n\n[[collectors]]\nurl = \"https://localhost:{port}\"\ntoken = \"{token}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[spool]\ndir = \"{}\"\n\n[[checks]]\nservice = \"svc\"\nname = \"closed-port\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\ntcp = {{ address = \"127.0.0.1:1\" }}\n",
+            path("trusted.pem").display(),
+            client_cert.cert.display(),
+            client_cert.key.display(),
+            path("spool").display(),
+        ),
+    )
+    .unwrap();
+    let no_env = BTreeMap::new();
+    let collector_config = path("collector.toml");
+    let collector_log = path("collector.log");
+    let mut serve = spawn_logged(
+        "postflight",
+        &["serve", "--config", collector_config.to_str().unwrap()],
+        &no_env,
+        &collector_log,
+    );
+    let collector = Proc(serve.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+    let probe_config = path("probe.toml");
+    let mut run = spawn_logged(
+        "postflight-probe",
+        &["run", "--config", probe_config.to_str().unwrap()],
+        &no_env,
+        &path("probe.log"),
+    );
+    let probe = Proc(run.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+
+    let base = format!("https://localhost:{port}");
+    let (old_client, new_client) = (trusting(&old_ca), trusting(&new_ca));
+    let reporting = eventually(LIMIT, || {
+        let (client, base) = (old_client.clone(), base.clone());
+        async move { stored_results(&client, &base, "tls-probe").await >= 5 }
+    })
+    .await;
+    assert!(
+        reporting,
+        "no results over mTLS; probe log: {}",
+        std::fs::read_to_string(path("probe.log")).unwrap_or_default()
+    );
+    assert!(
+        probes_over(&new_client, &base).await.is_none(),
+        "the new CA is trusted before the rotation"
+    );
+
+    new_ca.issue(dir.path(), "server", &["localhost"]);
+    signal(collector.0.id(), libc::SIGHUP);
+    let rotated = eventually(LIMIT, || {
+        let (client, base) = (new_client.clone(), base.clone());
+        async move { probes_over(&client, &base).await.is_some() }
+    })
+    .await;
+    assert!(rotated, "SIGHUP did not bring the new certificate");
+    let before = stored_results(&new_client, &base, "tls-probe").await;
+    let still_reporting = eventually(LIMIT, || {
+        let (client, base) = (new_client.clone(), base.clone());
+        async move { stored_results(&client, &base, "tls-probe").await >= before + 5 }
+    })
+    .await;
+    assert!(
+        still_reporting,
+        "the probe stopped reporting after the rotation"
+    );
+
+    probe.terminate();
+    let probes = probes_over(&new_client, &base).await.unwrap();
+    let record = probes["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tls-probe")
+        .unwrap()
+        .clone();
+    assert_eq!(record["missing_batches"], 0, "{record}");
+    assert_eq!(record["highest_seq"], record["total_batches"], "{record}");
+    collector.terminate();
+    let log = std::fs::read_to_string(&collector_log).unwrap();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
+}

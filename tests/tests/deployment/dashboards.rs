@@ -90,12 +90,14 @@ fn the_dashboard_shows_what_the_people_on_call_ask_for() {
         })
     };
     for metric in [
-        "probe_success",                       // pass ratio per service and check
-        "probe_duration_seconds",              // latency
-        "postflight_deploy_timestamp_seconds", // deploys as annotations
-        "postflight_deploys",                  // verdict counts
-        "postflight_incidents_open",           // open incidents
-        "postflight_notifications_total",      // notifications failing
+        "probe_success",                         // pass ratio per service and check
+        "probe_duration_seconds",                // latency
+        "postflight_deploy_timestamp_seconds",   // deploys as annotations
+        "postflight_deploys",                    // verdict counts
+        "postflight_incidents_open",             // open incidents
+        "postflight_notifications_total",        // notifications failing
+        "postflight_probe_delivery_lag_seconds", // delivery lag
+        "postflight_probe_clock_offset_seconds", // clock offset
     ] {
         assert!(selects(metric), "no dashboard query reads {metric}");
     }
@@ -153,10 +155,16 @@ async fn live_inventory() -> Inventory {
     let ca = authority.pem_file();
     let probe = ProbeRun::start(dir.path(), &collector, &target.https_url("/"), ca.path()).await;
 
+    // The per-probe clock gauges appear with the first delivery the collector takes in.
     let stored = eventually(LIMIT, || async {
-        page(&collector.url)
-            .await
-            .contains("postflight_ingest_batches_total{outcome=\"stored\"}")
+        let collector_page = page(&collector.url).await;
+        [
+            "postflight_ingest_batches_total{outcome=\"stored\"}",
+            "postflight_probe_clock_offset_seconds{probe=\"dash\"}",
+            "postflight_probe_delivery_lag_seconds{probe=\"dash\"}",
+        ]
+        .iter()
+        .all(|series| collector_page.contains(series))
             && page(&probe.url)
                 .await
                 .contains("probe_ssl_earliest_cert_expiry{")

@@ -5,15 +5,14 @@
 #
 #   tests/packages.sh
 #
-# Needs root or sudo (apt-get, dpkg, runuser). Idempotent: tools already installed are
-# kept, a leftover install from an interrupted run is purged first. It does not need
-# systemd as PID 1: the collector is started with its unit's ExecStart, User and
-# WorkingDirectory by this script, not by systemctl.
+# Needs root or sudo (dpkg, runuser, setpriv) and the tools tests/run installs. Idempotent:
+# a leftover install from an interrupted run is purged first, and the release build reuses
+# the target directory. With systemd as PID 1 the installed unit is started by systemctl;
+# without (a container), the unit's ExecStart runs by hand with its User, Group,
+# WorkingDirectory and EnvironmentFile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Pinned so that a new cargo-deb release cannot change the packages under CI.
-CARGO_DEB_VERSION=3.8.0
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 out="$target_dir/debian"
 unit_dir=/usr/lib/systemd/system
@@ -27,22 +26,14 @@ exec 9>/tmp/postflight-packages.lock
 flock 9
 
 # --- tools --------------------------------------------------------------------------
-# cargo-deb builds the .deb files from [package.metadata.deb]; lintian checks them
-# against Debian policy; systemd provides systemd-analyze (installing it does not make it
-# PID 1); adduser is what the packages' postinst uses; curl asks /readyz.
-if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
-    log "installing cargo-deb $CARGO_DEB_VERSION"
-    cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
-fi
-missing=()
-for package in lintian systemd adduser curl; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+# tests/run installs them (idempotently): cargo-deb builds the .deb files from
+# [package.metadata.deb]; lintian checks them against Debian policy; systemd provides
+# systemd-analyze (installing it does not make it PID 1); adduser is what the packages'
+# postinst uses; curl asks /readyz.
+cargo deb --version >/dev/null 2>&1 || fail "cargo-deb is missing: tests/run installs it"
+for tool in lintian systemd-analyze adduser curl setpriv; do
+    command -v "$tool" >/dev/null || fail "$tool is missing: tests/run installs it"
 done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
 
 # --- build --------------------------------------------------------------------------
 # One release build of both binaries; `cargo deb --no-build` only packages them.
@@ -61,6 +52,64 @@ log "built $(basename "$collector_deb") $(basename "$probe_deb")"
 log "lintian"
 lintian --fail-on error \
     "$collector_deb" "$probe_deb"
+
+# The collector as its unit starts it, without systemd: ExecStart, User, Group,
+# WorkingDirectory, EnvironmentFile. setpriv execs (no fork), so $! is the collector.
+# If something else holds the shipped config's port here, a copy of the config listens
+# on another one.
+start_by_hand() {
+    local workdir env_file exec_start=() environment=()
+    read -r -a exec_start <<<"$(unit_value postflight.service ExecStart)"
+    workdir="$(unit_value postflight.service WorkingDirectory)"
+    env_file="$(unit_value postflight.service EnvironmentFile)"
+    mapfile -t environment < <($sudo grep -Ev '^[[:space:]]*(#|$)' "${env_file#-}" || true)
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        port=$((20000 + RANDOM % 10000))
+        log "port ${listen##*:} is in use here: running the installed config on $port"
+        sed "s/^listen = .*/listen = \"127.0.0.1:$port\"/" /etc/postflight/collector.toml \
+            | $sudo tee "$workdir/collector-test.toml" >/dev/null
+        $sudo chown "root:$group" "$workdir/collector-test.toml"
+        $sudo chmod 0640 "$workdir/collector-test.toml"
+        exec_start=("${exec_start[@]/\/etc\/postflight\/collector.toml/$workdir/collector-test.toml}")
+    fi
+    log "starting ${exec_start[*]}"
+    $sudo setpriv --reuid="$user" --regid="$group" --init-groups -- \
+        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME="$workdir" USER="$user" LOGNAME="$user" "${environment[@]}" \
+        sh -c 'cd "$1" && shift && exec "$@"' sh "$workdir" "${exec_start[@]}" \
+        >"$collector_log" 2>&1 &
+    collector_pid=$!
+}
+
+# Poll /readyz of 127.0.0.1:$1 for up to 30 s; false if it never answers 200 or the
+# collector exits first.
+wait_ready() {
+    local deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$1/readyz" 2>/dev/null && return 0
+        if [ -n "$collector_pid" ] && ! kill -0 "$collector_pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    [ -z "$collector_pid" ] || cat "$collector_log" >&2
+    [ -n "$collector_pid" ] || $sudo systemctl status --no-pager postflight >&2 || true
+    return 1
+}
+
+# SIGTERM (the unit's KillSignal) and wait: a clean stop exits 0.
+stop_collector() {
+    if [ -z "$collector_pid" ]; then
+        $sudo systemctl stop postflight
+        return
+    fi
+    local status=0
+    $sudo kill -TERM "$collector_pid"
+    wait "$collector_pid" || status=$?
+    collector_pid=""
+    $sudo rm -f /var/lib/postflight/collector-test.toml
+    [ "$status" -eq 0 ] || { cat "$collector_log" >&2; fail "the collector exited with $status on SIGTERM"; }
+}
 
 # --- install ------------------------------------------------------------------------
 collector_pid=""
@@ -108,54 +157,49 @@ $sudo runuser -u "$(unit_value postflight-probe.service User)" -- \
     /usr/bin/postflight-probe once --config /etc/postflight/probe.toml >/dev/null
 
 # --- run the installed collector ----------------------------------------------------
-# As the unit would: its ExecStart, User, WorkingDirectory and EnvironmentFile. If
-# something else holds the port of the shipped config, run a copy of that config on
-# another port instead.
-read -r -a exec_start <<<"$(unit_value postflight.service ExecStart)"
-workdir="$(unit_value postflight.service WorkingDirectory)"
-env_file="$(unit_value postflight.service EnvironmentFile)"
-mapfile -t environment < <($sudo grep -Ev '^[[:space:]]*(#|$)' "${env_file#-}" || true)
+# With systemd as PID 1, dpkg already started the unit (enable = true, start = true):
+# ask it. Without (a container, a chroot), start the unit's ExecStart by hand with its
+# User, Group, WorkingDirectory and EnvironmentFile, as systemd would.
+user="$(unit_value postflight.service User)"
+group="$(unit_value postflight.service Group)"
 listen="$(sed -n 's/^listen = "\(.*\)"/\1/p' /etc/postflight/collector.toml)"
 port="${listen##*:}"
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    port=$((20000 + RANDOM % 10000))
-    log "port ${listen##*:} is in use here: running the installed config on $port"
-    sed "s/^listen = .*/listen = \"127.0.0.1:$port\"/" /etc/postflight/collector.toml \
-        | $sudo tee "$workdir/collector-test.toml" >/dev/null
-    $sudo chown "root:$user" "$workdir/collector-test.toml"
-    exec_start=("${exec_start[@]/\/etc\/postflight\/collector.toml/$workdir/collector-test.toml}")
-fi
-log "starting ${exec_start[*]} as $user"
-# setpriv execs (no fork), so $! is the collector itself when this runs as root.
-$sudo setpriv --reuid="$user" --regid="$user" --init-groups -- \
-    env "${environment[@]}" sh -c 'cd "$1" && shift && exec "$@"' sh "$workdir" "${exec_start[@]}" \
-    >/tmp/postflight-packages-collector.log 2>&1 &
-collector_pid=$!
-ready=""
-for _ in $(seq 1 150); do
-    if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
-        ready=yes
-        break
-    fi
-    kill -0 "$collector_pid" 2>/dev/null || break
-    sleep 0.2
-done
-[ -n "$ready" ] || { cat /tmp/postflight-packages-collector.log >&2; fail "the installed collector did not answer /readyz"; }
-[ "$(stat -c '%U' /var/lib/postflight/data)" = "$user" ] || fail "the data directory is not owned by $user"
-log "/readyz answered; stopping it with SIGTERM"
-$sudo kill -TERM "$collector_pid"
-status=0
-wait "$collector_pid" || status=$?
+collector_log=/tmp/postflight-packages-collector.log
 collector_pid=""
-$sudo rm -f "$workdir/collector-test.toml"
-[ "$status" -eq 0 ] || { cat /tmp/postflight-packages-collector.log >&2; fail "the collector exited with $status on SIGTERM"; }
+if [ -d /run/systemd/system ]; then
+    log "systemd runs here: systemctl restart postflight"
+    $sudo systemctl restart postflight
+else
+    log "systemd is not PID 1 here: running the unit's ExecStart by hand as $user"
+    start_by_hand
+fi
+wait_ready "$port" || fail "the installed collector did not answer /readyz on $port"
+[ "$(stat -c '%U' /var/lib/postflight/data)" = "$user" ] || fail "the data directory is not owned by $user"
+# /proc/PID belongs to the process's effective user.
+main_pid="${collector_pid:-$($sudo systemctl show -P MainPID postflight 2>/dev/null || true)}"
+running_as="$(stat -c '%U' "/proc/$main_pid")"
+[ "$running_as" = "$user" ] || fail "the collector runs as $running_as, not $user"
+log "/readyz answered on 127.0.0.1:$port (collector running as $running_as); stopping it"
+stop_collector
 
 # --- purge --------------------------------------------------------------------------
 log "dpkg --purge"
 $sudo dpkg --purge postflight postflight-probe >/dev/null
 trap - EXIT
+for package in postflight postflight-probe; do
+    if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -qv "not-installed"; then
+        fail "dpkg still knows $package: $(dpkg-query -W -f='${Status}' "$package")"
+    fi
+done
 for gone in /usr/bin/postflight /usr/bin/postflight-probe /etc/postflight /var/lib/postflight \
-    "$unit_dir/postflight.service"; do
+    "$unit_dir/postflight.service" "$unit_dir/postflight-probe.service" \
+    /usr/share/doc/postflight /usr/share/doc/postflight-probe \
+    /usr/share/lintian/overrides/postflight /usr/share/lintian/overrides/postflight-probe \
+    /etc/systemd/system/multi-user.target.wants/postflight.service \
+    /var/lib/systemd/deb-systemd-helper-enabled/postflight.service \
+    /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/postflight.service; do
     [ ! -e "$gone" ] || fail "$gone is still there after purge"
 done
-log "ok"
+# Debian leaves system users in place on purge (files they owned may remain elsewhere).
+log "purged; the postflight system user stays, as Debian does for system users"
+log "ok in ${SECONDS}s"

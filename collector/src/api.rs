@@ -145,7 +145,7 @@ pub async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static
 
 /// Nests series into services and checks. The store hands them out ordered by
 /// service, check and probe, so each group is a run of neighbours: one pass, no maps.
-fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
+pub fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
     let mut services: Vec<ServiceStatus> = Vec::new();
     for mut s in series {
         let service = std::mem::take(&mut s.service);

@@ -1,13 +1,15 @@
 //! The `postflight` command: `serve`, `check-config`, and the operator commands that talk
 //! to a running collector (`status`, `history`, `versions`, `probes`, `incidents`,
-//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`, `backup`), and
-//! `restore` (offline).
+//! `silence add|list|expire`, `deploy`, `gate`, `deploys`, `last-good`, `backup`),
+//! `restore` (offline), `demo` and `notify test`.
 //!
 //! Exit codes: 0 success; 1 `status` found a failing service, `gate`: the deploy
 //! regressed, `last-good`: no good version known; 2 invalid config (`serve`,
 //! `check-config`), `gate`: inconclusive, superseded, cancelled or timed out; 3 usage
-//! error, collector unreachable or API error; 5 `serve`: acknowledged data is missing
-//! from the store (restore a backup or start with `--accept-data-loss`).
+//! error (an unknown service or check, a malformed `--url` or `--since`), collector
+//! unreachable or API error; 4 `serve`: the data directory is in use by another process;
+//! 5 `serve`: acknowledged data is missing from the store (restore a backup or start
+//! with `--accept-data-loss`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::alerting::incident::IncidentState;
 use crate::alerting::outbox::DeliveryState;
 use crate::alerting::silence::{NewSilence, Silence};
 use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
+use crate::cli_checks::{ArgumentError, known_service, validate_url};
 use crate::client::{ApiClient, ClientError};
 use crate::clock::SystemClock;
 use crate::probes::ProbeView;
@@ -43,6 +46,8 @@ pub const EXIT_FAILING: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code: usage error, collector unreachable, or API error.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: `serve`: another process holds the data directory.
+pub const EXIT_STORE_IN_USE: i32 = 4;
 /// Exit code: `serve` found acknowledged data missing from the store.
 pub const EXIT_DATA_LOSS: i32 = 5;
 
@@ -75,6 +80,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector (embedded defaults without --config).
     Serve {
+        /// The collector config (collector.toml); embedded defaults without it.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Start even though acknowledged data is missing from the store (it stays
@@ -99,8 +105,22 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the product with nothing else needed: a collector, the five seed systems
+    /// emulated, three probes, a mail catcher, and a release story narrated here.
+    Demo {
+        /// Address of the collector and its pages.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// Keep the demo's data here (default: a temporary directory, removed at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How fast the story moves (fast is for tests).
+        #[arg(long, value_enum, default_value_t = crate::demo::Pace::Normal)]
+        pace: crate::demo::Pace,
+    },
     /// Validate a collector config: exit 0, or 2 with every problem and its line.
     CheckConfig {
+        /// The collector config to validate.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -112,20 +132,26 @@ pub enum Command {
     },
     /// Results of one service over time.
     History {
+        /// The service, as the probes' checks name it.
         service: String,
+        /// Only this check of the service.
         #[arg(long)]
         check: Option<String>,
+        /// Only this probe's results.
         #[arg(long)]
         probe: Option<String>,
-        /// How far back, e.g. 2h, 30d.
-        #[arg(long, default_value = "1h")]
+        /// How far back, with a unit (2h, 30d), or an RFC 3339 time.
+        #[arg(long, default_value = "1h", value_parser = crate::cli_checks::since_arg)]
         since: String,
         /// Bucket size, e.g. 5m; raw results when absent.
         #[arg(long)]
         step: Option<String>,
     },
     /// Version timeline of one service.
-    Versions { service: String },
+    Versions {
+        /// The service, as the probes' checks name it.
+        service: String,
+    },
     /// Probes: state, last seen, clock offset, lag, labels, version, config drift, gaps;
     /// `probes retire NAME` retires a decommissioned probe.
     Probes {
@@ -135,7 +161,10 @@ pub enum Command {
     /// Load libraries in this child process (used by the collector's own `native` checks
     /// with dlopen = true).
     #[command(name = "__dlopen", hide = true)]
-    Dlopen { paths: Vec<String> },
+    Dlopen {
+        /// Library paths to load.
+        paths: Vec<String>,
+    },
     /// Open and recent incidents, or one incident with its notifications.
     Incidents {
         /// Show this incident in full (history, notifications, delivery attempts).
@@ -149,6 +178,11 @@ pub enum Command {
         /// At most this many resolved incidents.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Notification channels: send a test through one (exit 0 delivered, 1 not).
+    Notify {
+        #[command(subcommand)]
+        action: NotifyCommand,
     },
     /// Silence notifications for a while: add, list, expire.
     Silence {
@@ -209,7 +243,9 @@ pub enum Command {
     },
     /// A service's deploys: time, version, by, verdict, evidence.
     Deploys {
+        /// The service, as given to `postflight deploy`.
         service: String,
+        /// Only deploys to this environment.
         #[arg(long)]
         env: Option<String>,
         /// At most this many, newest first.
@@ -218,7 +254,9 @@ pub enum Command {
     },
     /// The newest version whose window passed and that has not regressed since.
     LastGood {
+        /// The service, as given to `postflight deploy`.
         service: String,
+        /// Only deploys to this environment.
         #[arg(long)]
         env: Option<String>,
     },
@@ -232,10 +270,13 @@ pub enum SilenceCommand {
         /// Service name or glob (`butler-*`).
         #[arg(long)]
         service: String,
+        /// Only this check of the service.
         #[arg(long)]
         check: Option<String>,
+        /// Only results from this probe.
         #[arg(long)]
         probe: Option<String>,
+        /// Only this environment (the probes' `env` label).
         #[arg(long)]
         env: Option<String>,
         /// How long, e.g. 2h.
@@ -252,7 +293,23 @@ pub enum SilenceCommand {
         all: bool,
     },
     /// End a silence now.
-    Expire { id: u64 },
+    Expire {
+        /// The silence id (see `postflight silence list --all`).
+        id: u64,
+    },
+}
+
+/// `postflight notify ...`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification through a configured channel and print the outcome.
+    Test {
+        /// The channel's `name` in `[[channels]]`.
+        channel: String,
+        /// The collector config that defines the channel.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `postflight probes …` actions.
@@ -291,7 +348,28 @@ pub async fn execute(cli: Cli) -> i32 {
             config,
         } => restore(from, data_dir.as_deref(), config.as_deref()),
         Command::CheckConfig { config } => check_config(config),
+        Command::Demo {
+            listen,
+            data_dir,
+            pace,
+        } => {
+            let options = crate::demo::DemoOptions {
+                listen: *listen,
+                data_dir: data_dir.clone(),
+                pace: *pace,
+            };
+            match crate::demo::run(options).await {
+                Ok(()) => EXIT_OK,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    EXIT_FAILING
+                }
+            }
+        }
         Command::Dlopen { paths } => postflight_probe::check::native::dlopen_child_main(paths),
+        Command::Notify {
+            action: NotifyCommand::Test { channel, config },
+        } => notify_test(config.as_deref(), channel, cli.json).await,
         _ => match operator_command(&cli).await {
             Ok(code) => code,
             Err(error) => {
@@ -320,7 +398,55 @@ async fn serve(config: Option<&std::path::Path>, accept_data_loss: bool) -> i32 
         }
         Err(error) => {
             eprintln!("error: {}", redact(&format!("{error:#}")));
-            EXIT_CONFIG
+            let in_use = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<crate::store::StoreError>(),
+                    Some(crate::store::StoreError::Locked { .. })
+                )
+            });
+            if in_use {
+                EXIT_STORE_IN_USE
+            } else {
+                EXIT_CONFIG
+            }
+        }
+    }
+}
+
+async fn notify_test(config: Option<&std::path::Path>, channel: &str, json: bool) -> i32 {
+    let loaded = match crate::config::load(config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {}", redact(&error.to_string()));
+            return EXIT_CONFIG;
+        }
+    };
+    let now_ms = crate::clock::Clock::now_ms(&SystemClock);
+    let outcome = crate::notify::send_test(&loaded.config, channel, now_ms).await;
+    let answer = match &outcome {
+        Ok(d) => {
+            serde_json::json!({"channel": d.channel, "kind": d.kind, "delivered": true, "duration_ms": d.duration_ms})
+        }
+        Err(e) => {
+            serde_json::json!({"channel": channel, "delivered": false, "error": redact(&e.to_string())})
+        }
+    };
+    match outcome {
+        Ok(delivery) => {
+            print_or_json(json, &answer, || {
+                format!(
+                    "delivered: test notification through {} ({}) in {} ms\n",
+                    delivery.channel, delivery.kind, delivery.duration_ms
+                )
+            });
+            EXIT_OK
+        }
+        Err(error) => {
+            if json {
+                print_or_json(true, &answer, String::new);
+            }
+            eprintln!("not delivered: {}", redact(&error.to_string()));
+            EXIT_FAILING
         }
     }
 }
@@ -347,12 +473,20 @@ fn check_config(path: &std::path::Path) -> i32 {
     match crate::config::load(Some(path)) {
         Ok(loaded) => {
             println!(
-                "{}: ok (listen {}, {} probe tokens, {} operator tokens, {} checks)",
+                "{}: ok (listen {}, {}, {}, {})",
                 path.display(),
                 loaded.listen,
-                loaded.probe_tokens.entries.len(),
-                loaded.operator_tokens.entries.len(),
-                loaded.checks.len()
+                plural(
+                    loaded.probe_tokens.entries.len(),
+                    "probe token",
+                    "probe tokens"
+                ),
+                plural(
+                    loaded.operator_tokens.entries.len(),
+                    "operator token",
+                    "operator tokens"
+                ),
+                plural(loaded.checks.len(), "check", "checks")
             );
             EXIT_OK
         }
@@ -363,7 +497,8 @@ fn check_config(path: &std::path::Path) -> i32 {
     }
 }
 
-async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
+async fn operator_command(cli: &Cli) -> Result<i32, ArgumentError> {
+    validate_url(&cli.url)?;
     if let Some(token) = &cli.token {
         let source = SecretSource::Key("operator token (--token / POSTFLIGHT_TOKEN)".into());
         postflight_probe::secret::register(token, &source);
@@ -372,6 +507,9 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
     let client = ApiClient::new(&cli.url, cli.token.clone())?;
     match &cli.command {
         Command::Status { service } => {
+            if let Some(service) = service {
+                known_service(&client, service, None).await?;
+            }
             let path = match service {
                 Some(s) => format!("/api/v1/status?service={}", encode(s)),
                 None => "/api/v1/status".into(),
@@ -391,6 +529,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             since,
             step,
         } => {
+            known_service(&client, service, check.as_deref()).await?;
             let mut path = format!(
                 "/api/v1/services/{}/history?from={}",
                 encode(service),
@@ -406,6 +545,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Versions { service } => {
+            known_service(&client, service, None).await?;
             let versions: VersionsResponse = client
                 .get(&format!("/api/v1/services/{}/versions", encode(service)))
                 .await?;
@@ -428,8 +568,10 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             Ok(EXIT_OK)
         }
         Command::Serve { .. }
+        | Command::Demo { .. }
         | Command::CheckConfig { .. }
         | Command::Dlopen { .. }
+        | Command::Notify { .. }
         | Command::Restore { .. } => Ok(EXIT_OK),
         Command::Backup { to } => {
             crate::backup::backup_command(&client, cli.json, to).await?;
@@ -440,9 +582,11 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
             service,
             state,
             limit,
-        } => incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await,
-        Command::Silence { action } => silence_command(&client, cli.json, action).await,
-        Command::Deploy { .. } => deploy(cli, &client).await,
+        } => Ok(
+            incidents_command(&client, cli.json, *id, service.as_deref(), state, *limit).await?,
+        ),
+        Command::Silence { action } => Ok(silence_command(&client, cli.json, action).await?),
+        Command::Deploy { .. } => Ok(deploy(cli, &client).await?),
         Command::Gate {
             deploy,
             service,
@@ -463,7 +607,7 @@ async fn operator_command(cli: &Cli) -> Result<i32, ClientError> {
                     return Ok(EXIT_UNREACHABLE);
                 }
             };
-            gate(cli.json, &client, &target, *timeout, *dry_run).await
+            Ok(gate(cli.json, &client, &target, *timeout, *dry_run).await?)
         }
         Command::Deploys {
             service,
@@ -561,12 +705,21 @@ async fn silence_command(
             print_or_json(json, &list, || silences_table(&list));
         }
         SilenceCommand::Expire { id } => {
-            let silence: Silence = client
+            let silence: Silence = match client
                 .post(
                     &format!("/api/v1/silences/{id}/expire"),
                     &serde_json::json!({}),
                 )
-                .await?;
+                .await
+            {
+                Err(error) if error.status() == Some(404) => {
+                    eprintln!(
+                        "error: no silence {id}; see the ids with postflight silence list --all"
+                    );
+                    return Ok(EXIT_UNREACHABLE);
+                }
+                other => other?,
+            };
             print_or_json(json, &silence, || {
                 format!(
                     "silence {} expired ({})\n",
@@ -590,9 +743,13 @@ fn incidents_table(list: &IncidentsResponse) -> String {
             .or_else(|| incident.probe.as_ref().map(|p| format!("probe {p}")))
             .unwrap_or_default();
         let notified = match (&incident.silenced_by, incident.notified) {
-            (Some(_), false) => "silenced",
-            (_, true) => "yes",
-            (None, false) => "no",
+            (Some(_), false) => "silenced".to_string(),
+            (_, true) => match incident.notifications_queued {
+                Some(0) => "no channel".to_string(),
+                Some(n) => plural(n, "channel", "channels"),
+                None => "yes".to_string(),
+            },
+            (None, false) => "no".to_string(),
         };
         table.row(vec![
             incident.id.to_string(),
@@ -606,7 +763,7 @@ fn incidents_table(list: &IncidentsResponse) -> String {
                 .resolved_at_ms
                 .map(|at| ago(at, list.now_ms))
                 .unwrap_or_else(|| "-".into()),
-            notified.into(),
+            notified,
         ]);
     }
     if table.is_empty() {
@@ -1005,6 +1162,15 @@ fn last_good_table(answer: &LastGoodResponse) -> String {
 /// A duration argument such as `--since 2h`, validated before calling the API.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `1 probe`, `3 probes`.
+pub fn plural(count: usize, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
+    }
 }
 
 #[cfg(test)]

@@ -16,12 +16,15 @@
 //! - [`event`]: notifiable events and the contract with the outbox.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
-//! - [`metrics`]: the collector's `/metrics`.
+//! - [`metrics`]: the collector's `/metrics`; [`notify`]: `postflight notify test`.
 //! - [`redact`]: every text answer passes through the secret redaction.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
-//! - [`cli`] and [`client`]: the `postflight` command and its HTTP client.
+//! - [`cli`] and [`client`]: the `postflight` command and its HTTP client;
+//!   [`cli_checks`]: argument checks made before asking the collector.
 //! - [`timefmt`]: timestamps for people.
 //! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
+//! - [`demo`]: `postflight demo`, the product with emulated seed systems and a story.
+//! - [`web`]: the server-rendered pages at `/` and the API index at `/api/v1`.
 
 pub mod alerting;
 pub mod api;
@@ -29,14 +32,17 @@ pub mod app;
 pub mod auth;
 pub mod backup;
 pub mod cli;
+pub mod cli_checks;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod panics;
 pub mod probe_clock;
 pub mod probes;
@@ -48,3 +54,4 @@ pub mod store;
 pub mod timefmt;
 pub mod tls;
 pub mod watch;
+pub mod web;

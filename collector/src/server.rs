@@ -51,11 +51,21 @@ pub struct Collector {
 
 impl Collector {
     /// Open storage, bind, and start serving and background work.
-    pub async fn start(
+    pub async fn start(loaded: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Collector> {
+        Self::start_with_routes(loaded, clock, axum::Router::new()).await
+    }
+
+    /// Like [`Collector::start`], also serving `extra` routes (`postflight demo`'s
+    /// mail page).
+    pub async fn start_with_routes(
         mut loaded: LoadedConfig,
         clock: Arc<dyn Clock>,
+        extra: axum::Router,
     ) -> anyhow::Result<Collector> {
         let server_config = &loaded.config.server;
+        let data_dir = std::path::absolute(&server_config.data_dir)
+            .unwrap_or_else(|_| server_config.data_dir.clone());
+        tracing::info!("storing data in {}", data_dir.display());
         let options = StoreOptions {
             cache_capacity_bytes: server_config.cache.0,
             writer: WriterOptions {
@@ -122,6 +132,8 @@ impl Collector {
                     store.writer().clone(),
                     state.auth.clone(),
                 ))
+                .merge(crate::web::routes(state.clone(), watcher.clone()))
+                .merge(extra)
                 .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
             state.metrics.clone(),
         );
@@ -331,6 +343,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// Wait for SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// The auth settings of `loaded`; client certificates are required for reports when the
 /// running listener asks for them (`client_ca` at start).
 fn auth_with(loaded: &LoadedConfig, tls: Option<&TlsSetup>) -> crate::auth::Auth {
@@ -352,6 +383,11 @@ fn reload_tls(tls: Option<&TlsSetup>) {
 }
 
 fn log_exposure(loaded: &LoadedConfig, addr: SocketAddr) {
+    if loaded.config.channels.is_empty() {
+        tracing::info!(
+            "no [[channels]] configured: incidents are recorded, not sent (test one with postflight notify test CHANNEL)"
+        );
+    }
     if loaded.tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (server.plaintext = true): tokens and results cross the network in clear unless a TLS-terminating proxy is in front");
     }

@@ -496,6 +496,39 @@ async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
     assert_eq!(code, Some(3));
     assert_eq!(err.lines().count(), 1, "one line, not a backtrace: {err}");
     assert!(err.contains("cannot reach the collector"), "{err}");
+
+    // Mistakes get an answer that says what to fix, and exit 3.
+    let mistakes: [(&[&str], &str); 6] = [
+        (
+            &["status", "--service", "recal-api"],
+            "unknown service recal-api; known: recall-api",
+        ),
+        (
+            &["history", "recall-api", "--check", "ready"],
+            "unknown check ready of recall-api; known: readyz",
+        ),
+        (
+            &["versions", "shp"],
+            "unknown service shp; known: recall-api",
+        ),
+        (&["history", "recall-api", "--since", "30"], "--since"),
+        (
+            &["status", "--url", "127.0.0.1:7878"],
+            "give the collector's base URL with a scheme and no path",
+        ),
+        (
+            &["status", "--url", "http://127.0.0.1:7878/api/v1"],
+            "no path",
+        ),
+    ];
+    for (args, expected) in mistakes {
+        let (code, _, err) = tokio::task::block_in_place(|| run(args));
+        assert_eq!(code, Some(3), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let (code, _, err) = tokio::task::block_in_place(|| run(&["silence", "expire", "99"]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("postflight silence list --all"), "{err}");
     collector.shutdown().await.unwrap();
 }
 

@@ -25,7 +25,10 @@ pub fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(crate::secret::RedactingStderr);
     let _ = match format {
-        LogFormat::Human => builder.with_target(false).try_init(),
+        LogFormat::Human => builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }

@@ -3,6 +3,7 @@
 //! condition with a deadline (never sleep-and-hope); [`fleet`] simulates many probes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod fleet;
 pub mod pki;
 
@@ -169,6 +170,30 @@ impl Drop for CollectorProcess {
     }
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves
+/// nothing running that keeps the test's output pipes open.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Send a signal to a process.
 pub fn signal(pid: u32, signal: i32) {
     #[allow(unsafe_code)]
@@ -264,4 +289,17 @@ pub async fn post_batch(
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, body)
+}
+
+/// POST a JSON body to `url`; returns the JSON answer (Null when it has none).
+pub async fn post_json(url: &str, body: &serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
 }

@@ -152,9 +152,15 @@ pub struct Incident {
     /// Services the silent probe reports (probe-silence incidents).
     #[serde(default)]
     pub services: Vec<String>,
-    /// The opening was notified (or routed nowhere); false while silenced.
-    #[serde(default)]
+    /// The opening was dealt with: queued to its channels, or routed nowhere; false
+    /// while silenced. In JSON `opening_handled` (never "notified": nothing may have
+    /// been sent; see `notifications_queued`).
+    #[serde(default, rename = "opening_handled", alias = "notified")]
     pub notified: bool,
+    /// How many notifications the opening queued (0: no route or channel, recorded
+    /// only); absent for incidents stored before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications_queued: Option<usize>,
     /// Last opening or reminder notification, unix ms.
     #[serde(default)]
     pub last_notified_ms: Option<i64>,
@@ -195,6 +201,7 @@ impl Incident {
             total_probes: 0,
             services: Vec::new(),
             notified: false,
+            notifications_queued: None,
             last_notified_ms: None,
             silenced_by: None,
             history: Vec::new(),
@@ -287,6 +294,7 @@ impl Incident {
             total_probes: 1,
             services,
             notified: false,
+            notifications_queued: None,
             last_notified_ms: None,
             silenced_by: None,
             history: Vec::new(),
@@ -411,7 +419,7 @@ impl Incident {
             reminder,
             link: context
                 .public_url
-                .map(|url| format!("{}/api/v1/incidents/{}", url.trim_end_matches('/'), self.id)),
+                .map(|url| format!("{}/incidents/{}", url.trim_end_matches('/'), self.id)),
         }
     }
 
@@ -659,10 +667,7 @@ mod tests {
         assert_eq!(event.fields[field::PROBES], "web-1,web-2");
         assert_eq!(event.fields[field::VERSIONS], "1.4.2");
         assert_eq!(event.fields[field::LAST_DEPLOY], "1.4.2 by deploy-bot");
-        assert_eq!(
-            event.link.as_deref(),
-            Some("http://pf:7878/api/v1/incidents/7")
-        );
+        assert_eq!(event.link.as_deref(), Some("http://pf:7878/incidents/7"));
         let text = event.details.join("\n");
         assert!(
             text.contains("status == 200: expected == 200, actual 503"),

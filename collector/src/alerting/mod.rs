@@ -80,6 +80,15 @@ pub mod field {
     pub const LAST_DEPLOY: &str = "last_deploy";
 }
 
+/// The incident history line for an opening queued to `count` channels.
+fn queued_note(count: usize) -> String {
+    match count {
+        0 => "no route or channel matched: recorded, not sent".into(),
+        1 => "1 notification queued".into(),
+        n => format!("{n} notifications queued"),
+    }
+}
+
 /// Lets the deploy watcher put the last deploy into incident notifications.
 pub trait DeployInfo: Send + Sync {
     /// One line such as `1.4.2 by deploy-bot at 2026-11-23T20:01:00Z (regressed)`.
@@ -506,7 +515,8 @@ impl Alerting {
             }
             None => {
                 let entries = self.entries(&event, now_ms);
-                incident.note(now_ms, format!("{} notification(s) queued", entries.len()));
+                incident.note(now_ms, queued_note(entries.len()));
+                incident.notifications_queued = Some(entries.len());
                 changes.outbox.extend(entries);
                 incident.notified = true;
                 incident.last_notified_ms = Some(now_ms);
@@ -698,6 +708,11 @@ impl Alerting {
     /// Silences in force or pending (and ended ones when `all`).
     pub fn silences(&self, all: bool, now_ms: i64) -> Vec<Silence> {
         self.silences.list(all, now_ms)
+    }
+
+    /// Does a `[[maintenance]]` window for `service` cover part of `[from_ms, to_ms)`?
+    pub fn maintenance_overlaps(&self, service: &str, from_ms: i64, to_ms: i64) -> bool {
+        self.silences.maintenance_overlaps(service, from_ms, to_ms)
     }
 
     /// End a silence now. Writes: run it on the storage writer.

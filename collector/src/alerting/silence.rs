@@ -205,6 +205,17 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// In force at any moment of `[from_ms, to_ms)`?
+    pub fn overlaps(&self, from_ms: i64, to_ms: i64) -> bool {
+        match *self {
+            Schedule::Once { start_ms, end_ms } => start_ms < to_ms && from_ms < end_ms,
+            Schedule::Weekly { offset_ms, .. } => {
+                let next_start = (offset_ms - week_offset(from_ms)).rem_euclid(WEEK_MS);
+                self.is_active(from_ms) || next_start < to_ms.saturating_sub(from_ms)
+            }
+        }
+    }
+
     fn is_active(&self, now_ms: i64) -> bool {
         match *self {
             Schedule::Once { start_ms, end_ms } => start_ms <= now_ms && now_ms < end_ms,
@@ -418,6 +429,13 @@ impl Silences {
                 Some(reason) => format!("maintenance {}: {reason}", w.description),
                 None => format!("maintenance {}", w.description),
             })
+    }
+
+    /// Does a maintenance window for `service` cover part of `[from_ms, to_ms)`?
+    pub fn maintenance_overlaps(&self, service: &str, from_ms: i64, to_ms: i64) -> bool {
+        self.windows.iter().any(|w| {
+            Glob::new(&w.scope.service).matches(service) && w.schedule.overlaps(from_ms, to_ms)
+        })
     }
 
     /// Forget silences that ended before `cutoff_ms`.

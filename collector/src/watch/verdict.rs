@@ -258,11 +258,5 @@ fn common_fields(deploy: &Deploy) -> BTreeMap<String, String> {
 }
 
 fn link(deploy: &Deploy, public_url: Option<&str>) -> Option<String> {
-    public_url.map(|base| {
-        format!(
-            "{}/api/v1/deploys/{}",
-            base.trim_end_matches('/'),
-            deploy.id
-        )
-    })
+    public_url.map(|base| format!("{}/deploys/{}", base.trim_end_matches('/'), deploy.id))
 }

@@ -68,7 +68,7 @@ async fn email_names_the_failing_condition_probes_version_and_last_deploy() {
         "probes: web-1, web-2 (2/3)",
         "version seen: 1.4.2",
         "last deploy: butler-tax prod 1.4.2 by deploy-bot",
-        "http://collector.example:7878/api/v1/incidents/",
+        "http://collector.example:7878/incidents/",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -78,7 +78,7 @@ async fn email_names_the_failing_condition_probes_version_and_last_deploy() {
         html.contains("status == 200: expected == 200, actual 503"),
         "{html}"
     );
-    assert!(html.contains("<a href=\"http://collector.example:7878/api/v1/incidents/"));
+    assert!(html.contains("<a href=\"http://collector.example:7878/incidents/"));
 }
 
 #[tokio::test]

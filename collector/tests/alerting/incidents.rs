@@ -67,7 +67,15 @@ async fn quorum_all_waits_for_every_probe_and_resolves_when_one_recovers() {
         h.report("web-1", &[("svc", "health", true)]);
         h.advance(TEN_SECONDS);
     }
-    assert_eq!(h.incidents()[0].state, IncidentState::Resolved);
+    let resolved = &h.incidents()[0];
+    assert_eq!(resolved.state, IncidentState::Resolved);
+    // A resolved incident keeps the quorum figure it fired with.
+    assert!(
+        resolved.summary.ends_with("failing on 2/2 probes"),
+        "{}",
+        resolved.summary
+    );
+    assert_eq!(resolved.failing.len(), 2);
 }
 
 #[tokio::test]

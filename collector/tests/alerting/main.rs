@@ -8,6 +8,7 @@ mod channels;
 mod email;
 mod freshness;
 mod incidents;
+mod notify;
 mod outbox;
 mod pacing;
 mod silences;

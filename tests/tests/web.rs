@@ -1,0 +1,292 @@
+//! The collector's web pages in a real headless Chromium (WebDriver through Debian's
+//! chromium-driver), against a real `postflight serve` holding real data: a healthy
+//! service with a gap in its history and a maintenance window, and a service that
+//! regressed after a deploy and has an open incident. Each test saves a screenshot in
+//! `target/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use postflight_collector::timefmt::rfc3339;
+use postflight_probe::report::CheckResult;
+use postflight_tests::browser::Browser;
+use postflight_tests::{CollectorProcess, batch, now_ms, post_batch, post_json, status_result};
+
+const HALF_HOUR: i64 = 1_800_000;
+
+/// A collector with `shop` (healthy, a gap an hour ago, maintenance 100 to 80 minutes
+/// ago) and `butler-tax` (regressed after deploy 1.1, failing now, incident open).
+struct Fixture {
+    collector: CollectorProcess,
+    /// When the data was written, unix ms.
+    now: i64,
+    deploy_id: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let config = format!(
+        "[[maintenance]]\nservice = \"shop\"\nstart = \"{}\"\nend = \"{}\"\nreason = \"db upgrade\"\n",
+        rfc3339(now - 100 * 60_000),
+        rfc3339(now - 80 * 60_000)
+    );
+    let collector = CollectorProcess::start(dir.path(), &config).await;
+    let url = collector.url.clone();
+    // shop: results 2 h and 1.5 h ago, none an hour ago (the gap), then the last 30 min.
+    let mut shop: Vec<CheckResult> = [4, 3, 1]
+        .iter()
+        .map(|slots| status_result("shop", "home", now - slots * HALF_HOUR, 200))
+        .collect();
+    shop.extend((0..5).map(|i| status_result("shop", "home", now - i * 60_000, 200)));
+    // butler-tax: a passing baseline over the last half hour.
+    let baseline = (1..=30).map(|i| status_result("butler-tax", "health", now - i * 60_000, 200));
+    shop.extend(baseline);
+    assert_eq!(
+        post_batch(&url, None, &batch("web-1", 1, shop)).await.0,
+        200
+    );
+    let deploy = post_json(
+        &format!("{url}/api/v1/deploys"),
+        &serde_json::json!({
+            "service": "butler-tax", "env": "prod", "version": "1.1", "previous_version": "1.0",
+            "window": "10m"
+        }),
+    )
+    .await;
+    let deploy_id = deploy["id"].as_str().unwrap().to_string();
+    let later = now_ms();
+    let failing = (1..=20)
+        .map(|i| status_result("butler-tax", "health", later + i, 503))
+        .collect();
+    assert_eq!(
+        post_batch(&url, None, &batch("web-1", 2, failing)).await.0,
+        200
+    );
+    let answer = collector
+        .get_json(&format!("/api/v1/deploys/{deploy_id}"))
+        .await;
+    assert_eq!(answer["verdict"], "regressed", "{answer}");
+    Fixture {
+        collector,
+        now,
+        deploy_id,
+        _dir: dir,
+    }
+}
+
+/// Headings, labels and contrast every page must have: one h1, no skipped heading
+/// level, every SVG labelled (aria-label or title), text contrast at least 4.5:1, no console error,
+/// no horizontal scrolling at the browser's width.
+async fn assert_accessible(browser: &Browser, page: &str) {
+    let report = browser.execute(ACCESSIBILITY_SCRIPT).await;
+    assert_eq!(report["h1"], 1, "{page}: one h1: {report}");
+    assert_eq!(report["skipped"], serde_json::json!([]), "{page}: {report}");
+    assert_eq!(report["unlabelled"], 0, "{page}: unlabelled svg: {report}");
+    assert_eq!(
+        report["low_contrast"],
+        serde_json::json!([]),
+        "{page}: {report}"
+    );
+    assert!(
+        report["scroll_width"].as_f64().unwrap() <= report["inner_width"].as_f64().unwrap(),
+        "{page}: scrolls sideways: {report}"
+    );
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "{page}: console errors: {errors:?}");
+}
+
+/// Collects heading order, unlabelled SVGs and the contrast of every text element.
+const ACCESSIBILITY_SCRIPT: &str = r#"
+const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+  return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+const background = el => { for (; el; el = el.parentElement) {
+  const c = rgb(getComputedStyle(el).backgroundColor);
+  if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c; } return [255, 255, 255]; };
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+  if (el.closest('svg')) continue;
+  const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) low.push(el.tagName + '.' + el.className + ' ' + ratio.toFixed(2));
+}
+const levels = [...document.querySelectorAll('h1,h2,h3,h4')].map(h => +h.tagName[1]);
+const skipped = levels.filter((l, i) => i > 0 && l > levels[i - 1] + 1);
+return { h1: levels.filter(l => l === 1).length, skipped, low_contrast: low,
+  unlabelled: [...document.querySelectorAll('svg')].filter(s => !s.getAttribute('aria-label')
+    && !(s.querySelector(':scope > title') || {}).textContent).length,
+  scroll_width: document.documentElement.scrollWidth, inner_width: window.innerWidth };
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
+    let fixture = fixture().await;
+    let browser = Browser::start(400).await;
+    browser.goto(&format!("{}/", fixture.collector.url)).await;
+    assert_eq!(browser.title().await, "Overview · Postflight");
+
+    // Open incidents and failing services come first, in red.
+    let first = browser.find("section.service").await;
+    assert_eq!(
+        browser.attribute(&first, "data-service").await.unwrap(),
+        "butler-tax"
+    );
+    let butler = browser
+        .find("section.service[data-service='butler-tax']")
+        .await;
+    assert_eq!(
+        browser.colour(&butler, "border-left-color").await,
+        (179, 38, 30)
+    );
+    let badge = browser
+        .find("section[data-service='butler-tax'] h2 .badge")
+        .await;
+    assert_eq!(browser.text(&badge).await, "failing");
+    assert_eq!(
+        browser.colour(&badge, "background-color").await,
+        (179, 38, 30)
+    );
+    let versions = browser
+        .find("section[data-service='butler-tax'] dl.versions dd")
+        .await;
+    assert!(
+        browser
+            .text(&versions)
+            .await
+            .contains("deployed 1.1 regressed")
+    );
+    let incidents = browser.text(&browser.find("section.incidents").await).await;
+    assert!(incidents.contains("butler-tax"), "{incidents}");
+
+    // shop's bar: the hour without results is a hollow gap, not green; maintenance marked.
+    let shop_bar = "section[data-service='shop'] svg.bar";
+    let bar = browser.find(shop_bar).await;
+    // Four of the 48 slots hold results (45 gaps once a half-hour boundary has passed).
+    let gaps = browser.attribute(&bar, "data-gaps").await.unwrap();
+    assert!(gaps == "44" || gaps == "45", "{gaps}");
+    // Slots are absolute times, so the empty one is found by its start.
+    let gap_from = (fixture.now / HALF_HOUR - 2) * HALF_HOUR;
+    let gap = browser
+        .find(&format!("{shop_bar} rect[data-from='{gap_from}']"))
+        .await;
+    assert_eq!(browser.attribute(&gap, "class").await.unwrap(), "gap");
+    assert_eq!(browser.colour(&gap, "fill").await, (255, 255, 255));
+    let up = browser.find(&format!("{shop_bar} rect.up")).await;
+    assert_eq!(browser.colour(&up, "fill").await, (46, 125, 50));
+    assert!(
+        !browser
+            .find_all(&format!("{shop_bar} rect.maint"))
+            .await
+            .is_empty()
+    );
+
+    browser.screenshot("overview-400px").await;
+    assert_accessible(&browser, "overview").await;
+
+    // The 7 d switch works without JavaScript: a plain link.
+    browser
+        .click(&browser.find("nav.range a[href='/?range=7d']").await)
+        .await;
+    assert!(browser.current_url().await.ends_with("/?range=7d"));
+    let current = browser.find("nav.range a[aria-current]").await;
+    assert_eq!(browser.text(&current).await, "7d");
+    assert_accessible(&browser, "overview 7d").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_chart_marks_the_deploy_and_links_lead_to_its_verdict_and_evidence() {
+    let fixture = fixture().await;
+    let browser = Browser::start(1000).await;
+    browser.goto(&format!("{}/", fixture.collector.url)).await;
+    let link = browser
+        .find("section[data-service='butler-tax'] h2 a")
+        .await;
+    browser.click(&link).await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .ends_with("/services/butler-tax")
+    );
+    assert_eq!(browser.text(&browser.find("h1").await).await, "butler-tax");
+
+    let marker = browser
+        .find("figure.series svg.chart a.marker.regressed")
+        .await;
+    assert_eq!(browser.text(&marker).await, "1.1 regressed");
+    let failing = browser
+        .text(&browser.find("table.failing tbody tr").await)
+        .await;
+    assert!(
+        failing.contains("status == 200") && failing.contains("503"),
+        "{failing}"
+    );
+    browser.screenshot("service-butler-tax").await;
+    assert_accessible(&browser, "service").await;
+
+    let deploy_link = format!("table.ledger a[href='/deploys/{}']", fixture.deploy_id);
+    browser.click(&browser.find(&deploy_link).await).await;
+    assert!(browser.current_url().await.ends_with(&fixture.deploy_id));
+    let verdict = browser.find("p.verdict .badge").await;
+    assert_eq!(browser.text(&verdict).await, "regressed");
+    let evidence = browser.text(&browser.find("ol.evidence li").await).await;
+    assert!(
+        evidence.contains("health") && evidence.contains("baseline: pass ratio 100%"),
+        "{evidence}"
+    );
+    let rollback = browser.text(&browser.find("p.rollback").await).await;
+    assert!(
+        rollback.contains("Roll back") || rollback.contains("No good version"),
+        "{rollback}"
+    );
+    let figures = browser.text(&browser.find("table.figures").await).await;
+    assert!(figures.contains("baseline"), "{figures}");
+    browser.screenshot("deploy-regressed").await;
+    assert_accessible(&browser, "deploy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_and_probe_pages_show_timeline_and_fleet() {
+    let fixture = fixture().await;
+    let browser = Browser::start(1000).await;
+    browser
+        .goto(&format!("{}/incidents", fixture.collector.url))
+        .await;
+    let row = browser.find("table.incidents tbody tr.open a").await;
+    browser.click(&row).await;
+    assert!(browser.current_url().await.contains("/incidents/"));
+    let timeline = browser.text(&browser.find("ol.timeline").await).await;
+    assert!(!timeline.is_empty());
+    let notifications = browser
+        .text(&browser.find("#notifications + p").await)
+        .await;
+    assert!(notifications.starts_with("None sent"), "{notifications}");
+    let failing = browser.text(&browser.find("main ul li").await).await;
+    assert!(
+        failing.contains("web-1") && failing.contains("actual 503"),
+        "{failing}"
+    );
+    browser.screenshot("incident").await;
+    assert_accessible(&browser, "incident").await;
+
+    browser
+        .click(&browser.find("nav a[href='/probes']").await)
+        .await;
+    let probe = browser
+        .text(&browser.find("tr[data-probe='web-1']").await)
+        .await;
+    assert!(
+        probe.contains("reporting") && probe.contains("env=prod"),
+        "{probe}"
+    );
+    browser.screenshot("probes").await;
+    assert_accessible(&browser, "probes").await;
+
+    browser
+        .goto(&format!("{}/services/shp", fixture.collector.url))
+        .await;
+    let missing = browser.text(&browser.find("p.error-text").await).await;
+    assert_eq!(missing, "unknown service shp; known: butler-tax, shop");
+}

@@ -27,6 +27,7 @@ use crate::reload::{
 use crate::store::{CheckError, Store, StoreOptions, WriterOptions};
 use crate::tls::TlsSetup;
 use crate::watch::Watcher;
+use crate::watch::metrics::DeployGauges;
 
 /// A running collector.
 pub struct Collector {
@@ -91,6 +92,9 @@ impl Collector {
         for collector in store.writer().metrics().collectors() {
             metrics.register(collector);
         }
+        metrics.register(Box::new(
+            DeployGauges::open(store.db()).context("opening the deploy ledger for /metrics")?,
+        ));
         let parts = build_parts(&loaded, &store, &clock, &metrics)?;
         let tls = match loaded.tls.clone() {
             Some(files) => Some(Arc::new(

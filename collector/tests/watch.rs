@@ -843,6 +843,58 @@ fn results_outside_the_window_do_not_count() {
     assert_eq!(deploy.window_results, 0);
 }
 
+/// The deploy gauges' series as `name{label="value",...}` (labels sorted) → value.
+fn deploy_gauges(db: &sled::Db) -> BTreeMap<String, f64> {
+    use prometheus::core::Collector;
+    let gauges = postflight_collector::watch::metrics::DeployGauges::open(db).unwrap();
+    let mut series = BTreeMap::new();
+    for family in gauges.collect() {
+        for metric in family.get_metric() {
+            let mut labels: Vec<String> = metric
+                .get_label()
+                .iter()
+                .map(|l| format!("{}=\"{}\"", l.name(), l.value()))
+                .collect();
+            labels.sort();
+            let value = metric.get_gauge().get_value();
+            series.insert(format!("{}{{{}}}", family.name(), labels.join(",")), value);
+        }
+    }
+    series
+}
+
+#[test]
+fn deploy_gauges_count_verdicts_and_give_the_newest_deploy_per_environment() {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    h.deploy("1.4.2");
+    h.clock.set(T0 + 5 * MINUTE);
+    h.deploy("1.4.3");
+    let series = deploy_gauges(&h.db);
+    let count = |verdict: &str| {
+        series[&format!("postflight_deploys{{service=\"recall-api\",verdict=\"{verdict}\"}}")]
+    };
+    assert_eq!(count("superseded"), 1.0);
+    assert_eq!(count("watching"), 1.0);
+    assert_eq!(
+        count("passed"),
+        0.0,
+        "every verdict is exported, zero included"
+    );
+    let newest: Vec<(&String, &f64)> = series
+        .iter()
+        .filter(|(name, _)| name.starts_with("postflight_deploy_timestamp_seconds"))
+        .collect();
+    assert_eq!(
+        newest,
+        vec![(
+            &"postflight_deploy_timestamp_seconds{env=\"prod\",service=\"recall-api\",version=\"1.4.3\"}"
+                .to_string(),
+            &((T0 + 5 * MINUTE) as f64 / 1000.0)
+        )]
+    );
+}
+
 // ---- Rollout correctness, the statistical judge, honest inconclusive, concurrent
 // ---- baselines, version drift, dry runs and explanations (issue 15).
 

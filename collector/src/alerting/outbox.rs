@@ -222,6 +222,12 @@ impl Outbox {
         )
         .unwrap_or_else(|_| unreachable_metric());
         metrics.replace(pending_gauge.clone());
+        // Every channel's series exist from the start, so `increase()` sees the first one.
+        for channel in channels.keys() {
+            for state in ["sent", "failed", "retry"] {
+                metrics.notifications.with_label_values(&[channel, state]);
+            }
+        }
         let db = writer.db();
         let outbox = Outbox {
             writer: writer.clone(),

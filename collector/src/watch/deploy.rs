@@ -253,13 +253,17 @@ impl DeployTrees {
 
     /// Deploys still being watched (after a restart).
     pub fn watching(&self) -> Result<Vec<Deploy>, WatchError> {
+        let mut deploys = self.all()?;
+        deploys.retain(|deploy| deploy.verdict == Verdict::Watching);
+        Ok(deploys)
+    }
+
+    /// Every deploy in the ledger, oldest first.
+    pub fn all(&self) -> Result<Vec<Deploy>, WatchError> {
         let mut deploys = Vec::new();
         for entry in self.deploys.iter() {
             let (_, bytes) = entry?;
-            let deploy: Deploy = decode(&bytes)?;
-            if deploy.verdict == Verdict::Watching {
-                deploys.push(deploy);
-            }
+            deploys.push(decode(&bytes)?);
         }
         Ok(deploys)
     }

@@ -24,6 +24,7 @@
 //! - [`verdict`]: verdicts and the `deploy_regressed` / `deploy_passed` events;
 //! - [`drift`]: after a pass, a probe reporting another version (`version_drift`);
 //! - [`ledger`]: deploys per service and the last good version;
+//! - [`metrics`]: the deploy gauges of `/metrics` (verdict counts, newest deploy);
 //! - [`semver`]: the "version must increase" warning;
 //! - [`api`]: the HTTP routes; [`gate`]: `postflight gate`, the client that waits for a
 //!   verdict.
@@ -37,6 +38,7 @@ pub mod explain;
 pub mod gate;
 pub mod judge;
 pub mod ledger;
+pub mod metrics;
 pub mod recent;
 pub mod rollout;
 pub mod semver;

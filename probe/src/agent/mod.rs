@@ -317,6 +317,7 @@ impl Agent {
             let Some(spool) = self.spools.get(&dir).cloned() else {
                 continue;
             };
+            self.metrics.track_collector(&link.label);
             self.metrics.spool(&link.label, spool.stats());
             targets.push(SpoolTarget {
                 collector: link.label.clone(),

@@ -261,6 +261,21 @@ impl AgentMetrics {
             .sum()
     }
 
+    /// Export every per-collector counter of `collector` from the start, at zero, so
+    /// `increase()` in alert rules sees the first drop or failure.
+    pub fn track_collector(&self, collector: &str) {
+        for counter in [
+            &self.dropped_batches,
+            &self.delivered_batches,
+            &self.failed_sends,
+            &self.rejected_batches,
+            &self.corrupt_batches,
+            &self.spool_write_errors,
+        ] {
+            counter.with_label_values(&[collector]);
+        }
+    }
+
     /// Publish a collector's spool size.
     pub fn spool(&self, collector: &str, stats: SpoolStats) {
         self.spool_bytes

@@ -25,8 +25,8 @@
 //! - [`drift`]: after a pass, a probe reporting another version (`version_drift`);
 //! - [`ledger`]: deploys per service and the last good version;
 //! - [`semver`]: the "version must increase" warning;
-//! - [`api`]: the HTTP routes; [`gate`]: `postflight gate`, the client that waits for a
-//!   verdict.
+//! - [`api`]: the HTTP routes (`postflight gate`, the client that waits for a verdict,
+//!   is [`crate::cli::gate`]).
 
 pub mod api;
 pub mod baseline;
@@ -34,7 +34,6 @@ pub mod deploy;
 pub mod drift;
 pub mod evaluate;
 pub mod explain;
-pub mod gate;
 pub mod judge;
 pub mod ledger;
 pub mod recent;

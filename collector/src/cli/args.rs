@@ -46,6 +46,10 @@ pub enum Command {
         /// lost); the acknowledged record is reset to what the store holds.
         #[arg(long)]
         accept_data_loss: bool,
+        /// Once bound, write the listening address (e.g. `127.0.0.1:41234`) to this file;
+        /// with `listen = "127.0.0.1:0"` it is how a script learns the port.
+        #[arg(long)]
+        address_file: Option<PathBuf>,
     },
     /// Have the running collector write a consistent copy of its data to DIR (a new
     /// directory on the collector's host).

@@ -78,7 +78,8 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Serve {
             config,
             accept_data_loss,
-        } => serve::serve(config.as_deref(), *accept_data_loss).await,
+            address_file,
+        } => serve::serve(config.as_deref(), *accept_data_loss, address_file.clone()).await,
         Command::Restore {
             from,
             data_dir,

@@ -11,7 +11,11 @@ use crate::clock::SystemClock;
 use super::output::plural;
 use super::{EXIT_CONFIG, EXIT_DATA_LOSS, EXIT_OK, EXIT_STORE_IN_USE};
 
-pub async fn serve(config: Option<&Path>, accept_data_loss: bool) -> i32 {
+pub async fn serve(
+    config: Option<&Path>,
+    accept_data_loss: bool,
+    address_file: Option<std::path::PathBuf>,
+) -> i32 {
     let mut loaded = match crate::config::load(config) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -21,7 +25,7 @@ pub async fn serve(config: Option<&Path>, accept_data_loss: bool) -> i32 {
     };
     loaded.accept_data_loss = accept_data_loss;
     let path = config.map(Path::to_path_buf);
-    match crate::server::serve(loaded, path, Arc::new(SystemClock)).await {
+    match crate::server::serve(loaded, path, address_file, Arc::new(SystemClock)).await {
         Ok(()) => EXIT_OK,
         Err(error) if error.downcast_ref::<crate::store::DataLoss>().is_some() => {
             eprintln!("error: {error:#}");

@@ -10,8 +10,9 @@
 use std::net::SocketAddr;
 
 use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::config::TokenDigests;
 use crate::error::ApiError;
 use crate::tls::PeerCertificate;
 
@@ -56,6 +57,32 @@ impl From<&str> for Operator {
 impl std::fmt::Display for Operator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name)
+    }
+}
+
+/// Token digests resolved at start-up: name -> SHA-256 of the token.
+#[derive(Debug, Clone, Default)]
+pub struct TokenDigests {
+    pub entries: Vec<(String, [u8; 32])>,
+}
+
+impl TokenDigests {
+    /// The name bound to a presented token. The presented token's digest is compared
+    /// with every entry in constant time (`subtle`), so neither the position of the first
+    /// differing byte nor which entry matched shows in the answer's timing.
+    pub fn name_for(&self, presented: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (name, expected) in &self.entries {
+            if bool::from(expected.ct_eq(&digest)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -172,5 +199,30 @@ impl Auth {
             return Ok(());
         }
         self.authorize_write(headers, peer).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digests(tokens: &[(&str, &str)]) -> TokenDigests {
+        TokenDigests {
+            entries: tokens
+                .iter()
+                .map(|(name, token)| (name.to_string(), Sha256::digest(token).into()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_presented_token_finds_only_its_own_name() {
+        let tokens = digests(&[("ci", "s3cret-ci"), ("ops", "s3cret-ops")]);
+        assert_eq!(tokens.name_for("s3cret-ci"), Some("ci"));
+        assert_eq!(tokens.name_for("s3cret-ops"), Some("ops"));
+        assert_eq!(tokens.name_for("s3cret-c"), None);
+        assert_eq!(tokens.name_for("s3cret-ci "), None);
+        assert_eq!(tokens.name_for(""), None);
+        assert_eq!(TokenDigests::default().name_for("s3cret-ci"), None);
     }
 }

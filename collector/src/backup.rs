@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::client::{ApiClient, ClientError};
+use crate::cli::client::{ApiClient, ClientError};
 use crate::error::ApiError;
 use crate::store::BackupReport;
 
@@ -66,7 +66,7 @@ pub async fn backup_command(client: &ApiClient, json: bool, to: &Path) -> Result
     let request = BackupRequest {
         to: std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf()),
     };
-    let report: BackupReport = client.post("/api/v1/admin/backup", &request).await?;
+    let report: BackupReport = client.backup(&request).await?;
     if json {
         println!(
             "{}",

@@ -21,6 +21,7 @@ use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
 use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+pub use crate::auth::TokenDigests;
 use crate::tls::{TlsFiles, TlsSetup};
 
 /// The whole `collector.toml`.
@@ -245,34 +246,6 @@ fn default_rollups() -> HumanDuration {
 }
 fn default_sweep() -> HumanDuration {
     HumanDuration::from_secs(60)
-}
-
-/// Token digests resolved at start-up: name -> SHA-256 of the token.
-#[derive(Debug, Clone, Default)]
-pub struct TokenDigests {
-    pub entries: Vec<(String, [u8; 32])>,
-}
-
-impl TokenDigests {
-    /// The name bound to a presented token, compared in constant time.
-    pub fn name_for(&self, presented: &str) -> Option<&str> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = None;
-        for (name, expected) in &self.entries {
-            let diff = expected
-                .iter()
-                .zip(digest.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
-                found = Some(name.as_str());
-            }
-        }
-        found
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// The parsed, validated config with secrets resolved and checks built.

@@ -19,8 +19,8 @@
 //! - [`metrics`]: the collector's `/metrics`; [`notify`]: `postflight notify test`.
 //! - [`redact`]: every text answer passes through the secret redaction.
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
-//! - [`cli`] and [`client`]: the `postflight` command and its HTTP client;
-//!   [`cli_checks`]: argument checks made before asking the collector.
+//! - [`cli`]: the `postflight` command, one module per command group, with its typed
+//!   API client (`cli::client`, `cli::endpoints`) and the gate's waiting (`cli::gate`).
 //! - [`timefmt`]: timestamps for people.
 //! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
 //! - [`demo`]: `postflight demo`, the product with emulated seed systems and a story.
@@ -32,8 +32,6 @@ pub mod app;
 pub mod auth;
 pub mod backup;
 pub mod cli;
-pub mod cli_checks;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;

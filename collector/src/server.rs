@@ -299,10 +299,25 @@ async fn finish_by<T>(
     }
 }
 
+/// Write `addr` to `path` atomically (a temporary file beside it, then a rename), so a
+/// reader polling for the file never sees half an address.
+fn write_address_file(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, format!("{addr}\n"))
+        .with_context(|| format!("writing {} (--address-file)", partial.display()))?;
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))
+}
+
 /// Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads `config`.
+/// With `address_file`, the bound address (`127.0.0.1:41234`, useful with port 0) is
+/// written there once the listener is bound.
 pub async fn serve(
     loaded: LoadedConfig,
     config: Option<PathBuf>,
+    address_file: Option<PathBuf>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -313,6 +328,9 @@ pub async fn serve(
         "http"
     };
     tracing::info!(addr = %collector.addr, scheme, "collector listening");
+    if let Some(path) = &address_file {
+        write_address_file(path, collector.addr)?;
+    }
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;

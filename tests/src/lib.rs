@@ -108,17 +108,23 @@ pub struct CollectorProcess {
 }
 
 impl CollectorProcess {
-    /// Write `extra_config` after a `[server]` section for `data_dir` and a free port, start,
-    /// and wait until `/readyz` answers.
+    /// Write `extra_config` after a `[server]` section for `data_dir` and port 0, start,
+    /// learn the bound address from `serve --address-file`, and wait until `/readyz`
+    /// answers. No port is guessed beforehand, so parallel tests never race for one.
     pub async fn start(dir: &Path, extra_config: &str) -> CollectorProcess {
-        let port = free_port();
-        Self::start_on(dir, port, extra_config).await
+        Self::launch(dir, 0, extra_config).await
     }
 
     /// Like [`start`](Self::start) on a given port (to restart on the same address).
     pub async fn start_on(dir: &Path, port: u16, extra_config: &str) -> CollectorProcess {
+        Self::launch(dir, port, extra_config).await
+    }
+
+    async fn launch(dir: &Path, port: u16, extra_config: &str) -> CollectorProcess {
         let config_path = dir.join("collector.toml");
         let data_dir = dir.join("data");
+        let address_file = dir.join("collector.address");
+        let _ = std::fs::remove_file(&address_file);
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n{extra_config}",
             data_dir.display()
@@ -127,18 +133,22 @@ impl CollectorProcess {
         let child = Command::new(binary("postflight"))
             .args(["serve", "--config"])
             .arg(&config_path)
+            .arg("--address-file")
+            .arg(&address_file)
             .env("POSTFLIGHT_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn postflight serve");
-        let url = format!("http://127.0.0.1:{port}");
-        let collector = CollectorProcess {
-            url,
+        let mut collector = CollectorProcess {
+            url: String::new(),
             port,
             config_path,
             child: Some(child),
         };
+        let addr = bound_address(&address_file).await;
+        collector.port = addr.port();
+        collector.url = format!("http://{addr}");
         let ready_url = format!("{}/readyz", collector.url);
         let ready = eventually(Duration::from_secs(20), || {
             let ready_url = ready_url.clone();
@@ -189,6 +199,20 @@ impl Drop for CollectorProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The address `serve --address-file` wrote to `path` (written atomically once bound).
+async fn bound_address(path: &Path) -> std::net::SocketAddr {
+    let written = eventually(Duration::from_secs(20), || async { path.exists() }).await;
+    assert!(
+        written,
+        "postflight serve wrote no address to {}",
+        path.display()
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("address file {}: {text:?}: {e}", path.display()))
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves

@@ -13,9 +13,9 @@ use anyhow::{Context, bail};
 
 use crate::alerting::api::IncidentsResponse;
 use crate::api::StatusResponse;
-use crate::client::ApiClient;
+use crate::cli::client::ApiClient;
+use crate::cli::gate::{GateOutcome, render, wait_for_verdict};
 use crate::watch::deploy::{Deploy, NewDeploy};
-use crate::watch::gate::{GateOutcome, render, wait_for_verdict};
 use crate::watch::verdict::Verdict;
 
 use super::Pace;
@@ -40,7 +40,7 @@ pub async fn play(
         "\n1/5 Healthy baseline: Butler, HoroloGen, CommunityRule, invoice-enterprise and Recall (blue and green on sha-1), checked by 3 probes"
     );
     wait_for(|| async {
-        let status: StatusResponse = client.get("/api/v1/status").await.ok()?;
+        let status: StatusResponse = client.status(None).await.ok()?;
         (status.services.len() >= 5 && status.services.iter().all(|s| s.outcome == "pass"))
             .then_some(())
     })
@@ -115,7 +115,7 @@ async fn deploy_and_gate(
         by: Some("demo".into()),
         ..NewDeploy::default()
     };
-    let deploy: Deploy = client.post("/api/v1/deploys", &request).await?;
+    let deploy: Deploy = client.create_deploy(&request).await?;
     println!(
         "    $ postflight deploy --service recall-api --env demo --version {version} --previous {previous}\n    {}  ({}/deploys/{})",
         deploy.id,

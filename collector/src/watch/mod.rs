@@ -26,8 +26,8 @@
 //! - [`ledger`]: deploys per service and the last good version;
 //! - [`metrics`]: the deploy gauges of `/metrics` (verdict counts, newest deploy);
 //! - [`semver`]: the "version must increase" warning;
-//! - [`api`]: the HTTP routes; [`gate`]: `postflight gate`, the client that waits for a
-//!   verdict.
+//! - [`api`]: the HTTP routes (`postflight gate`, the client that waits for a verdict,
+//!   is [`crate::cli::gate`]).
 
 pub mod api;
 pub mod baseline;
@@ -35,7 +35,6 @@ pub mod deploy;
 pub mod drift;
 pub mod evaluate;
 pub mod explain;
-pub mod gate;
 pub mod judge;
 pub mod ledger;
 pub mod metrics;

@@ -3,8 +3,8 @@
 //! `--since` needs a unit, and a service or check nobody reports is named as unknown
 //! together with the known ones.
 
+use super::client::{ApiClient, ClientError};
 use crate::api::StatusResponse;
-use crate::client::{ApiClient, ClientError};
 
 /// Why the CLI refused an argument.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,7 @@ pub async fn known_service(
     service: &str,
     check: Option<&str>,
 ) -> Result<(), ArgumentError> {
-    let status: StatusResponse = client.get("/api/v1/status").await?;
+    let status: StatusResponse = client.status(None).await?;
     let Some(found) = status.services.iter().find(|s| s.service == service) else {
         return Err(ArgumentError::UnknownService {
             name: service.into(),

@@ -4,6 +4,9 @@
 //!
 //! Exit codes: 0 passed; 1 regressed; 2 inconclusive, superseded, cancelled or timed out;
 //! 3 usage error or the collector could not be asked (see [`crate::cli`]).
+//!
+//! `postflight demo` waits and renders with the same functions, so its story prints
+//! what the gate prints.
 
 use std::time::Duration;
 
@@ -11,12 +14,12 @@ use tokio::time::Instant;
 
 use postflight_probe::units::format_duration;
 
-use crate::cli::encode;
-use crate::client::{ApiClient, ClientError};
 use crate::timefmt::rfc3339;
-use crate::watch::api::LedgerResponse;
 use crate::watch::deploy::Deploy;
 use crate::watch::verdict::Verdict;
+
+use super::client::{ApiClient, ClientError};
+use super::endpoints::LedgerFilter;
 
 /// How often the gate asks for the verdict.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -91,15 +94,13 @@ pub async fn resolve(client: &ApiClient, target: &GateTarget) -> Result<String, 
             version,
             env,
         } => {
-            let mut path = format!(
-                "/api/v1/services/{}/deploys?version={}&limit=1",
-                encode(service),
-                encode(version)
-            );
-            if let Some(env) = env {
-                path.push_str(&format!("&env={}", encode(env)));
-            }
-            let ledger: LedgerResponse = client.get(&path).await?;
+            let filter = LedgerFilter {
+                service,
+                version: Some(version),
+                env: env.as_deref(),
+                limit: 1,
+            };
+            let ledger = client.deploys(&filter).await?;
             ledger
                 .deploys
                 .into_iter()
@@ -124,9 +125,8 @@ pub async fn wait_for_verdict(
     timeout: Duration,
     every: Duration,
 ) -> Result<GateOutcome, ClientError> {
-    let path = format!("/api/v1/deploys/{}", encode(id));
     let deadline = Instant::now() + timeout;
-    let mut last: Deploy = client.get(&path).await?;
+    let mut last: Deploy = client.deploy(id).await?;
     let mut unreachable_since: Option<Instant> = None;
     loop {
         if last.verdict.is_final() {
@@ -137,7 +137,7 @@ pub async fn wait_for_verdict(
             return Ok(GateOutcome::TimedOut(last));
         }
         tokio::time::sleep(every.min(deadline - now)).await;
-        match client.get::<Deploy>(&path).await {
+        match client.deploy(id).await {
             Ok(deploy) => {
                 last = deploy;
                 unreachable_since = None;

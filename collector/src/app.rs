@@ -12,23 +12,13 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use postflight_probe::report::ReportBatch;
-
 use crate::alerting::Alerting;
 use crate::auth::Auth;
 use crate::clock::Clock;
+use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::probe_clock::Receipt;
-use crate::reload::Live;
-use crate::store::{IngestOutcome, Store, StoreError, WriteError};
-
-/// Something that reacts to every newly stored batch (incident evaluation, deploy watch).
-pub trait IngestListener: Send + Sync {
-    /// Called on the storage writer right after the batch is applied, in the same
-    /// write: what it writes is flushed with the batch, before the batch is
-    /// acknowledged. It must not wait for the writer.
-    fn on_batch(&self, batch: &ReportBatch, received_at_ms: i64);
-}
+use crate::pipeline::Pipeline;
+use crate::store::Store;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -48,75 +38,10 @@ pub struct AppState {
     pub ingest_budget: Arc<tokio::sync::Semaphore>,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
-    /// Reactions to stored batches (replaced on reload).
-    pub listeners: Arc<Live<Vec<Arc<dyn IngestListener>>>>,
+    /// Stores batches and fans them out to alerting and the watcher.
+    pub pipeline: Pipeline,
     /// Incidents, silences and notifications (replaced on reload).
     pub alerting: Arc<Live<Alerting>>,
-}
-
-/// What a write does when the storage writer's queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Refuse at once ([`WriteError::Busy`]): reports, whose probes come back later.
-    RefuseWhenFull,
-    /// Wait for room: the collector's own results.
-    Wait,
-}
-
-/// Each batch's sequence and what storing it did.
-pub type StoredBatches = Vec<(u64, Result<IngestOutcome, StoreError>)>;
-
-impl AppState {
-    /// Stores `batches` in order in one storage write and lets every listener see each
-    /// newly stored one there (so incidents and verdicts are committed with it);
-    /// returns once that write is flushed, with each batch's outcome.
-    pub async fn store_batches(
-        &self,
-        batches: Vec<ReportBatch>,
-        received_at_ms: i64,
-        admission: Admission,
-    ) -> Result<StoredBatches, WriteError> {
-        let batches = batches.into_iter().map(|batch| (batch, None)).collect();
-        self.store_reports(batches, received_at_ms, admission).await
-    }
-
-    /// Like [`AppState::store_batches`], for probes' reports: each batch's clock
-    /// [`Receipt`] goes to alerting in the same write (duplicates included: a retry
-    /// still tells the probe's time).
-    pub async fn store_reports(
-        &self,
-        batches: Vec<(ReportBatch, Option<Receipt>)>,
-        received_at_ms: i64,
-        admission: Admission,
-    ) -> Result<StoredBatches, WriteError> {
-        let store = self.store.clone();
-        let listeners = self.listeners.clone();
-        let alerting = self.alerting.clone();
-        let work = move || {
-            // Taken on the writer: a reload swaps listeners with writes paused.
-            let listeners = listeners.get();
-            let alerting = alerting.get();
-            let mut outcomes = Vec::with_capacity(batches.len());
-            for (batch, receipt) in &batches {
-                let outcome = store.apply_report(batch, received_at_ms);
-                if matches!(&outcome, Ok(stored) if !stored.duplicate) {
-                    for listener in listeners.iter() {
-                        listener.on_batch(batch, received_at_ms);
-                    }
-                }
-                if let (Ok(_), Some(receipt)) = (&outcome, receipt) {
-                    alerting.observe_receipt(&batch.probe, receipt);
-                }
-                outcomes.push((batch.seq, outcome));
-            }
-            outcomes
-        };
-        let writer = self.store.writer();
-        match admission {
-            Admission::RefuseWhenFull => writer.try_write(work)?.await,
-            Admission::Wait => writer.write(work).await,
-        }
-    }
 }
 
 /// All routes.

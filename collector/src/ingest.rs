@@ -34,8 +34,9 @@ use postflight_probe::report::{
     BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
 };
 
-use crate::app::{Admission, AppState};
+use crate::app::AppState;
 use crate::error::ApiError;
+use crate::pipeline::Admission;
 use crate::probe_clock::{Receipt, correct_batch, probe_time};
 use crate::store::{IngestOutcome, WriteError};
 use crate::tls::PeerCertificate;
@@ -174,6 +175,7 @@ async fn store(
 ) -> Result<Vec<ReportAck>, ApiError> {
     let count = batches.len();
     let stored = state
+        .pipeline
         .store_reports(batches, received_at, Admission::RefuseWhenFull)
         .await
         .map_err(|error| match error {

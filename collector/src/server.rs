@@ -20,9 +20,10 @@ use crate::app::{AppState, router};
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
 use crate::listener::{ConnectionLimits, ConnectionMetrics};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::reload::{
-    Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
+    Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
 };
 use crate::store::{CheckError, Store, StoreOptions, WriterOptions};
 use crate::tls::TlsSetup;
@@ -110,7 +111,7 @@ impl Collector {
             ))),
             limits: loaded.config.limits,
             ready: Arc::new(AtomicBool::new(false)),
-            listeners: Arc::new(Live::new(Arc::new(Vec::new()))),
+            pipeline: crate::pipeline::Pipeline::new(store.clone()),
             alerting: Arc::new(Live::new(parts.alerting.clone())),
         };
         let watcher = Arc::new(Live::new(parts.watcher.clone()));

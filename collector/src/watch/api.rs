@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::reload::Live;
+use crate::live::Live;
 use crate::store::Writer;
 use crate::watch::deploy::{Deploy, NewDeploy};
 use crate::watch::ledger::{LastGood, RuleTally, rule_tally};

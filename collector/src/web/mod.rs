@@ -33,7 +33,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::app::AppState;
-use crate::reload::Live;
+use crate::live::Live;
 use crate::watch::Watcher;
 
 /// The stylesheet, compiled in.

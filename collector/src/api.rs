@@ -2,31 +2,30 @@
 //! versions, probes. Times are unix milliseconds in JSON; query parameters accept
 //! milliseconds, RFC 3339, or a duration meaning "that long ago" (`from=2h`).
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use postflight_probe::units::{MAX_DURATION, millis, parse_duration};
 
 use crate::alerting::freshness::{ProbeFreshness, series_is_stale};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::access::ReadAccess;
+use crate::http::state::AppState;
 use crate::probes::{ProbeView, probe_views};
 use crate::store::{HistoryPoint, HistoryQuery, SeriesStatus, VersionSpan};
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/services/{service}/history", get(history))
         .route("/api/v1/services/{service}/versions", get(versions))
         .route("/api/v1/probes", get(probes))
+        .with_state(state)
 }
 
 /// `GET /api/v1/status`: services, their checks, and each probe's view.
@@ -99,11 +98,9 @@ pub struct StatusParams {
 
 async fn status(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(params): Query<StatusParams>,
+    _read: ReadAccess,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let mut series = read_store(move || store.status(params.service.as_deref())).await?;
     let now_ms = state.clock.now_ms();
@@ -218,12 +215,10 @@ pub struct HistoryResponse {
 
 async fn history(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(service): Path<String>,
     Query(params): Query<HistoryParams>,
+    _read: ReadAccess,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     let from_ms = parse_time(params.from.as_deref(), now, now - 3_600_000, "from")?;
     let to_ms = parse_time(params.to.as_deref(), now, now, "to")?;
@@ -266,11 +261,9 @@ pub struct VersionsResponse {
 
 async fn versions(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(service): Path<String>,
+    _read: ReadAccess,
 ) -> Result<Json<VersionsResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let wanted = service.clone();
     let versions = read_store(move || store.versions(&wanted)).await?;
@@ -286,10 +279,8 @@ pub struct ProbesResponse {
 
 async fn probes(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _read: ReadAccess,
 ) -> Result<Json<ProbesResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let stored = read_store(move || store.probes()).await?;
     let now_ms = state.clock.now_ms();

@@ -23,11 +23,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerting::Alerting;
-use crate::app::AppState;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
 use crate::event::EventSink;
+use crate::http::state::AppState;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::IngestListener;

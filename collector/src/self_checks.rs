@@ -13,7 +13,7 @@ use postflight_probe::agent::scheduler::{self, ScheduleOptions};
 use postflight_probe::check::Check;
 use postflight_probe::report::{CheckResult, ReportBatch};
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 use crate::pipeline::Admission;
 
 /// Results waiting longer than this are stored as one batch.

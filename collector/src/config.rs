@@ -102,6 +102,10 @@ pub struct ServerSection {
     pub idle_timeout: HumanDuration,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// With TLS on, a connection must finish its handshake this long after it is
+    /// admitted (default 10s).
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: HumanDuration,
     /// Write requests the storage writer's queue holds (default 512); when it is full,
     /// reports are answered 503 with `Retry-After`.
     #[serde(default = "default_write_queue")]
@@ -132,6 +136,7 @@ impl Default for ServerSection {
             body_timeout: default_body_timeout(),
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
+            tls_handshake_timeout: default_tls_handshake_timeout(),
             write_queue: default_write_queue(),
             max_batches_per_request: default_max_batches_per_request(),
             ingest_memory: default_ingest_memory(),
@@ -207,6 +212,9 @@ fn default_body_timeout() -> HumanDuration {
 }
 fn default_idle_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
+}
+fn default_tls_handshake_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
 }
 fn default_max_connections() -> usize {
     4_096
@@ -304,6 +312,7 @@ fn connection_limit_problems(server: &ServerSection) -> Vec<String> {
         ("header_timeout", server.header_timeout),
         ("body_timeout", server.body_timeout),
         ("idle_timeout", server.idle_timeout),
+        ("tls_handshake_timeout", server.tls_handshake_timeout),
     ] {
         if value.0.is_zero() {
             problems.push(format!("server.{key} must be longer than 0, e.g. \"10s\""));

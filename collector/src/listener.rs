@@ -1,15 +1,18 @@
 //! The collector's accept loop and per-connection HTTP/1 serving, with the `[server]`
 //! connection limits: a header timeout (from accept, or from the first byte of the next
 //! request, to complete headers), a body timeout (from the headers to the end of the
-//! body), an idle keep-alive timeout, and a cap on open connections.
+//! body), an idle keep-alive timeout, a cap on open connections, and with TLS on a
+//! handshake timeout.
 //!
 //! At the cap, a new connection takes the place of the one that has gone longest
 //! without serving a request (a slow or idle client, never one with a request in
 //! flight), so `/healthz` still gets through thousands of slowloris connections; only
 //! when every connection is busy is the new one refused. Each limit has a metric.
 //!
-//! [`serve_connection`] serves any accepted stream, so a TLS layer can wrap the TCP
-//! stream first and hand the result over.
+//! Plain HTTP and HTTPS share this one accept loop: with TLS on, the handshake runs in
+//! the connection's own task once the connection has its place under the cap (a client
+//! stuck in its handshake is evicted like a slow one), and the header timeout starts
+//! when the handshake ends. [`serve_connection`] then serves the decrypted stream.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,11 +31,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::tls::{PeerCertificate, TlsSetup};
 
 /// The `[server]` connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +45,8 @@ pub struct ConnectionLimits {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// `tls_handshake_timeout`: from the connection's admission to the end of TLS.
+    pub handshake_timeout: Duration,
 }
 
 /// Open connections and why connections were closed, on `/metrics`.
@@ -52,6 +58,10 @@ pub struct ConnectionMetrics {
     /// evicted (made room at the cap), refused (cap with all busy); body_timeout counts
     /// requests whose body ran out of time (answered 408).
     pub closed: IntCounterVec,
+    /// `postflight_tls_handshakes_failed_total{reason}`: timeout (past
+    /// `server.tls_handshake_timeout`), failed (not TLS, a refused certificate, a
+    /// protocol error).
+    pub handshakes_failed: IntCounterVec,
 }
 
 impl ConnectionMetrics {
@@ -68,9 +78,21 @@ impl ConnectionMetrics {
             ),
             &["reason"],
         )?;
+        let handshakes_failed = IntCounterVec::new(
+            Opts::new(
+                "postflight_tls_handshakes_failed_total",
+                "TLS handshakes that did not complete, by reason.",
+            ),
+            &["reason"],
+        )?;
         metrics.register(Box::new(open.clone()));
         metrics.register(Box::new(closed.clone()));
-        Ok(ConnectionMetrics { open, closed })
+        metrics.register(Box::new(handshakes_failed.clone()));
+        Ok(ConnectionMetrics {
+            open,
+            closed,
+            handshakes_failed,
+        })
     }
 
     fn count(&self, reason: &str) {
@@ -78,18 +100,24 @@ impl ConnectionMetrics {
     }
 }
 
+/// What every connection's task shares: the router, the limits, the metrics, TLS (when
+/// on) and the shutdown signal.
+#[derive(Clone)]
+pub struct Serving {
+    pub app: Router,
+    pub limits: ConnectionLimits,
+    pub metrics: ConnectionMetrics,
+    pub tls: Option<Arc<TlsSetup>>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Accept connections until `shutdown` turns true, then let open ones finish their
 /// request (bounded by the timeouts) and return.
-pub async fn run(
-    listener: TcpListener,
-    app: Router,
-    limits: ConnectionLimits,
-    metrics: ConnectionMetrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(listener: TcpListener, serving: Serving) {
     let table = Arc::new(ConnectionTable::new(cap_within_file_limit(
-        limits.max_connections,
+        serving.limits.max_connections,
     )));
+    let mut shutdown = serving.shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -106,18 +134,54 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(slot) = table.admit(&metrics) else {
-            metrics.count("refused");
+        let Some(slot) = table.admit(&serving.metrics) else {
+            serving.metrics.count("refused");
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, metrics, shutdown) = (app.clone(), metrics.clone(), shutdown.clone());
-        tasks.spawn(serve_connection(
-            stream, peer, app, limits, slot, metrics, shutdown,
-        ));
+        tasks.spawn(serve_accepted(stream, peer, slot, serving.clone()));
     }
     drop(listener);
     while tasks.join_next().await.is_some() {}
+}
+
+/// One admitted connection: the TLS handshake when TLS is on, then HTTP.
+async fn serve_accepted(stream: TcpStream, addr: SocketAddr, slot: Slot, serving: Serving) {
+    let Some(tls) = serving.tls.clone() else {
+        let peer = Peer {
+            addr,
+            certificate: None,
+        };
+        return serve_connection(stream, peer, slot, serving).await;
+    };
+    let mut shutdown = serving.shutdown.clone();
+    let handshake = tls.handshake(stream, serving.limits.handshake_timeout);
+    let (stream, certificate) = tokio::select! {
+        done = handshake => match done {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::debug!(%addr, %error, "TLS handshake did not complete");
+                serving.metrics.handshakes_failed.with_label_values(&[error.reason()]).inc();
+                return;
+            }
+        },
+        _ = slot.entry.evict.notified() => {
+            serving.metrics.count("evicted");
+            return;
+        }
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    // The request head is owed from the end of the handshake on.
+    slot.entry.restart_head();
+    serve_connection(stream, Peer { addr, certificate }, slot, serving).await;
+}
+
+/// Who is at the other end of a connection; added to each of its requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The verified client certificate's names (mTLS), when one was presented.
+    pub certificate: Option<PeerCertificate>,
 }
 
 /// File descriptors kept free of connections (sled, spool of own checks, logs, DNS).
@@ -161,17 +225,19 @@ fn cap_within_file_limit(max: usize) -> usize {
 }
 
 /// Serve HTTP/1 on one accepted stream (plain TCP, or TLS around it) under the limits.
-pub async fn serve_connection<I>(
-    io: I,
-    peer: SocketAddr,
-    app: Router,
-    limits: ConnectionLimits,
-    slot: Slot,
-    metrics: ConnectionMetrics,
-    mut shutdown: watch::Receiver<bool>,
-) where
+/// Each request carries `ConnectInfo<SocketAddr>` and, when the client presented one,
+/// its [`PeerCertificate`].
+pub async fn serve_connection<I>(io: I, peer: Peer, slot: Slot, serving: Serving)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Serving {
+        app,
+        limits,
+        metrics,
+        mut shutdown,
+        ..
+    } = serving;
     let entry = slot.entry.clone();
     let service_entry = entry.clone();
     let timeouts = metrics.closed.with_label_values(&["body_timeout"]);
@@ -180,10 +246,14 @@ pub async fn serve_connection<I>(
         let body_timeout = limits.body_timeout;
         let timeouts = timeouts.clone();
         let mut app = app.clone();
+        let peer = peer.clone();
         async move {
             let mut request =
                 request.map(|body| Body::new(DeadlineBody::new(body, body_timeout, timeouts)));
-            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(ConnectInfo(peer.addr));
+            if let Some(certificate) = peer.certificate {
+                request.extensions_mut().insert(certificate);
+            }
             let response = tower_service::Service::call(&mut app, request).await;
             drop(in_flight);
             response
@@ -314,6 +384,13 @@ impl ConnectionTable {
 impl ConnectionEntry {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The first request head is owed from now on (after a TLS handshake).
+    fn restart_head(&self) {
+        self.head_started_ms
+            .store(self.now_ms() + 1, Ordering::Release);
+        self.changed.notify_one();
     }
 
     /// Bytes arrived: with no request in flight they start the next request's head.

@@ -172,6 +172,27 @@ pub fn warn_restart_only(running: &ServerSection, new: &ServerSection) {
         ("server.tls_key", running.tls_key != new.tls_key),
         ("server.client_ca", running.client_ca != new.client_ca),
         ("server.plaintext", running.plaintext != new.plaintext),
+        // The listener holds its connection limits from the start.
+        (
+            "server.header_timeout",
+            running.header_timeout != new.header_timeout,
+        ),
+        (
+            "server.body_timeout",
+            running.body_timeout != new.body_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            running.idle_timeout != new.idle_timeout,
+        ),
+        (
+            "server.max_connections",
+            running.max_connections != new.max_connections,
+        ),
+        (
+            "server.tls_handshake_timeout",
+            running.tls_handshake_timeout != new.tls_handshake_timeout,
+        ),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(

@@ -125,24 +125,16 @@ impl Collector {
         let app = crate::http::router(state.clone(), watcher.clone(), extra);
         let connection_metrics = ConnectionMetrics::register(&state.metrics)
             .context("registering connection metrics")?;
-        // With TLS, connections are served by the TLS accept loop (handshake timeout,
-        // graceful drain); without, by the listener with the [server] connection limits.
-        let server = match tls.clone() {
-            Some(tls) => {
-                let mut shutdown_signal = stopped.clone();
-                let shutdown = async move {
-                    let _ = shutdown_signal.wait_for(|stop| *stop).await;
-                };
-                tokio::spawn(crate::tls::serve(listener, tls, app, shutdown))
-            }
-            None => tokio::spawn(crate::listener::run(
-                listener,
+        let server = tokio::spawn(crate::listener::run(
+            listener,
+            crate::listener::Serving {
                 app,
-                connection_limits(server_config),
-                connection_metrics,
-                stopped.clone(),
-            )),
-        };
+                limits: connection_limits(server_config),
+                metrics: connection_metrics,
+                tls: tls.clone(),
+                shutdown: stopped.clone(),
+            },
+        ));
         let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
         let running = (
             loaded.config.server.clone(),
@@ -393,6 +385,7 @@ fn connection_limits(server: &crate::config::ServerSection) -> ConnectionLimits 
         body_timeout: server.body_timeout.0,
         idle_timeout: server.idle_timeout.0,
         max_connections: server.max_connections,
+        handshake_timeout: server.tls_handshake_timeout.0,
     }
 }
 

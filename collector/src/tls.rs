@@ -11,31 +11,21 @@
 //!   it ([`PeerCertificate`], checked in [`crate::auth`]). A certificate from another CA
 //!   fails the handshake.
 //!
-//! [`TlsSetup::accept`] wraps one accepted TCP stream; [`serve`] is the accept loop that
-//! serves the router over such streams with hyper (HTTP/1.1) and stops gracefully.
+//! [`TlsSetup::handshake`] wraps one accepted TCP stream within `[server]
+//! tls_handshake_timeout`; the listener ([`crate::listener`]) calls it inside each
+//! connection's task, after the connection has its place under `max_connections`, so
+//! every connection limit applies to HTTPS as to plain HTTP.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-
-/// A TLS handshake that takes longer than this is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Open connections get this long to finish after shutdown starts.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +42,26 @@ pub enum TlsError {
     ClientCa { path: PathBuf, message: String },
     #[error("server.tls_cert and server.tls_key do not make a usable certificate: {0}")]
     Rustls(#[from] rustls::Error),
+}
+
+/// Why a TLS handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("the TLS handshake took longer than server.tls_handshake_timeout")]
+    Timeout,
+    /// Not TLS, a protocol error, a client certificate from another CA, a closed socket.
+    #[error("TLS handshake failed: {0}")]
+    Failed(#[source] std::io::Error),
+}
+
+impl HandshakeError {
+    /// The `reason` label of `postflight_tls_handshakes_failed_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::Timeout => "timeout",
+            HandshakeError::Failed(_) => "failed",
+        }
+    }
 }
 
 /// The files TLS is built from (`[server] tls_cert`, `tls_key`, `client_ca`).
@@ -107,19 +117,25 @@ impl TlsSetup {
         self.files.client_ca.is_some()
     }
 
-    /// The TLS handshake on one accepted connection, with the client certificate's names.
-    pub async fn accept(
+    /// The TLS handshake on one accepted connection, within `timeout`, with the client
+    /// certificate's names. New handshakes use the certificate loaded last.
+    pub async fn handshake(
         &self,
         stream: TcpStream,
-    ) -> std::io::Result<(TlsStream<TcpStream>, Option<PeerCertificate>)> {
+        timeout: Duration,
+    ) -> Result<(TlsStream<TcpStream>, Option<PeerCertificate>), HandshakeError> {
         let config = match self.current.read() {
             Ok(current) => current.clone(),
-            Err(_) => return Err(std::io::Error::other("TLS settings unavailable")),
+            Err(_) => {
+                let poisoned = std::io::Error::other("TLS settings unavailable");
+                return Err(HandshakeError::Failed(poisoned));
+            }
         };
         let handshake = TlsAcceptor::from(config).accept(stream);
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        let tls = tokio::time::timeout(timeout, handshake)
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+            .map_err(|_| HandshakeError::Timeout)?
+            .map_err(HandshakeError::Failed)?;
         let peer = tls
             .get_ref()
             .1
@@ -193,71 +209,4 @@ fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'st
         });
     }
     Ok(chain)
-}
-
-/// Serve `app` over TLS on `listener` until `shutdown` resolves, then let open
-/// connections finish (up to 10 s). Each request carries `ConnectInfo<SocketAddr>` and,
-/// when the client presented a certificate, its [`PeerCertificate`].
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<TlsSetup>,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let (tls, app) = (tls.clone(), app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let (stream, peer) = match tls.accept(stream).await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::debug!(%addr, %error, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |request| {
-                route(app.clone(), request, addr, peer.clone())
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%addr, %error, "connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open TLS connections did not finish within 10s; closing them");
-    }
-}
-
-/// One request through the router, with the connection's address and certificate.
-async fn route(
-    mut app: Router,
-    mut request: hyper::Request<Incoming>,
-    addr: SocketAddr,
-    peer: Option<PeerCertificate>,
-) -> Result<axum::response::Response, std::convert::Infallible> {
-    use tower_service::Service;
-    request.extensions_mut().insert(ConnectInfo(addr));
-    if let Some(peer) = peer {
-        request.extensions_mut().insert(peer);
-    }
-    std::future::poll_fn(|cx| Service::<axum::extract::Request>::poll_ready(&mut app, cx)).await?;
-    app.call(request.map(Body::new)).await
 }

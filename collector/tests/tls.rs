@@ -1,17 +1,21 @@
 //! The collector over HTTPS, in-process on a loopback port with certificates made in the
 //! test: reports over TLS, client certificates bound to the probe name (mTLS) accepted
-//! and refused, and a certificate rotated by reload while a probe keeps reporting.
+//! and refused, a certificate rotated by reload while a probe keeps reporting, and the
+//! listener's limits (connection cap, handshake and header timeouts) over HTTPS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use postflight_collector::clock::ManualClock;
 use postflight_collector::config;
 use postflight_collector::server::Collector;
 use postflight_probe::report::Outcome;
 use postflight_tests::pki::{LeafFiles, TestCa};
-use postflight_tests::{batch, now_ms, result};
+use postflight_tests::{batch, now_ms, read_until_closed, result};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const TOKEN_WEB1: &str = "web-1-token-0123456789";
 
@@ -19,8 +23,13 @@ async fn start(dir: &Path, server: &LeafFiles, client_ca: Option<&Path>) -> Coll
     let client_ca = client_ca
         .map(|p| format!("client_ca = \"{}\"\n", p.display()))
         .unwrap_or_default();
+    start_with(dir, server, &client_ca).await
+}
+
+/// A collector serving `server`'s certificate, with `extra` appended to `[server]`.
+async fn start_with(dir: &Path, server: &LeafFiles, extra: &str) -> Collector {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{client_ca}\
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{extra}\
          [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n",
         dir.join("data").display(),
         server.cert.display(),
@@ -179,4 +188,184 @@ async fn reload_rotates_the_certificate_while_reports_keep_arriving() {
     assert_eq!(web1["total_batches"], 4, "{probes}");
     assert_eq!(web1["highest_seq"], 5, "{probes}");
     collector.shutdown().await.unwrap();
+}
+
+/// A TLS connection to the collector from a client trusting `ca` (no client certificate).
+async fn tls_connect(
+    ca: &TestCa,
+    collector: &Collector,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(collector.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// The value of one sample (`name{labels}`) on the collector's /metrics, 0 when absent.
+async fn sample(ca: &TestCa, collector: &Collector, series: &str) -> u64 {
+    let url = format!("https://localhost:{}/metrics", collector.addr.port());
+    let text = client(ca, None)
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = format!("{series} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&needle))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_connection_cap_holds_and_healthz_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("collector CA");
+    let server = ca.issue(dir.path(), "server", &["localhost"]);
+    let extra = "max_connections = 50\nheader_timeout = \"1h\"\ntls_handshake_timeout = \"1h\"\n";
+    let collector = start_with(dir.path(), &server, extra).await;
+    // Clients stuck before or after the handshake: TCP only, and TLS with half a head.
+    let mut stuck = Vec::new();
+    for _ in 0..300 {
+        stuck.push(TcpStream::connect(collector.addr).await.unwrap());
+    }
+    let mut slow_heads = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tls_connect(&ca, &collector).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        stream.flush().await.unwrap();
+        slow_heads.push(stream);
+    }
+    let healthz = format!("https://localhost:{}/healthz", collector.addr.port());
+    for _ in 0..5 {
+        let answer = client(&ca, None).get(&healthz).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let evicted = "postflight_http_connections_closed_total{reason=\"evicted\"}";
+    assert!(sample(&ca, &collector, evicted).await >= 270);
+    assert!(sample(&ca, &collector, "postflight_http_connections_open").await <= 50);
+    drop((stuck, slow_heads));
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("collector CA");
+    let server = ca.issue(dir.path(), "server", &["localhost"]);
+    let extra = "tls_handshake_timeout = \"300ms\"\n";
+    let collector = start_with(dir.path(), &server, extra).await;
+    let mut silent = TcpStream::connect(collector.addr).await.unwrap();
+    let sent = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert_eq!(sent.as_deref(), Some(""), "not closed within 10 s");
+    let timeouts = "postflight_tls_handshakes_failed_total{reason=\"timeout\"}";
+    assert_eq!(sample(&ca, &collector, timeouts).await, 1);
+
+    let mut plain = TcpStream::connect(collector.addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let sent = read_until_closed(&mut plain, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(!sent.contains("200"), "plain HTTP was answered: {sent}");
+    let failed = "postflight_tls_handshakes_failed_total{reason=\"failed\"}";
+    assert_eq!(sample(&ca, &collector, failed).await, 1);
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn over_tls_slow_headers_and_idle_keep_alive_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("collector CA");
+    let server = ca.issue(dir.path(), "server", &["localhost"]);
+    let extra = "header_timeout = \"300ms\"\nidle_timeout = \"600ms\"\n";
+    let collector = start_with(dir.path(), &server, extra).await;
+    let mut slow = tls_connect(&ca, &collector).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let answer = read_until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "closed without an answer");
+
+    let mut idle = tls_connect(&ca, &collector).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    idle.flush().await.unwrap();
+    let answer = read_until_closed(&mut idle, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let closed =
+        |reason: &str| format!("postflight_http_connections_closed_total{{reason=\"{reason}\"}}");
+    assert_eq!(sample(&ca, &collector, &closed("header_timeout")).await, 1);
+    assert_eq!(sample(&ca, &collector, &closed("idle_timeout")).await, 1);
+    collector.shutdown().await.unwrap();
+}
+
+/// `postflight serve` on all addresses without TLS, `plaintext` as given; stderr to `log`.
+fn serve_public(dir: &Path, port: u16, plaintext: bool, log: &Path) -> std::process::Child {
+    let config = dir.join("public.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:{port}\"\ndata_dir = \"{}\"\nplaintext = {plaintext}\n\n\
+             [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n",
+            dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("POSTFLIGHT_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_public_listener_without_tls_is_refused_and_with_plaintext_warns_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, log) = (postflight_tests::free_port(), dir.path().join("serve.log"));
+    let refused = serve_public(dir.path(), port, false, &log)
+        .wait_with_output()
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("TLS is off"), "{said}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    let mut child = serve_public(dir.path(), port, true, &log);
+    let warned = postflight_tests::eventually(Duration::from_secs(20), || {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { said.contains("serving plain HTTP on a non-loopback address") }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "{}", std::fs::read_to_string(&log).unwrap());
 }

@@ -929,8 +929,10 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Text in double quotes with JSON escapes, cut after [`RENDER_LIMIT`] characters.
+/// Text in double quotes with JSON escapes, cut after [`RENDER_LIMIT`] characters
+/// (redacted first, so that no secret is cut into a prefix redaction cannot recognise).
 fn render_text(text: &str) -> String {
+    let text = crate::secret::redact(text);
     let shown: String = text.chars().take(RENDER_LIMIT).collect();
     let quoted = serde_json::to_string(&shown).unwrap_or_default();
     if shown.len() < text.len() {
@@ -940,8 +942,9 @@ fn render_text(text: &str) -> String {
     }
 }
 
-/// Cut rendered JSON after [`RENDER_LIMIT`] characters.
+/// Cut rendered JSON after [`RENDER_LIMIT`] characters (redacted first).
 fn cut(rendered: String) -> String {
+    let rendered = crate::secret::redact(&rendered).into_owned();
     match rendered.char_indices().nth(RENDER_LIMIT) {
         Some((at, _)) => format!("{}…", &rendered[..at]),
         None => rendered,
@@ -1386,6 +1389,19 @@ mod tests {
         let report = evaluate("body contains 2", &http(200, &list));
         assert_eq!(report.actual.chars().count(), RENDER_LIMIT + 1);
         assert!(report.actual.ends_with('…'));
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_redacted_before_the_text_is_cut() {
+        let secret = "straddling-secret-unit-0123456789";
+        let source = crate::secret::SecretSource::Env("CUT_SECRET".into());
+        crate::secret::register(secret, &source);
+        let body = format!("{}{secret}", "a".repeat(RENDER_LIMIT - 10));
+        let report = evaluate(r#"body_text contains "b""#, &http(200, &body));
+        assert!(!report.actual.contains("straddling"), "{}", report.actual);
+        let list = format!("[\"{}\",\"{secret}\"]", "a".repeat(RENDER_LIMIT - 10));
+        let report = evaluate("body contains 2", &http(200, &list));
+        assert!(!report.actual.contains("straddling"), "{}", report.actual);
     }
 
     #[test]

@@ -113,6 +113,17 @@ fn percent_encode(value: &str) -> String {
 
 /// Register a secret value under its source. Empty and very short values are ignored.
 pub fn register(value: &str, source: &SecretSource) {
+    register_marked(value, &source.marker());
+}
+
+/// The marker a registered value shows as.
+fn marker_of(value: &str) -> Option<String> {
+    let register = REGISTER.read().ok()?;
+    let index = register.patterns.iter().position(|p| p == value)?;
+    register.markers.get(index).cloned()
+}
+
+fn register_marked(value: &str, marker: &str) {
     let value = value.trim_matches(['\r', '\n']);
     if value.len() < MIN_SECRET_LEN {
         return;
@@ -127,37 +138,62 @@ pub fn register(value: &str, source: &SecretSource) {
     let Ok(mut register) = REGISTER.write() else {
         return;
     };
-    let marker = source.marker();
-    if register.add(value, &marker) {
+    if register.add(value, marker) {
         register.rebuild();
     }
 }
 
 /// Register SMTP credentials: the password, and the base64 forms in which SMTP `AUTH
-/// PLAIN` and `AUTH LOGIN` carry user and password.
+/// PLAIN` and `AUTH LOGIN` carry user and password. A password that came from `${NAME}`
+/// keeps that marker in its encoded forms too.
 pub fn register_smtp_credentials(user: &str, password: &str, source: &SecretSource) {
     use base64::Engine;
     let engine = base64::engine::general_purpose::STANDARD;
-    register(password, source);
-    register(&engine.encode(password), source);
-    register(&engine.encode(format!("\0{user}\0{password}")), source);
+    let marker = marker_of(password).unwrap_or_else(|| source.marker());
+    register_marked(password, &marker);
+    register_marked(&engine.encode(password), &marker);
+    register_marked(&engine.encode(format!("\0{user}\0{password}")), &marker);
 }
 
 /// Register the password of a URL's user info (`https://user:PASSWORD@host/`), raw,
 /// decoded, and as the base64 `user:password` of the Basic authorization it becomes.
+/// A password that came from `${NAME}` keeps that marker, in its Basic form too.
+/// A user name alone (`https://TOKEN@host/`) is protected in its Basic form when it is a
+/// registered secret (from `${NAME}`).
 pub fn register_url_userinfo(url: &str, key: &str) {
     use base64::Engine;
-    if let Ok(parsed) = url::Url::parse(url)
-        && let Some(password) = parsed.password()
-    {
-        let source = SecretSource::Key(format!("{key} password"));
-        register(password, &source);
-        let user = percent_decode(parsed.username()).unwrap_or_default();
-        let decoded = percent_decode(password).unwrap_or_else(|_| password.to_string());
-        register(&decoded, &source);
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{decoded}"));
-        register(&basic, &source);
-    }
+    let Ok(parsed) = url::Url::parse(url) else {
+        return;
+    };
+    let user = percent_decode(parsed.username()).unwrap_or_default();
+    let marker = match parsed.password() {
+        Some(password) => {
+            let decoded = percent_decode(password).unwrap_or_else(|_| password.to_string());
+            let marker = marker_of(&decoded)
+                .or_else(|| marker_of(password))
+                .unwrap_or_else(|| SecretSource::Key(format!("{key} password")).marker());
+            register_marked(password, &marker);
+            register_marked(&decoded, &marker);
+            marker
+        }
+        None => match marker_of(&user) {
+            Some(marker) => marker,
+            None => return,
+        },
+    };
+    let basic = base64::engine::general_purpose::STANDARD.encode(basic_credentials(&parsed));
+    register_marked(&basic, &marker);
+}
+
+/// `user:password` of a URL's user info, percent-decoded, as Basic authorization
+/// carries it (before base64).
+pub fn basic_credentials(url: &url::Url) -> String {
+    let user = percent_decode(url.username()).unwrap_or_default();
+    let password = url
+        .password()
+        .map(|p| percent_decode(p).unwrap_or_else(|_| p.to_string()))
+        .unwrap_or_default();
+    format!("{user}:{password}")
 }
 
 /// Undo `%XX` escapes (a `+` stays a `+`, as in URL user info).
@@ -324,6 +360,14 @@ mod tests {
         register_smtp_credentials("mailer", "pw-unit-four", &SecretSource::Env("PW".into()));
         let plain = base64::engine::general_purpose::STANDARD.encode("\0mailer\0pw-unit-four");
         assert_eq!(redact(&format!("AUTH PLAIN {plain}")), "AUTH PLAIN ${PW}");
+        register("pw-unit-seven", &SecretSource::Env("SMTP_PW".into()));
+        let key = SecretSource::Key("email.password".into());
+        register_smtp_credentials("mailer", "pw-unit-seven", &key);
+        let login = base64::engine::general_purpose::STANDARD.encode("pw-unit-seven");
+        assert_eq!(
+            redact(&format!("AUTH LOGIN {login}")),
+            "AUTH LOGIN ${SMTP_PW}"
+        );
     }
 
     #[test]
@@ -344,6 +388,18 @@ mod tests {
         assert_eq!(
             redact("basic pass-unit-five"),
             "basic [redacted: alertmanager.urls password]"
+        );
+    }
+
+    #[test]
+    fn a_userinfo_password_from_env_keeps_its_marker_in_basic_form() {
+        use base64::Engine;
+        register("pass-unit-six", &SecretSource::Env("UNIT_SIX".into()));
+        register_url_userinfo("http://am:pass-unit-six@127.0.0.1:9093/", "webhook.url");
+        let basic = base64::engine::general_purpose::STANDARD.encode("am:pass-unit-six");
+        assert_eq!(
+            redact(&format!("Authorization: Basic {basic}")),
+            "Authorization: Basic ${UNIT_SIX}"
         );
     }
 }

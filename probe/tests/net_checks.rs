@@ -134,6 +134,27 @@ mod http {
     }
 
     #[tokio::test]
+    async fn url_user_info_is_sent_as_basic_auth_unless_a_header_is_set() {
+        let app = Router::new().route(
+            "/who",
+            get(|headers: HeaderMap| async move {
+                let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+                authorization.unwrap_or("none").to_string()
+            }),
+        );
+        let service = serve(app).await;
+        let url = service
+            .url("/who")
+            .replacen("http://", "http://ops:p%40ss@", 1);
+        let observation = observe_http(&url, "").await.unwrap();
+        // base64("ops:p@ss"): decoded, as curl sends it.
+        assert_eq!(observation.body_text().unwrap(), "Basic b3BzOnBAc3M=");
+        let extra = "headers = { Authorization = \"Bearer own\" }";
+        let observation = observe_http(&url, extra).await.unwrap();
+        assert_eq!(observation.body_text().unwrap(), "Bearer own");
+    }
+
+    #[tokio::test]
     async fn error_statuses_are_observations_not_errors() {
         let app = Router::new().route(
             "/readyz",

@@ -124,12 +124,15 @@ impl SimulatedFleet {
 
     /// Waits until every probe produced its batches (see [`SimulatedFleet::stop_producing`]
     /// for an endless fleet), delivered them and ended, or `limit` passed; returns
-    /// whether all ended.
+    /// whether all ended. Probes still running at `limit` are stopped, so they do not go
+    /// on loading the collector after the fleet is done with.
     pub async fn finish(self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         let mut all = true;
         for task in self.tasks {
+            let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
                 all = false;
             }
         }

@@ -70,6 +70,27 @@ where
     }
 }
 
+/// Reads until the peer closes the connection (or `within` passes, then `None`): what
+/// it sent.
+pub async fn read_until_closed<S>(stream: &mut S, within: Duration) -> Option<String>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read_all = async {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()?;
+    Some(String::from_utf8_lossy(&seen).into_owned())
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     SystemTime::now()

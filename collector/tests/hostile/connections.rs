@@ -4,26 +4,11 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use postflight_tests::read_until_closed;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{metrics, start};
-
-/// Reads until the server closes the connection (or `within` passes): what it sent.
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
-    let mut seen = Vec::new();
-    let read_all = async {
-        let mut buffer = [0u8; 1024];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buffer[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(within, read_all).await.ok()?;
-    Some(String::from_utf8_lossy(&seen).into_owned())
-}
 
 fn closed(metrics: &str, reason: &str) -> u64 {
     let needle = format!("postflight_http_connections_closed_total{{reason=\"{reason}\"}} ");

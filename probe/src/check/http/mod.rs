@@ -152,11 +152,12 @@ pub(crate) struct Exchange {
 impl Endpoint {
     /// Validate the config and build the client and request; the error names the problem.
     pub(crate) fn new(config: &EndpointConfig<'_>) -> Result<Self, String> {
-        let url = parse_url(config.url)?;
+        let mut url = parse_url(config.url)?;
         let host = url.host_str().unwrap_or_default().to_string();
         let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or_default());
         let method = parse_method(config.method)?;
-        let headers = parse_headers(&config.headers)?;
+        let mut headers = parse_headers(&config.headers)?;
+        userinfo_as_basic_auth(&mut url, &mut headers);
         let client = build_client(config)?;
         let mut request = Request::new(method, url);
         *request.headers_mut() = headers;
@@ -285,6 +286,27 @@ fn parse_headers(headers: &[(&str, &str)]) -> Result<HeaderMap, String> {
         map.append(header, value);
     }
     Ok(map)
+}
+
+/// User info in the URL (`http://user:password@host/`) is sent as `Authorization: Basic`,
+/// as curl sends it, unless an `Authorization` header is configured; it never travels in
+/// the URL. [`crate::secret::register_url_userinfo`] registers the same Basic form.
+fn userinfo_as_basic_auth(url: &mut Url, headers: &mut HeaderMap) {
+    use base64::Engine;
+    if url.username().is_empty() && url.password().is_none() {
+        return;
+    }
+    let credentials = crate::secret::basic_credentials(url);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if headers.contains_key(reqwest::header::AUTHORIZATION) {
+        return;
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {encoded}")) {
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
 }
 
 /// `notAfter` of the certificate the server presented, if this was TLS and it parses.

@@ -2,31 +2,30 @@
 //! versions, probes. Times are unix milliseconds in JSON; query parameters accept
 //! milliseconds, RFC 3339, or a duration meaning "that long ago" (`from=2h`).
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use postflight_probe::units::{MAX_DURATION, millis, parse_duration};
 
 use crate::alerting::freshness::{ProbeFreshness, series_is_stale};
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, read_store};
+use crate::http::access::ReadAccess;
+use crate::http::state::AppState;
 use crate::probes::{ProbeView, probe_views};
 use crate::store::{HistoryPoint, HistoryQuery, SeriesStatus, VersionSpan};
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/services/{service}/history", get(history))
         .route("/api/v1/services/{service}/versions", get(versions))
         .route("/api/v1/probes", get(probes))
+        .with_state(state)
 }
 
 /// `GET /api/v1/status`: services, their checks, and each probe's view.
@@ -99,11 +98,9 @@ pub struct StatusParams {
 
 async fn status(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(params): Query<StatusParams>,
+    _read: ReadAccess,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let mut series = read_store(move || store.status(params.service.as_deref())).await?;
     let now_ms = state.clock.now_ms();
@@ -130,17 +127,6 @@ fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
             .unwrap_or(ProbeFreshness::Fresh);
         s.stale = series_is_stale(s.last_result_ms, s.interval_ms, freshness, now_ms);
     }
-}
-
-/// Runs a store read on a blocking thread: scans must not hold an async worker (the
-/// runtime keeps answering `/healthz` and ingest meanwhile).
-pub async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    read: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| ApiError::storage(format!("read task failed: {e}")))?
-        .map_err(ApiError::storage)
 }
 
 /// Nests series into services and checks. The store hands them out ordered by
@@ -218,12 +204,10 @@ pub struct HistoryResponse {
 
 async fn history(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(service): Path<String>,
     Query(params): Query<HistoryParams>,
+    _read: ReadAccess,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     let from_ms = parse_time(params.from.as_deref(), now, now - 3_600_000, "from")?;
     let to_ms = parse_time(params.to.as_deref(), now, now, "to")?;
@@ -266,11 +250,9 @@ pub struct VersionsResponse {
 
 async fn versions(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(service): Path<String>,
+    _read: ReadAccess,
 ) -> Result<Json<VersionsResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let wanted = service.clone();
     let versions = read_store(move || store.versions(&wanted)).await?;
@@ -286,10 +268,8 @@ pub struct ProbesResponse {
 
 async fn probes(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _read: ReadAccess,
 ) -> Result<Json<ProbesResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let store = state.store.clone();
     let stored = read_store(move || store.probes()).await?;
     let now_ms = state.clock.now_ms();

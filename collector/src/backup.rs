@@ -9,18 +9,17 @@
 //! - `postflight restore --from DIR [--config F | --data-dir D]` (collector stopped) puts
 //!   a backup in place of the data directory, keeping the old one aside.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::cli::client::{ApiClient, ClientError};
 use crate::error::ApiError;
+use crate::http::access::WriteAccess;
+use crate::http::state::AppState;
 use crate::store::BackupReport;
 
 /// `POST /api/v1/admin/backup` body.
@@ -31,17 +30,17 @@ pub struct BackupRequest {
 }
 
 /// The backup route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/backup", post(backup))
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/admin/backup", post(backup))
+        .with_state(state)
 }
 
 async fn backup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    WriteAccess(operator): WriteAccess,
     body: axum::body::Bytes,
 ) -> Result<Json<BackupReport>, ApiError> {
-    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let request: BackupRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed backup request: {e}")))?;
     if !request.to.is_absolute() {

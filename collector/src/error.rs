@@ -1,5 +1,6 @@
 //! API errors: one type that maps to an HTTP status and a JSON body `{"error": "..."}`
-//! whose message says what is wrong and what to do.
+//! whose message says what is wrong and what to do; [`read_store`] runs a blocking store
+//! read for a handler and answers its failure as one.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -79,4 +80,15 @@ impl IntoResponse for ApiError {
             None => (self.status, body).into_response(),
         }
     }
+}
+
+/// Runs a store read on a blocking thread: scans must not hold an async worker (the
+/// runtime keeps answering `/healthz` and ingest meanwhile).
+pub async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ApiError::storage(format!("read task failed: {e}")))?
+        .map_err(ApiError::storage)
 }

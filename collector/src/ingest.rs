@@ -21,24 +21,25 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::routing::post;
+use axum::{Json, Router};
 
 use postflight_probe::limits::{LimitError, check_batch};
 use postflight_probe::report::{
     BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
 };
 
-use crate::app::{Admission, AppState};
 use crate::error::ApiError;
+use crate::http::access::ProbeAccess;
+use crate::http::state::AppState;
+use crate::pipeline::Admission;
 use crate::probe_clock::{Receipt, correct_batch, probe_time};
 use crate::store::{IngestOutcome, WriteError};
-use crate::tls::PeerCertificate;
 
 /// Seconds a probe is told to wait (`Retry-After`) when the storage writer is full.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
@@ -51,16 +52,22 @@ enum Received {
     Many(Vec<ReportBatch>, Vec<BatchRefusal>),
 }
 
+/// The report route.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/reports", post(post_reports))
+        .with_state(state)
+}
+
 /// The handler.
 pub async fn post_reports(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    certificate: Option<Extension<PeerCertificate>>,
+    access: ProbeAccess,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let certificate = certificate.map(|Extension(c)| c);
-    let outcome = receive(&state, peer, certificate.as_ref(), &headers, body).await;
+    let peer = access.peer();
+    let outcome = receive(&state, &access, &headers, body).await;
     if let Err(e) = &outcome {
         let label = match e.status.as_u16() {
             401 => "unauthorized",
@@ -94,8 +101,7 @@ enum Answer {
 
 async fn receive(
     state: &AppState,
-    peer: SocketAddr,
-    certificate: Option<&PeerCertificate>,
+    access: &ProbeAccess,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Answer, ApiError> {
@@ -118,10 +124,7 @@ async fn receive(
         Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
     };
     if let Some(probe) = probe {
-        state
-            .auth
-            .get()
-            .authorize_report(headers, peer, certificate, probe)?;
+        access.authorize(headers, probe)?;
     }
     let received = within_limits(state, received)?;
     let received_at = state.clock.now_ms();
@@ -174,6 +177,7 @@ async fn store(
 ) -> Result<Vec<ReportAck>, ApiError> {
     let count = batches.len();
     let stored = state
+        .pipeline
         .store_reports(batches, received_at, Admission::RefuseWhenFull)
         .await
         .map_err(|error| match error {

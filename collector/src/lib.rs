@@ -5,7 +5,9 @@
 //! - [`config`]: `collector.toml` and embedded defaults.
 //! - [`server`]: start, background tasks, graceful shutdown; [`reload`]: SIGHUP
 //!   re-reads the config; [`self_checks`]: the collector's own `[[checks]]`.
-//! - [`app`]: shared state and routes; [`ingest`]: `POST /api/v1/reports`;
+//! - [`http`]: the one router, the access extractors and the shared state;
+//!   [`pipeline`]: stored batches fan out to alerting and the watcher, below HTTP;
+//!   [`live`]: values a reload replaces; [`ingest`]: `POST /api/v1/reports`;
 //!   [`probe_clock`]: probe clock offsets, results moved onto the collector's clock;
 //!   [`probes`]: the probe lifecycle (state, drift, retire);
 //!   [`api`]: status, history, versions, probes; [`auth`]: tokens and loopback rules;
@@ -28,7 +30,6 @@
 
 pub mod alerting;
 pub mod api;
-pub mod app;
 pub mod auth;
 pub mod backup;
 pub mod cli;
@@ -37,11 +38,14 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod http;
 pub mod ingest;
 pub mod listener;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod panics;
+pub mod pipeline;
 pub mod probe_clock;
 pub mod probes;
 pub mod redact;

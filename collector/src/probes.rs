@@ -8,23 +8,24 @@
 //! both, joined by name.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::alerting::evaluator::{ProbeState, Retirement};
 use crate::alerting::freshness::ProbeFreshness;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::access::WriteAccess;
+use crate::http::state::AppState;
 use crate::store::ProbeInfo;
 
 /// The write route (the list is served with the other reads in [`crate::api`]).
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/probes/{name}/retire", post(retire))
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/probes/{name}/retire", post(retire))
+        .with_state(state)
 }
 
 /// One probe, as `postflight probes` shows it.
@@ -122,11 +123,9 @@ fn unique_most_common(counts: &BTreeMap<&str, usize>) -> Option<String> {
 /// `POST /api/v1/probes/{name}/retire`: answers the probe as it now stands.
 async fn retire(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(name): Path<String>,
+    WriteAccess(operator): WriteAccess,
 ) -> Result<Json<ProbeView>, ApiError> {
-    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let now_ms = state.clock.now_ms();
     let (alerting, probe) = (state.alerting.get(), name.clone());
     state
@@ -141,7 +140,7 @@ async fn retire(
             ))
         })?;
     let store = state.store.clone();
-    let stored = crate::api::read_store(move || store.probes()).await?;
+    let stored = crate::error::read_store(move || store.probes()).await?;
     let views = probe_views(stored, state.alerting.get().probes(now_ms));
     views
         .into_iter()

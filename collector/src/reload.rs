@@ -15,7 +15,7 @@
 //! `postflight_config_reloads_total{outcome}` counts `applied`, `invalid` and
 //! `failed`.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,12 +23,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerting::Alerting;
-use crate::app::{AppState, IngestListener};
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
 use crate::event::EventSink;
+use crate::http::state::AppState;
+use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::pipeline::IngestListener;
 use crate::store::Store;
 use crate::watch::Watcher;
 use crate::watch::baseline::StoreHistory;
@@ -37,29 +39,6 @@ use crate::watch::watcher::{LastDeployLine, WatchConfig};
 /// How long a reload waits for the old parts' tasks (an outbox delivery in progress)
 /// before it cuts them off.
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
-
-/// A value replaced on reload; readers take the current one.
-pub struct Live<T: ?Sized>(RwLock<Arc<T>>);
-
-impl<T: ?Sized> Live<T> {
-    /// Starts with `value`.
-    pub fn new(value: Arc<T>) -> Live<T> {
-        Live(RwLock::new(value))
-    }
-
-    /// The current value.
-    pub fn get(&self) -> Arc<T> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Replaces the value.
-    pub fn set(&self, value: Arc<T>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = value;
-    }
-}
 
 /// The auth settings of a loaded config.
 pub fn auth_of(loaded: &LoadedConfig) -> Auth {
@@ -111,7 +90,7 @@ pub fn build_parts(
 pub fn install(parts: &Parts, state: &AppState, watcher: &Live<Watcher>) {
     let listeners: Vec<Arc<dyn IngestListener>> =
         vec![parts.alerting.clone(), parts.watcher.clone()];
-    state.listeners.set(Arc::new(listeners));
+    state.pipeline.set_listeners(listeners);
     state.alerting.set(parts.alerting.clone());
     watcher.set(parts.watcher.clone());
 }

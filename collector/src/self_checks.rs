@@ -13,7 +13,8 @@ use postflight_probe::agent::scheduler::{self, ScheduleOptions};
 use postflight_probe::check::Check;
 use postflight_probe::report::{CheckResult, ReportBatch};
 
-use crate::app::{Admission, AppState};
+use crate::http::state::AppState;
+use crate::pipeline::Admission;
 
 /// Results waiting longer than this are stored as one batch.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -119,6 +120,7 @@ async fn store(
     postflight_probe::limits::fit_batch(&mut batch, &state.limits);
     let received_at = state.clock.now_ms();
     let stored = state
+        .pipeline
         .store_batches(vec![batch], received_at, Admission::Wait)
         .await;
     match stored.map(|mut outcomes| outcomes.pop()) {

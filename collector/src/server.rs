@@ -16,13 +16,14 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::{AppState, router};
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
+use crate::http::state::AppState;
 use crate::listener::{ConnectionLimits, ConnectionMetrics};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::reload::{
-    Live, Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
+    Parts, ReloadError, Running, STOP_WAIT, auth_of, build_parts, install, warn_restart_only,
 };
 use crate::store::{CheckError, Store, StoreOptions, WriterOptions};
 use crate::tls::TlsSetup;
@@ -114,7 +115,7 @@ impl Collector {
             ))),
             limits: loaded.config.limits,
             ready: Arc::new(AtomicBool::new(false)),
-            listeners: Arc::new(Live::new(Arc::new(Vec::new()))),
+            pipeline: crate::pipeline::Pipeline::new(store.clone()),
             alerting: Arc::new(Live::new(parts.alerting.clone())),
         };
         let watcher = Arc::new(Live::new(parts.watcher.clone()));
@@ -125,18 +126,7 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = crate::panics::catch_panics(
-            router(state.clone())
-                .merge(crate::watch::api::routes(
-                    watcher.clone(),
-                    store.writer().clone(),
-                    state.auth.clone(),
-                ))
-                .merge(crate::web::routes(state.clone(), watcher.clone()))
-                .merge(extra)
-                .layer(axum::middleware::from_fn(crate::redact::redact_answers)),
-            state.metrics.clone(),
-        );
+        let app = crate::http::router(state.clone(), watcher.clone(), extra);
         let connection_metrics = ConnectionMetrics::register(&state.metrics)
             .context("registering connection metrics")?;
         let server = tokio::spawn(crate::listener::run(

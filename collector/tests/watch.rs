@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postflight_collector::app::IngestListener;
 use postflight_collector::clock::ManualClock;
 use postflight_collector::event::{Event, EventKind, EventSink};
+use postflight_collector::pipeline::IngestListener;
 use postflight_collector::watch::explain::{Comparison, Rule, RuleOutcome};
 use postflight_collector::watch::ledger::{RuleTally, rule_tally};
 use postflight_collector::watch::watcher::WatchConfig;

@@ -11,30 +11,51 @@
 //! Reads follow `auth.read_requires_token`; silences are writes (operator token, or
 //! loopback when no operator tokens are configured).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
+use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::http::access::{AccessRules, ReadAccess, WriteAccess};
+use crate::live::Live;
+use crate::store::Writer;
 
 use super::incident::{Incident, IncidentState};
 use super::outbox::NotificationRecord;
 use super::silence::{NewSilence, Silence};
 use super::{Alerting, IncidentFilter, SilenceError};
 
+/// What the incident and silence handlers share.
+#[derive(Clone)]
+pub struct AlertingApi {
+    /// Alerting in force (replaced on reload).
+    pub alerting: Arc<Live<Alerting>>,
+    /// The storage writer, where adding and expiring silences runs.
+    pub writer: Writer,
+    pub clock: Arc<dyn Clock>,
+    /// Tokens in force (replaced on reload).
+    pub access: AccessRules,
+}
+
+impl FromRef<AlertingApi> for AccessRules {
+    fn from_ref(api: &AlertingApi) -> AccessRules {
+        api.access.clone()
+    }
+}
+
 /// The incident and silence routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>(api: AlertingApi) -> Router<S> {
     Router::new()
         .route("/api/v1/incidents", get(list_incidents))
         .route("/api/v1/incidents/{id}", get(show_incident))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
+        .with_state(api)
 }
 
 /// `GET /api/v1/incidents` query.
@@ -75,17 +96,15 @@ pub struct SilencesParams {
     pub all: bool,
 }
 
-fn alerting(state: &AppState) -> Arc<Alerting> {
+fn alerting(state: &AlertingApi) -> Arc<Alerting> {
     state.alerting.get()
 }
 
 async fn list_incidents(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<AlertingApi>,
     Query(params): Query<IncidentsParams>,
+    _read: ReadAccess,
 ) -> Result<Json<IncidentsResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let filter = IncidentFilter {
         state: match params.state.as_deref() {
             None | Some("") | Some("all") => None,
@@ -101,7 +120,7 @@ async fn list_incidents(
         limit: params.limit.unwrap_or(50).min(1000),
     };
     let alerting = alerting(&state);
-    let incidents = crate::api::read_store(move || alerting.incidents(&filter)).await?;
+    let incidents = crate::error::read_store(move || alerting.incidents(&filter)).await?;
     Ok(Json(IncidentsResponse {
         now_ms: state.clock.now_ms(),
         incidents,
@@ -109,19 +128,17 @@ async fn list_incidents(
 }
 
 async fn show_incident(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<AlertingApi>,
     Path(id): Path<String>,
+    _read: ReadAccess,
 ) -> Result<Json<IncidentResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "incident id {id:?} is not a number (see GET /api/v1/incidents)"
         ))
     })?;
     let alerting = alerting(&state);
-    let (incident, notifications) = crate::api::read_store(move || alerting.incident(id))
+    let (incident, notifications) = crate::error::read_store(move || alerting.incident(id))
         .await?
         .ok_or_else(|| {
             ApiError::not_found(format!(
@@ -136,12 +153,10 @@ async fn show_incident(
 }
 
 async fn list_silences(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<AlertingApi>,
     Query(params): Query<SilencesParams>,
+    _read: ReadAccess,
 ) -> Result<Json<SilencesResponse>, ApiError> {
-    state.auth.get().authorize_read(&headers, peer)?;
     let now = state.clock.now_ms();
     Ok(Json(SilencesResponse {
         now_ms: now,
@@ -150,19 +165,16 @@ async fn list_silences(
 }
 
 async fn add_silence(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<AlertingApi>,
+    WriteAccess(operator): WriteAccess,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
-    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
     let now = state.clock.now_ms();
     let (alerting, by) = (alerting(&state), operator.name.clone());
     let silence = state
-        .store
-        .writer()
+        .writer
         .write(move || alerting.add_silence(request, &by, now))
         .await
         .map_err(ApiError::storage)?
@@ -172,20 +184,17 @@ async fn add_silence(
 }
 
 async fn expire_silence(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<AlertingApi>,
     Path(id): Path<String>,
+    WriteAccess(operator): WriteAccess,
 ) -> Result<Json<Silence>, ApiError> {
-    let operator = state.auth.get().authorize_write(&headers, peer)?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("silence id {id:?} is not a number")))?;
     let now = state.clock.now_ms();
     let alerting = alerting(&state);
     let silence = state
-        .store
-        .writer()
+        .writer
         .write(move || alerting.expire_silence(id, now))
         .await
         .map_err(ApiError::storage)?

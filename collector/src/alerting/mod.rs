@@ -45,11 +45,11 @@ use tokio::task::JoinHandle;
 
 use postflight_probe::report::ReportBatch;
 
-use crate::app::IngestListener;
 use crate::clock::Clock;
 use crate::config::CollectorConfig;
 use crate::event::{Event, EventKind, EventSink};
 use crate::metrics::Metrics;
+use crate::pipeline::IngestListener;
 use crate::store::Writer;
 use crate::store::writer::after_flush;
 
@@ -779,6 +779,10 @@ fn probe_incident_key(probe: &str) -> String {
 impl IngestListener for Alerting {
     fn on_batch(&self, batch: &ReportBatch, received_at_ms: i64) {
         self.evaluate(batch, received_at_ms);
+    }
+
+    fn on_receipt(&self, probe: &str, receipt: &crate::probe_clock::Receipt) {
+        self.observe_receipt(probe, receipt);
     }
 }
 

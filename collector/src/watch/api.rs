@@ -7,18 +7,17 @@
 //!   first;
 //! - `GET /api/v1/services/{service}/last-good?env=`: the version to roll back to.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::reload::Live;
+use crate::http::access::{AccessRules, ReadAccess, WriteAccess};
+use crate::live::Live;
 use crate::store::Writer;
 use crate::watch::deploy::{Deploy, NewDeploy};
 use crate::watch::ledger::{LastGood, RuleTally, rule_tally};
@@ -32,22 +31,24 @@ pub struct DeployApi {
     /// The storage writer, where creating and cancelling deploys runs.
     pub writer: Writer,
     /// Tokens in force (replaced on reload).
-    pub auth: Arc<Live<Auth>>,
+    pub access: AccessRules,
+}
+
+impl FromRef<DeployApi> for AccessRules {
+    fn from_ref(api: &DeployApi) -> AccessRules {
+        api.access.clone()
+    }
 }
 
 /// The deploy routes, ready to merge into the collector's router.
-pub fn routes<S>(watcher: Arc<Live<Watcher>>, writer: Writer, auth: Arc<Live<Auth>>) -> Router<S> {
+pub fn routes<S>(api: DeployApi) -> Router<S> {
     Router::new()
         .route("/api/v1/deploys", post(create))
         .route("/api/v1/deploys/{id}", get(show))
         .route("/api/v1/deploys/{id}/cancel", post(cancel))
         .route("/api/v1/services/{service}/deploys", get(ledger))
         .route("/api/v1/services/{service}/last-good", get(last_good))
-        .with_state(DeployApi {
-            watcher,
-            writer,
-            auth,
-        })
+        .with_state(api)
 }
 
 impl From<WatchError> for ApiError {
@@ -85,11 +86,9 @@ async fn blocking<T: Send + 'static>(
 
 async fn create(
     State(api): State<DeployApi>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    WriteAccess(operator): WriteAccess,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Deploy>), ApiError> {
-    let operator = api.auth.get().authorize_write(&headers, peer)?;
     let request: NewDeploy = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "malformed deploy: {e}; send {{\"service\": \"...\", \"env\": \"prod\", \"version\": \"1.4.2\"}}"
@@ -102,22 +101,18 @@ async fn create(
 
 async fn show(
     State(api): State<DeployApi>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    _read: ReadAccess,
 ) -> Result<Json<Deploy>, ApiError> {
-    api.auth.get().authorize_read(&headers, peer)?;
     let watcher = api.watcher.get();
     Ok(Json(blocking(move || watcher.get(&id)).await?))
 }
 
 async fn cancel(
     State(api): State<DeployApi>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    WriteAccess(operator): WriteAccess,
 ) -> Result<Json<Deploy>, ApiError> {
-    let operator = api.auth.get().authorize_write(&headers, peer)?;
     let watcher = api.watcher.get();
     Ok(Json(
         on_writer(&api.writer, move || watcher.cancel(&id, &operator.name)).await?,
@@ -146,12 +141,10 @@ pub struct LedgerResponse {
 
 async fn ledger(
     State(api): State<DeployApi>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(service): Path<String>,
     Query(params): Query<LedgerParams>,
+    _read: ReadAccess,
 ) -> Result<Json<LedgerResponse>, ApiError> {
-    api.auth.get().authorize_read(&headers, peer)?;
     let watcher = api.watcher.get();
     let name = service.clone();
     let mut deploys =
@@ -186,12 +179,10 @@ pub struct LastGoodResponse {
 
 async fn last_good(
     State(api): State<DeployApi>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(service): Path<String>,
     Query(params): Query<LastGoodParams>,
+    _read: ReadAccess,
 ) -> Result<Json<LastGoodResponse>, ApiError> {
-    api.auth.get().authorize_read(&headers, peer)?;
     let watcher = api.watcher.get();
     let (name, env) = (service.clone(), params.env.clone());
     let last_good = blocking(move || watcher.last_good(&name, env.as_deref())).await?;

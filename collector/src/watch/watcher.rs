@@ -21,10 +21,10 @@ use sled::transaction::{
 use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
-use crate::app::IngestListener;
 use crate::auth::Operator;
 use crate::clock::Clock;
 use crate::event::{Event, EventSink};
+use crate::pipeline::IngestListener;
 use crate::timefmt::rfc3339;
 use crate::watch::baseline::{BaselineSource, FirstWithData, Scope};
 use crate::watch::deploy::{

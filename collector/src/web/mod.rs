@@ -22,18 +22,18 @@ pub mod overview;
 pub mod probes;
 pub mod service;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::app::AppState;
-use crate::reload::Live;
+use crate::http::access::ReadAccess;
+use crate::http::state::AppState;
+use crate::live::Live;
 use crate::watch::Watcher;
 
 /// The stylesheet, compiled in.
@@ -85,16 +85,8 @@ impl FromRequestParts<WebState> for Reader {
         parts: &mut Parts,
         state: &WebState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0)
-            .ok_or_else(|| PageError::Storage("no peer address on the request".into()))?;
-        state
-            .app
-            .auth
-            .get()
-            .authorize_read(&parts.headers, peer)
+        ReadAccess::from_request_parts(parts, &state.app)
+            .await
             .map_err(|e| PageError::Denied {
                 status: e.status,
                 message: e.message,

@@ -92,6 +92,7 @@ fn main() {
     let subject = Subject {
         version: "1.1.0",
         deployed_at_ms: DEPLOYED_AT,
+        window_ms: WINDOW_MS,
     };
     let silence = HeartbeatSilence::default();
     for probe in 0..PROBES {

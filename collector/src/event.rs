@@ -129,4 +129,7 @@ pub trait EventSink: Send + Sync {
     fn entries_for(&self, event: &Event, now_ms: i64) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// Wake the delivery worker after the transaction committed.
     fn wake(&self);
+    /// Open, keep or resolve `version_drift` incidents (the deploy watcher reports what
+    /// probes run after a deploy passed; called on the storage writer).
+    fn version_drift(&self, changes: &[crate::alerting::drift::DriftChange], now_ms: i64);
 }

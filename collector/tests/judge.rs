@@ -104,6 +104,7 @@ fn simulate(draws: &mut Draws, sim: &Scenario) -> Option<String> {
     let subject = Subject {
         version: "2.0.0",
         deployed_at_ms: 1_000_000,
+        window_ms: 1_000_000,
     };
     let mut window = WindowObservations::default();
     let first = |judgement: postflight_collector::watch::evaluate::Judgement| {

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postflight_collector::alerting::drift::DriftChange;
 use postflight_collector::clock::ManualClock;
 use postflight_collector::event::{Event, EventKind, EventSink};
 use postflight_collector::pipeline::IngestListener;
-use postflight_collector::watch::explain::{Comparison, Rule, RuleOutcome};
+use postflight_collector::watch::explain::{Comparison, Rule, RuleCheck, RuleOutcome};
 use postflight_collector::watch::ledger::{RuleTally, rule_tally};
 use postflight_collector::watch::watcher::WatchConfig;
 use postflight_collector::watch::{
@@ -31,6 +32,8 @@ struct RecordingSink {
     outbox: sled::Tree,
     events: Mutex<Vec<Event>>,
     wakes: AtomicUsize,
+    /// What the watcher reported about versions drifting from a passed deploy.
+    drift: Mutex<Vec<DriftChange>>,
 }
 
 impl EventSink for RecordingSink {
@@ -44,6 +47,9 @@ impl EventSink for RecordingSink {
     }
     fn wake(&self) {
         self.wakes.fetch_add(1, Ordering::SeqCst);
+    }
+    fn version_drift(&self, changes: &[DriftChange], _now_ms: i64) {
+        self.drift.lock().unwrap().extend_from_slice(changes);
     }
 }
 
@@ -68,6 +74,7 @@ fn harness_with(section: WatchSection) -> Harness {
         outbox: db.open_tree("outbox").unwrap(),
         events: Mutex::new(Vec::new()),
         wakes: AtomicUsize::new(0),
+        drift: Mutex::new(Vec::new()),
     });
     let watcher = Watcher::new(
         &db,
@@ -946,6 +953,16 @@ impl Harness {
     }
 }
 
+/// The row of `rule` for `check` in the deploy's explanation.
+fn rule_row<'a>(deploy: &'a Deploy, check: &str, rule: Rule) -> &'a RuleCheck {
+    deploy
+        .explanation
+        .checks
+        .iter()
+        .find(|r| r.check == check && r.rule == rule)
+        .unwrap_or_else(|| panic!("no {} row for {check}", rule.as_str()))
+}
+
 /// recall-api's `search` check, passing or failing its status condition.
 fn search(at_ms: i64, passes: bool) -> CheckResult {
     let mut result = http("search", at_ms, 40);
@@ -1159,12 +1176,7 @@ fn a_flaky_check_dropping_from_90_to_85_percent_passes() {
     h.watcher.tick_now().unwrap();
     let deploy = h.verdict(&deploy);
     assert_eq!(deploy.verdict, Verdict::Passed, "{}", deploy.summary);
-    let row = deploy
-        .explanation
-        .checks
-        .iter()
-        .find(|r| r.check == "search" && r.rule == Rule::PassRate)
-        .unwrap();
+    let row = rule_row(&deploy, "search", Rule::PassRate);
     assert_eq!(row.outcome, RuleOutcome::Clean);
     assert_eq!(row.window.results, 45);
     assert!(row.p_value.unwrap() > 0.01);
@@ -1257,38 +1269,46 @@ fn during_a_canary_the_old_version_probes_are_the_comparison_that_decides() {
 }
 
 #[test]
-fn after_a_pass_a_probe_on_another_version_past_the_grace_is_a_version_drift() {
+fn after_a_pass_a_probe_on_another_version_past_the_grace_is_reported_as_drifting() {
     let h = harness();
     let passed = h.passed_release("1.4.1");
     let start = h.clock_now();
     h.round_on(&["web-1", "web-3"], start + MINUTE, "1.4.1");
     h.round_on(&["web-2"], start + MINUTE, "1.4.0");
     h.round_on(&["web-2"], start + 3 * MINUTE - 1, "1.4.0");
-    let drift = |h: &Harness| {
-        h.events()
-            .into_iter()
-            .filter(|e| e.kind == EventKind::VersionDrift)
+    let drifting = |h: &Harness| {
+        h.sink
+            .drift
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| match c {
+                DriftChange::Drifting(d) => Some(d.clone()),
+                _ => None,
+            })
             .collect::<Vec<_>>()
     };
-    assert!(drift(&h).is_empty(), "within the 2m grace");
+    assert!(drifting(&h).is_empty(), "within the 2m grace");
     h.round_on(&["web-2"], start + 3 * MINUTE, "1.4.0");
-    let events = drift(&h);
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind.as_str(), "version_drift");
-    assert_eq!(events[0].fields["probes"], "web-2");
-    assert_eq!(events[0].fields["version"], "1.4.0");
-    assert_eq!(events[0].fields["deployed_version"], "1.4.1");
-    assert_eq!(events[0].fields["deploy_id"], passed.id);
-    assert_eq!(
-        events[0].summary,
-        "recall-api in prod: web-2 reports 1.4.0 instead of 1.4.1 (passed in d-1)"
-    );
-    h.round_on(&["web-2"], start + 5 * MINUTE, "1.4.0");
-    assert_eq!(drift(&h).len(), 1, "notified once");
-    // A new deploy is watched by its window, not by drift.
+    let found = drifting(&h);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].probe, "web-2");
+    assert_eq!(found[0].version, "1.4.0");
+    assert_eq!(found[0].deployed_version, "1.4.1");
+    assert_eq!(found[0].deploy_id, passed.id);
+    assert_eq!(found[0].since_ms, start + MINUTE);
+    // A new deploy is watched by its window, not by drift, and supersedes the drift.
     h.deploy("1.4.2");
+    assert!(matches!(
+        h.sink.drift.lock().unwrap().last(),
+        Some(DriftChange::Superseded { env: Some(env), .. }) if env == "prod"
+    ));
     h.round_on(&["web-2"], start + 9 * MINUTE, "1.4.0");
-    assert_eq!(drift(&h).len(), 1);
+    assert_eq!(drifting(&h).len(), 1);
+    assert!(
+        !h.events().iter().any(|e| e.kind == EventKind::VersionDrift),
+        "drift is an incident of alerting's, not a one-off event"
+    );
 }
 
 #[test]
@@ -1366,12 +1386,7 @@ fn verdicts_and_their_mails_carry_the_per_check_table() {
     h.clock.set(start + MINUTE);
     h.feed("web-2", Some("prod"), vec![failing]);
     let deploy = h.verdict(&deploy);
-    let hard = deploy
-        .explanation
-        .checks
-        .iter()
-        .find(|r| r.check == "readyz" && r.rule == Rule::HardFailure)
-        .unwrap();
+    let hard = rule_row(&deploy, "readyz", Rule::HardFailure);
     assert_eq!(hard.outcome, RuleOutcome::Regressed);
     // The hour before the second deploy: 90 results per probe before the first one and
     // 14 in its window.
@@ -1390,5 +1405,94 @@ fn verdicts_and_their_mails_carry_the_per_check_table() {
             && d.contains("regressed")),
         "{:?}",
         regressed.details
+    );
+}
+
+/// A 15-minute window after a baseline where `search` failed 3 of 120 times per probe
+/// (97.5%): every probe runs `search` every 30s, failing where `fails(probe, i)`, and
+/// readyz fails once on web-3 when `readyz_fails`. The deploy at the window's end.
+fn usual_rate_window(readyz_fails: bool, fails: impl Fn(&str, i64) -> bool) -> Deploy {
+    let h = harness();
+    h.healthy_hour(T0, "1.4.1");
+    h.flaky_hour(T0, |i| i % 40 != 0);
+    let deploy = h.deploy("1.4.2");
+    for i in 0..30 {
+        let at = T0 + i * 30_000 + 1;
+        h.round_on(&PROBES, at, "1.4.2");
+        for probe in PROBES {
+            h.feed(probe, Some("prod"), vec![search(at, !fails(probe, i))]);
+        }
+        if readyz_fails && i == 20 {
+            let mut failing = http("readyz", at, 20);
+            failing.outcome = Outcome::Fail;
+            failing.conditions = vec![condition("status == 200", "== 200", "503", false)];
+            h.feed("web-3", Some("prod"), vec![failing]);
+        }
+    }
+    h.clock.set(T0 + 15 * MINUTE);
+    h.watcher.tick_now().unwrap();
+    h.verdict(&deploy)
+}
+
+#[test]
+fn a_mostly_passing_check_failing_at_its_usual_rate_does_not_regress() {
+    // Two failures of 90 (97.8%), as in the baseline (97.5%).
+    let deploy = usual_rate_window(false, |probe, i| {
+        (probe == "web-1" && i == 7) || (probe == "web-2" && i == 22)
+    });
+    assert_eq!(deploy.verdict, Verdict::Passed, "{}", deploy.summary);
+    let rows: Vec<(Rule, RuleOutcome)> = deploy
+        .explanation
+        .checks
+        .iter()
+        .filter(|r| r.check == "search")
+        .map(|r| (r.rule, r.outcome))
+        .collect();
+    assert!(
+        rows.contains(&(Rule::HardFailure, RuleOutcome::Clean)),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&(Rule::PassRate, RuleOutcome::Clean)),
+        "{rows:?}"
+    );
+    let hard = rule_row(&deploy, "search", Rule::HardFailure);
+    let note = hard.note.as_deref().unwrap();
+    assert!(
+        note.starts_with("search failed 9 of 360 baseline results: at that rate 1 failure on a probe in about 30 runs is usual"),
+        "{note}"
+    );
+    assert!(hard.p_value.unwrap() > 0.5, "{:?}", hard.p_value);
+}
+
+#[test]
+fn an_always_passing_check_failing_once_regresses_at_once_on_the_hard_rule() {
+    let deploy = usual_rate_window(true, |probe, i| probe == "web-1" && i == 7);
+    assert_eq!(deploy.verdict, Verdict::Regressed, "{}", deploy.summary);
+    // Decided at the failure, 20 rounds in, not at the window's end.
+    assert_eq!(deploy.decided_at_ms, Some(T0 + 20 * 30_000 + 1));
+    assert_eq!(deploy.evidence.len(), 1, "{:?}", deploy.evidence);
+    let evidence = &deploy.evidence[0];
+    assert_eq!(evidence.check, "readyz");
+    assert_eq!(evidence.probes, vec!["web-3"]);
+    assert_eq!(evidence.finding.condition(), "failing_check");
+    let hard = rule_row(&deploy, "readyz", Rule::HardFailure);
+    assert_eq!(hard.outcome, RuleOutcome::Regressed);
+    assert!(hard.note.is_none());
+    assert!(hard.p_value.unwrap() < 0.01);
+}
+
+#[test]
+fn a_mostly_passing_check_that_collapses_regresses_on_its_pass_rate_instead() {
+    // search fails on every probe from the 5th result on: not the hard rule's to decide.
+    let deploy = usual_rate_window(false, |_, i| i >= 5);
+    assert_eq!(deploy.verdict, Verdict::Regressed, "{}", deploy.summary);
+    let evidence = &deploy.evidence[0];
+    assert_eq!(evidence.check, "search");
+    assert_eq!(evidence.finding.condition(), "pass_rate");
+    assert!(
+        !deploy.explanation.checks.iter().any(|r| r.check == "search"
+            && r.rule == Rule::HardFailure
+            && r.outcome == RuleOutcome::Regressed)
     );
 }

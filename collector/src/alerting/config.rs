@@ -23,6 +23,7 @@
 //! keep_resolved = "30d"        # resolved incidents and their notifications are kept this long
 //! max_clock_skew = "30s"       # a probe clock further off opens a clock_skew incident
 //! clock_skew_severity = "warning"
+//! version_drift_severity = "warning"
 //! # standby_of = "http://primary:7878"  # HA standby: direct channels send only while
 //! # takeover_after = "30s"              # the primary's /readyz fails this long
 //!
@@ -124,6 +125,9 @@ pub struct AlertingSection {
     /// Severity of clock-skew incidents (default warning).
     #[serde(default = "default_probe_silent_severity")]
     pub clock_skew_severity: Severity,
+    /// Severity of `version_drift` incidents (default warning).
+    #[serde(default = "default_probe_silent_severity")]
+    pub version_drift_severity: Severity,
     /// Base URL of the primary collector this one is the HA standby of (off when
     /// absent): direct channels send only while the primary is down.
     #[serde(default)]
@@ -151,6 +155,7 @@ impl Default for AlertingSection {
             keep_resolved: default_keep_resolved(),
             max_clock_skew: default_max_clock_skew(),
             clock_skew_severity: default_probe_silent_severity(),
+            version_drift_severity: default_probe_silent_severity(),
             standby_of: None,
             takeover_after: default_takeover_after(),
         }

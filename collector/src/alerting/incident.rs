@@ -14,6 +14,7 @@ use postflight_probe::report::{ConditionReport, Outcome};
 use crate::event::{Event, EventKind, Severity};
 use crate::timefmt::{clock_time, rfc3339};
 
+use super::drift::{VersionDrift, drift_details, drift_key};
 use super::evaluator::{CheckView, ProbeState, SeriesState};
 use super::field;
 
@@ -27,6 +28,8 @@ pub enum IncidentKind {
     ProbeSilent,
     /// A probe whose clock is too far from the collector's.
     ClockSkew,
+    /// After a deploy passed, a probe reports another version (see [`super::drift`]).
+    VersionDrift,
 }
 
 impl IncidentKind {
@@ -36,6 +39,7 @@ impl IncidentKind {
             IncidentKind::Check => EventKind::Incident,
             IncidentKind::ProbeSilent => EventKind::ProbeSilent,
             IncidentKind::ClockSkew => EventKind::ClockSkew,
+            IncidentKind::VersionDrift => EventKind::VersionDrift,
         }
     }
 }
@@ -170,6 +174,9 @@ pub struct Incident {
     /// What happened, oldest first.
     #[serde(default)]
     pub history: Vec<IncidentNote>,
+    /// The versions of a `version_drift` incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<VersionDrift>,
 }
 
 /// Things outside the incident that go into its notifications.
@@ -185,26 +192,9 @@ impl Incident {
     /// A new incident for a failing check.
     pub fn for_check(id: u64, view: &CheckView, severity: Severity, now_ms: i64) -> Self {
         let mut incident = Incident {
-            id,
-            kind: IncidentKind::Check,
-            state: IncidentState::Open,
-            service: view.key.service.clone(),
             env: view.key.env(),
             check: Some(view.key.check.clone()),
-            probe: None,
-            severity,
-            summary: String::new(),
-            started_at_ms: 0,
-            opened_at_ms: now_ms,
-            resolved_at_ms: None,
-            failing: Vec::new(),
-            total_probes: 0,
-            services: Vec::new(),
-            notified: false,
-            notifications_queued: None,
-            last_notified_ms: None,
-            silenced_by: None,
-            history: Vec::new(),
+            ..Incident::opening(id, IncidentKind::Check, &view.key.service, severity, now_ms)
         };
         incident.apply_view(view, now_ms);
         incident.started_at_ms = incident
@@ -273,31 +263,52 @@ impl Incident {
         now_ms: i64,
     ) -> Self {
         let services: Vec<String> = probe.services.iter().cloned().collect();
+        let service = if services.is_empty() {
+            "unknown".to_string()
+        } else {
+            services.join(",")
+        };
+        Incident {
+            env: probe.labels.get("env").filter(|e| !e.is_empty()).cloned(),
+            probe: Some(probe.name.clone()),
+            summary,
+            total_probes: 1,
+            services,
+            ..Incident::opening(id, kind, &service, severity, now_ms)
+        }
+    }
+
+    /// An open incident of `kind` about `service`, opened and started `now_ms`, with
+    /// nothing else known yet.
+    pub(super) fn opening(
+        id: u64,
+        kind: IncidentKind,
+        service: &str,
+        severity: Severity,
+        now_ms: i64,
+    ) -> Self {
         Incident {
             id,
             kind,
             state: IncidentState::Open,
-            service: if services.is_empty() {
-                "unknown".into()
-            } else {
-                services.join(",")
-            },
-            env: probe.labels.get("env").filter(|e| !e.is_empty()).cloned(),
+            service: service.to_string(),
+            env: None,
             check: None,
-            probe: Some(probe.name.clone()),
+            probe: None,
             severity,
-            summary,
+            summary: String::new(),
             started_at_ms: now_ms,
             opened_at_ms: now_ms,
             resolved_at_ms: None,
             failing: Vec::new(),
-            total_probes: 1,
-            services,
+            total_probes: 0,
+            services: Vec::new(),
             notified: false,
             notifications_queued: None,
             last_notified_ms: None,
             silenced_by: None,
             history: Vec::new(),
+            drift: None,
         }
     }
 
@@ -314,6 +325,11 @@ impl Incident {
                 format!("probe\0{}", self.probe.clone().unwrap_or_default())
             }
             IncidentKind::ClockSkew => clock_skew_key(self.probe.as_deref().unwrap_or_default()),
+            IncidentKind::VersionDrift => drift_key(
+                &self.service,
+                self.env.as_deref(),
+                self.probe.as_deref().unwrap_or_default(),
+            ),
         }
     }
 
@@ -369,7 +385,7 @@ impl Incident {
         let mut fields = BTreeMap::new();
         let probes: Vec<&str> = match self.kind {
             IncidentKind::Check => self.failing.iter().map(|f| f.probe.as_str()).collect(),
-            IncidentKind::ProbeSilent | IncidentKind::ClockSkew => {
+            IncidentKind::ProbeSilent | IncidentKind::ClockSkew | IncidentKind::VersionDrift => {
                 self.probe.iter().map(String::as_str).collect()
             }
         };
@@ -397,6 +413,14 @@ impl Incident {
         }
         if let Some(deploy) = &context.last_deploy {
             fields.insert(field::LAST_DEPLOY.to_string(), deploy.clone());
+        }
+        if let Some(drift) = &self.drift {
+            fields.insert(field::VERSION.to_string(), drift.version.clone());
+            fields.insert(
+                field::DEPLOYED_VERSION.to_string(),
+                drift.deployed_version.clone(),
+            );
+            fields.insert(field::DEPLOY_ID.to_string(), drift.deploy_id.clone());
         }
         if kind == EventKind::Resolved {
             fields.insert(
@@ -460,6 +484,7 @@ impl Incident {
                     lines.push(format!("it checks {}", self.services.join(", ")));
                 }
             }
+            IncidentKind::VersionDrift => lines.extend(self.drift.iter().flat_map(drift_details)),
         }
         lines
     }

@@ -7,6 +7,8 @@
 //! On an HA standby ([`standby`]) direct channels send only while the primary is down.
 //! Each delivery's clock reading goes to [`Alerting::observe_receipt`] ([`skew`]): clock
 //! offset, delivery lag and `clock_skew` incidents.
+//! The deploy watcher reports versions drifting from a passed deploy ([`drift`]:
+//! `version_drift` incidents).
 //! A once-a-second [`Alerting::tick`] opens probe-silence incidents, sends reminders
 //! (`repeat_interval`) and notifications held back by silences that ended; the outbox
 //! worker delivers and retries. [`api`] serves incidents and silences.
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod channel;
 pub mod config;
+pub mod drift;
 pub mod evaluator;
 pub mod freshness;
 pub mod incident;
@@ -78,6 +81,12 @@ pub mod field {
     pub const RESOLVES: &str = "resolves";
     /// The service's last deploy, when the deploy watcher knows it.
     pub const LAST_DEPLOY: &str = "last_deploy";
+    /// Version drift: the version the probe reports.
+    pub const VERSION: &str = "version";
+    /// Version drift: the version the passed deploy established.
+    pub const DEPLOYED_VERSION: &str = "deployed_version";
+    /// Version drift: the passed deploy.
+    pub const DEPLOY_ID: &str = "deploy_id";
 }
 
 /// The incident history line for an opening queued to `count` channels.
@@ -409,6 +418,7 @@ impl Alerting {
         let mut state = self.lock();
         let mut changes = Changes::default();
         self.open_silent_probes(&mut state, now_ms, &mut changes);
+        self.resolve_drift_of_gone_probes(&mut state, now_ms, &mut changes);
         let repeat = self.settings.repeat_interval.0.as_millis() as i64;
         for incident in state.open.values_mut() {
             let event = self.opening_event(incident, false);
@@ -546,6 +556,7 @@ impl Alerting {
                     | EventKind::Resolved
                     | EventKind::ProbeSilent
                     | EventKind::ClockSkew
+                    | EventKind::VersionDrift
             );
         let not_before = if waits {
             now_ms + self.settings.group_wait.0.as_millis() as i64
@@ -791,7 +802,10 @@ impl EventRefresh for Alerting {
     fn refresh(&self, event: &Event) -> Option<Event> {
         if !matches!(
             event.kind,
-            EventKind::Incident | EventKind::ProbeSilent | EventKind::ClockSkew
+            EventKind::Incident
+                | EventKind::ProbeSilent
+                | EventKind::ClockSkew
+                | EventKind::VersionDrift
         ) {
             return None;
         }
@@ -817,6 +831,10 @@ impl EventSink for Alerting {
 
     fn wake(&self) {
         self.outbox.wake();
+    }
+
+    fn version_drift(&self, changes: &[drift::DriftChange], now_ms: i64) {
+        Alerting::version_drift(self, changes, now_ms);
     }
 }
 

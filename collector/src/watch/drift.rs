@@ -1,22 +1,24 @@
 //! Version drift outside watch windows: after a deploy of a service and environment
 //! passed, a probe of that service reporting another version for longer than
 //! `rollout_grace` (a blue/green colour reverted to an old image, a host that was never
-//! upgraded) raises one `version_drift` event, routable like any other.
+//! upgraded) opens a `version_drift` incident, routable like any other
+//! ([`crate::alerting::drift`] keeps the incidents).
 //!
 //! [`DriftWatch`] keeps, in memory, the version that passed per (service, environment)
-//! and per probe since when it reports another one. It notifies a drift once; the probe
-//! reporting the passed version again clears it (a later drift notifies again). A new
-//! deploy of the service stops drift judging until its own window passes.
+//! and per probe since when it reports another one, and turns results into
+//! [`DriftChange`]s: `Drifting` for every result past the grace (alerting opens the
+//! incident once), `Back` when the probe reports the passed version again (once after a
+//! drift, and once per probe after a restart so an incident left open is resolved). A new
+//! deploy of the service stops drift judging until its own window passes
+//! ([`DriftWatch::set`]; the watcher reports it as `Superseded`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use postflight_probe::report::CheckResult;
-use postflight_probe::units::format_duration;
 
-use crate::event::{Event, EventKind, Severity};
-use crate::timefmt::rfc3339;
+use crate::alerting::drift::{DriftChange, VersionDrift};
 use crate::watch::evaluate::same_version;
 
 /// The version a passed deploy established.
@@ -32,7 +34,6 @@ pub struct Established {
 struct Drifting {
     version: String,
     since_ms: i64,
-    notified: bool,
 }
 
 /// (service, environment of the deploy).
@@ -45,6 +46,9 @@ struct State {
     established: HashMap<Key, Option<Established>>,
     /// Per service, environment and probe.
     drifting: HashMap<(Key, String), Drifting>,
+    /// Probes whose return to the established version was reported since the collector
+    /// started or since their last drift.
+    settled: HashSet<(Key, String)>,
 }
 
 /// The drift detector, shared by ingest and the watcher.
@@ -74,12 +78,13 @@ impl DriftWatch {
         let key = (service.to_string(), env.map(String::from));
         let mut state = self.state();
         state.drifting.retain(|(k, _), _| *k != key);
+        state.settled.retain(|(k, _)| *k != key);
         state.established.insert(key, established);
     }
 
     /// Fold in results from `probe` (with `env` label) received at `received_ms`;
     /// `lookup` loads what a (service, env) established when not known yet. Returns the
-    /// `version_drift` events due.
+    /// changes for alerting, at most one per (service, environment).
     pub fn observe(
         &self,
         probe: &str,
@@ -87,8 +92,8 @@ impl DriftWatch {
         results: &[CheckResult],
         received_ms: i64,
         lookup: impl Fn(&str, Option<&str>) -> Option<Established>,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
+    ) -> Vec<DriftChange> {
+        let mut changes: BTreeMap<Key, DriftChange> = BTreeMap::new();
         let mut state = self.state();
         for result in results {
             let Some(version) = result.facts.version.as_deref() else {
@@ -107,83 +112,57 @@ impl DriftWatch {
                 let Some(established) = established else {
                     continue;
                 };
-                let slot = (key, probe.to_string());
-                if same_version(version, &established.version) {
-                    state.drifting.remove(&slot);
-                    continue;
-                }
-                let drifting = state.drifting.entry(slot.clone()).or_insert(Drifting {
-                    version: version.to_string(),
-                    since_ms: at_ms,
-                    notified: false,
-                });
-                if drifting.version != version {
-                    *drifting = Drifting {
-                        version: version.to_string(),
-                        since_ms: at_ms,
-                        notified: false,
-                    };
-                }
-                if !drifting.notified && at_ms.saturating_sub(drifting.since_ms) >= self.grace_ms {
-                    drifting.notified = true;
-                    events.push(drift_event(&slot.0, probe, &established, drifting, at_ms));
+                let slot = (key.clone(), probe.to_string());
+                if let Some(change) = self.fold(&mut state, slot, &established, version, at_ms) {
+                    changes.insert(key, change);
                 }
             }
         }
-        events
+        changes.into_values().collect()
     }
-}
 
-fn drift_event(
-    key: &Key,
-    probe: &str,
-    established: &Established,
-    drifting: &Drifting,
-    now_ms: i64,
-) -> Event {
-    let (service, env) = key;
-    let place = env.as_ref().map(|e| format!(" in {e}")).unwrap_or_default();
-    let lasted =
-        Duration::from_millis(now_ms.saturating_sub(drifting.since_ms).max(0) as u64 / 1000 * 1000);
-    let mut fields = std::collections::BTreeMap::new();
-    fields.insert(
-        crate::alerting::field::PROBES.to_string(),
-        probe.to_string(),
-    );
-    fields.insert("version".into(), drifting.version.clone());
-    fields.insert("deployed_version".into(), established.version.clone());
-    fields.insert("deploy_id".into(), established.deploy_id.clone());
-    Event {
-        id: format!(
-            "drift-{}-{probe}-{}",
-            established.deploy_id, drifting.since_ms
-        ),
-        kind: EventKind::VersionDrift,
-        severity: Severity::Warning,
-        service: service.clone(),
-        env: env.clone(),
-        check: None,
-        summary: format!(
-            "{service}{place}: {probe} reports {} instead of {} (passed in {})",
-            drifting.version, established.version, established.deploy_id
-        ),
-        details: vec![
-            format!(
-                "{probe} has reported {} since {} ({}, longer than the rollout grace)",
-                drifting.version,
-                rfc3339(drifting.since_ms),
-                format_duration(lasted)
-            ),
-            format!(
-                "{} {} passed its watch window in {}; a reverted colour or a host that was never upgraded?",
-                service, established.version, established.deploy_id
-            ),
-        ],
-        fields,
-        started_at_ms: drifting.since_ms,
-        ended_at_ms: None,
-        reminder: false,
-        link: None,
+    /// One version report of a probe against what its (service, env) established.
+    fn fold(
+        &self,
+        state: &mut State,
+        slot: (Key, String),
+        established: &Established,
+        version: &str,
+        at_ms: i64,
+    ) -> Option<DriftChange> {
+        let ((service, env), probe) = &slot;
+        if same_version(version, &established.version) {
+            let was_drifting = state.drifting.remove(&slot).is_some();
+            let first = state.settled.insert(slot.clone());
+            return (was_drifting || first).then(|| DriftChange::Back {
+                service: service.clone(),
+                env: env.clone(),
+                probe: probe.clone(),
+                version: version.to_string(),
+            });
+        }
+        state.settled.remove(&slot);
+        let drifting = state.drifting.entry(slot.clone()).or_insert(Drifting {
+            version: version.to_string(),
+            since_ms: at_ms,
+        });
+        if drifting.version != version {
+            *drifting = Drifting {
+                version: version.to_string(),
+                since_ms: at_ms,
+            };
+        }
+        (at_ms.saturating_sub(drifting.since_ms) >= self.grace_ms).then(|| {
+            DriftChange::Drifting(VersionDrift {
+                service: service.clone(),
+                env: env.clone(),
+                probe: probe.clone(),
+                version: drifting.version.clone(),
+                deployed_version: established.version.clone(),
+                deploy_id: established.deploy_id.clone(),
+                since_ms: drifting.since_ms,
+            })
+        })
     }
 }
 
@@ -219,8 +198,18 @@ mod tests {
         })
     }
 
+    fn drifting(changes: &[DriftChange]) -> Vec<&VersionDrift> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                DriftChange::Drifting(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn another_version_longer_than_the_grace_notifies_once() {
+    fn another_version_longer_than_the_grace_is_drifting_until_it_is_back() {
         let drift = DriftWatch::new(Duration::from_secs(120));
         let lookup = |_: &str, env: Option<&str>| if env == Some("prod") { passed() } else { None };
         let at = |ms| vec![version(ms, "1.4.1")];
@@ -234,33 +223,64 @@ mod tests {
                 .observe("blue", Some("prod"), &at(119_000), 119_000, lookup)
                 .is_empty()
         );
-        let events = drift.observe("blue", Some("prod"), &at(120_000), 120_000, lookup);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].kind, EventKind::VersionDrift);
-        assert_eq!(
-            events[0].summary,
-            "recall-api in prod: blue reports 1.4.1 instead of 1.4.2 (passed in d-3)"
-        );
-        assert_eq!(events[0].fields["deployed_version"], "1.4.2");
-        assert!(
-            drift
-                .observe("blue", Some("prod"), &at(200_000), 200_000, lookup)
-                .is_empty()
-        );
-        // Back on the passed version, then drifting again: a new event.
-        drift.observe(
+        let changes = drift.observe("blue", Some("prod"), &at(120_000), 120_000, lookup);
+        let found = drifting(&changes);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].since_ms, 0);
+        assert_eq!(found[0].deployed_version, "1.4.2");
+        assert_eq!(found[0].env.as_deref(), Some("prod"));
+        // Still drifting: said again (alerting keeps one incident).
+        let again = drift.observe("blue", Some("prod"), &at(200_000), 200_000, lookup);
+        assert_eq!(drifting(&again).len(), 1);
+        // Back on the passed version: once.
+        let back = drift.observe(
             "blue",
             Some("prod"),
             &[version(210_000, "v1.4.2")],
             210_000,
             lookup,
         );
-        drift.observe("blue", Some("prod"), &at(220_000), 220_000, lookup);
         assert_eq!(
+            back,
+            vec![DriftChange::Back {
+                service: "recall-api".into(),
+                env: Some("prod".into()),
+                probe: "blue".into(),
+                version: "v1.4.2".into(),
+            }]
+        );
+        assert!(
             drift
-                .observe("blue", Some("prod"), &at(340_000), 340_000, lookup)
-                .len(),
-            1
+                .observe(
+                    "blue",
+                    Some("prod"),
+                    &[version(215_000, "1.4.2")],
+                    215_000,
+                    lookup
+                )
+                .is_empty()
+        );
+        // Drifting anew: the grace counts from the new start.
+        drift.observe("blue", Some("prod"), &at(220_000), 220_000, lookup);
+        assert!(
+            drifting(&drift.observe("blue", Some("prod"), &at(339_000), 339_000, lookup))
+                .is_empty()
+        );
+        let anew = drift.observe("blue", Some("prod"), &at(340_000), 340_000, lookup);
+        assert_eq!(drifting(&anew)[0].since_ms, 220_000);
+    }
+
+    #[test]
+    fn the_first_report_of_the_passed_version_is_back_once() {
+        // After a restart an incident may still be open: the first report resolves it.
+        let drift = DriftWatch::new(Duration::from_secs(120));
+        let lookup = |_: &str, _: Option<&str>| passed();
+        let first = drift.observe("blue", None, &[version(0, "1.4.2")], 0, lookup);
+        assert!(matches!(first.as_slice(), [DriftChange::Back { .. }]));
+        assert!(
+            drift
+                .observe("blue", None, &[version(1, "1.4.2")], 1, lookup)
+                .is_empty()
         );
     }
 
@@ -269,8 +289,8 @@ mod tests {
         let drift = DriftWatch::new(Duration::from_secs(120));
         let lookup = |_: &str, _: Option<&str>| passed();
         drift.observe("blue", None, &[version(0, "1.4.1")], 0, lookup);
-        let events = drift.observe("blue", None, &[version(500_000, "1.4.1")], 10_000, lookup);
-        assert!(events.is_empty());
+        let changes = drift.observe("blue", None, &[version(500_000, "1.4.1")], 10_000, lookup);
+        assert!(changes.is_empty());
     }
 
     #[test]
@@ -278,9 +298,11 @@ mod tests {
         let drift = DriftWatch::new(Duration::ZERO);
         drift.set("recall-api", Some("prod"), None);
         let lookup = |_: &str, _: Option<&str>| passed();
-        let events = drift.observe("blue", Some("prod"), &[version(5, "1.0")], 5, lookup);
+        let changes = drift.observe("blue", Some("prod"), &[version(5, "1.0")], 5, lookup);
         // A deploy without an environment covers every probe.
-        assert_eq!(events.len(), 1);
+        let found = drifting(&changes);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].env, None);
         drift.set("recall-api", None, None);
         assert!(
             drift

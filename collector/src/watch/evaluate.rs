@@ -4,12 +4,15 @@
 //! checked is also a row of the verdict's [`Explanation`] table.
 //!
 //! Rules (thresholds from `[watch]`):
-//! - **hard failure**: a check that always passed in the baseline fails
-//!   `window_failures` times on a probe, decided at once. "Always passed": at least
-//!   `baseline_pass_ratio` of its baseline results passed, and the baseline is long
-//!   enough to show it — the exact binomial test rejects "its pass rate is at most
-//!   1 − `pass_rate_min_drop`" at `confidence` (44 clean results with the defaults; a
-//!   check passing 90% of the time passes 30 in a row 4% of the time);
+//! - **hard failure**: a check that (almost) never failed in the baseline fails
+//!   `window_failures` times on a probe, decided at once. It applies when at least
+//!   `baseline_pass_ratio` of its baseline results passed, the baseline is long enough
+//!   to show it (the exact binomial test rejects "its pass rate is at most
+//!   1 − `pass_rate_min_drop`" at `confidence`: 44 clean results with the defaults; a
+//!   check passing 90% of the time passes 30 in a row 4% of the time), and failing
+//!   `window_failures` times on a probe during the window is unusual at its baseline
+//!   failure rate ([`usual_failures`] < α). A check failing now and then at its usual
+//!   rate is left to the pass-rate rule (its row says so);
 //! - **newly failing** native, env or command check: as above, or failing on a probe
 //!   where its last run before the deploy passed;
 //! - **without baseline** (first deploy): any check failing `window_failures` times on a
@@ -31,7 +34,7 @@ use crate::timefmt::rfc3339;
 use crate::watch::baseline::{Baseline, CheckBaseline};
 use crate::watch::explain::{Comparison, Explanation, Rule, RuleCheck, RuleOutcome, Side};
 use crate::watch::judge::{Stage, statistical_rules};
-use crate::watch::stats::{PassCount, always_passes};
+use crate::watch::stats::{PassCount, always_passes, usual_failures};
 use crate::watch::window::{CheckWindow, FailureSample, WindowObservations};
 use crate::watch::{SilentProbe, WatchSection};
 
@@ -85,6 +88,8 @@ impl Default for Thresholds {
 pub struct Subject<'a> {
     pub version: &'a str,
     pub deployed_at_ms: i64,
+    /// The window's length (the hard rule weighs a check's usual failures over it).
+    pub window_ms: i64,
 }
 
 /// What regressed, with the figures that show it.
@@ -296,7 +301,7 @@ pub fn judge(
 ) -> Judgement {
     let mut judgement = Judgement::default();
     for (name, check) in &window.checks {
-        let (evidence, row) = failing_check(name, check, baseline, thresholds);
+        let (evidence, row) = failing_check(name, check, baseline, subject, thresholds);
         judgement.evidence.extend(evidence);
         judgement.rules.extend(row);
     }
@@ -407,25 +412,121 @@ fn is_host_kind(kind: CheckKind) -> bool {
     )
 }
 
+/// Whether the hard rule applies to one check, with the figures of its row.
+struct HardRule {
+    /// The check (almost) never failed in the baseline, so a failure is news.
+    armed: bool,
+    /// The larger p of the two tests arming the rule (see [`hard_rule`]).
+    p_value: f64,
+    /// Why a check that mostly passed is left to the pass-rate rule.
+    note: Option<String>,
+    ratio: f64,
+    results: u64,
+}
+
+/// Does a check qualify for the hard rule? It must have passed at least
+/// `baseline_pass_ratio` of its baseline results, over a baseline long enough to show it
+/// (the exact binomial test rejects "its pass rate is at most 1 − `pass_rate_min_drop`"
+/// at `confidence`), and failing `window_failures` times on a probe during the window
+/// must be unusual at its baseline failure rate (under α, see
+/// [`usual_failures`]). A check that fails now and then at its usual rate is judged by
+/// the pass-rate rule instead. `None` when it does not come near qualifying.
+fn hard_rule(
+    name: &str,
+    before: Option<&CheckBaseline>,
+    baseline: &Baseline,
+    subject: Subject<'_>,
+    thresholds: &Thresholds,
+) -> Option<HardRule> {
+    let before = before?;
+    let ratio = before.pass_ratio();
+    let (passes, results) = before.totals();
+    let long_enough = always_passes(
+        PassCount {
+            passed: passes,
+            results,
+        },
+        1.0 - thresholds.pass_rate_min_drop,
+    );
+    if results == 0 || ratio < thresholds.baseline_pass_ratio || long_enough >= thresholds.alpha() {
+        return None;
+    }
+    let probes = before.probes.len().max(1) as u64;
+    let period_ms = baseline.to_ms.saturating_sub(baseline.from_ms);
+    let per_probe = results as f64 / probes as f64;
+    let runs = if period_ms > 0 && subject.window_ms > 0 {
+        (per_probe * subject.window_ms as f64 / period_ms as f64).ceil()
+    } else {
+        per_probe.ceil()
+    } as u64;
+    let k = thresholds.window_failures;
+    let usual = usual_failures(1.0 - ratio, runs, k, probes);
+    let armed = usual < thresholds.alpha();
+    let note = (!armed).then(|| {
+        format!(
+            "{name} failed {} of {results} baseline results: at that rate {k} failure{} on a \
+             probe in about {runs} runs is usual (p={}), so the pass_rate rule judges it",
+            results - passes,
+            if k == 1 { "" } else { "s" },
+            crate::watch::explain::p_value(usual)
+        )
+    });
+    Some(HardRule {
+        armed,
+        p_value: long_enough.max(usual),
+        note,
+        ratio,
+        results,
+    })
+}
+
+/// The hard rule's row of the explanation table.
+fn hard_rule_row(
+    name: &str,
+    rule: &HardRule,
+    before: Option<&CheckBaseline>,
+    check: &CheckWindow,
+    window_failures: u64,
+) -> RuleCheck {
+    let window_results: u64 = check.probes.values().map(|w| w.results()).sum();
+    let failed: u64 = check.probes.values().map(|w| w.failures()).sum();
+    RuleCheck {
+        check: name.to_string(),
+        rule: Rule::HardFailure,
+        compared_with: Comparison::Baseline,
+        baseline: Side {
+            results: rule.results,
+            pass_ratio: Some(rule.ratio),
+            p95_ms: before.map(|b| b.latency_p95_us as f64 / 1000.0),
+        },
+        window: Side {
+            results: window_results,
+            pass_ratio: (window_results > 0)
+                .then(|| window_results.saturating_sub(failed) as f64 / window_results as f64),
+            p95_ms: None,
+        },
+        effect: Some(window_failures as f64),
+        effect_text: format!("{window_failures} failures"),
+        p_value: Some(rule.p_value),
+        outcome: if window_failures > 0 {
+            RuleOutcome::Regressed
+        } else {
+            RuleOutcome::Clean
+        },
+        note: rule.note.clone(),
+    }
+}
+
 fn failing_check(
     name: &str,
     check: &CheckWindow,
     baseline: &Baseline,
+    subject: Subject<'_>,
     thresholds: &Thresholds,
 ) -> (Option<Evidence>, Option<RuleCheck>) {
     let before = baseline.checks.get(name);
-    let ratio = before.map_or(0.0, CheckBaseline::pass_ratio);
-    let (baseline_passes, baseline_results) = before.map_or((0, 0), |b| b.totals());
-    let evidence_p = always_passes(
-        PassCount {
-            passed: baseline_passes,
-            results: baseline_results,
-        },
-        1.0 - thresholds.pass_rate_min_drop,
-    );
-    let passed_before = baseline_results > 0
-        && ratio >= thresholds.baseline_pass_ratio
-        && evidence_p < thresholds.alpha();
+    let rule = hard_rule(name, before, baseline, subject, thresholds);
+    let passed_before = rule.as_ref().is_some_and(|r| r.armed);
     let qualifies = |probe: &str| {
         baseline.is_empty()
             || passed_before
@@ -438,37 +539,35 @@ fn failing_check(
         .map(|(probe, w)| (probe, w.failures(), w.last_failure.as_ref()))
         .collect();
     let window_failures: u64 = failing.iter().map(|(_, n, _)| n).sum();
-    let window_results: u64 = check.probes.values().map(|w| w.results()).sum();
-    let row = passed_before.then(|| RuleCheck {
-        check: name.to_string(),
-        rule: Rule::HardFailure,
-        compared_with: Comparison::Baseline,
-        baseline: Side {
-            results: baseline_results,
-            pass_ratio: Some(ratio),
-            p95_ms: before.map(|b| b.latency_p95_us as f64 / 1000.0),
-        },
-        window: Side {
-            results: window_results,
-            pass_ratio: (window_results > 0).then(|| {
-                let failed: u64 = check.probes.values().map(|w| w.failures()).sum();
-                (window_results - failed) as f64 / window_results as f64
-            }),
-            p95_ms: None,
-        },
-        effect: Some(window_failures as f64),
-        effect_text: format!("{window_failures} failures"),
-        p_value: Some(evidence_p),
-        outcome: if failing.is_empty() {
-            RuleOutcome::Clean
-        } else {
-            RuleOutcome::Regressed
-        },
-        note: None,
+    let row = rule.as_ref().map(|r| {
+        hard_rule_row(
+            name,
+            r,
+            before,
+            check,
+            if r.armed { window_failures } else { 0 },
+        )
     });
     if failing.is_empty() {
         return (None, row);
     }
+    let window_results: u64 = check.probes.values().map(|w| w.results()).sum();
+    let evidence = failing_evidence(name, check, baseline, &failing, window_results);
+    (Some(evidence), row)
+}
+
+/// The evidence of a check failing on `failing` probes (probe, failures, last failure).
+fn failing_evidence(
+    name: &str,
+    check: &CheckWindow,
+    baseline: &Baseline,
+    failing: &[(&String, u64, Option<&FailureSample>)],
+    window_results: u64,
+) -> Evidence {
+    let before = baseline.checks.get(name);
+    let baseline_results = before.map_or(0, |b| b.totals().1);
+    let ratio = before.map_or(0.0, CheckBaseline::pass_ratio);
+    let window_failures: u64 = failing.iter().map(|(_, n, _)| n).sum();
     let probes: Vec<String> = failing.iter().map(|(p, _, _)| (*p).clone()).collect();
     let brief = failing
         .iter()
@@ -519,14 +618,13 @@ fn failing_check(
         .take(3)
         .flat_map(|(probe, f)| failure_details(probe, f))
         .collect();
-    let evidence = Evidence {
+    Evidence {
         check: name.to_string(),
         probes,
         finding,
         details,
         summary,
-    };
-    (Some(evidence), row)
+    }
 }
 
 /// The shortest useful description of a failure.
@@ -643,6 +741,7 @@ mod tests {
         Subject {
             version: "1.4.2",
             deployed_at_ms: DEPLOYED,
+            window_ms: 15 * 60_000,
         }
     }
 

@@ -37,7 +37,7 @@ impl Comparison {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
-    /// A check that always passed in the baseline fails `window_failures` times.
+    /// A check that (almost) never failed in the baseline fails `window_failures` times.
     HardFailure,
     /// The pass rate dropped (Fisher's exact test and a minimum drop).
     PassRate,
@@ -107,8 +107,9 @@ pub struct RuleCheck {
     pub effect: Option<f64>,
     /// The effect for people: `-50.0 points`, `2.1x (+42ms)`, `3 failures`.
     pub effect_text: String,
-    /// One-sided p-value of the rule's test (for the hard rule: of "the baseline pass
-    /// rate is at most 1 − min drop", the evidence that the check always passes).
+    /// One-sided p-value of the rule's test (for the hard rule: the larger of "the
+    /// baseline pass rate is at most 1 − min drop" and "failing `window_failures` times
+    /// is usual at the baseline's rate"; below α the rule applies).
     #[serde(default)]
     pub p_value: Option<f64>,
     pub outcome: RuleOutcome,

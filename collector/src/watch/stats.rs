@@ -6,6 +6,8 @@
 //!   the baseline given the failures of both sides"; exact at any sample size;
 //! - [`always_passes`]: the exact binomial test that a baseline's pass rate is above a
 //!   floor (is "it always passed" evidence, or luck of a short baseline?);
+//! - [`usual_failures`]: the binomial chance that a check failing at its baseline rate
+//!   fails `k` times on some probe during a window anyway (is a failure news?);
 //! - [`latency_increase`]: the Mann–Whitney U (rank-sum) test that window latencies are
 //!   stochastically larger than baseline ones, with the normal approximation, the tie
 //!   correction of its variance and a continuity correction.
@@ -73,6 +75,24 @@ pub fn always_passes(baseline: PassCount, floor: f64) -> f64 {
             .sf(passed.min(baseline.results) - 1)
             .clamp(0.0, 1.0),
     }
+}
+
+/// The chance that a check failing a share `failure_ratio` of the time fails at least
+/// `failures` times on at least one of `probes` probes that each run it `runs` times
+/// (exact binomial): how usual the hard rule's trigger is at the baseline's own rate.
+pub fn usual_failures(failure_ratio: f64, runs: u64, failures: u64, probes: u64) -> f64 {
+    if failures == 0 {
+        return 1.0;
+    }
+    if failure_ratio <= 0.0 || runs < failures || probes == 0 {
+        return 0.0;
+    }
+    let Ok(binomial) = Binomial::new(failure_ratio.min(1.0), runs) else {
+        return 1.0;
+    };
+    // P(X >= failures) = P(X > failures - 1) on one probe; probes are independent.
+    let one = binomial.sf(failures - 1).clamp(0.0, 1.0);
+    (1.0 - (1.0 - one).powf(probes as f64)).clamp(0.0, 1.0)
 }
 
 /// One-sided p-value that `window` latencies are larger than `baseline` ones
@@ -158,6 +178,19 @@ mod tests {
         assert!((short - 0.9f64.powi(30)).abs() < 1e-9, "{short}");
         assert!(always_passes(count(360, 360), 0.9) < 1e-10);
         assert_eq!(always_passes(count(0, 10), 0.9), 1.0);
+    }
+
+    #[test]
+    fn failures_at_the_usual_rate_are_usual() {
+        // A check failing 2.2% of the time fails at least once in 90 runs 86% of the time.
+        let usual = usual_failures(0.022, 90, 1, 1);
+        assert!((usual - (1.0 - 0.978f64.powi(90))).abs() < 1e-9, "{usual}");
+        // On one of three probes: 1 - (1 - p)^3.
+        let one = usual_failures(0.01, 30, 2, 1);
+        let three = usual_failures(0.01, 30, 2, 3);
+        assert!((three - (1.0 - (1.0 - one).powi(3))).abs() < 1e-12);
+        assert_eq!(usual_failures(0.0, 90, 1, 10), 0.0);
+        assert_eq!(usual_failures(0.5, 1, 2, 1), 0.0);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use sled::transaction::{
 use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
+use crate::alerting::drift::DriftChange;
 use crate::auth::Operator;
 use crate::clock::Clock;
 use crate::event::{Event, EventSink};
@@ -275,7 +276,16 @@ impl Watcher {
             window: Default::default(),
         };
         self.drift.set(&deploy.service, deploy.env.as_deref(), None);
-        self.start_watching(number, deploy, state)
+        let created = self.start_watching(number, deploy, state)?;
+        if let Some(sink) = &self.sink {
+            let superseded = DriftChange::Superseded {
+                service: created.service.clone(),
+                env: created.env.clone(),
+                deploy_id: created.id.clone(),
+            };
+            sink.version_drift(&[superseded], now);
+        }
+        Ok(created)
     }
 
     fn start_watching(
@@ -464,22 +474,19 @@ impl Watcher {
             // Committed verdicts leave the watch even when another one failed to commit.
             active.retain(|_, a| !regressed.iter().any(|d| d.id == a.deploy.id));
         }
-        if let Err(error) = self.notice_drift(batch, probe_env, received_ms) {
-            failure = Some(error);
-        }
+        self.notice_drift(batch, probe_env, received_ms);
         match failure {
             Some(error) => Err(error),
             None => Ok(regressed),
         }
     }
 
-    /// Notify `version_drift` for the batch's results that drifted from a passed deploy.
-    fn notice_drift(
-        &self,
-        batch: &ReportBatch,
-        probe_env: Option<&str>,
-        received_ms: i64,
-    ) -> Result<(), WatchError> {
+    /// Tell alerting about the batch's results that drifted from a passed deploy (or
+    /// came back to it): it opens and resolves the `version_drift` incidents.
+    fn notice_drift(&self, batch: &ReportBatch, probe_env: Option<&str>, received_ms: i64) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
         let lookup = |service: &str, env: Option<&str>| -> Option<Established> {
             let deploys = self.trees.for_service(service).ok()?;
             let latest = deploys.into_iter().find(|d| d.env.as_deref() == env)?;
@@ -488,28 +495,17 @@ impl Watcher {
                 version: latest.version,
             })
         };
-        let events =
+        let changes =
             self.drift
                 .observe(&batch.probe, probe_env, &batch.results, received_ms, lookup);
-        for event in &events {
-            tracing::warn!(service = %event.service, probe = %batch.probe, summary = %event.summary, "version drift");
-            let mut event = event.clone();
-            event.link = self.public_url.as_ref().map(|base| {
-                format!(
-                    "{}/api/v1/services/{}/deploys",
-                    base.trim_end_matches('/'),
-                    event.service
-                )
-            });
-            self.commit(&Writes::default(), Some(&event))?;
-        }
-        Ok(())
+        sink.version_drift(&changes, received_ms);
     }
 
     fn judge(&self, entry: &Active, stage: Stage<'_>) -> Judgement {
         let subject = Subject {
             version: &entry.deploy.version,
             deployed_at_ms: entry.deploy.deployed_at_ms,
+            window_ms: entry.deploy.window_ms,
         };
         judge(
             &entry.state.baseline,

@@ -5,6 +5,7 @@
 mod alertmanager;
 mod api;
 mod channels;
+mod drift;
 mod email;
 mod freshness;
 mod incidents;

@@ -4,8 +4,8 @@
 //! from two collectors).
 //!
 //! Labels: `alertname` (`PostflightCheckFailing`, `PostflightProbeSilent`, `PostflightClockSkew`,
-//! `PostflightDeployRegressed`), `service`, `check`, `env`, `probe` (probe silence),
-//! `severity`. Annotations: `summary`, `description`, `incident` (the id), `link`.
+//! `PostflightDeployRegressed`, `PostflightVersionDrift`), `service`, `check`, `env`, `probe`
+//! (probe silence, clock skew, version drift), `severity`. Annotations: `summary`, `description`, `incident` (the id), `link`.
 //! A firing alert has `endsAt` four resend intervals ahead and is re-sent every
 //! `resend_interval` (default 1m) while it fires, so Alertmanager lets it lapse if the
 //! collector dies; a resolution is sent with `endsAt` = the resolve time and re-sent for
@@ -427,6 +427,7 @@ fn is_firing(kind: EventKind) -> bool {
             | EventKind::ProbeSilent
             | EventKind::ClockSkew
             | EventKind::DeployRegressed
+            | EventKind::VersionDrift
     )
 }
 
@@ -462,7 +463,7 @@ pub fn labels(event: &Event) -> BTreeMap<String, String> {
     }
     if matches!(
         alertname(event),
-        "PostflightProbeSilent" | "PostflightClockSkew"
+        "PostflightProbeSilent" | "PostflightClockSkew" | "PostflightVersionDrift"
     ) && let Some(probe) = event.fields.get(field::PROBES)
     {
         labels.insert("probe".to_string(), probe.clone());

@@ -1,0 +1,232 @@
+//! `version_drift` incidents: after a deploy of a service passed its watch window, a
+//! probe of that service and environment reporting another version for longer than
+//! `watch.rollout_grace` (a blue/green colour reverted to an old image, a host that was
+//! never upgraded). The deploy watcher ([`crate::watch::drift`]) sees the versions and
+//! hands alerting a [`DriftChange`]; alerting opens, keeps or resolves one incident per
+//! (service, environment, probe) and notifies through the routes and the outbox like any
+//! other incident (route it with `event = "version_drift"`).
+//!
+//! The incident resolves when the probe reports the deployed version again, when a new
+//! deploy of the service starts (its window judges the versions from then on), or when
+//! the probe is gone (silent or retired): nothing runs another version there any more
+//! that anyone can see.
+
+use serde::{Deserialize, Serialize};
+
+use crate::timefmt::rfc3339;
+
+use super::freshness::ProbeFreshness;
+use super::incident::{Incident, IncidentKind};
+use super::{AlertState, Alerting, Changes};
+
+/// One probe reporting another version than the one a passed deploy established.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionDrift {
+    pub service: String,
+    /// The passed deploy's environment (`None`: every environment).
+    #[serde(default)]
+    pub env: Option<String>,
+    pub probe: String,
+    /// The version the probe reports, as it reported it.
+    pub version: String,
+    /// The version the passed deploy established.
+    pub deployed_version: String,
+    /// The passed deploy (`d-<n>`).
+    pub deploy_id: String,
+    /// Since when the probe reports `version`, unix ms (on the collector's clock).
+    pub since_ms: i64,
+}
+
+/// What the deploy watcher tells alerting about versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftChange {
+    /// The probe has reported another version for longer than the rollout grace.
+    Drifting(VersionDrift),
+    /// The probe reports the deployed version again.
+    Back {
+        service: String,
+        env: Option<String>,
+        probe: String,
+        version: String,
+    },
+    /// A new deploy of the service in `env` started: its window judges versions now.
+    Superseded {
+        service: String,
+        env: Option<String>,
+        deploy_id: String,
+    },
+}
+
+/// Key of the `version_drift` incident of one probe of a service and environment.
+pub fn drift_key(service: &str, env: Option<&str>, probe: &str) -> String {
+    format!("drift\0{service}\0{}\0{probe}", env.unwrap_or_default())
+}
+
+impl Incident {
+    /// A new incident for a probe on another version than the passed one.
+    pub fn for_version_drift(
+        id: u64,
+        drift: &VersionDrift,
+        severity: crate::event::Severity,
+        now_ms: i64,
+    ) -> Self {
+        let kind = IncidentKind::VersionDrift;
+        let mut incident = Incident {
+            env: drift.env.clone(),
+            probe: Some(drift.probe.clone()),
+            summary: drift_summary(drift),
+            started_at_ms: drift.since_ms,
+            total_probes: 1,
+            drift: Some(drift.clone()),
+            ..Incident::opening(id, kind, &drift.service, severity, now_ms)
+        };
+        incident.note(now_ms, format!("opened: {}", incident.summary));
+        incident
+    }
+}
+
+/// `recall-api in prod: web-2 reports 1.4.0 instead of 1.4.1 (passed in d-1)`.
+fn drift_summary(drift: &VersionDrift) -> String {
+    let place = drift
+        .env
+        .as_ref()
+        .map(|e| format!(" in {e}"))
+        .unwrap_or_default();
+    format!(
+        "{}{place}: {} reports {} instead of {} (passed in {})",
+        drift.service, drift.probe, drift.version, drift.deployed_version, drift.deploy_id
+    )
+}
+
+/// The detail lines of a drift incident's notifications.
+pub fn drift_details(drift: &VersionDrift) -> Vec<String> {
+    vec![
+        format!(
+            "{} has reported {} since {} (longer than the rollout grace)",
+            drift.probe,
+            drift.version,
+            rfc3339(drift.since_ms)
+        ),
+        format!(
+            "{} {} passed its watch window in {}; a reverted colour or a host that was never upgraded?",
+            drift.service, drift.deployed_version, drift.deploy_id
+        ),
+    ]
+}
+
+impl Alerting {
+    /// Open, keep or resolve `version_drift` incidents for `changes` at `now_ms`.
+    /// Writes: the collector calls it on the storage writer (from ingest or a deploy).
+    pub fn version_drift(&self, changes: &[DriftChange], now_ms: i64) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        let mut writes = Changes::default();
+        for change in changes {
+            match change {
+                DriftChange::Drifting(drift) => {
+                    self.open_drift(&mut state, drift, now_ms, &mut writes)
+                }
+                DriftChange::Back {
+                    service,
+                    env,
+                    probe,
+                    version,
+                } => {
+                    let key = drift_key(service, env.as_deref(), probe);
+                    let why = format!("{probe} reports {version} again");
+                    self.resolve_drift(&mut state, &key, &why, now_ms, &mut writes);
+                }
+                DriftChange::Superseded {
+                    service,
+                    env,
+                    deploy_id,
+                } => {
+                    let keys: Vec<String> = state
+                        .open
+                        .iter()
+                        .filter(|(_, i)| i.kind == IncidentKind::VersionDrift)
+                        .filter(|(_, i)| i.service == *service && i.env == *env)
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    let why = format!("{deploy_id} deploys {service}: its window judges versions");
+                    for key in keys {
+                        self.resolve_drift(&mut state, &key, &why, now_ms, &mut writes);
+                    }
+                }
+            }
+        }
+        self.commit(&mut state, writes);
+    }
+
+    fn open_drift(
+        &self,
+        state: &mut AlertState,
+        drift: &VersionDrift,
+        now_ms: i64,
+        changes: &mut Changes,
+    ) {
+        let key = drift_key(&drift.service, drift.env.as_deref(), &drift.probe);
+        if let Some(open) = state.open.get_mut(&key) {
+            let known = open.drift.as_ref().map(|d| d.version.as_str());
+            if known != Some(drift.version.as_str()) {
+                open.note(
+                    now_ms,
+                    format!("{} now reports {}", drift.probe, drift.version),
+                );
+                open.summary = drift_summary(drift);
+                open.drift = Some(drift.clone());
+                changes.incident(open);
+            }
+            return;
+        }
+        let Some(id) = self.next_id() else { return };
+        let severity = self.settings.version_drift_severity;
+        let mut incident = Incident::for_version_drift(id, drift, severity, now_ms);
+        tracing::warn!(service = %drift.service, probe = %drift.probe, summary = %incident.summary, "version drift");
+        self.notify_opening(&mut incident, now_ms, changes);
+        changes.incident(&incident);
+        state.open.insert(key, incident);
+    }
+
+    fn resolve_drift(
+        &self,
+        state: &mut AlertState,
+        key: &str,
+        why: &str,
+        now_ms: i64,
+        changes: &mut Changes,
+    ) {
+        let Some(mut incident) = state.open.remove(key) else {
+            return;
+        };
+        incident.resolve(now_ms, why);
+        self.notify_resolved(&mut incident, now_ms, changes);
+        changes.incident(&incident);
+    }
+
+    /// Resolve the drift incidents of probes that went silent or were retired.
+    pub(super) fn resolve_drift_of_gone_probes(
+        &self,
+        state: &mut AlertState,
+        now_ms: i64,
+        changes: &mut Changes,
+    ) {
+        let policy = *state.evaluator.policy();
+        let gone: Vec<(String, ProbeFreshness)> = state
+            .open
+            .iter()
+            .filter(|(_, i)| i.kind == IncidentKind::VersionDrift)
+            .filter_map(|(key, incident)| {
+                let probe = state.evaluator.probe(incident.probe.as_deref()?)?;
+                let freshness = policy.freshness(probe, now_ms);
+                (!freshness.is_heard()).then(|| (key.clone(), freshness))
+            })
+            .collect();
+        for (key, freshness) in gone {
+            let why = format!("the probe is gone ({})", freshness.as_str());
+            self.resolve_drift(state, &key, &why, now_ms, changes);
+        }
+    }
+}

@@ -5,6 +5,10 @@
 //! window closes (`Watcher::tick` → `close`). The baseline is snapshotted once when the
 //! deploy is recorded; its build time is printed apart.
 //!
+//! The same service on one probe checking every 24 s (150 baseline and 37 window
+//! results per check) is judged too: there the pass-rate rule uses Boschloo's test,
+//! the costlier one.
+//!
 //! Run: `cargo bench -p postflight-collector --bench verdict_compute` (prints the
 //! figures, the 1-minute load average and whether the 50 ms target is met).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +29,8 @@ use postflight_tests::batch;
 const CHECKS: usize = 50;
 const PROBES: usize = 10;
 const INTERVAL_MS: i64 = 10_000;
+/// The small service: one probe every 24 s (150 + 37 results per check).
+const SMALL: (usize, i64) = (1, 24_000);
 const BASELINE_MS: i64 = 3_600_000;
 const WINDOW_MS: i64 = 900_000;
 const DEPLOYED_AT: i64 = 1_800_000_000_000;
@@ -53,13 +59,20 @@ fn result(c: usize, n: i64, at_ms: i64, version: &str) -> CheckResult {
     }
 }
 
-fn main() {
+/// The baseline and window of the service on `probes` probes.
+fn observations(
+    probes: usize,
+    interval_ms: i64,
+) -> (
+    postflight_collector::watch::baseline::Baseline,
+    WindowObservations,
+) {
     let recent = RecentResults::new(Duration::from_secs(7200), 4096);
     let started = Instant::now();
-    for probe in 0..PROBES {
+    for probe in 0..probes {
         let mut results = Vec::new();
-        for n in 0..BASELINE_MS / INTERVAL_MS {
-            let at = DEPLOYED_AT - BASELINE_MS + n * INTERVAL_MS;
+        for n in 0..BASELINE_MS / interval_ms {
+            let at = DEPLOYED_AT - BASELINE_MS + n * interval_ms;
             results.extend((0..CHECKS).map(|c| result(c, n, at, "1.0.0")));
         }
         recent.record(&batch(&format!("web-{probe}"), 1, results));
@@ -71,23 +84,29 @@ fn main() {
     let baseline = recent.baseline(scope, DEPLOYED_AT - BASELINE_MS, DEPLOYED_AT);
     let baseline_took = started.elapsed();
     let mut window = WindowObservations::default();
-    for probe in 0..PROBES {
-        for n in 0..WINDOW_MS / INTERVAL_MS {
-            window.heard_from(&format!("web-{probe}"), DEPLOYED_AT + n * INTERVAL_MS);
+    for probe in 0..probes {
+        for n in 0..WINDOW_MS / interval_ms {
+            window.heard_from(&format!("web-{probe}"), DEPLOYED_AT + n * interval_ms);
             for c in 0..CHECKS {
                 window.record(
                     &format!("web-{probe}"),
-                    &result(c, n, DEPLOYED_AT + n * INTERVAL_MS, "1.1.0"),
+                    &result(c, n, DEPLOYED_AT + n * interval_ms, "1.1.0"),
                 );
             }
         }
     }
     println!(
-        "baseline: {} results of {CHECKS} checks on {PROBES} probes (built in {:.1} ms); window: {} results",
+        "baseline: {} results of {CHECKS} checks on {probes} probes (built in {:.1} ms); window: {} results",
         baseline.results(),
         baseline_took.as_secs_f64() * 1000.0,
         window.results
     );
+    (baseline, window)
+}
+
+/// Judge the deploy [`RUNS`] times as `close` does; prints and returns the slowest.
+fn measure((probes, interval_ms): (usize, i64)) -> Duration {
+    let (baseline, window) = observations(probes, interval_ms);
     let thresholds = Thresholds::default();
     let subject = Subject {
         version: "1.1.0",
@@ -95,8 +114,8 @@ fn main() {
         window_ms: WINDOW_MS,
     };
     let silence = HeartbeatSilence::default();
-    for probe in 0..PROBES {
-        silence.heard(&format!("web-{probe}"), INTERVAL_MS as u64);
+    for probe in 0..probes {
+        silence.heard(&format!("web-{probe}"), interval_ms as u64);
     }
     let mut took = Vec::new();
     let mut rules = 0;
@@ -115,7 +134,6 @@ fn main() {
         first = judgement.evidence.first().map(|e| e.summary.clone());
     }
     took.sort();
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     println!(
         "verdict at the window's end ({rules} rules checked; {} findings, first: {first:?}; \
          rollout incomplete: {}; silent probes: {}), {RUNS} runs:",
@@ -127,15 +145,25 @@ fn main() {
         ms(took[RUNS / 2]),
         ms(took[RUNS - 1])
     );
+    took[RUNS - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    // 10 probes: 3,600 + 900 results per check, Fisher's test; the small service:
+    // Boschloo's (see `watch::stats`), the costlier pass-rate test.
+    let scenarios = [(PROBES, INTERVAL_MS), SMALL];
+    let slowest = scenarios.map(measure);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "target: slowest verdict <= {}: {} [load {}]",
-        ms(LIMIT),
-        if took[RUNS - 1] <= LIMIT {
-            "met"
-        } else {
-            "NOT met"
-        },
-        load.split_whitespace().next().unwrap_or("?")
-    );
+    for ((probes, _), took) in scenarios.iter().zip(slowest) {
+        println!(
+            "target on {probes} probes: slowest verdict <= {}: {} [load {}]",
+            ms(LIMIT),
+            if took <= LIMIT { "met" } else { "NOT met" },
+            load.split_whitespace().next().unwrap_or("?")
+        );
+    }
 }

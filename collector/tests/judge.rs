@@ -5,10 +5,10 @@
 //!
 //! - no change (pass rate 0.9, same latencies): at most 1% of deploys regress;
 //! - latency doubled: at least 95% regress on the latency rule;
-//! - pass rate 0.9 -> 0.4: at least 95% regress on the pass-rate rule with 30 results
-//!   per side, at least 99% with 45 (no test at the 1% level reaches 99% with 30: the
-//!   two pass rates' difference has a standard error of 0.105 there, see
-//!   `watch::judge`).
+//! - pass rate 0.9 -> 0.4: at least 96.5% regress with 30 results per side (Boschloo's
+//!   test: 97.6% exactly at the window end's α; the most powerful test of any kind at
+//!   the 1% level detects at most 98.1%, so 99% is out of reach, see `watch::judge`),
+//!   at least 99% with 45.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use postflight_collector::watch::baseline::{
@@ -183,9 +183,10 @@ fn an_unchanged_service_regresses_in_at_most_one_percent_of_deploys() {
 }
 
 #[test]
-fn a_drop_from_90_to_40_percent_is_detected_in_95_percent_with_30_per_side() {
-    let (detected, _) = run(2, scenario(0.9, 0.4, 1.0), "pass_rate");
-    assert!(detected * 100 >= DEPLOYS * 95, "detected {detected}");
+fn a_drop_from_90_to_40_percent_is_detected_in_96_5_percent_with_30_per_side() {
+    let (detected, on_rule) = run(2, scenario(0.9, 0.4, 1.0), "pass_rate");
+    assert!(detected * 1000 >= DEPLOYS * 965, "detected {detected}");
+    assert_eq!(on_rule, detected, "by the pass-rate rule");
 }
 
 #[test]

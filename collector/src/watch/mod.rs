@@ -17,12 +17,14 @@
 //!   from ([`BaselineSource`]); [`recent`]: the in-memory recent-results summary;
 //! - [`window`]: what the probes reported during the window;
 //! - [`evaluate`]: pure rules turning baseline + window into regression [`Evidence`];
-//! - [`judge`]: the statistical rules (pass rate, latency) over [`stats`]' exact tests;
+//! - [`judge`]: the statistical rules (pass rate, latency) over [`stats`]' exact tests
+//!   ([`boschloo`]: the unconditional pass-rate test for small samples);
 //! - [`rollout`]: did every probe reach the deployed version, and did any go silent
 //!   ([`rollout::SilenceThreshold`]);
 //! - [`explain`]: the per-check table every verdict carries;
 //! - [`verdict`]: verdicts and the `deploy_regressed` / `deploy_passed` events;
-//! - [`drift`]: after a pass, a probe reporting another version (`version_drift`);
+//! - [`drift`]: after a pass, a probe reporting another version (the `version_drift`
+//!   incidents of [`crate::alerting::drift`]);
 //! - [`ledger`]: deploys per service and the last good version;
 //! - [`metrics`]: the deploy gauges of `/metrics` (verdict counts, newest deploy);
 //! - [`semver`]: the "version must increase" warning;
@@ -31,6 +33,7 @@
 
 pub mod api;
 pub mod baseline;
+pub mod boschloo;
 pub mod deploy;
 pub mod drift;
 pub mod evaluate;

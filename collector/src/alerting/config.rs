@@ -4,7 +4,7 @@
 //! Types are `deny_unknown_fields` and deserialize with serde, so a typo or a bad value is
 //! reported by the TOML parser with its line. Rules serde cannot express (a route naming a
 //! channel that does not exist, a maintenance window with both `weekly` and `start`) are
-//! checked by [`validate`], which names the table and its line.
+//! checked by [`AlertingConfig::validate`], which names the table and its line.
 //!
 //! ```toml
 //! [alerting]
@@ -509,8 +509,14 @@ pub struct AlertingConfig<'a> {
     pub public_url: Option<&'a str>,
 }
 
-/// Every problem with the alerting sections, each naming its table and line.
-pub fn validate(config: AlertingConfig<'_>, text: &str) -> Vec<String> {
+impl AlertingConfig<'_> {
+    /// Every problem with the alerting sections, each naming its table and line.
+    pub fn validate(&self, text: &str) -> Vec<String> {
+        validate(*self, text)
+    }
+}
+
+fn validate(config: AlertingConfig<'_>, text: &str) -> Vec<String> {
     let mut problems = validate_section(config.alerting);
     let mut names = BTreeSet::new();
     for (index, spec) in config.channels.iter().enumerate() {

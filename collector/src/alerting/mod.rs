@@ -46,7 +46,6 @@ use tokio::task::JoinHandle;
 use postflight_probe::report::ReportBatch;
 
 use crate::clock::Clock;
-use crate::config::CollectorConfig;
 use crate::event::{Event, EventKind, EventSink};
 use crate::metrics::Metrics;
 use crate::pipeline::IngestListener;
@@ -162,10 +161,10 @@ pub struct Alerting {
 
 impl Alerting {
     /// Open alerting's trees in the writer's database, load state, build channels from
-    /// `config`.
+    /// the alerting sections of the config.
     pub fn new(
         writer: &Writer,
-        config: &CollectorConfig,
+        config: AlertingConfig<'_>,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> anyhow::Result<Arc<Alerting>> {
@@ -175,7 +174,7 @@ impl Alerting {
     /// Like [`Alerting::new`], with the outbox worker's longest idle sleep.
     pub fn with_settings(
         writer: &Writer,
-        config: &CollectorConfig,
+        config: AlertingConfig<'_>,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
         poll: Duration,
@@ -183,7 +182,7 @@ impl Alerting {
         let settings = config.alerting.clone();
         let db = writer.db();
         let mut channels = BTreeMap::new();
-        for spec in &config.channels {
+        for spec in config.channels {
             let channel = channel::build(spec, Some(writer))
                 .map_err(|e| anyhow::anyhow!("channel {:?}: {e}", spec.name))?;
             channels.insert(spec.name.clone(), channel);
@@ -195,7 +194,7 @@ impl Alerting {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("[[maintenance]]: {e}"))?;
         let routes = Routes::new(
-            &config.routes,
+            config.routes,
             config.channels.iter().map(|c| c.name.clone()).collect(),
         );
         let outbox = Outbox::open(
@@ -226,7 +225,7 @@ impl Alerting {
         let clock_metrics = skew::ClockMetrics::register(&metrics)?;
         let silences = Silences::open(db, windows).context("opening the silences tree")?;
         let alerting = Alerting {
-            public_url: config.server.public_url.clone(),
+            public_url: config.public_url.map(str::to_string),
             clock: clock.clone(),
             writer: writer.clone(),
             series_tree: db
@@ -818,18 +817,4 @@ impl EventSink for Alerting {
     fn wake(&self) {
         self.outbox.wake();
     }
-}
-
-/// Check the alerting sections of a parsed config; problems name their line.
-pub fn validate(config: &CollectorConfig, text: &str) -> Vec<String> {
-    config::validate(
-        AlertingConfig {
-            alerting: &config.alerting,
-            channels: &config.channels,
-            routes: &config.routes,
-            maintenance: &config.maintenance,
-            public_url: config.server.public_url.as_deref(),
-        },
-        text,
-    )
 }

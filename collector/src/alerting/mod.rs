@@ -25,6 +25,7 @@ pub mod config;
 pub mod evaluator;
 pub mod freshness;
 pub mod incident;
+pub mod one_or_many;
 pub mod outbox;
 pub mod retire;
 pub mod route;

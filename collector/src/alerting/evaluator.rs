@@ -13,14 +13,14 @@
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatch};
 
 use super::config::Quorum;
-use super::freshness::{FALLBACK_SILENCE_AFTER, SilencePolicy, series_is_stale};
+pub use super::freshness::{ProbeState, Retirement};
+use super::freshness::{SilencePolicy, series_is_stale};
 
 /// Consecutive results needed to change a series' state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,68 +181,6 @@ pub struct CheckView {
     pub stale: Vec<String>,
     /// Whether the quorum of fresh probes is down.
     pub failing: bool,
-}
-
-/// What alerting knows about one probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeState {
-    pub name: String,
-    /// When its latest batch arrived, unix ms (collector time).
-    pub last_seen_ms: i64,
-    /// How often it promised to report, ms (0 if it did not say).
-    pub heartbeat_interval_ms: u64,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Services it reports results for.
-    #[serde(default)]
-    pub services: BTreeSet<String>,
-    /// Longest wait between its delivery retries, ms (0 if it did not say).
-    #[serde(default)]
-    pub retry_cap_ms: u64,
-    /// Its clock minus the collector's, ms, from its latest delivery attempt that said.
-    #[serde(default)]
-    pub clock_offset_ms: Option<i64>,
-    /// Receive time minus the (corrected) start of its newest result, ms.
-    #[serde(default)]
-    pub delivery_lag_ms: Option<i64>,
-    /// Set when an operator retired it; cleared when it reports again.
-    #[serde(default)]
-    pub retired: Option<Retirement>,
-}
-
-/// Who retired a probe, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retirement {
-    /// When, unix ms.
-    pub at_ms: i64,
-    /// The operator token's name.
-    pub by: String,
-}
-
-impl ProbeState {
-    /// A probe never heard from.
-    pub fn named(name: &str) -> ProbeState {
-        ProbeState {
-            name: name.to_string(),
-            last_seen_ms: 0,
-            heartbeat_interval_ms: 0,
-            labels: BTreeMap::new(),
-            services: BTreeSet::new(),
-            retry_cap_ms: 0,
-            clock_offset_ms: None,
-            delivery_lag_ms: None,
-            retired: None,
-        }
-    }
-
-    /// How long without a batch before the probe counts as silent.
-    pub fn silence_after(&self, configured: Option<Duration>) -> Duration {
-        match (configured, self.heartbeat_interval_ms) {
-            (Some(fixed), _) => fixed,
-            (None, 0) => FALLBACK_SILENCE_AFTER,
-            (None, interval) => Duration::from_millis(interval.saturating_mul(3)),
-        }
-    }
 }
 
 /// What one batch changed.
@@ -422,6 +360,7 @@ impl Evaluator {
 mod tests {
     use super::*;
     use postflight_probe::report::{CheckKind, Facts};
+    use std::time::Duration;
 
     fn result(check: &str, at: i64, pass: bool) -> CheckResult {
         CheckResult {

@@ -54,7 +54,7 @@ use crate::store::Writer;
 use crate::store::writer::after_flush;
 
 use self::config::{AlertingConfig, AlertingSection};
-use self::evaluator::{CheckView, Evaluator, ProbeState, SeriesState, Thresholds};
+use self::evaluator::{CheckKey, CheckView, Evaluator, ProbeState, SeriesState, Thresholds};
 use self::freshness::{ProbeFreshness, SilencePolicy};
 use self::incident::{EventContext, Incident, IncidentState, IncidentTrees};
 use self::outbox::{EventRefresh, NotificationRecord, Outbox, OutboxSettings};
@@ -350,7 +350,13 @@ impl Alerting {
             self.notify_resolved(&mut incident, received_at_ms, &mut changes);
             changes.incident(&incident);
         }
-        for key in effect.checks {
+        let with_incident = |key: &CheckKey| state.open.contains_key(&key.incident_key());
+        let steady: Vec<CheckKey> = effect
+            .steady_checks
+            .into_iter()
+            .filter(|key| !effect.checks.contains(key) && with_incident(key))
+            .collect();
+        for key in effect.checks.into_iter().chain(steady) {
             let view = state.evaluator.check_view(&key, received_at_ms);
             self.reconcile_check(&mut state, &view, received_at_ms, &mut changes);
         }

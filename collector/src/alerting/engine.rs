@@ -20,7 +20,7 @@ use crate::store::Writer;
 use super::DeployInfo;
 use super::commit::Changes;
 use super::config::AlertingSection;
-use super::evaluator::{CheckView, Evaluator, ProbeState};
+use super::evaluator::{CheckKey, CheckView, Evaluator, ProbeState};
 use super::freshness::ProbeFreshness;
 use super::incident::{EventContext, Incident, clock_skew_key, describe_offset};
 use super::outbox::Outbox;
@@ -189,7 +189,13 @@ impl Engine {
             rules.notify_resolved(&mut incident, received_at_ms, &mut changes);
             changes.incident(&incident);
         }
-        for key in effect.checks {
+        let with_incident = |key: &CheckKey| self.open.contains_key(&key.incident_key());
+        let steady: Vec<CheckKey> = effect
+            .steady_checks
+            .into_iter()
+            .filter(|key| !effect.checks.contains(key) && with_incident(key))
+            .collect();
+        for key in effect.checks.into_iter().chain(steady) {
             let view = self.evaluator.check_view(&key, received_at_ms);
             self.reconcile_check(rules, &view, received_at_ms, &mut changes);
         }

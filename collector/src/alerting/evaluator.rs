@@ -188,8 +188,14 @@ pub struct CheckView {
 pub struct BatchEffect {
     /// Series whose state changed in any way (to persist).
     pub series: Vec<SeriesState>,
-    /// Service checks to re-evaluate.
+    /// Service checks to re-evaluate: a series of theirs changed, appeared, moved
+    /// environment or came back from stale.
     pub checks: BTreeSet<CheckKey>,
+    /// Service checks whose series only received another steady result (up before and
+    /// after, fresh): their view can change only if they have an open incident, so
+    /// only those are re-evaluated. This keeps a batch O(its results) instead of
+    /// O(results x probes reporting the check), which is what holds a fleet.
+    pub steady_checks: BTreeSet<CheckKey>,
     /// The probe's updated state.
     pub probe: Option<ProbeState>,
 }
@@ -237,6 +243,7 @@ impl Evaluator {
             .probes
             .entry(batch.probe.clone())
             .or_insert_with(|| ProbeState::named(&batch.probe));
+        let freshness_before = self.policy.freshness(probe, received_at_ms);
         probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
         if batch.heartbeat_interval_ms > 0 {
             probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
@@ -262,13 +269,24 @@ impl Evaluator {
                 continue;
             }
             let steady_before = known && state.is_steady() && state.env == env;
+            let fresh_before = known
+                && !series_is_stale(
+                    state.last_result_ms,
+                    state.interval_ms,
+                    freshness_before,
+                    received_at_ms,
+                );
             state.env = env.clone();
             state.observe(result, self.thresholds);
-            effect.checks.insert(state.check_key());
             if steady_before && state.is_steady() {
                 // Up with no failure streak before and after: nothing a restart needs.
+                match fresh_before {
+                    true => effect.steady_checks.insert(state.check_key()),
+                    false => effect.checks.insert(state.check_key()),
+                };
                 continue;
             }
+            effect.checks.insert(state.check_key());
             // One entry per series in the effect, the latest state winning.
             match slots.entry((result.service.clone(), result.check.clone())) {
                 std::collections::hash_map::Entry::Occupied(slot) => {
@@ -418,6 +436,33 @@ mod tests {
             env: "prod".into(),
             check: "health".into(),
         }
+    }
+
+    #[test]
+    fn only_a_changed_or_returning_series_asks_for_its_check_to_be_evaluated() {
+        let mut eval = evaluator(Quorum::Any);
+        let mut with_interval = |at: i64, pass: bool, received: i64| {
+            let mut r = result("health", at, pass);
+            r.interval_ms = 1_000;
+            eval.observe_batch(&batch("p1", vec![r]), received)
+        };
+        let first = with_interval(1_000, true, 1_000);
+        assert!(first.checks.contains(&key()), "a new series is evaluated");
+        let steady = with_interval(2_000, true, 2_000);
+        assert!(steady.checks.is_empty(), "{steady:?}");
+        assert!(steady.steady_checks.contains(&key()));
+        let failing = with_interval(3_000, false, 3_000);
+        assert!(failing.checks.contains(&key()), "a failure is evaluated");
+        with_interval(4_000, true, 4_000);
+        with_interval(5_000, true, 5_000);
+        let steady = with_interval(6_000, true, 6_000);
+        assert!(steady.checks.is_empty(), "up again and steady: {steady:?}");
+        // Ten intervals without a result: stale; its next result counts it again.
+        let back = with_interval(16_000, true, 16_000);
+        assert!(
+            back.checks.contains(&key()),
+            "a series back from stale is evaluated"
+        );
     }
 
     #[test]

@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::timefmt::rfc3339;
 
+use super::Alerting;
+use super::commit::Changes;
+use super::engine::{Engine, Rules};
 use super::freshness::ProbeFreshness;
 use super::incident::{Incident, IncidentKind};
-use super::{AlertState, Alerting, Changes};
 
 /// One probe reporting another version than the one a passed deploy established.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,13 +123,24 @@ impl Alerting {
         if changes.is_empty() {
             return;
         }
-        let mut state = self.lock();
+        let mut engine = self.lock();
+        let writes = engine.version_drift(&self.rules, changes, now_ms);
+        self.commit(&mut engine, writes);
+    }
+}
+
+impl Engine {
+    /// What `changes` do to the `version_drift` incidents at `now_ms`.
+    pub fn version_drift(
+        &mut self,
+        rules: &Rules,
+        changes: &[DriftChange],
+        now_ms: i64,
+    ) -> Changes {
         let mut writes = Changes::default();
         for change in changes {
             match change {
-                DriftChange::Drifting(drift) => {
-                    self.open_drift(&mut state, drift, now_ms, &mut writes)
-                }
+                DriftChange::Drifting(drift) => self.open_drift(rules, drift, now_ms, &mut writes),
                 DriftChange::Back {
                     service,
                     env,
@@ -136,14 +149,14 @@ impl Alerting {
                 } => {
                     let key = drift_key(service, env.as_deref(), probe);
                     let why = format!("{probe} reports {version} again");
-                    self.resolve_drift(&mut state, &key, &why, now_ms, &mut writes);
+                    self.resolve_drift(rules, &key, &why, now_ms, &mut writes);
                 }
                 DriftChange::Superseded {
                     service,
                     env,
                     deploy_id,
                 } => {
-                    let keys: Vec<String> = state
+                    let keys: Vec<String> = self
                         .open
                         .iter()
                         .filter(|(_, i)| i.kind == IncidentKind::VersionDrift)
@@ -152,23 +165,23 @@ impl Alerting {
                         .collect();
                     let why = format!("{deploy_id} deploys {service}: its window judges versions");
                     for key in keys {
-                        self.resolve_drift(&mut state, &key, &why, now_ms, &mut writes);
+                        self.resolve_drift(rules, &key, &why, now_ms, &mut writes);
                     }
                 }
             }
         }
-        self.commit(&mut state, writes);
+        writes
     }
 
     fn open_drift(
-        &self,
-        state: &mut AlertState,
+        &mut self,
+        rules: &Rules,
         drift: &VersionDrift,
         now_ms: i64,
         changes: &mut Changes,
     ) {
         let key = drift_key(&drift.service, drift.env.as_deref(), &drift.probe);
-        if let Some(open) = state.open.get_mut(&key) {
+        if let Some(open) = self.open.get_mut(&key) {
             let known = open.drift.as_ref().map(|d| d.version.as_str());
             if known != Some(drift.version.as_str()) {
                 open.note(
@@ -181,52 +194,52 @@ impl Alerting {
             }
             return;
         }
-        let Some(id) = self.next_id() else { return };
-        let severity = self.settings.version_drift_severity;
+        let Some(id) = rules.next_id() else { return };
+        let severity = rules.settings.version_drift_severity;
         let mut incident = Incident::for_version_drift(id, drift, severity, now_ms);
         tracing::warn!(service = %drift.service, probe = %drift.probe, summary = %incident.summary, "version drift");
-        self.notify_opening(&mut incident, now_ms, changes);
+        rules.notify_opening(&mut incident, now_ms, changes);
         changes.incident(&incident);
-        state.open.insert(key, incident);
+        self.open.insert(key, incident);
     }
 
     fn resolve_drift(
-        &self,
-        state: &mut AlertState,
+        &mut self,
+        rules: &Rules,
         key: &str,
         why: &str,
         now_ms: i64,
         changes: &mut Changes,
     ) {
-        let Some(mut incident) = state.open.remove(key) else {
+        let Some(mut incident) = self.open.remove(key) else {
             return;
         };
         incident.resolve(now_ms, why);
-        self.notify_resolved(&mut incident, now_ms, changes);
+        rules.notify_resolved(&mut incident, now_ms, changes);
         changes.incident(&incident);
     }
 
     /// Resolve the drift incidents of probes that went silent or were retired.
     pub(super) fn resolve_drift_of_gone_probes(
-        &self,
-        state: &mut AlertState,
+        &mut self,
+        rules: &Rules,
         now_ms: i64,
         changes: &mut Changes,
     ) {
-        let policy = *state.evaluator.policy();
-        let gone: Vec<(String, ProbeFreshness)> = state
+        let policy = *self.evaluator.policy();
+        let gone: Vec<(String, ProbeFreshness)> = self
             .open
             .iter()
             .filter(|(_, i)| i.kind == IncidentKind::VersionDrift)
             .filter_map(|(key, incident)| {
-                let probe = state.evaluator.probe(incident.probe.as_deref()?)?;
+                let probe = self.evaluator.probe(incident.probe.as_deref()?)?;
                 let freshness = policy.freshness(probe, now_ms);
                 (!freshness.is_heard()).then(|| (key.clone(), freshness))
             })
             .collect();
         for (key, freshness) in gone {
             let why = format!("the probe is gone ({})", freshness.as_str());
-            self.resolve_drift(state, &key, &why, now_ms, changes);
+            self.resolve_drift(rules, &key, &why, now_ms, changes);
         }
     }
 }

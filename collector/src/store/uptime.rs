@@ -226,30 +226,28 @@ impl Store {
         range: UptimeRange,
         now_ms: i64,
     ) -> Result<Vec<CheckUptime>, StoreError> {
-        let series: Vec<(SeriesId, String, String)> = read(&self.inner.catalog)
-            .iter_ordered(service)
-            .map(|(id, meta)| (id, meta.service.clone(), meta.check.clone()))
-            .collect();
         let missing: Vec<SeriesId> = {
+            let catalog = read(&self.inner.catalog);
             let loaded = lock(&self.inner.uptime);
-            let ids = series.iter().map(|(id, _, _)| *id);
+            let ids = catalog.iter_ordered(service).map(|(id, _)| id);
             ids.filter(|id| !loaded.contains_key(id)).collect()
         };
         for id in missing {
             self.load_uptime(id, now_ms)?;
         }
+        // Catalog, then counters: the order every other holder of both takes them in.
+        let catalog = read(&self.inner.catalog);
         let loaded = lock(&self.inner.uptime);
         let mut checks: Vec<CheckUptime> = Vec::new();
-        for (id, service, check) in series {
+        for (id, meta) in catalog.iter_ordered(service) {
             let same = checks
                 .last()
-                .is_some_and(|c| c.service == service && c.check == check);
+                .is_some_and(|c| c.service == meta.service && c.check == meta.check);
             if !same {
-                let slots = vec![SlotCounts::default(); range.slots()];
                 checks.push(CheckUptime {
-                    service,
-                    check,
-                    slots,
+                    service: meta.service.clone(),
+                    check: meta.check.clone(),
+                    slots: vec![SlotCounts::default(); range.slots()],
                 });
             }
             if let (Some(counts), Some(last)) = (loaded.get(&id), checks.last_mut()) {

@@ -7,7 +7,11 @@
 
 use postflight_collector::timefmt::rfc3339;
 use postflight_tests::browser::Browser;
-use postflight_tests::{CollectorProcess, batch, now_ms, post_batch, post_json, status_result};
+use std::time::Duration;
+
+use postflight_tests::{
+    CollectorProcess, batch, eventually, now_ms, post_batch, post_json, status_result,
+};
 
 const HOUR: i64 = 3_600_000;
 
@@ -235,7 +239,13 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
     browser
         .click(&browser.find("form.filter button").await)
         .await;
-    assert!(browser.current_url().await.ends_with("/?range=7d&q=SHO"));
+    // The submission navigates on its own: wait for the filtered page's address.
+    let filtered = eventually(Duration::from_secs(10), || async {
+        browser.current_url().await.ends_with("/?range=7d&q=SHO")
+    })
+    .await;
+    assert!(filtered, "{}", browser.current_url().await);
+    browser.find("table.healthy tr[data-service='shop']").await;
     assert!(
         browser
             .find_all("section.service[data-service='butler-tax']")

@@ -1,7 +1,10 @@
 //! Benchmark of the overview page (`/`) with 1,000 services × 5 checks × 3 probes, each
 //! series with a result every 30 minutes over the last 24 h (720,000 results): the
 //! time to build the page's view from the store, to render it, and to answer it over
-//! HTTP (p50/p99), and the page's size, raw and gzip-compressed.
+//! HTTP (p50/p99), and the page's size, raw and gzip-compressed. For comparison, in the
+//! same run: one history query per check over 24 h (what the page did before the
+//! store kept uptime counters), and loading the counters of every series from history
+//! (what a restarted collector does once, in the background).
 //!
 //! Run: `cargo bench -p postflight-collector --bench web_overview` (`BENCH_SERVICES=100`
 //! for a quick look).
@@ -15,9 +18,9 @@ use std::time::{Duration, Instant};
 use postflight_collector::clock::ManualClock;
 use postflight_collector::config;
 use postflight_collector::server::Collector;
+use postflight_collector::store::{HistoryQuery, Store, UptimeRange};
 use postflight_collector::web::WebState;
-use postflight_collector::web::chart::UptimeRange;
-use postflight_collector::web::overview::{OverviewView, render};
+use postflight_collector::web::overview::{OverviewQuery, OverviewView, render};
 use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
 
 const NOW: i64 = 1_795_000_000_000;
@@ -113,7 +116,7 @@ async fn overview(services: usize) {
     let mut page = String::new();
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let view = OverviewView::build(&web, UptimeRange::Day).unwrap();
+        let view = OverviewView::build(&web, &OverviewQuery::default()).unwrap();
         built.push(started.elapsed());
         let started = Instant::now();
         page = render(&view).into_string();
@@ -135,6 +138,11 @@ async fn overview(services: usize) {
         answered.push(started.elapsed());
         assert!(body.len() > 1_000);
     }
+    let scans = history_scans(&collector.state.store, services);
+    drop((web, client));
+    let data_dir = dir.path().join("data");
+    collector.shutdown().await.unwrap();
+    let loading = load_counters(&data_dir);
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gzip.write_all(page.as_bytes()).unwrap();
     let compressed = gzip.finish().unwrap().len();
@@ -162,5 +170,44 @@ async fn overview(services: usize) {
         page.len() as f64 / 1024.0,
         compressed as f64 / 1024.0
     );
-    collector.shutdown().await.unwrap();
+    println!(
+        "for comparison, one history query per check over 24 h (the former page's reads): {:.0} ms",
+        ms(scans)
+    );
+    println!(
+        "loading the uptime counters of every series from history (once, after a restart): {:.0} ms",
+        ms(loading)
+    );
+}
+
+/// One 24 h history query per check, as the page did before uptime counters.
+fn history_scans(store: &Store, services: usize) -> Duration {
+    let started = Instant::now();
+    for service in 0..services {
+        for check in 0..CHECKS {
+            let points = store
+                .history(&HistoryQuery {
+                    service: format!("service-{service:04}"),
+                    check: Some(format!("check-{check}")),
+                    probe: None,
+                    from_ms: UptimeRange::Day.start_ms(NOW),
+                    to_ms: NOW + HALF_HOUR,
+                    step_ms: Some(HALF_HOUR),
+                })
+                .unwrap();
+            assert!(!points.is_empty());
+        }
+    }
+    started.elapsed()
+}
+
+/// Reopens the store and loads every series' uptime counters from history.
+fn load_counters(data_dir: &std::path::Path) -> Duration {
+    let store = Store::open(data_dir).unwrap();
+    let started = Instant::now();
+    let checks = store.uptime(None, UptimeRange::Day, NOW).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(checks.len() % CHECKS, 0);
+    assert!(checks.iter().all(|c| c.slots.iter().any(|s| s.pass > 0)));
+    elapsed
 }

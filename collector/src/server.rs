@@ -90,6 +90,10 @@ impl Collector {
             )),
         })?;
         let store = Arc::new(store);
+        // The overview's uptime strips: counters loaded from history in the background.
+        store
+            .spawn_uptime_loader(clock.now_ms())
+            .context("starting the uptime counter loader")?;
         let metrics = Metrics::new();
         for collector in store.writer().metrics().collectors() {
             metrics.register(collector);

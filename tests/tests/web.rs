@@ -6,14 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use postflight_collector::timefmt::rfc3339;
-use postflight_probe::report::CheckResult;
 use postflight_tests::browser::Browser;
-use postflight_tests::{CollectorProcess, batch, now_ms, post_batch, post_json, status_result};
+use std::time::Duration;
 
-const HALF_HOUR: i64 = 1_800_000;
+use postflight_tests::{
+    CollectorProcess, batch, eventually, now_ms, post_batch, post_json, status_result,
+};
 
-/// A collector with `shop` (healthy, a gap an hour ago, maintenance 100 to 80 minutes
-/// ago) and `butler-tax` (regressed after deploy 1.1, failing now, incident open).
+const HOUR: i64 = 3_600_000;
+
+/// A collector with `shop` (healthy, results 3 h ago and in the last 5 minutes so the
+/// hour slot starting 2 h before this hour is empty, maintenance 100 to 80 minutes ago)
+/// and `butler-tax` (regressed after deploy 1.1, failing now, incident open).
 struct Fixture {
     collector: CollectorProcess,
     /// When the data was written, unix ms.
@@ -32,11 +36,8 @@ async fn fixture() -> Fixture {
     );
     let collector = CollectorProcess::start(dir.path(), &config).await;
     let url = collector.url.clone();
-    // shop: results 2 h and 1.5 h ago, none an hour ago (the gap), then the last 30 min.
-    let mut shop: Vec<CheckResult> = [4, 3, 1]
-        .iter()
-        .map(|slots| status_result("shop", "home", now - slots * HALF_HOUR, 200))
-        .collect();
+    // shop: a result 3 h ago, none for two hours (the gap), then the last 5 minutes.
+    let mut shop = vec![status_result("shop", "home", now - 3 * HOUR, 200)];
     shop.extend((0..5).map(|i| status_result("shop", "home", now - i * 60_000, 200)));
     // butler-tax: a passing baseline over the last half hour.
     let baseline = (1..=30).map(|i| status_result("butler-tax", "health", now - i * 60_000, 200));
@@ -160,24 +161,61 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
     let incidents = browser.text(&browser.find("section.incidents").await).await;
     assert!(incidents.contains("butler-tax"), "{incidents}");
 
-    // shop's bar: the hour without results is a hollow gap, not green; maintenance marked.
-    let shop_bar = "section[data-service='shop'] svg.bar";
-    let bar = browser.find(shop_bar).await;
-    // Four of the 48 slots hold results (45 gaps once a half-hour boundary has passed).
-    let gaps = browser.attribute(&bar, "data-gaps").await.unwrap();
-    assert!(gaps == "44" || gaps == "45", "{gaps}");
-    // Slots are absolute times, so the empty one is found by its start.
-    let gap_from = (fixture.now / HALF_HOUR - 2) * HALF_HOUR;
-    let gap = browser
-        .find(&format!("{shop_bar} rect[data-from='{gap_from}']"))
+    // The failing check is on the overview with its strip; the passing one is named.
+    let health = browser
+        .find("section[data-service='butler-tax'] li[data-check='health']")
         .await;
-    assert_eq!(browser.attribute(&gap, "class").await.unwrap(), "gap");
-    assert_eq!(browser.colour(&gap, "fill").await, (255, 255, 255));
-    let up = browser.find(&format!("{shop_bar} rect.up")).await;
-    assert_eq!(browser.colour(&up, "fill").await, (46, 125, 50));
+    assert!(browser.text(&health).await.contains("1/1 failing"));
+    // Its hour holds the passing baseline and the failures: partly down.
+    let partial = browser
+        .find("section[data-service='butler-tax'] li[data-check='health'] .strip i.p")
+        .await;
+    assert_eq!(
+        browser.colour(&partial, "background-color").await,
+        (249, 168, 37)
+    );
+
+    // shop is healthy: one row of the healthy table, with the service's strip, where
+    // the hours without results are hollow gaps, not green, and maintenance is marked.
+    assert!(
+        browser
+            .find_all("section.service[data-service='shop']")
+            .await
+            .is_empty()
+    );
+    let healthy = browser
+        .text(&browser.find("section.healthy h2").await)
+        .await;
+    assert_eq!(healthy, "Healthy services (1)");
+    let shop_strip = "table.healthy tr[data-service='shop'] span.strip";
+    let strip = browser.find(shop_strip).await;
+    // Two or three of the 24 hour slots hold results (the last 5 minutes may reach
+    // into the previous hour).
+    let gaps = browser.attribute(&strip, "data-gaps").await.unwrap();
+    assert!(gaps == "21" || gaps == "22", "{gaps}");
+    let title = browser.attribute(&strip, "title").await.unwrap();
+    assert!(title.starts_with("shop over 24h: 100% up, 2"), "{title}");
+    // Slots are absolute times, so the empty one is found by its start.
+    let gap_from = (fixture.now / HOUR - 2) * HOUR;
+    let gap = browser
+        .find(&format!("{shop_strip} i[data-from='{gap_from}']"))
+        .await;
+    assert!(
+        browser
+            .attribute(&gap, "class")
+            .await
+            .unwrap()
+            .starts_with('g')
+    );
+    assert_eq!(
+        browser.colour(&gap, "background-color").await,
+        (255, 255, 255)
+    );
+    let up = browser.find(&format!("{shop_strip} i.u")).await;
+    assert_eq!(browser.colour(&up, "background-color").await, (46, 125, 50));
     assert!(
         !browser
-            .find_all(&format!("{shop_bar} rect.maint"))
+            .find_all(&format!("{shop_strip} i.m"))
             .await
             .is_empty()
     );
@@ -193,6 +231,31 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
     let current = browser.find("nav.range a[aria-current]").await;
     assert_eq!(browser.text(&current).await, "7d");
     assert_accessible(&browser, "overview 7d").await;
+
+    // The name filter is a plain GET form; it keeps the range.
+    browser
+        .execute("document.getElementById('q').value = 'SHO'; return null;")
+        .await;
+    browser
+        .click(&browser.find("form.filter button").await)
+        .await;
+    // The submission navigates on its own: wait for the filtered page's address.
+    let filtered = eventually(Duration::from_secs(10), || async {
+        browser.current_url().await.ends_with("/?range=7d&q=SHO")
+    })
+    .await;
+    assert!(filtered, "{}", browser.current_url().await);
+    browser.find("table.healthy tr[data-service='shop']").await;
+    assert!(
+        browser
+            .find_all("section.service[data-service='butler-tax']")
+            .await
+            .is_empty()
+    );
+    let summary = browser.text(&browser.find("p.summary").await).await;
+    assert!(summary.contains("1 matching “SHO”"), "{summary}");
+    browser.find("table.healthy tr[data-service='shop']").await;
+    assert_accessible(&browser, "overview filtered").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -417,12 +417,17 @@ impl Store {
 
     /// Makes a committed batch visible in memory.
     fn publish_plan(&self, state: &mut ProbeState, plan: IngestPlan) {
+        let mut fresh = Vec::new();
         {
             let mut catalog = write(&self.inner.catalog);
             for (id, meta) in plan.series {
+                if catalog.meta(id).is_none() {
+                    fresh.push(id);
+                }
                 catalog.insert(id, meta);
             }
         }
+        self.count_uptime(&plan.entry, &fresh);
         write(&self.inner.latest).extend(plan.latest);
         state.record = plan.record;
         if plan.seal.is_some() {

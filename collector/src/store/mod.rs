@@ -90,6 +90,7 @@ mod raw;
 mod retention;
 mod rollup;
 mod sequence;
+mod uptime;
 mod versions;
 pub mod writer;
 
@@ -107,6 +108,7 @@ pub use probe::ProbeInfo;
 pub use query::{HistoryPoint, HistoryQuery, StoredResult};
 pub use retention::{RetentionReport, Sweep};
 pub use sequence::SeqRange;
+pub use uptime::{CheckUptime, SlotCounts, UptimeRange};
 pub use versions::VersionSpan;
 pub use writer::{WriteError, Writer, WriterOptions};
 
@@ -296,6 +298,8 @@ struct Inner {
     probes: Mutex<BTreeMap<String, Arc<Mutex<ProbeState>>>>,
     /// Rollup watermarks.
     series_states: Mutex<HashMap<SeriesId, SeriesState>>,
+    /// Uptime counters of the series loaded so far.
+    uptime: Mutex<uptime::UptimeCounters>,
     /// Raw results before this time may have been deleted by retention.
     raw_horizon_ms: AtomicI64,
     /// Number of the next inbox entry.
@@ -416,6 +420,7 @@ impl Store {
                     .collect(),
             ),
             series_states: Mutex::new(load_series_states(&trees)?),
+            uptime: Mutex::new(HashMap::new()),
             raw_horizon_ms: AtomicI64::new(retention::load_raw_horizon(&trees.meta)?),
             next_inbox_number: AtomicU64::new(next_inbox_number),
             writer,

@@ -83,7 +83,7 @@ pub struct StoredResult {
 
 /// Where one stretch of a series' history is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(super) enum Source {
     /// Raw results started in `[from, to)`.
     Raw(i64, i64),
     /// Rollups of hours starting in `[hour_floor(from), to)`.
@@ -329,7 +329,7 @@ impl Store {
     }
 
     /// Splits a series' query range into stretches read from raw results or rollups.
-    fn history_sources(
+    pub(super) fn history_sources(
         &self,
         id: SeriesId,
         query: &HistoryQuery,

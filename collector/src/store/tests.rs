@@ -784,3 +784,98 @@ async fn late_result_for_a_rolled_hour_is_rolled_up_again() {
         (1, 1, true)
     );
 }
+
+/// The history of `check` as uptime slots of `range` ending with the slot of `now`.
+fn history_slots(store: &Store, check: &str, range: UptimeRange, now: i64) -> Vec<SlotCounts> {
+    let (start, step) = (range.start_ms(now), range.step_ms());
+    let query = HistoryQuery {
+        service: "recall-api".into(),
+        check: Some(check.into()),
+        probe: None,
+        from_ms: start,
+        to_ms: start + step * range.slots() as i64,
+        step_ms: Some(step),
+    };
+    let mut slots = vec![SlotCounts::default(); range.slots()];
+    for point in store.history(&query).unwrap() {
+        slots[((point.time_ms - start) / step) as usize] = SlotCounts {
+            pass: point.pass as u32,
+            bad: (point.fail + point.error) as u32,
+        };
+    }
+    slots
+}
+
+fn uptime_of(store: &Store, check: &str, range: UptimeRange, now: i64) -> Vec<SlotCounts> {
+    let checks = store.uptime(Some("recall-api"), range, now).unwrap();
+    let found = checks.into_iter().find(|c| c.check == check);
+    found.map(|c| c.slots).unwrap_or_default()
+}
+
+/// `readyz`'s counters equal its history in every range, and hold failures.
+fn assert_counters_match_history(store: &Store, now: i64) {
+    for range in UptimeRange::ALL {
+        let counters = uptime_of(store, "readyz", range, now);
+        assert_eq!(
+            counters,
+            history_slots(store, "readyz", range, now),
+            "{range:?}"
+        );
+        assert!(counters.iter().any(|s| s.bad > 0), "{range:?}");
+    }
+}
+
+#[tokio::test]
+async fn uptime_counters_agree_with_history_live_and_when_loaded_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = T0 + 3 * DAY_MS + 30 * 60_000;
+    let start = now - 3 * DAY_MS;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        // Three days, one result every 5 minutes, one failure per hour; a second probe
+        // for the last two hours.
+        let results: Vec<CheckResult> = (0..3 * 24 * 12)
+            .map(|i| {
+                let outcome = if i % 12 == 0 {
+                    Outcome::Fail
+                } else {
+                    Outcome::Pass
+                };
+                result("readyz", start + i * 300_000, i as u64, outcome)
+            })
+            .collect();
+        for (n, chunk) in results.chunks(100).enumerate() {
+            let batch = batch("web-1", n as u64 + 1, chunk.to_vec());
+            store.ingest(&batch, now).await.unwrap();
+        }
+        ingest_series(&store, "web-2", "readyz", now - 2 * HOUR_MS, 700, 1).await;
+        // Older hours are answered from rollups from now on.
+        let raw = Duration::from_secs(86_400);
+        store
+            .enforce_retention(now, raw, Duration::from_secs(400 * 86_400))
+            .unwrap();
+        assert_counters_match_history(&store, now);
+        // A probe clock five days ahead: counted in the current slot, the strip is not
+        // pushed into the future.
+        let ahead = result("readyz", now + 5 * DAY_MS, 9_999, Outcome::Fail);
+        store
+            .ingest(&batch("web-1", 900, vec![ahead]), now)
+            .await
+            .unwrap();
+        let mut expected = history_slots(&store, "readyz", UptimeRange::Day, now);
+        expected[23].bad += 1;
+        assert_eq!(uptime_of(&store, "readyz", UptimeRange::Day, now), expected);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    // Before the first read: results of a series not loaded yet (left to its load) and
+    // of a new series (counted as they arrive).
+    ingest_series(&store, "web-1", "readyz", now - 10 * 60_000, 30, 1_000).await;
+    let fresh = vec![result("env", now - 60_000, 1, Outcome::Fail)];
+    store
+        .ingest(&batch("web-1", 2_000, fresh), now)
+        .await
+        .unwrap();
+    assert_counters_match_history(&store, now);
+    let env = uptime_of(&store, "env", UptimeRange::Day, now);
+    assert_eq!(env[23], SlotCounts { pass: 0, bad: 1 });
+}

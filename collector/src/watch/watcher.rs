@@ -424,6 +424,15 @@ impl Watcher {
         Ok(deploys)
     }
 
+    /// Services with a deploy being watched now (from memory: no ledger scan).
+    pub fn watched_services(&self) -> std::collections::BTreeSet<String> {
+        self.active()
+            .values()
+            .filter(|entry| entry.deploy.verdict == Verdict::Watching)
+            .map(|entry| entry.deploy.service.clone())
+            .collect()
+    }
+
     /// The last good version of a service (in one environment, or any).
     pub fn last_good(
         &self,

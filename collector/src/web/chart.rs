@@ -1,74 +1,14 @@
-//! Inline SVG pictures: the overview's uptime bars and the service page's pass-ratio and
-//! latency chart with deploy markers.
+//! The service page's inline SVG chart (pass ratio and latency with deploy markers) and
+//! the epoch-aligned slot grid it and the overview's uptime strips share.
 //!
-//! Both are built from history buckets. A bucket without any result — no data, a silent
-//! probe, the collector down — is a gap: drawn as a hollow box on bars and as a break in
-//! chart lines, never as up. Equal neighbouring slots share one `<rect>`, so a healthy
-//! day costs one element.
+//! The chart is built from history buckets. A bucket without any result — no data, a
+//! silent probe, the collector down — is a gap: a break in the chart's lines, never up.
 
 use maud::{Markup, html};
 
 use crate::store::HistoryPoint;
 use crate::timefmt::clock_time;
 use crate::watch::verdict::Verdict;
-
-/// How far back an uptime bar looks and how wide each slot is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UptimeRange {
-    /// 24 h in 48 half-hour slots.
-    Day,
-    /// 7 d in 56 three-hour slots.
-    Week,
-    /// 30 d in 60 twelve-hour slots.
-    Month,
-}
-
-impl UptimeRange {
-    /// From the `range` query parameter (`24h`, `7d`, `30d`); 24 h by default.
-    pub fn parse(text: Option<&str>) -> Option<UptimeRange> {
-        match text.unwrap_or("24h") {
-            "24h" | "" => Some(UptimeRange::Day),
-            "7d" => Some(UptimeRange::Week),
-            "30d" => Some(UptimeRange::Month),
-            _ => None,
-        }
-    }
-
-    /// Every range, in switch order.
-    pub const ALL: [UptimeRange; 3] = [UptimeRange::Day, UptimeRange::Week, UptimeRange::Month];
-
-    /// `24h`, `7d`, `30d`.
-    pub fn label(self) -> &'static str {
-        match self {
-            UptimeRange::Day => "24h",
-            UptimeRange::Week => "7d",
-            UptimeRange::Month => "30d",
-        }
-    }
-
-    /// Width of one slot, ms (whole hours from 7 d on, so rollups answer).
-    pub fn step_ms(self) -> i64 {
-        match self {
-            UptimeRange::Day => 1_800_000,
-            UptimeRange::Week => 3 * 3_600_000,
-            UptimeRange::Month => 12 * 3_600_000,
-        }
-    }
-
-    /// Number of slots.
-    pub fn slots(self) -> usize {
-        match self {
-            UptimeRange::Day => 48,
-            UptimeRange::Week => 56,
-            UptimeRange::Month => 60,
-        }
-    }
-
-    /// The slot grid ending with the slot that holds `now_ms`.
-    pub fn grid(self, now_ms: i64) -> SlotGrid {
-        SlotGrid::ending_at(now_ms, self.step_ms(), self.slots())
-    }
-}
 
 /// Epoch-aligned slots of equal width, the last one holding "now".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,129 +64,6 @@ impl SlotGrid {
             }
         }
         slots
-    }
-}
-
-/// What one slot of an uptime bar shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotHealth {
-    /// No result in the slot.
-    Gap,
-    /// Every result passed.
-    Up,
-    /// Some results failed.
-    Partial,
-    /// No result passed.
-    Down,
-}
-
-impl SlotHealth {
-    /// The health of a bucket.
-    pub fn of(point: Option<&HistoryPoint>) -> SlotHealth {
-        let Some(point) = point else {
-            return SlotHealth::Gap;
-        };
-        let bad = point.fail + point.error;
-        match (point.pass, bad) {
-            (0, 0) => SlotHealth::Gap,
-            (_, 0) => SlotHealth::Up,
-            (0, _) => SlotHealth::Down,
-            _ => SlotHealth::Partial,
-        }
-    }
-
-    fn class(self) -> &'static str {
-        match self {
-            SlotHealth::Gap => "gap",
-            SlotHealth::Up => "up",
-            SlotHealth::Partial => "part",
-            SlotHealth::Down => "down",
-        }
-    }
-}
-
-/// One check's uptime over a range.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UptimeBar {
-    /// The slot grid.
-    pub grid: SlotGrid,
-    /// Health per slot, oldest first.
-    pub slots: Vec<SlotHealth>,
-    /// Slots overlapping a maintenance window.
-    pub maintenance: Vec<bool>,
-    /// Passing results over all results in the range.
-    pub pass_ratio: Option<f64>,
-}
-
-impl UptimeBar {
-    /// A bar from history buckets on `grid`; `in_maintenance(slot_start, slot_end)`
-    /// says whether a maintenance window covers part of a slot.
-    pub fn build(
-        grid: SlotGrid,
-        points: &[HistoryPoint],
-        in_maintenance: impl Fn(i64, i64) -> bool,
-    ) -> UptimeBar {
-        let placed = grid.place(points);
-        let slots = placed.iter().map(|p| SlotHealth::of(*p)).collect();
-        let maintenance = (0..grid.count)
-            .map(|i| in_maintenance(grid.slot_start(i), grid.slot_start(i + 1)))
-            .collect();
-        let (pass, total) = points.iter().fold((0u64, 0u64), |(pass, total), p| {
-            (pass + p.pass, total + p.pass + p.fail + p.error)
-        });
-        UptimeBar {
-            grid,
-            slots,
-            maintenance,
-            pass_ratio: (total > 0).then(|| pass as f64 / total as f64),
-        }
-    }
-
-    /// Slots without any result.
-    pub fn gaps(&self) -> usize {
-        self.slots.iter().filter(|s| **s == SlotHealth::Gap).count()
-    }
-}
-
-/// Runs of equal values: (first index, length, value).
-fn runs<T: PartialEq + Copy>(values: &[T]) -> Vec<(usize, usize, T)> {
-    let mut out: Vec<(usize, usize, T)> = Vec::new();
-    for (index, value) in values.iter().enumerate() {
-        match out.last_mut() {
-            Some((_, length, last)) if last == value => *length += 1,
-            _ => out.push((index, 1, *value)),
-        }
-    }
-    out
-}
-
-/// The bar as inline SVG; `label` (with the figures) is its `<title>`, which names it
-/// for screen readers and shows as a tooltip. Gap runs carry `data-from`, their first
-/// slot's start.
-pub fn uptime_svg(bar: &UptimeBar, label: &str) -> Markup {
-    let count = bar.slots.len();
-    let gaps = bar.gaps();
-    let description = format!(
-        "{label}: {} up, {}",
-        super::layout::percent(bar.pass_ratio),
-        super::layout::plural(gaps, "slot without data", "slots without data"),
-    );
-    html! {
-        svg.bar viewBox={ "0 0 " (count) " 10" } preserveAspectRatio="none" role="img" data-gaps=(gaps) {
-            title { (description) }
-            @for (start, length, health) in runs(&bar.slots) {
-                @if health == SlotHealth::Gap {
-                    rect.gap x=(start) width=(length) height="10" data-from=(bar.grid.slot_start(start)) {}
-                } @else {
-                    rect class=(health.class()) x=(start) width=(length) height="10" {}
-                }
-            }
-            @for (start, length, marked) in runs(&bar.maintenance) {
-                @if marked {
-                    rect.maint x=(start) width=(length) height="3" {}
-                }
-            }
-        }
     }
 }
 
@@ -398,34 +215,6 @@ mod tests {
             versions: Vec::new(),
             from_rollups: false,
         }
-    }
-
-    #[test]
-    fn a_slot_without_results_is_a_gap_never_up() {
-        let grid = SlotGrid::ending_at(10_500, 1_000, 4);
-        assert_eq!(grid.start_ms, 7_000);
-        let bar = UptimeBar::build(
-            grid,
-            &[point(7_000, 5, 0), point(9_000, 3, 1), point(10_000, 0, 2)],
-            |from, _| from == 9_000,
-        );
-        assert_eq!(
-            bar.slots,
-            vec![
-                SlotHealth::Up,
-                SlotHealth::Gap,
-                SlotHealth::Partial,
-                SlotHealth::Down
-            ]
-        );
-        assert_eq!(bar.maintenance, vec![false, false, true, false]);
-        assert_eq!(bar.pass_ratio, Some(8.0 / 11.0));
-        let svg = uptime_svg(&bar, "x").into_string();
-        assert!(
-            svg.contains(r#"class="gap" x="1" width="1" height="10" data-from="8000""#),
-            "{svg}"
-        );
-        assert!(svg.contains(r#"data-gaps="1""#), "{svg}");
     }
 
     #[test]

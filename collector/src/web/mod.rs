@@ -21,6 +21,7 @@ pub mod layout;
 pub mod overview;
 pub mod probes;
 pub mod service;
+pub mod strip;
 
 use std::sync::Arc;
 

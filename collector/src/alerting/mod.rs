@@ -575,14 +575,15 @@ impl Alerting {
     /// Write `changes` in one transaction (on the storage writer, whose next flush makes
     /// it durable), then wake the outbox worker once it is flushed. On failure, reload
     /// from storage.
-    fn commit(&self, state: &mut AlertState, changes: Changes) {
+    fn commit(&self, state: &mut AlertState, mut changes: Changes) {
         if changes.is_empty() {
             return;
         }
-        let series: Vec<(Vec<u8>, Vec<u8>)> = changes
-            .series
-            .iter()
-            .map(|s| (s.storage_key(), serde_json::to_vec(s).unwrap_or_default()))
+        // Each state's copy goes as soon as it is encoded: a large batch's states (with
+        // their failing conditions) are not held twice while sled takes them.
+        let series: Vec<(Vec<u8>, Vec<u8>)> = std::mem::take(&mut changes.series)
+            .into_iter()
+            .map(|s| (s.storage_key(), serde_json::to_vec(&s).unwrap_or_default()))
             .collect();
         let probes: Vec<(Vec<u8>, Vec<u8>)> = changes
             .probes

@@ -1,6 +1,11 @@
 //! `collector.toml`: server, auth, retention, deploy watch, the collector's own checks,
 //! and the alerting sections (typed in [`crate::alerting::config`]).
 //!
+//! Each section validates itself: `[server]` here, the alerting sections through their
+//! view [`CollectorConfig::alerting_view`] (the same view `Alerting::new` is built from),
+//! `[watch]` in [`crate::watch`]. This module only calls them, so no section module needs
+//! the whole config.
+//!
 //! With no file at all the collector runs on embedded defaults (listen on
 //! 127.0.0.1:7878, data in ./postflight-data, reports and writes from loopback only).
 //! Every problem is reported with its line, like the probe's config. Secrets come from
@@ -20,7 +25,9 @@ use postflight_probe::config::{
 use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
-use crate::alerting::config::{AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec};
+use crate::alerting::config::{
+    AlertingConfig, AlertingSection, ChannelSpec, MaintenanceSpec, RouteSpec,
+};
 pub use crate::auth::TokenDigests;
 use crate::tls::{TlsFiles, TlsSetup};
 
@@ -58,6 +65,19 @@ pub struct CollectorConfig {
     /// `[limits]`: what one report batch may carry (shared with the probe).
     #[serde(default)]
     pub limits: postflight_probe::limits::Limits,
+}
+
+impl CollectorConfig {
+    /// The alerting sections, borrowed together: what alerting is built and validated from.
+    pub fn alerting_view(&self) -> AlertingConfig<'_> {
+        AlertingConfig {
+            alerting: &self.alerting,
+            channels: &self.channels,
+            routes: &self.routes,
+            maintenance: &self.maintenance,
+            public_url: self.server.public_url.as_deref(),
+        }
+    }
 }
 
 /// `[server]`.
@@ -278,21 +298,78 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     }
 }
 
-/// Zero timeouts or a zero connection cap would make the server refuse everything.
-fn connection_limit_problems(server: &ServerSection) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (key, value) in [
-        ("header_timeout", server.header_timeout),
-        ("body_timeout", server.body_timeout),
-        ("idle_timeout", server.idle_timeout),
-        ("tls_handshake_timeout", server.tls_handshake_timeout),
-    ] {
-        if value.0.is_zero() {
-            problems.push(format!("server.{key} must be longer than 0, e.g. \"10s\""));
+impl ServerSection {
+    /// Every problem of `[server]` on its own: limits that would refuse everything, a
+    /// public URL that is not one. (The listen address, TLS files and tokens are checked
+    /// together, by [`exposure_problems`].)
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.write_queue == 0 {
+            problems.push("server.write_queue must be at least 1 (default 512)".into());
         }
+        if self.ingest_memory.0 < self.max_body.0 {
+            problems.push(format!(
+                "server.ingest_memory ({} bytes) must be at least server.max_body ({} bytes): a report that does not fit would never be taken",
+                self.ingest_memory.0, self.max_body.0
+            ));
+        }
+        if self.max_batches_per_request == 0 {
+            problems.push("server.max_batches_per_request must be at least 1 (default 64)".into());
+        }
+        if let Some(url) = &self.public_url
+            && reqwest::Url::parse(url).is_err()
+        {
+            problems.push(format!("server.public_url {url:?} is not a valid URL"));
+        }
+        problems.extend(self.connection_limit_problems());
+        problems
     }
-    if server.max_connections == 0 {
-        problems.push("server.max_connections must be at least 1".into());
+
+    /// Zero timeouts or a zero connection cap would make the server refuse everything.
+    fn connection_limit_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
+        ] {
+            if value.0.is_zero() {
+                problems.push(format!("server.{key} must be longer than 0, e.g. \"10s\""));
+            }
+        }
+        if self.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".into());
+        }
+        problems
+    }
+}
+
+/// A listen address beyond loopback needs TLS (or `plaintext`) and a way to know probes.
+fn exposure_problems(
+    server: &ServerSection,
+    addr: SocketAddr,
+    tls: Option<&TlsFiles>,
+    probe_tokens: &TokenDigests,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if addr.ip().is_loopback() {
+        return problems;
+    }
+    if tls.is_none() && !server.plaintext {
+        problems.push(format!(
+            "server.listen {addr} is not a loopback address and TLS is off: probe tokens would \
+             cross the network in clear; set server.tls_cert and server.tls_key, or \
+             plaintext = true when a TLS-terminating proxy is in front"
+        ));
+    }
+    let client_certificates = tls.is_some_and(|t| t.client_ca.is_some());
+    if probe_tokens.is_empty() && !client_certificates {
+        problems.push(format!(
+            "server.listen {addr} is not a loopback address but no probe tokens are configured: \
+             add [[auth.probes]] entries (name = \"web-1\", token = \"${{POSTFLIGHT_TOKEN_WEB_1}}\" \
+             or token_sha256 = \"...\"), or listen on 127.0.0.1"
+        ));
     }
     problems
 }
@@ -315,48 +392,16 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     let probe_tokens = resolve_tokens("auth.probes", &config.auth.probes, &mut problems);
     let operator_tokens = resolve_tokens("auth.operators", &config.auth.operators, &mut problems);
     let tls = tls_files(&config.server, &mut problems);
-    if let Some(addr) = listen
-        && !addr.ip().is_loopback()
-        && tls.is_none()
-        && !config.server.plaintext
-    {
-        problems.push(format!(
-            "server.listen {addr} is not a loopback address and TLS is off: probe tokens would \
-             cross the network in clear; set server.tls_cert and server.tls_key, or \
-             plaintext = true when a TLS-terminating proxy is in front"
+    if let Some(addr) = listen {
+        problems.extend(exposure_problems(
+            &config.server,
+            addr,
+            tls.as_ref(),
+            &probe_tokens,
         ));
     }
-    let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    if let Some(addr) = listen
-        && !addr.ip().is_loopback()
-        && probe_tokens.is_empty()
-        && !client_certificates
-    {
-        problems.push(format!(
-                "server.listen {addr} is not a loopback address but no probe tokens are configured: \
-                 add [[auth.probes]] entries (name = \"web-1\", token = \"${{POSTFLIGHT_TOKEN_WEB_1}}\" \
-                 or token_sha256 = \"...\"), or listen on 127.0.0.1"
-            ));
-    }
-    if config.server.write_queue == 0 {
-        problems.push("server.write_queue must be at least 1 (default 512)".into());
-    }
-    if config.server.ingest_memory.0 < config.server.max_body.0 {
-        problems.push(format!(
-            "server.ingest_memory ({} bytes) must be at least server.max_body ({} bytes): a report that does not fit would never be taken",
-            config.server.ingest_memory.0, config.server.max_body.0
-        ));
-    }
-    if config.server.max_batches_per_request == 0 {
-        problems.push("server.max_batches_per_request must be at least 1 (default 64)".into());
-    }
-    if let Some(url) = &config.server.public_url
-        && reqwest::Url::parse(url).is_err()
-    {
-        problems.push(format!("server.public_url {url:?} is not a valid URL"));
-    }
-    problems.extend(connection_limit_problems(&config.server));
-    problems.extend(crate::alerting::validate(&config, text));
+    problems.extend(config.server.problems());
+    problems.extend(config.alerting_view().validate(text));
     problems.extend(config.watch.validate(text));
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let at = check_location(text, "checks", index, spec);

@@ -66,7 +66,7 @@ pub fn build_parts(
 ) -> anyhow::Result<Parts> {
     let alerting = Alerting::new(
         store.writer(),
-        &loaded.config,
+        loaded.config.alerting_view(),
         clock.clone(),
         metrics.clone(),
     )

@@ -1,10 +1,16 @@
 //! The alerting sections of `collector.toml`: `[alerting]`, `[[channels]]`, `[[routes]]`
 //! and `[[maintenance]]`, with their defaults and validation.
 //!
+//! `[alerting]` ([`AlertingSection`]) is typed here; each other section's type lives beside
+//! the code that uses it and is re-exported here: a channel's spec in its channel file
+//! ([`super::channel`]), [`RouteSpec`] in [`super::route`], [`MaintenanceSpec`] in
+//! [`super::silence`]. [`AlertingConfig`] is the view of all of them that alerting is
+//! built from and validated through; the imports run one way, from here to them.
+//!
 //! Types are `deny_unknown_fields` and deserialize with serde, so a typo or a bad value is
 //! reported by the TOML parser with its line. Rules serde cannot express (a route naming a
 //! channel that does not exist, a maintenance window with both `weekly` and `start`) are
-//! checked by [`validate`], which names the table and its line.
+//! checked by [`AlertingConfig::validate`], which names the table and its line.
 //!
 //! ```toml
 //! [alerting]
@@ -59,19 +65,22 @@
 //! weekly = { day = "sun", start = "02:00", duration = "2h" }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::marker::PhantomData;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use postflight_probe::config::line_number;
 use postflight_probe::units::HumanDuration;
 
-use crate::event::{EventKind, Severity};
+use crate::event::Severity;
+
+pub use super::channel::{AlertmanagerSpec, ChannelSpec, EmailSpec, WebhookFormat, WebhookSpec};
+pub use super::one_or_many::OneOrMany;
+pub use super::route::{RouteMatch, RouteSpec};
+pub use super::silence::{MaintenanceSpec, WeeklySpec};
 
 /// `[alerting]`: how results become incidents and how notifications are paced.
 #[derive(Debug, Clone, Deserialize)]
@@ -292,212 +301,6 @@ impl<'de> Visitor<'de> for QuorumVisitor {
     }
 }
 
-/// A value written either once (`"x"`) or as a list (`["x", "y"]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OneOrMany<T>(pub Vec<T>);
-
-impl<T> Default for OneOrMany<T> {
-    fn default() -> Self {
-        OneOrMany(Vec::new())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(OneOrManyVisitor(PhantomData))
-    }
-}
-
-struct OneOrManyVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
-    type Value = OneOrMany<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or a list of strings")
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        T::deserialize(text.into_deserializer()).map(|one| OneOrMany(vec![one]))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(OneOrMany(items))
-    }
-}
-
-/// `[[channels]]`: a named destination with exactly one of `email`, `webhook`,
-/// `alertmanager`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelSpec {
-    /// Name used by routes.
-    pub name: String,
-    #[serde(default)]
-    pub email: Option<EmailSpec>,
-    #[serde(default)]
-    pub webhook: Option<WebhookSpec>,
-    #[serde(default)]
-    pub alertmanager: Option<AlertmanagerSpec>,
-    /// Give up one delivery attempt after this long (default 10s).
-    #[serde(default = "default_channel_timeout")]
-    pub timeout: HumanDuration,
-}
-
-fn default_channel_timeout() -> HumanDuration {
-    HumanDuration::from_secs(10)
-}
-
-/// `email = { ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailSpec {
-    /// `smtp://host[:port]` (plain), `smtp://host[:port]?tls=required` (STARTTLS),
-    /// `smtps://host[:port]` (implicit TLS). `${ENV}` is expanded.
-    pub smtp: String,
-    /// Sender address, e.g. `Postflight <postflight@example.com>`.
-    pub from: String,
-    /// Recipients.
-    pub to: OneOrMany<String>,
-    /// SMTP user (`${ENV}` expanded).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// SMTP password (`${ENV}` expanded); or `password_file`.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// File holding the SMTP password (trailing newline ignored).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// PEM CA certificate(s) trusted in addition to the system roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
-
-/// `webhook = { ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSpec {
-    /// Where to POST (`${ENV}` expanded: Slack URLs are secrets).
-    pub url: String,
-    /// `json` (the documented schema, default) or `slack`.
-    #[serde(default)]
-    pub format: WebhookFormat,
-    /// Extra request headers (values `${ENV}` expanded).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-/// The body a webhook receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    /// Postflight's notification schema (see [`crate::alerting::channel::webhook`]).
-    #[default]
-    Json,
-    /// Slack-compatible incoming webhook (`{"text": ...}`).
-    Slack,
-}
-
-/// `alertmanager = { ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertmanagerSpec {
-    /// Every Alertmanager instance (not a load balancer): each gets every alert.
-    pub urls: Vec<String>,
-    /// Firing alerts are re-sent this often (default 1m); `endsAt` is 4 intervals ahead.
-    #[serde(default = "default_resend_interval")]
-    pub resend_interval: HumanDuration,
-    /// Resolved alerts are re-sent for this long (default 5m).
-    #[serde(default = "default_resolved_for")]
-    pub resolved_for: HumanDuration,
-}
-
-fn default_resend_interval() -> HumanDuration {
-    HumanDuration::from_secs(60)
-}
-fn default_resolved_for() -> HumanDuration {
-    HumanDuration::from_secs(300)
-}
-
-/// `[[routes]]`: which events go to which channels.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSpec {
-    /// What the route matches; absent matches everything (a default route).
-    #[serde(default, rename = "match")]
-    pub matcher: RouteMatch,
-    /// Channels the matching events go to.
-    pub channels: Vec<String>,
-    /// Keep looking at later routes after this one matched (default false).
-    #[serde(default, rename = "continue")]
-    pub continue_matching: bool,
-}
-
-/// `match = { ... }`: every given key must match; lists mean "any of".
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteMatch {
-    /// Service globs (`butler-*`).
-    #[serde(default)]
-    pub service: OneOrMany<String>,
-    /// Environments (the probes' `env` label, or the deploy's).
-    #[serde(default)]
-    pub env: OneOrMany<String>,
-    /// Severities.
-    #[serde(default)]
-    pub severity: OneOrMany<Severity>,
-    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed,
-    /// version_drift.
-    #[serde(default)]
-    pub event: OneOrMany<EventKind>,
-}
-
-/// `[[maintenance]]`: a window during which matching events are not notified.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceSpec {
-    /// Service glob (default: every service).
-    #[serde(default)]
-    pub service: Option<String>,
-    /// Only this environment.
-    #[serde(default)]
-    pub env: Option<String>,
-    /// Only this check.
-    #[serde(default)]
-    pub check: Option<String>,
-    /// Only this probe.
-    #[serde(default)]
-    pub probe: Option<String>,
-    /// One-off window start, RFC 3339 UTC.
-    #[serde(default)]
-    pub start: Option<String>,
-    /// One-off window end, RFC 3339 UTC.
-    #[serde(default)]
-    pub end: Option<String>,
-    /// Weekly recurring window, UTC.
-    #[serde(default)]
-    pub weekly: Option<WeeklySpec>,
-    /// Why, shown with suppressed incidents.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// `weekly = { day = "sun", start = "02:00", duration = "2h" }` (UTC).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeeklySpec {
-    /// `mon` .. `sun` (or the full English name).
-    pub day: String,
-    /// `HH:MM` in UTC.
-    pub start: String,
-    /// How long the window lasts.
-    pub duration: HumanDuration,
-}
-
 /// The alerting-related parts of the collector config, borrowed together.
 #[derive(Debug, Clone, Copy)]
 pub struct AlertingConfig<'a> {
@@ -509,8 +312,14 @@ pub struct AlertingConfig<'a> {
     pub public_url: Option<&'a str>,
 }
 
-/// Every problem with the alerting sections, each naming its table and line.
-pub fn validate(config: AlertingConfig<'_>, text: &str) -> Vec<String> {
+impl AlertingConfig<'_> {
+    /// Every problem with the alerting sections, each naming its table and line.
+    pub fn validate(&self, text: &str) -> Vec<String> {
+        validate(*self, text)
+    }
+}
+
+fn validate(config: AlertingConfig<'_>, text: &str) -> Vec<String> {
     let mut problems = validate_section(config.alerting);
     let mut names = BTreeSet::new();
     for (index, spec) in config.channels.iter().enumerate() {
@@ -615,6 +424,7 @@ pub fn table_location(text: &str, table: &str, index: usize, name: &str) -> Stri
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
 
     #[derive(Debug, Deserialize)]
     struct Wrapper {

@@ -13,14 +13,14 @@
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatch};
 
 use super::config::Quorum;
-use super::freshness::{FALLBACK_SILENCE_AFTER, SilencePolicy, series_is_stale};
+pub use super::freshness::{ProbeState, Retirement};
+use super::freshness::{SilencePolicy, series_is_stale};
 
 /// Consecutive results needed to change a series' state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,75 +183,19 @@ pub struct CheckView {
     pub failing: bool,
 }
 
-/// What alerting knows about one probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeState {
-    pub name: String,
-    /// When its latest batch arrived, unix ms (collector time).
-    pub last_seen_ms: i64,
-    /// How often it promised to report, ms (0 if it did not say).
-    pub heartbeat_interval_ms: u64,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Services it reports results for.
-    #[serde(default)]
-    pub services: BTreeSet<String>,
-    /// Longest wait between its delivery retries, ms (0 if it did not say).
-    #[serde(default)]
-    pub retry_cap_ms: u64,
-    /// Its clock minus the collector's, ms, from its latest delivery attempt that said.
-    #[serde(default)]
-    pub clock_offset_ms: Option<i64>,
-    /// Receive time minus the (corrected) start of its newest result, ms.
-    #[serde(default)]
-    pub delivery_lag_ms: Option<i64>,
-    /// Set when an operator retired it; cleared when it reports again.
-    #[serde(default)]
-    pub retired: Option<Retirement>,
-}
-
-/// Who retired a probe, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retirement {
-    /// When, unix ms.
-    pub at_ms: i64,
-    /// The operator token's name.
-    pub by: String,
-}
-
-impl ProbeState {
-    /// A probe never heard from.
-    pub fn named(name: &str) -> ProbeState {
-        ProbeState {
-            name: name.to_string(),
-            last_seen_ms: 0,
-            heartbeat_interval_ms: 0,
-            labels: BTreeMap::new(),
-            services: BTreeSet::new(),
-            retry_cap_ms: 0,
-            clock_offset_ms: None,
-            delivery_lag_ms: None,
-            retired: None,
-        }
-    }
-
-    /// How long without a batch before the probe counts as silent.
-    pub fn silence_after(&self, configured: Option<Duration>) -> Duration {
-        match (configured, self.heartbeat_interval_ms) {
-            (Some(fixed), _) => fixed,
-            (None, 0) => FALLBACK_SILENCE_AFTER,
-            (None, interval) => Duration::from_millis(interval.saturating_mul(3)),
-        }
-    }
-}
-
 /// What one batch changed.
 #[derive(Debug, Clone, Default)]
 pub struct BatchEffect {
     /// Series whose state changed in any way (to persist).
     pub series: Vec<SeriesState>,
-    /// Service checks to re-evaluate.
+    /// Service checks to re-evaluate: a series of theirs changed, appeared, moved
+    /// environment or came back from stale.
     pub checks: BTreeSet<CheckKey>,
+    /// Service checks whose series only received another steady result (up before and
+    /// after, fresh): their view can change only if they have an open incident, so
+    /// only those are re-evaluated. This keeps a batch O(its results) instead of
+    /// O(results x probes reporting the check), which is what holds a fleet.
+    pub steady_checks: BTreeSet<CheckKey>,
     /// The probe's updated state.
     pub probe: Option<ProbeState>,
 }
@@ -299,6 +243,7 @@ impl Evaluator {
             .probes
             .entry(batch.probe.clone())
             .or_insert_with(|| ProbeState::named(&batch.probe));
+        let freshness_before = self.policy.freshness(probe, received_at_ms);
         probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
         if batch.heartbeat_interval_ms > 0 {
             probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
@@ -324,13 +269,24 @@ impl Evaluator {
                 continue;
             }
             let steady_before = known && state.is_steady() && state.env == env;
+            let fresh_before = known
+                && !series_is_stale(
+                    state.last_result_ms,
+                    state.interval_ms,
+                    freshness_before,
+                    received_at_ms,
+                );
             state.env = env.clone();
             state.observe(result, self.thresholds);
-            effect.checks.insert(state.check_key());
             if steady_before && state.is_steady() {
                 // Up with no failure streak before and after: nothing a restart needs.
+                match fresh_before {
+                    true => effect.steady_checks.insert(state.check_key()),
+                    false => effect.checks.insert(state.check_key()),
+                };
                 continue;
             }
+            effect.checks.insert(state.check_key());
             // One entry per series in the effect, the latest state winning.
             match slots.entry((result.service.clone(), result.check.clone())) {
                 std::collections::hash_map::Entry::Occupied(slot) => {
@@ -422,6 +378,7 @@ impl Evaluator {
 mod tests {
     use super::*;
     use postflight_probe::report::{CheckKind, Facts};
+    use std::time::Duration;
 
     fn result(check: &str, at: i64, pass: bool) -> CheckResult {
         CheckResult {
@@ -479,6 +436,33 @@ mod tests {
             env: "prod".into(),
             check: "health".into(),
         }
+    }
+
+    #[test]
+    fn only_a_changed_or_returning_series_asks_for_its_check_to_be_evaluated() {
+        let mut eval = evaluator(Quorum::Any);
+        let mut with_interval = |at: i64, pass: bool, received: i64| {
+            let mut r = result("health", at, pass);
+            r.interval_ms = 1_000;
+            eval.observe_batch(&batch("p1", vec![r]), received)
+        };
+        let first = with_interval(1_000, true, 1_000);
+        assert!(first.checks.contains(&key()), "a new series is evaluated");
+        let steady = with_interval(2_000, true, 2_000);
+        assert!(steady.checks.is_empty(), "{steady:?}");
+        assert!(steady.steady_checks.contains(&key()));
+        let failing = with_interval(3_000, false, 3_000);
+        assert!(failing.checks.contains(&key()), "a failure is evaluated");
+        with_interval(4_000, true, 4_000);
+        with_interval(5_000, true, 5_000);
+        let steady = with_interval(6_000, true, 6_000);
+        assert!(steady.checks.is_empty(), "up again and steady: {steady:?}");
+        // Ten intervals without a result: stale; its next result counts it again.
+        let back = with_interval(16_000, true, 16_000);
+        assert!(
+            back.checks.contains(&key()),
+            "a series back from stale is evaluated"
+        );
     }
 
     #[test]

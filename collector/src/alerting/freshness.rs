@@ -1,7 +1,8 @@
 //! Freshness: whether a probe is still heard from, and whether a series' newest result
 //! still speaks for the present.
 //!
-//! A probe is [`ProbeFreshness::Silent`] once nothing arrived from it for its silence
+//! [`ProbeState`] is what alerting knows of a probe (stored in `alert_probes`; the
+//! evaluator keeps one per probe). A probe is [`ProbeFreshness::Silent`] once nothing arrived from it for its silence
 //! threshold (`alerting.silence_after`, else 3x its heartbeat interval, else 3m). Right
 //! after this collector starts, a probe may still be backing off from the outage, so it
 //! is silent only once `max(threshold, retry cap + heartbeat interval)` has also passed
@@ -15,17 +16,78 @@
 //! series count as unknown in quorum and are shown as stale by status; the deploy watch
 //! can ask the same questions through [`Alerting::probe_freshness`](super::Alerting::probe_freshness).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use super::evaluator::ProbeState;
 
 /// Silence threshold when a probe did not say how often it reports.
 pub const FALLBACK_SILENCE_AFTER: Duration = Duration::from_secs(180);
 
 /// Retry cap assumed for a probe that did not say (older probes had a fixed 30 s).
 pub const FALLBACK_RETRY_CAP_MS: u64 = 30_000;
+
+/// What alerting knows about one probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeState {
+    pub name: String,
+    /// When its latest batch arrived, unix ms (collector time).
+    pub last_seen_ms: i64,
+    /// How often it promised to report, ms (0 if it did not say).
+    pub heartbeat_interval_ms: u64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Services it reports results for.
+    #[serde(default)]
+    pub services: BTreeSet<String>,
+    /// Longest wait between its delivery retries, ms (0 if it did not say).
+    #[serde(default)]
+    pub retry_cap_ms: u64,
+    /// Its clock minus the collector's, ms, from its latest delivery attempt that said.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+    /// Receive time minus the (corrected) start of its newest result, ms.
+    #[serde(default)]
+    pub delivery_lag_ms: Option<i64>,
+    /// Set when an operator retired it; cleared when it reports again.
+    #[serde(default)]
+    pub retired: Option<Retirement>,
+}
+
+/// Who retired a probe, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// The operator token's name.
+    pub by: String,
+}
+
+impl ProbeState {
+    /// A probe never heard from.
+    pub fn named(name: &str) -> ProbeState {
+        ProbeState {
+            name: name.to_string(),
+            last_seen_ms: 0,
+            heartbeat_interval_ms: 0,
+            labels: BTreeMap::new(),
+            services: BTreeSet::new(),
+            retry_cap_ms: 0,
+            clock_offset_ms: None,
+            delivery_lag_ms: None,
+            retired: None,
+        }
+    }
+
+    /// How long without a batch before the probe counts as silent.
+    pub fn silence_after(&self, configured: Option<Duration>) -> Duration {
+        match (configured, self.heartbeat_interval_ms) {
+            (Some(fixed), _) => fixed,
+            (None, 0) => FALLBACK_SILENCE_AFTER,
+            (None, interval) => Duration::from_millis(interval.saturating_mul(3)),
+        }
+    }
+}
 
 /// A series is stale once its newest result is older than this many check intervals.
 pub const STALE_AFTER_INTERVALS: i64 = 3;

@@ -11,10 +11,45 @@
 //! channel sends their resolutions there too. A `probe_silent` event matches `service`
 //! when any service that probe reports matches.
 
-use crate::event::{Event, EventKind};
+use serde::Deserialize;
 
-use super::config::RouteSpec;
+use crate::event::{Event, EventKind, Severity};
+
 use super::field;
+use super::one_or_many::OneOrMany;
+
+/// `[[routes]]`: which events go to which channels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// What the route matches; absent matches everything (a default route).
+    #[serde(default, rename = "match")]
+    pub matcher: RouteMatch,
+    /// Channels the matching events go to.
+    pub channels: Vec<String>,
+    /// Keep looking at later routes after this one matched (default false).
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+/// `match = { ... }`: every given key must match; lists mean "any of".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Service globs (`butler-*`).
+    #[serde(default)]
+    pub service: OneOrMany<String>,
+    /// Environments (the probes' `env` label, or the deploy's).
+    #[serde(default)]
+    pub env: OneOrMany<String>,
+    /// Severities.
+    #[serde(default)]
+    pub severity: OneOrMany<Severity>,
+    /// Event types: incident, resolved, probe_silent, deploy_regressed, deploy_passed,
+    /// version_drift.
+    #[serde(default)]
+    pub event: OneOrMany<EventKind>,
+}
 
 /// A glob over names: `*` any run of characters, `?` one character.
 #[derive(Debug, Clone, PartialEq, Eq)]

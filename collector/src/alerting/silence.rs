@@ -17,14 +17,55 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use postflight_probe::units::parse_duration;
+use postflight_probe::units::{HumanDuration, parse_duration};
 
 use crate::event::Event;
 use crate::timefmt::{parse_rfc3339, rfc3339};
 
-use super::config::MaintenanceSpec;
 use super::field;
 use super::route::{Glob, event_services};
+
+/// `[[maintenance]]`: a window during which matching events are not notified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSpec {
+    /// Service glob (default: every service).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Only this environment.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Only this check.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Only this probe.
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// One-off window start, RFC 3339 UTC.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// One-off window end, RFC 3339 UTC.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Weekly recurring window, UTC.
+    #[serde(default)]
+    pub weekly: Option<WeeklySpec>,
+    /// Why, shown with suppressed incidents.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `weekly = { day = "sun", start = "02:00", duration = "2h" }` (UTC).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklySpec {
+    /// `mon` .. `sun` (or the full English name).
+    pub day: String,
+    /// `HH:MM` in UTC.
+    pub start: String,
+    /// How long the window lasts.
+    pub duration: HumanDuration,
+}
 
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -510,7 +551,7 @@ mod tests {
             probe: None,
             start: None,
             end: None,
-            weekly: Some(super::super::config::WeeklySpec {
+            weekly: Some(WeeklySpec {
                 day: "sun".into(),
                 start: "23:00".into(),
                 duration: HumanDuration::from_secs(3 * 3600),

@@ -14,8 +14,8 @@ use prometheus::{GaugeVec, IntCounterVec, Opts};
 use crate::metrics::Metrics;
 use crate::probe_clock::{Receipt, corrected_time};
 
-use super::incident::{Incident, clock_skew_key, describe_offset};
-use super::{Alerting, Changes};
+use super::Alerting;
+use super::commit::Changes;
 
 /// The per-probe gauges and the refusal counter.
 #[derive(Debug, Clone)]
@@ -105,8 +105,8 @@ impl Alerting {
             ..Changes::default()
         };
         if let Some(offset) = receipt.offset_ms {
-            self.reconcile_skew(
-                &mut state,
+            state.reconcile_skew(
+                &self.rules,
                 &known,
                 offset,
                 receipt.received_at_ms,
@@ -114,43 +114,6 @@ impl Alerting {
             );
         }
         self.commit(&mut state, changes);
-    }
-
-    /// Open or resolve the probe's clock-skew incident for `offset_ms`.
-    fn reconcile_skew(
-        &self,
-        state: &mut super::AlertState,
-        probe: &super::ProbeState,
-        offset_ms: i64,
-        now_ms: i64,
-        changes: &mut Changes,
-    ) {
-        let limit = i64::try_from(self.settings.max_clock_skew.0.as_millis()).unwrap_or(i64::MAX);
-        let skewed = offset_ms.saturating_abs() > limit;
-        let key = clock_skew_key(&probe.name);
-        match (state.open.remove(&key), skewed) {
-            (None, true) => {
-                let Some(id) = self.next_id() else { return };
-                let severity = self.settings.clock_skew_severity;
-                let mut incident = Incident::for_clock_skew(id, probe, offset_ms, severity, now_ms);
-                self.notify_opening(&mut incident, now_ms, changes);
-                changes.incident(&incident);
-                state.open.insert(key, incident);
-            }
-            (Some(incident), true) => {
-                state.open.insert(key, incident);
-            }
-            (Some(mut incident), false) => {
-                let why = format!(
-                    "clock back within alerting.max_clock_skew ({} the collector's)",
-                    describe_offset(offset_ms)
-                );
-                incident.resolve(now_ms, &why);
-                self.notify_resolved(&mut incident, now_ms, changes);
-                changes.incident(&incident);
-            }
-            (None, false) => {}
-        }
     }
 
     /// A timestamp `probe` reported, on the collector's clock: shifted by the probe's

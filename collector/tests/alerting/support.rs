@@ -94,7 +94,7 @@ impl Harness {
         let writer = Writer::start(db.clone(), WriterOptions::default()).expect("writer");
         let alerting = Alerting::with_settings(
             &writer,
-            &loaded.config,
+            loaded.config.alerting_view(),
             Arc::new(clock.clone()),
             metrics.clone(),
             Duration::from_millis(50),

@@ -27,13 +27,35 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
+use postflight_probe::units::HumanDuration;
+
 use crate::event::{Event, EventKind};
 use crate::store::Writer;
 use crate::timefmt::rfc3339;
 
-use super::super::config::AlertmanagerSpec;
 use super::super::field;
 use super::{Channel, Notification, SendError};
+
+/// `alertmanager = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSpec {
+    /// Every Alertmanager instance (not a load balancer): each gets every alert.
+    pub urls: Vec<String>,
+    /// Firing alerts are re-sent this often (default 1m); `endsAt` is 4 intervals ahead.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: HumanDuration,
+    /// Resolved alerts are re-sent for this long (default 5m).
+    #[serde(default = "default_resolved_for")]
+    pub resolved_for: HumanDuration,
+}
+
+fn default_resend_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_resolved_for() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
 
 /// An alert being kept alive in Alertmanager.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 //! failing with expected and actual values, since when, on which probes, the version they
 //! see, the last deploy when known, and a link to the collector.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -20,17 +20,43 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Deserialize;
 
 use postflight_probe::config::expand_env;
 use postflight_probe::limits::escape_controls;
 use postflight_probe::secret::{self, SecretSource};
 
+use crate::alerting::one_or_many::OneOrMany;
 use crate::event::Event;
 use crate::timefmt::rfc3339;
 
-use super::super::config::EmailSpec;
 use super::super::field;
 use super::{Channel, Notification, SendError, escape_html};
+
+/// `email = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// `smtp://host[:port]` (plain), `smtp://host[:port]?tls=required` (STARTTLS),
+    /// `smtps://host[:port]` (implicit TLS). `${ENV}` is expanded.
+    pub smtp: String,
+    /// Sender address, e.g. `Postflight <postflight@example.com>`.
+    pub from: String,
+    /// Recipients.
+    pub to: OneOrMany<String>,
+    /// SMTP user (`${ENV}` expanded).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SMTP password (`${ENV}` expanded); or `password_file`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File holding the SMTP password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) trusted in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
 
 /// How the connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,7 +382,6 @@ pub fn render(notification: &Notification) -> (String, String) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::alerting::config::OneOrMany;
 
     fn spec(smtp: &str) -> EmailSpec {
         EmailSpec {

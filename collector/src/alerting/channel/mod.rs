@@ -19,11 +19,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use postflight_probe::units::HumanDuration;
 
 use crate::event::{Event, EventKind};
 use crate::store::Writer;
 
-use super::config::ChannelSpec;
+pub use self::alertmanager::AlertmanagerSpec;
+pub use self::email::EmailSpec;
+pub use self::webhook::{WebhookFormat, WebhookSpec};
+
+/// `[[channels]]`: a named destination with exactly one of `email`, `webhook`,
+/// `alertmanager`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Name used by routes.
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<EmailSpec>,
+    #[serde(default)]
+    pub webhook: Option<WebhookSpec>,
+    #[serde(default)]
+    pub alertmanager: Option<AlertmanagerSpec>,
+    /// Give up one delivery attempt after this long (default 10s).
+    #[serde(default = "default_channel_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_channel_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
 
 /// What one delivery carries.
 #[derive(Debug, Clone)]

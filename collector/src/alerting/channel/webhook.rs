@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use postflight_probe::config::expand_env;
 use postflight_probe::secret;
@@ -63,8 +63,32 @@ use postflight_probe::secret;
 use crate::event::{Event, EventKind};
 use crate::timefmt::rfc3339;
 
-use super::super::config::{WebhookFormat, WebhookSpec};
 use super::{Channel, Notification, SendError, status};
+
+/// `webhook = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// Where to POST (`${ENV}` expanded: Slack URLs are secrets).
+    pub url: String,
+    /// `json` (the documented schema, default) or `slack`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Extra request headers (values `${ENV}` expanded).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Postflight's notification schema (see [`crate::alerting::channel::webhook`]).
+    #[default]
+    Json,
+    /// Slack-compatible incoming webhook (`{"text": ...}`).
+    Slack,
+}
 
 /// The header that carries [`Notification::id`]: a receiver that has seen the key
 /// already can drop the request as a duplicate.

@@ -134,7 +134,7 @@ pub struct ServerSection {
     /// Most batches one multi-batch report may carry (default 64).
     #[serde(default = "default_max_batches_per_request")]
     pub max_batches_per_request: usize,
-    /// Report JSON held at once between decoding and acknowledgement (default 64 MiB);
+    /// Report JSON held at once between decoding and acknowledgement (default 16 MiB);
     /// beyond it reports are answered 503 with `Retry-After`.
     #[serde(default = "default_ingest_memory")]
     pub ingest_memory: ByteSize,
@@ -256,7 +256,7 @@ fn default_max_batches_per_request() -> usize {
     64
 }
 fn default_ingest_memory() -> ByteSize {
-    ByteSize(64 * 1024 * 1024)
+    ByteSize(16 * 1024 * 1024)
 }
 fn default_raw() -> HumanDuration {
     HumanDuration::from_secs(14 * 86400)

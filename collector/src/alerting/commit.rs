@@ -97,12 +97,13 @@ impl AlertTrees {
         }
     }
 
-    /// Write `changes` in one transaction.
-    pub fn write(&self, changes: &Changes) -> Result<(), TransactionError<()>> {
-        let series: Vec<(Vec<u8>, Vec<u8>)> = changes
-            .series
-            .iter()
-            .map(|s| (s.storage_key(), serde_json::to_vec(s).unwrap_or_default()))
+    /// Write `changes` in one transaction. Their series states are taken out: each
+    /// copy goes as soon as it is encoded, so a large batch's states (with their failing
+    /// conditions) are not held twice while sled takes them.
+    pub fn write(&self, changes: &mut Changes) -> Result<(), TransactionError<()>> {
+        let series: Vec<(Vec<u8>, Vec<u8>)> = std::mem::take(&mut changes.series)
+            .into_iter()
+            .map(|s| (s.storage_key(), serde_json::to_vec(&s).unwrap_or_default()))
             .collect();
         let probes: Vec<(Vec<u8>, Vec<u8>)> = changes
             .probes

@@ -237,11 +237,11 @@ impl Alerting {
     /// Write `changes` in one transaction (on the storage writer, whose next flush makes
     /// it durable), then wake the outbox worker once it is flushed. On failure, reload
     /// from storage.
-    fn commit(&self, engine: &mut Engine, changes: Changes) {
+    fn commit(&self, engine: &mut Engine, mut changes: Changes) {
         if changes.is_empty() {
             return;
         }
-        if let Err(error) = self.trees.write(&changes) {
+        if let Err(error) = self.trees.write(&mut changes) {
             tracing::error!(
                 ?error,
                 "cannot store alert state; reloading it from storage"

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use postflight_probe::report::{ConditionReport, Outcome};
 
-use crate::event::{Event, EventKind, Severity};
+use crate::event::{Event, EventKind, Severity, Subject};
 use crate::timefmt::{clock_time, rfc3339};
 
 use super::evaluator::{CheckView, ProbeState, SeriesState};
@@ -367,10 +367,10 @@ impl Incident {
     /// [`EventKind::Resolved`]; `reminder` marks `repeat_interval` reminders.
     pub fn event(&self, kind: EventKind, reminder: bool, context: &EventContext<'_>) -> Event {
         let mut fields = BTreeMap::new();
-        let probes: Vec<&str> = match self.kind {
-            IncidentKind::Check => self.failing.iter().map(|f| f.probe.as_str()).collect(),
+        let probes: Vec<String> = match self.kind {
+            IncidentKind::Check => self.failing.iter().map(|f| f.probe.clone()).collect(),
             IncidentKind::ProbeSilent | IncidentKind::ClockSkew => {
-                self.probe.iter().map(String::as_str).collect()
+                self.probe.iter().cloned().collect()
             }
         };
         fields.insert(field::PROBES.to_string(), probes.join(","));
@@ -381,16 +381,15 @@ impl Incident {
                 format!("{}/{}", self.failing.len(), self.total_probes),
             );
         }
-        let versions: BTreeSet<&str> = self
+        let versions: Vec<String> = self
             .failing
             .iter()
-            .filter_map(|f| f.version.as_deref())
+            .filter_map(|f| f.version.clone())
+            .collect::<BTreeSet<String>>()
+            .into_iter()
             .collect();
         if !versions.is_empty() {
-            fields.insert(
-                field::VERSIONS.to_string(),
-                versions.into_iter().collect::<Vec<_>>().join(","),
-            );
+            fields.insert(field::VERSIONS.to_string(), versions.join(","));
         }
         if !self.services.is_empty() {
             fields.insert(field::SERVICES.to_string(), self.services.join(","));
@@ -408,9 +407,14 @@ impl Incident {
             id: self.id.to_string(),
             kind,
             severity: self.severity,
-            service: self.service.clone(),
-            env: self.env.clone(),
-            check: self.check.clone(),
+            subject: Subject {
+                service: self.service.clone(),
+                env: self.env.clone(),
+                check: self.check.clone(),
+                probes,
+                services: self.services.clone(),
+                versions,
+            },
             summary: self.summary.clone(),
             details: self.details(kind),
             fields,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use postflight_probe::report::CheckResult;
 use postflight_probe::units::format_duration;
 
-use crate::event::{Event, EventKind, Severity};
+use crate::event::{Event, EventKind, Severity, Subject};
 use crate::timefmt::rfc3339;
 use crate::watch::evaluate::same_version;
 
@@ -160,9 +160,14 @@ fn drift_event(
         ),
         kind: EventKind::VersionDrift,
         severity: Severity::Warning,
-        service: service.clone(),
-        env: env.clone(),
-        check: None,
+        subject: Subject {
+            service: service.clone(),
+            env: env.clone(),
+            check: None,
+            probes: vec![probe.to_string()],
+            versions: vec![drifting.version.clone()],
+            ..Subject::default()
+        },
         summary: format!(
             "{service}{place}: {probe} reports {} instead of {} (passed in {})",
             drifting.version, established.version, established.deploy_id

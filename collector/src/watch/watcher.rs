@@ -492,13 +492,13 @@ impl Watcher {
             self.drift
                 .observe(&batch.probe, probe_env, &batch.results, received_ms, lookup);
         for event in &events {
-            tracing::warn!(service = %event.service, probe = %batch.probe, summary = %event.summary, "version drift");
+            tracing::warn!(service = %event.subject.service, probe = %batch.probe, summary = %event.summary, "version drift");
             let mut event = event.clone();
             event.link = self.public_url.as_ref().map(|base| {
                 format!(
                     "{}/api/v1/services/{}/deploys",
                     base.trim_end_matches('/'),
-                    event.service
+                    event.subject.service
                 )
             });
             self.commit(&Writes::default(), Some(&event))?;

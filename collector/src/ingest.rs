@@ -37,6 +37,7 @@ use postflight_probe::report::{
 use crate::error::ApiError;
 use crate::http::access::ProbeAccess;
 use crate::http::state::AppState;
+use crate::ingest_memory::Reservation;
 use crate::pipeline::Admission;
 use crate::probe_clock::{Receipt, correct_batch, probe_time};
 use crate::store::{IngestOutcome, WriteError};
@@ -117,8 +118,25 @@ async fn receive(
     let json = decode_body(headers, raw, limit)?;
     // Held until the answer: what waits for the storage writer stays bounded in memory.
     let _budget = reserve_memory(state, json.len())?;
-    let received = parse_reports(&json, state.max_batches_per_request)?;
+    let json_bytes = json.len();
+    let received = parse_reports(&json, state.max_batches_per_request);
     drop(json);
+    let answer = match received {
+        Ok(received) => store_received(state, access, headers, received).await,
+        Err(error) => Err(error),
+    };
+    // Every copy of the report is dropped by now.
+    state.ingest_memory.release(json_bytes).await;
+    answer
+}
+
+/// Authorizes, applies the limits, moves results onto the collector's clock, stores.
+async fn store_received(
+    state: &AppState,
+    access: &ProbeAccess,
+    headers: &HeaderMap,
+    received: Received,
+) -> Result<Answer, ApiError> {
     let probe = match &received {
         Received::One(batch) => Some(batch.probe.as_str()),
         Received::Many(batches, _) => batches.first().map(|b| b.probe.as_str()),
@@ -150,21 +168,13 @@ async fn receive(
 
 /// Takes `bytes` (in KiB, rounded up) from the ingest memory budget, or refuses with
 /// 503 busy when it is spent.
-fn reserve_memory(
-    state: &AppState,
-    bytes: usize,
-) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    let permits = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    state
-        .ingest_budget
-        .clone()
-        .try_acquire_many_owned(permits)
-        .map_err(|_| {
-            ApiError::busy(
-                BUSY_RETRY_AFTER_SECS,
-                "reports waiting to be stored use all of server.ingest_memory; the probe keeps its batches",
-            )
-        })
+fn reserve_memory(state: &AppState, bytes: usize) -> Result<Reservation, ApiError> {
+    state.ingest_memory.reserve(bytes).ok_or_else(|| {
+        ApiError::busy(
+            BUSY_RETRY_AFTER_SECS,
+            "reports waiting to be stored use all of server.ingest_memory; the probe keeps its batches",
+        )
+    })
 }
 
 /// Stores `batches` in one storage write; the acks of those stored, in order. A
@@ -348,7 +358,7 @@ fn parse_reports(json: &[u8], max_batches: usize) -> Result<Received, ApiError> 
 }
 
 /// Undo `Content-Encoding: gzip`, bounded by `limit` decompressed bytes.
-fn decode_body(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+fn decode_body(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, ApiError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -356,7 +366,7 @@ fn decode_body(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Vec<u8>,
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "identity" | "" => Ok(raw.to_vec()),
+        "identity" | "" => Ok(raw),
         "gzip" => {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(raw.as_ref())
@@ -368,7 +378,8 @@ fn decode_body(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Vec<u8>,
                     "decompressed report body exceeds the {limit}-byte limit (server.max_body)"
                 )));
             }
-            Ok(out)
+            drop(raw);
+            Ok(Bytes::from(out))
         }
         other => Err(ApiError::bad_request(format!(
             "unsupported Content-Encoding {other:?}; send identity or gzip"

@@ -40,6 +40,7 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod ingest_memory;
 pub mod listener;
 pub mod live;
 pub mod metrics;

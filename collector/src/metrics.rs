@@ -139,6 +139,6 @@ impl Default for Metrics {
 }
 
 /// Metric definitions above are constants; a failure here is a programming error.
-fn unreachable_metric<T>() -> T {
+pub(crate) fn unreachable_metric<T>() -> T {
     panic!("invalid built-in metric definition")
 }

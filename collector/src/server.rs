@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{LoadedConfig, ServerSection};
 use crate::http::state::AppState;
+use crate::ingest_memory::IngestMemory;
 use crate::listener::{ConnectionLimits, ConnectionMetrics};
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -103,6 +104,7 @@ impl Collector {
             )),
             None => None,
         };
+        let ingest_memory = IngestMemory::new(server_config.ingest_memory.0, &metrics);
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
@@ -110,9 +112,7 @@ impl Collector {
             metrics,
             max_body: server_config.max_body.0 as usize,
             max_batches_per_request: server_config.max_batches_per_request,
-            ingest_budget: Arc::new(tokio::sync::Semaphore::new(ingest_permits(
-                server_config.ingest_memory.0,
-            ))),
+            ingest_memory,
             limits: loaded.config.limits,
             ready: Arc::new(AtomicBool::new(false)),
             pipeline: crate::pipeline::Pipeline::new(store.clone()),
@@ -262,13 +262,6 @@ impl Collector {
         self.state.store.close().await.context("flushing storage")?;
         Ok(())
     }
-}
-
-/// `server.ingest_memory` as KiB permits of the ingest budget.
-fn ingest_permits(bytes: u64) -> usize {
-    usize::try_from(bytes / 1024)
-        .unwrap_or(usize::MAX)
-        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// How long shutdown waits for in-flight requests and background tasks before it

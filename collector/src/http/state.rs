@@ -30,8 +30,8 @@ pub struct AppState {
     pub limits: postflight_probe::limits::Limits,
     /// Most batches in one multi-batch report.
     pub max_batches_per_request: usize,
-    /// Report bytes being stored at once, in KiB permits (`server.ingest_memory`).
-    pub ingest_budget: Arc<tokio::sync::Semaphore>,
+    /// Report bytes being stored at once (`server.ingest_memory`).
+    pub ingest_memory: Arc<crate::ingest_memory::IngestMemory>,
     /// Set once storage is open and background tasks run.
     pub ready: Arc<AtomicBool>,
     /// Stores batches and fans them out to alerting and the watcher.

@@ -41,8 +41,37 @@ pub struct ServiceStatus {
     pub service: String,
     /// `pass` when every fresh series passes, else `fail` / `error`; `stale` when no
     /// series is fresh.
-    pub outcome: String,
+    pub outcome: ServiceOutcome,
     pub checks: Vec<CheckStatus>,
+}
+
+/// A service's outcome: the worst of its fresh series, or `stale` when none is fresh.
+/// Serialized in lower case, as [`Outcome`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceOutcome {
+    Pass,
+    Fail,
+    Error,
+    Stale,
+}
+
+impl ServiceOutcome {
+    /// Lower-case name as used on the wire and in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceOutcome::Pass => "pass",
+            ServiceOutcome::Fail => "fail",
+            ServiceOutcome::Error => "error",
+            ServiceOutcome::Stale => "stale",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One check of a service, per probe.
@@ -140,7 +169,7 @@ pub fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatu
         if !same_service {
             services.push(ServiceStatus {
                 service,
-                outcome: String::new(),
+                outcome: ServiceOutcome::Stale,
                 checks: Vec::new(),
             });
         }
@@ -168,19 +197,16 @@ pub fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatu
 }
 
 /// The worst outcome of the fresh series; `stale` when every series is stale.
-fn worst_outcome<'a>(series: impl Iterator<Item = &'a ProbeStatus>) -> String {
-    let mut worst = "stale";
+fn worst_outcome<'a>(series: impl Iterator<Item = &'a ProbeStatus>) -> ServiceOutcome {
+    let mut worst = ServiceOutcome::Stale;
     for s in series.filter(|s| !s.stale) {
-        if worst == "stale" {
-            worst = "pass";
-        }
-        match s.outcome.as_str() {
-            "error" => worst = "error",
-            "fail" if worst == "pass" => worst = "fail",
-            _ => {}
-        }
+        worst = match (worst, s.outcome) {
+            (_, Outcome::Error) | (ServiceOutcome::Error, _) => ServiceOutcome::Error,
+            (_, Outcome::Fail) | (ServiceOutcome::Fail, _) => ServiceOutcome::Fail,
+            _ => ServiceOutcome::Pass,
+        };
     }
-    worst.to_string()
+    worst
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +381,41 @@ mod tests {
                 proptest::prop_assert!(ms >= 1 && ms <= millis(MAX_DURATION));
             }
         }
+    }
+
+    fn series(service: &str, probe: &str, outcome: Outcome, stale: bool) -> SeriesStatus {
+        SeriesStatus {
+            service: service.into(),
+            check: "health".into(),
+            probe: probe.into(),
+            kind: CheckKind::Http,
+            outcome,
+            since_ms: NOW,
+            last_result_ms: NOW,
+            version: None,
+            reason: None,
+            failing: Vec::new(),
+            interval_ms: 0,
+            stale,
+        }
+    }
+
+    #[test]
+    fn a_service_outcome_is_its_worst_fresh_series_written_as_before() {
+        let services = group_by_service_and_check(vec![
+            series("a", "p1", Outcome::Pass, false),
+            series("a", "p2", Outcome::Error, false),
+            series("a", "p3", Outcome::Fail, false),
+            series("b", "p1", Outcome::Fail, false),
+            series("b", "p2", Outcome::Pass, false),
+            series("c", "p1", Outcome::Error, true),
+            series("d", "p1", Outcome::Pass, false),
+        ]);
+        let written: Vec<String> = services
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap()["outcome"].to_string())
+            .collect();
+        assert_eq!(written, ["\"error\"", "\"fail\"", "\"stale\"", "\"pass\""]);
     }
 
     #[test]

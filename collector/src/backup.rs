@@ -5,18 +5,17 @@
 //!   running collector writes a consistent copy of its data to that directory on its own
 //!   host ([`Store::backup_to`](crate::store::Store::backup_to)) and answers with a
 //!   [`BackupReport`]. The directory must not exist yet.
-//! - `postflight backup --to DIR` calls it.
-//! - `postflight restore --from DIR [--config F | --data-dir D]` (collector stopped) puts
-//!   a backup in place of the data directory, keeping the old one aside.
+//! - `postflight backup --to DIR` calls it, and `postflight restore --from DIR`
+//!   (collector stopped) puts a backup in place of the data directory; both commands
+//!   live in [`crate::cli::backup`], so this server side imports nothing of the CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::client::{ApiClient, ClientError};
 use crate::error::ApiError;
 use crate::http::access::WriteAccess;
 use crate::http::state::AppState;
@@ -58,48 +57,4 @@ async fn backup(
         })?;
     tracing::info!(by = %operator, to = %report.path.display(), entries = report.entries, bytes = report.bytes, "backup written");
     Ok(Json(report))
-}
-
-/// `postflight backup --to DIR`.
-pub async fn backup_command(client: &ApiClient, json: bool, to: &Path) -> Result<(), ClientError> {
-    let request = BackupRequest {
-        to: std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf()),
-    };
-    let report: BackupReport = client.backup(&request).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        println!(
-            "backup written to {} ({} trees, {} entries, {} bytes) on the collector's host",
-            report.path.display(),
-            report.trees,
-            report.entries,
-            report.bytes
-        );
-    }
-    Ok(())
-}
-
-/// `postflight restore --from DIR`: exit 0 restored, 3 refused (collector running, not a
-/// backup, I/O).
-pub fn restore_command(from: &Path, data_dir: &Path) -> i32 {
-    match crate::store::restore(from, data_dir) {
-        Ok(kept) => {
-            println!("restored {} into {}", from.display(), data_dir.display());
-            if let Some(kept) = kept {
-                println!(
-                    "the previous data is kept in {} (delete it once the collector runs well)",
-                    kept.display()
-                );
-            }
-            crate::cli::EXIT_OK
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            crate::cli::EXIT_UNREACHABLE
-        }
-    }
 }

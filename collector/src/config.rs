@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use postflight_probe::check::{Check, CheckSpec};
 use postflight_probe::config::{
     ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env,
-    toml_problem,
 };
+use postflight_probe::problems::{self, Problem};
 use postflight_probe::secret::{self, SecretSource};
 use postflight_probe::units::{ByteSize, HumanDuration};
 
@@ -374,11 +374,18 @@ fn exposure_problems(
     problems
 }
 
-/// Parse and validate collector config text.
+/// Parse and validate collector config text: every problem of the file at once, TOML
+/// ones (unknown keys, wrong types, each with its line and key, through the probe's
+/// [`problems::read_all`]) and semantic ones alike.
 pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
-    let mut config: CollectorConfig =
-        toml::from_str(text).map_err(|e| ConfigError::new(origin, vec![toml_problem(text, &e)]))?;
-    let mut problems = Vec::new();
+    let original = text;
+    let read = problems::read_all::<CollectorConfig>(text);
+    let mut problems: Vec<String> = read.problems.iter().map(Problem::to_string).collect();
+    let Some(mut config) = read.value else {
+        return Err(ConfigError::new(origin, problems));
+    };
+    // Refused entries are blanked in `read.text`, same lines: later checks locate by it.
+    let text = read.text.as_str();
     let listen = match config.server.listen.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {
@@ -430,7 +437,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
             operator_tokens,
             checks,
             tls,
-            text: text.to_string(),
+            text: original.to_string(),
             accept_data_loss: false,
         }),
         _ => Err(ConfigError::new(origin, problems)),
@@ -575,6 +582,24 @@ mod tests {
         );
         assert_eq!(loaded.probe_tokens.name_for("test"), Some("web-2"));
         assert_eq!(loaded.probe_tokens.name_for("wrong"), None);
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_in_one_run_with_line_and_key() {
+        let text = "[server]\nlistne = \"127.0.0.1:1\"\n\n[alerting]\nfailure_treshold = 3\n\
+                    [watch]\nwindow = \"fifteen\"\n\n[[routes]]\nchannels = [\"nowhere\"]\n";
+        let err = parse(text, "c.toml").unwrap_err();
+        let lines: Vec<&str> = err.problems.iter().map(String::as_str).collect();
+        assert!(lines[0].starts_with("line 2 (listne)"), "{err}");
+        assert!(lines[1].starts_with("line 5 (failure_treshold)"), "{err}");
+        assert!(lines[2].starts_with("line 7 (window)"), "{err}");
+        assert!(
+            lines
+                .iter()
+                .any(|p| p.starts_with("line 9, routes[0]: unknown channel")),
+            "{err}"
+        );
+        assert_eq!(lines.len(), 4, "{err}");
     }
 
     #[test]

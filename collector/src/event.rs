@@ -2,6 +2,11 @@
 //! deploy verdicts. Alerting routes an [`Event`] to channels through the outbox; the
 //! deploy watcher and the incident evaluator both produce them.
 //!
+//! An event's [`Subject`] says what it is about in types (service, env, check, probes,
+//! other services, versions); routes and silences match on it. The comma-joined
+//! `fields` (`probes`, `services`, `versions`) are what receivers get and are written
+//! from the same values; nothing reads them back to decide.
+//!
 //! Contract between producers and the outbox: a producer asks the [`EventSink`] for the
 //! outbox entries of an event and writes them in the same sled transaction as the state
 //! change that caused the event, then calls [`EventSink::wake`] so the delivery worker
@@ -66,6 +71,43 @@ impl Severity {
     }
 }
 
+/// What an event is about. Routes and silences match on it; the comma-joined
+/// `fields` (`probes`, `services`, `versions`) receivers get are written from it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Subject {
+    pub service: String,
+    /// Environment (from the probes' `env` label or the deploy), if known.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The check concerned, if one.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Probes concerned: the failing probes of a check, the silent or skewed probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<String>,
+    /// Other services concerned (probe silence: every service the probe reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Versions the concerned probes see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
+}
+
+impl Subject {
+    /// A subject naming only `service`.
+    pub fn service(service: impl Into<String>) -> Subject {
+        Subject {
+            service: service.into(),
+            ..Subject::default()
+        }
+    }
+
+    /// Its `service`, then every other service it concerns.
+    pub fn all_services(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.service.as_str()).chain(self.services.iter().map(String::as_str))
+    }
+}
+
 /// One notifiable event, channel-independent; channels render it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -74,13 +116,10 @@ pub struct Event {
     pub id: String,
     pub kind: EventKind,
     pub severity: Severity,
-    pub service: String,
-    /// Environment (from the probes' `env` label or the deploy), if known.
-    #[serde(default)]
-    pub env: Option<String>,
-    /// The check concerned, if one.
-    #[serde(default)]
-    pub check: Option<String>,
+    /// What it is about: service, env, check, probes, versions (stored flat, as the
+    /// `service`, `env` and `check` keys always were).
+    #[serde(flatten)]
+    pub subject: Subject,
     /// One line: the email subject, the chat message title, the Alertmanager summary.
     pub summary: String,
     /// Lines of detail: failing conditions with expected and actual, evidence, versions.
@@ -111,9 +150,13 @@ impl Event {
         redact_in_place(&mut self.summary);
         self.details.iter_mut().for_each(redact_in_place);
         self.fields.values_mut().for_each(redact_in_place);
-        for text in [&mut self.env, &mut self.check, &mut self.link]
-            .into_iter()
-            .flatten()
+        for text in [
+            &mut self.subject.env,
+            &mut self.subject.check,
+            &mut self.link,
+        ]
+        .into_iter()
+        .flatten()
         {
             redact_in_place(text);
         }

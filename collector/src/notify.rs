@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::alerting::channel::{self, Notification};
 use crate::config::CollectorConfig;
-use crate::event::{Event, EventKind, Severity};
+use crate::event::{Event, EventKind, Severity, Subject};
 
 /// Why no test notification could be sent or delivered.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +39,12 @@ pub fn test_event(channel: &str, now_ms: i64) -> Event {
         id: format!("test-{now_ms}"),
         kind: EventKind::Incident,
         severity: Severity::Info,
-        service: "postflight".into(),
-        env: None,
-        check: Some("notify-test".into()),
+        subject: Subject {
+            service: "postflight".into(),
+            env: None,
+            check: Some("notify-test".into()),
+            ..Subject::default()
+        },
         summary: format!("test notification through channel {channel}: nothing is wrong"),
         details: vec!["Sent by `postflight notify test`; no incident is open.".into()],
         fields: BTreeMap::new(),

@@ -340,7 +340,7 @@ fn failing_status_regresses_at_the_first_failure_with_its_condition() {
         .find(|e| e.kind == EventKind::DeployRegressed)
         .unwrap();
     assert_eq!(regressed.id, deploy.id);
-    assert_eq!(regressed.check.as_deref(), Some("readyz"));
+    assert_eq!(regressed.subject.check.as_deref(), Some("readyz"));
     assert_eq!(regressed.fields["version"], "1.4.2");
     assert_eq!(regressed.fields["previous_version"], "1.4.1");
     assert_eq!(regressed.fields["last_good"], "1.4.1");

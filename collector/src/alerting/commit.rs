@@ -10,8 +10,9 @@
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::engine::Engine;
-use super::evaluator::{ProbeState, SeriesState};
+use std::collections::BTreeMap;
+
+use super::evaluator::{Evaluator, ProbeState, SeriesState};
 use super::incident::{Incident, IncidentState, IncidentTrees};
 
 /// Writes caused by one change, applied in one sled transaction.
@@ -67,32 +68,36 @@ impl AlertTrees {
         })
     }
 
-    /// Restore series, probes and open incidents into `engine`.
-    pub fn load(&self, engine: &mut Engine) -> sled::Result<()> {
+    /// Restore series and probes into `evaluator`, open incidents (by key) into `open`.
+    pub fn load(
+        &self,
+        evaluator: &mut Evaluator,
+        open: &mut BTreeMap<String, Incident>,
+    ) -> sled::Result<()> {
         for item in self.series.iter() {
             let (_, value) = item?;
             if let Ok(series) = serde_json::from_slice::<SeriesState>(&value) {
-                engine.evaluator.restore_series(series);
+                evaluator.restore_series(series);
             }
         }
         for item in self.probes.iter() {
             let (_, value) = item?;
             if let Ok(probe) = serde_json::from_slice::<ProbeState>(&value) {
-                engine.evaluator.restore_probe(probe);
+                evaluator.restore_probe(probe);
             }
         }
         for incident in self.incidents.load_open()? {
-            engine.open.insert(incident.key(), incident);
+            open.insert(incident.key(), incident);
         }
         Ok(())
     }
 
-    /// Replace `engine`'s open incidents by the stored ones (after a failed write).
-    pub fn reload_open(&self, engine: &mut Engine) {
-        engine.open.clear();
-        if let Ok(open) = self.incidents.load_open() {
-            for incident in open {
-                engine.open.insert(incident.key(), incident);
+    /// Replace the open incidents `open` by the stored ones (after a failed write).
+    pub fn reload_open(&self, open: &mut BTreeMap<String, Incident>) {
+        open.clear();
+        if let Ok(stored) = self.incidents.load_open() {
+            for incident in stored {
+                open.insert(incident.key(), incident);
             }
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use postflight_probe::report::{ConditionReport, Outcome};
 
-use crate::event::{Event, EventKind, Severity};
+use crate::event::{Event, EventKind, Severity, Subject};
 use crate::timefmt::{clock_time, rfc3339};
 
 use super::drift::{VersionDrift, drift_details, drift_key};
@@ -383,10 +383,10 @@ impl Incident {
     /// [`EventKind::Resolved`]; `reminder` marks `repeat_interval` reminders.
     pub fn event(&self, kind: EventKind, reminder: bool, context: &EventContext<'_>) -> Event {
         let mut fields = BTreeMap::new();
-        let probes: Vec<&str> = match self.kind {
-            IncidentKind::Check => self.failing.iter().map(|f| f.probe.as_str()).collect(),
+        let probes: Vec<String> = match self.kind {
+            IncidentKind::Check => self.failing.iter().map(|f| f.probe.clone()).collect(),
             IncidentKind::ProbeSilent | IncidentKind::ClockSkew | IncidentKind::VersionDrift => {
-                self.probe.iter().map(String::as_str).collect()
+                self.probe.iter().cloned().collect()
             }
         };
         fields.insert(field::PROBES.to_string(), probes.join(","));
@@ -397,20 +397,24 @@ impl Incident {
                 format!("{}/{}", self.failing.len(), self.total_probes),
             );
         }
-        let versions: BTreeSet<&str> = self
+        let versions: Vec<String> = self
             .failing
             .iter()
-            .filter_map(|f| f.version.as_deref())
+            .filter_map(|f| f.version.clone())
+            .collect::<BTreeSet<String>>()
+            .into_iter()
             .collect();
         if !versions.is_empty() {
-            fields.insert(
-                field::VERSIONS.to_string(),
-                versions.into_iter().collect::<Vec<_>>().join(","),
-            );
+            fields.insert(field::VERSIONS.to_string(), versions.join(","));
         }
         if !self.services.is_empty() {
             fields.insert(field::SERVICES.to_string(), self.services.join(","));
         }
+        // A drift incident is about the version the probe reports instead.
+        let versions = match &self.drift {
+            Some(drift) if versions.is_empty() => vec![drift.version.clone()],
+            _ => versions,
+        };
         if let Some(deploy) = &context.last_deploy {
             fields.insert(field::LAST_DEPLOY.to_string(), deploy.clone());
         }
@@ -432,9 +436,14 @@ impl Incident {
             id: self.id.to_string(),
             kind,
             severity: self.severity,
-            service: self.service.clone(),
-            env: self.env.clone(),
-            check: self.check.clone(),
+            subject: Subject {
+                service: self.service.clone(),
+                env: self.env.clone(),
+                check: self.check.clone(),
+                probes,
+                services: self.services.clone(),
+                versions,
+            },
             summary: self.summary.clone(),
             details: self.details(kind),
             fields,

@@ -182,7 +182,9 @@ impl Alerting {
         let outbox = Arc::new(outbox);
         let mut engine = new_engine(&settings, clock.now_ms());
         let trees = AlertTrees::open(db, outbox.tree().clone())?;
-        trees.load(&mut engine).context("loading alert state")?;
+        trees
+            .load(&mut engine.evaluator, &mut engine.open)
+            .context("loading alert state")?;
         open_gauge.set(engine.open.len() as i64);
         let alerting = Arc::new(Alerting {
             clock,
@@ -246,7 +248,7 @@ impl Alerting {
                 ?error,
                 "cannot store alert state; reloading it from storage"
             );
-            self.trees.reload_open(engine);
+            self.trees.reload_open(&mut engine.open);
             return;
         }
         self.open_gauge.set(engine.open.len() as i64);

@@ -715,8 +715,8 @@ pub fn group_key(channel: &str, event: &Event) -> String {
     };
     let mut key = format!(
         "{channel}\0{}\0{}\0{kind}",
-        event.service,
-        event.env.as_deref().unwrap_or("")
+        event.subject.service,
+        event.subject.env.as_deref().unwrap_or("")
     );
     if matches!(
         event.kind,

@@ -71,16 +71,6 @@ impl Glob {
     }
 }
 
-/// The services an event is about: its `service`, and for probe silence every service
-/// the probe reports.
-pub fn event_services(event: &Event) -> Vec<&str> {
-    let mut services = vec![event.service.as_str()];
-    if let Some(list) = event.fields.get(field::SERVICES) {
-        services.extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()));
-    }
-    services
-}
-
 /// The event types an event counts as for matching.
 fn event_kinds(event: &Event) -> Vec<&str> {
     let mut kinds = vec![event.kind.as_str()];
@@ -122,7 +112,7 @@ impl Route {
     }
 
     fn matches(&self, event: &Event) -> bool {
-        let services = event_services(event);
+        let services: Vec<&str> = event.subject.all_services().collect();
         let kinds = event_kinds(event);
         let service_ok = self.services.is_empty()
             || self
@@ -131,6 +121,7 @@ impl Route {
                 .any(|glob| services.iter().any(|s| glob.matches(s)));
         let env_ok = self.envs.is_empty()
             || event
+                .subject
                 .env
                 .as_ref()
                 .is_some_and(|env| self.envs.iter().any(|e| e == env));
@@ -190,16 +181,19 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::event::Severity;
+    use crate::event::{Severity, Subject};
 
     fn event(service: &str, kind: EventKind) -> Event {
         Event {
             id: "1".into(),
             kind,
             severity: Severity::Critical,
-            service: service.into(),
-            env: Some("prod".into()),
-            check: Some("health".into()),
+            subject: Subject {
+                service: service.into(),
+                env: Some("prod".into()),
+                check: Some("health".into()),
+                ..Subject::default()
+            },
             summary: "s".into(),
             details: vec![],
             fields: BTreeMap::new(),
@@ -283,9 +277,7 @@ mod tests {
         );
         let mut silent = event("web-2", EventKind::ProbeSilent);
         assert!(routes.channels_for(&silent).is_empty());
-        silent
-            .fields
-            .insert(field::SERVICES.into(), "horologen,butler-tax".into());
+        silent.subject.services = vec!["horologen".into(), "butler-tax".into()];
         assert_eq!(routes.channels_for(&silent), vec!["a"]);
     }
 

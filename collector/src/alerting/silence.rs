@@ -22,8 +22,7 @@ use postflight_probe::units::{HumanDuration, parse_duration};
 use crate::event::Event;
 use crate::timefmt::{parse_rfc3339, rfc3339};
 
-use super::field;
-use super::route::{Glob, event_services};
+use super::route::Glob;
 
 /// `[[maintenance]]`: a window during which matching events are not notified.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,23 +89,19 @@ impl Scope {
     /// Does the scope cover `event`?
     pub fn matches(&self, event: &Event) -> bool {
         let glob = Glob::new(&self.service);
-        if !event_services(event).iter().any(|s| glob.matches(s)) {
+        if !event.subject.all_services().any(|s| glob.matches(s)) {
             return false;
         }
-        if self.env.is_some() && self.env != event.env {
+        if self.env.is_some() && self.env != event.subject.env {
             return false;
         }
-        if self.check.is_some() && self.check != event.check {
+        if self.check.is_some() && self.check != event.subject.check {
             return false;
         }
         match &self.probe {
             None => true,
             Some(probe) => {
-                let probes: Vec<&str> = event
-                    .fields
-                    .get(field::PROBES)
-                    .map(|list| list.split(',').map(str::trim).collect())
-                    .unwrap_or_default();
+                let probes = &event.subject.probes;
                 !probes.is_empty() && probes.iter().all(|p| p == probe)
             }
         }
@@ -503,7 +498,7 @@ impl Silences {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::event::{EventKind, Severity};
+    use crate::event::{EventKind, Severity, Subject};
     use postflight_probe::units::HumanDuration;
 
     fn event(service: &str, check: &str, probes: &str) -> Event {
@@ -511,12 +506,16 @@ mod tests {
             id: "1".into(),
             kind: EventKind::Incident,
             severity: Severity::Critical,
-            service: service.into(),
-            env: Some("prod".into()),
-            check: Some(check.into()),
+            subject: Subject {
+                service: service.into(),
+                env: Some("prod".into()),
+                check: Some(check.into()),
+                probes: probes.split(',').map(str::to_string).collect(),
+                ..Subject::default()
+            },
             summary: String::new(),
             details: vec![],
-            fields: [(field::PROBES.to_string(), probes.to_string())].into(),
+            fields: Default::default(),
             started_at_ms: 0,
             ended_at_ms: None,
             reminder: false,

@@ -161,7 +161,7 @@ async fn write_command(
 ) -> Result<i32, ClientError> {
     match command {
         Command::Backup { to } => {
-            crate::backup::backup_command(client, json, to).await?;
+            backup::backup_command(client, json, to).await?;
             Ok(EXIT_OK)
         }
         Command::Incidents {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::alerting::api::IncidentsResponse;
-use crate::api::StatusResponse;
+use crate::api::{ServiceOutcome, StatusResponse};
 use crate::cli::client::ApiClient;
 use crate::cli::gate::{GateOutcome, render, wait_for_verdict};
 use crate::watch::deploy::{Deploy, NewDeploy};
@@ -41,8 +41,12 @@ pub async fn play(
     );
     wait_for(|| async {
         let status: StatusResponse = client.status(None).await.ok()?;
-        (status.services.len() >= 5 && status.services.iter().all(|s| s.outcome == "pass"))
-            .then_some(())
+        (status.services.len() >= 5
+            && status
+                .services
+                .iter()
+                .all(|s| s.outcome == ServiceOutcome::Pass))
+        .then_some(())
     })
     .await
     .context("waiting for every seed system to pass")?;

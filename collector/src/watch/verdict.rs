@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use postflight_probe::units::format_duration;
 
-use crate::event::{Event, EventKind, Severity};
+use crate::event::{Event, EventKind, Severity, Subject};
 use crate::timefmt::rfc3339;
 use crate::watch::baseline::Baseline;
 use crate::watch::deploy::Deploy;
@@ -154,9 +154,14 @@ pub fn regressed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
         id: deploy.id.clone(),
         kind: EventKind::DeployRegressed,
         severity: Severity::Critical,
-        service: deploy.service.clone(),
-        env: deploy.env.clone(),
-        check: first.map(|e| e.check.clone()),
+        subject: Subject {
+            service: deploy.service.clone(),
+            env: deploy.env.clone(),
+            check: first.map(|e| e.check.clone()),
+            probes: first.map(|e| e.probes.clone()).unwrap_or_default(),
+            versions: vec![deploy.version.clone()],
+            ..Subject::default()
+        },
         summary: format!(
             "{}{} {} regressed{place}: {}",
             dry_run_tag(deploy),
@@ -185,9 +190,13 @@ pub fn passed_event(deploy: &Deploy, public_url: Option<&str>) -> Event {
         id: deploy.id.clone(),
         kind: EventKind::DeployPassed,
         severity: Severity::Info,
-        service: deploy.service.clone(),
-        env: deploy.env.clone(),
-        check: None,
+        subject: Subject {
+            service: deploy.service.clone(),
+            env: deploy.env.clone(),
+            check: None,
+            versions: vec![deploy.version.clone()],
+            ..Subject::default()
+        },
         summary: format!(
             "{}{} {} passed its {length} watch{place}",
             dry_run_tag(deploy),

@@ -240,7 +240,7 @@ pub fn render(view: &ServiceView) -> Markup {
     let body = html! {
         h1 { (view.name) }
         @if let Some(status) = &view.status {
-            p.summary { "Now: " (badge(&status.outcome, &status.outcome)) }
+            p.summary { "Now: " (badge(status.outcome.as_str(), status.outcome.as_str())) }
         }
         nav.range aria-label="Chart range" {
             "Charts over "

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use postflight_collector::event::{Event, EventKind, EventSink, Severity};
+use postflight_collector::event::{Event, EventKind, EventSink, Severity, Subject};
 
 use crate::support::{Harness, Receiver, config, webhook_channel};
 
@@ -147,9 +147,10 @@ fn deploy_event(kind: EventKind, now: i64) -> Event {
         id: "deploy-17".into(),
         kind,
         severity: Severity::Critical,
-        service: "butler-tax".into(),
-        env: Some("prod".into()),
-        check: None,
+        subject: Subject {
+            env: Some("prod".into()),
+            ..Subject::service("butler-tax")
+        },
         summary: "butler-tax prod: deploy 1.4.3 regressed".into(),
         details: vec!["health passed in the baseline, fails now".into()],
         fields: BTreeMap::from([("last_good".to_string(), "1.4.2".to_string())]),

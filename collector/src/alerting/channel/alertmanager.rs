@@ -476,11 +476,11 @@ fn alertname(event: &Event) -> &'static str {
 pub fn labels(event: &Event) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     labels.insert("alertname".to_string(), alertname(event).to_string());
-    labels.insert("service".to_string(), event.service.clone());
-    if let Some(check) = &event.check {
+    labels.insert("service".to_string(), event.subject.service.clone());
+    if let Some(check) = &event.subject.check {
         labels.insert("check".to_string(), check.clone());
     }
-    if let Some(env) = &event.env {
+    if let Some(env) = &event.subject.env {
         labels.insert("env".to_string(), env.clone());
     }
     if matches!(
@@ -536,9 +536,12 @@ mod tests {
             id: "d1".into(),
             kind,
             severity,
-            service: "butler-tax".into(),
-            env: Some("prod".into()),
-            check: None,
+            subject: crate::event::Subject {
+                service: "butler-tax".into(),
+                env: Some("prod".into()),
+                check: None,
+                ..crate::event::Subject::default()
+            },
             summary: "s".into(),
             details: vec![],
             fields: BTreeMap::new(),

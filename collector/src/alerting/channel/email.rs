@@ -434,9 +434,12 @@ mod tests {
             id: "1".into(),
             kind: crate::event::EventKind::Incident,
             severity: crate::event::Severity::Critical,
-            service: "svc".into(),
-            env: None,
-            check: Some("health".into()),
+            subject: crate::event::Subject {
+                service: "svc".into(),
+                env: None,
+                check: Some("health".into()),
+                ..crate::event::Subject::default()
+            },
             summary: "svc: health failing\u{1b}[2J".into(),
             details: vec!["reason: boom\r\nBcc: evil@example.com".into()],
             fields: std::collections::BTreeMap::from([("version".into(), "1.0\u{7}".into())]),

@@ -81,6 +81,7 @@ impl Notification {
             return format!("[{tag}] {}{reminder}", first.summary);
         }
         let env = first
+            .subject
             .env
             .as_deref()
             .map(|e| format!(" {e}"))
@@ -89,7 +90,8 @@ impl Notification {
             .events
             .iter()
             .map(|e| {
-                e.check
+                e.subject
+                    .check
                     .as_deref()
                     .or(e.fields.get(super::field::PROBES).map(String::as_str))
                     .unwrap_or(e.summary.as_str())
@@ -106,7 +108,7 @@ impl Notification {
         };
         format!(
             "[{tag}] {}{env}: {} {noun} ({}){reminder}",
-            first.service,
+            first.subject.service,
             self.events.len(),
             what.join(", ")
         )

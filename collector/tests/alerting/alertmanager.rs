@@ -6,7 +6,7 @@ use std::time::Duration;
 use postflight_collector::clock::{Clock, SystemClock};
 use postflight_collector::timefmt::rfc3339;
 
-use crate::support::{Alertmanager, Harness, Receiver, config, eventually};
+use super::support::{Alertmanager, Harness, Receiver, config, eventually};
 
 fn alertmanager_channel(urls: &[String], extra: &str) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use postflight_collector::clock::ManualClock;
 use postflight_collector::server::Collector;
 
-use crate::support::{Receiver, T0, batch, eventually, result, webhook_channel};
+use super::support::{Receiver, T0, batch, eventually, result, webhook_channel};
 
 struct Running {
     collector: Collector,

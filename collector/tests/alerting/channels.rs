@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::support::{Harness, Receiver, SmtpServer, config, eventually, free_port};
+use super::support::{Harness, Receiver, SmtpServer, config, eventually, free_port};
 
 /// Accepts TCP connections and never says a word (an SMTP server that never greets).
 struct SilentServer {

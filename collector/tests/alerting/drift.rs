@@ -14,7 +14,7 @@ use postflight_collector::watch::watcher::WatchConfig;
 use postflight_collector::watch::{NewDeploy, Verdict, WatchSection, Watcher};
 use postflight_probe::report::CheckResult;
 
-use crate::support::{Harness, Receiver, batch, config, result};
+use super::support::{Harness, Receiver, batch, config, result};
 
 const MINUTE: u64 = 60;
 const PROBES: [&str; 2] = ["web-1", "web-2"];

@@ -5,7 +5,7 @@ use std::time::Duration;
 use postflight_collector::alerting::incident::IncidentState;
 use postflight_collector::alerting::outbox::DeliveryState;
 
-use crate::support::{Harness, Receiver, config, eventually, webhook_channel};
+use super::support::{Harness, Receiver, config, eventually, webhook_channel};
 
 fn open_incident(h: &Harness) {
     for _ in 0..2 {

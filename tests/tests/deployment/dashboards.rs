@@ -13,8 +13,8 @@ use postflight_tests::{CollectorProcess, binary, eventually, free_port};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::promql::{Inventory, printed_labels, read, without_grafana_variables};
-use crate::support::{Authority, serve_tls};
+use super::promql::{Inventory, printed_labels, read, without_grafana_variables};
+use super::support::{Authority, serve_tls};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -1,22 +1,21 @@
 //! Harness for end-to-end tests: find the built binaries, start a real collector
 //! process on a loopback port with its own data directory, post batches, and poll for a
-//! condition with a deadline (never sleep-and-hope); [`fleet`] simulates many probes.
+//! condition with a deadline (never sleep-and-hope); [`fleet`] simulates many probes,
+//! [`in_process`] starts a collector inside the test, [`pki`] makes certificates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
 pub mod fleet;
-pub mod pki;
+pub mod in_process;
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::ReportBatch;
+use postflight_probe::testkit::{self, BatchBuilder};
+/// The one poll with a deadline and the one free-port finder (`postflight_probe::testkit`).
+pub use postflight_probe::testkit::{eventually, free_port, pki};
 
 /// Path of a workspace binary next to the test executable (target/<profile>/NAME).
 pub fn binary(name: &str) -> PathBuf {
@@ -32,42 +31,6 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port for a server the test starts later (bound, then released).
-///
-/// Taken below the kernel's ephemeral range (32768 and up), so the outgoing
-/// connections the tests make meanwhile cannot be handed the same port; each call
-/// moves on from a per-process starting point, so parallel tests do not collide.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id() % 400 * 30;
-    for _ in 0..12_000 {
-        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        let port = 20_000 + offset as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port between 20000 and 31999");
-}
-
-/// Poll `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
-pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Reads until the peer closes the connection (or `within` passes, then `None`): what
@@ -202,7 +165,7 @@ impl Drop for CollectorProcess {
 }
 
 /// The address `serve --address-file` wrote to `path` (written atomically once bound).
-async fn bound_address(path: &Path) -> std::net::SocketAddr {
+pub async fn bound_address(path: &Path) -> std::net::SocketAddr {
     let written = eventually(Duration::from_secs(20), || async { path.exists() }).await;
     assert!(
         written,
@@ -248,73 +211,25 @@ pub fn signal(pid: u32, signal: i32) {
     }
 }
 
-/// A passing or failing result for tests.
-pub fn result(
-    service: &str,
-    check: &str,
-    started_at_ms: i64,
-    outcome: Outcome,
-    version: Option<&str>,
-) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: service.into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms,
-        duration_us: 12_000,
-        outcome,
-        reason: (outcome != Outcome::Pass).then(|| "status < 300 (actual 500)".into()),
-        facts: Facts {
-            status: Some(if outcome == Outcome::Pass { 200 } else { 500 }),
-            version: version.map(str::to_string),
-            ..Facts::default()
-        },
-        conditions: Vec::new(),
-    }
+/// A batch from `probe` with sequence `seq`, as the harness's probes send it now (env
+/// prod, a heartbeat every 15 s); add its results with
+/// [`BatchBuilder::results`](postflight_probe::testkit::BatchBuilder::results).
+pub fn probe_batch(probe: &str, seq: u64) -> BatchBuilder {
+    testkit::batch(probe)
+        .seq(seq)
+        .sent_at(now_ms())
+        .env("prod")
+        .probe_version("test")
+        .config_digest("0")
+        .heartbeat_ms(15_000)
 }
 
-/// An HTTP result judged by `status == 200` at `at_ms`, with that condition reported
-/// the way the probe reports it (expected and actual).
-pub fn status_result(service: &str, check: &str, at_ms: i64, status: u16) -> CheckResult {
-    let ok = status == 200;
-    CheckResult {
-        interval_ms: 0,
-        service: service.into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 20_000,
-        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        reason: None,
-        facts: Facts {
-            status: Some(status),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "status == 200".into(),
-            expected: "== 200".into(),
-            actual: status.to_string(),
-            ok,
-            error: None,
-        }],
-    }
-}
-
-/// A batch from `probe` with sequence `seq`.
-pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 0,
-        probe: probe.into(),
-        seq,
-        sent_at_ms: now_ms(),
-        labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
-        probe_version: "test".into(),
-        config_digest: "0".into(),
-        heartbeat_interval_ms: 15_000,
-        results,
+/// The text of `GET url` (a page, `/metrics`); empty when the server cannot be reached
+/// or the body cannot be read, so that a poll can simply try again.
+pub async fn get_text(url: &str) -> String {
+    match reqwest::get(url).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! quiet once it is back. Every wait is a poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use postflight_probe::testkit;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use postflight_tests::{
-    CollectorProcess, batch, binary, eventually, free_port, now_ms, post_batch, signal,
-    status_result,
+    CollectorProcess, binary, eventually, now_ms, post_batch, probe_batch, signal,
 };
 use serde_json::Value;
 
@@ -170,10 +170,19 @@ async fn metric(collector: &CollectorProcess, series: &str) -> f64 {
 async fn outage(collectors: &[&CollectorProcess], service: &str, seq: &mut u64) {
     for _ in 0..2 {
         *seq += 1;
-        let failing = vec![status_result(service, "health", now_ms(), 503)];
+        let failing = vec![
+            testkit::result(service, "health")
+                .at(now_ms())
+                .judged_by_status(503)
+                .build(),
+        ];
         for collector in collectors {
-            let (status, _) =
-                post_batch(&collector.url, None, &batch("web-1", *seq, failing.clone())).await;
+            let (status, _) = post_batch(
+                &collector.url,
+                None,
+                &probe_batch("web-1", *seq).results(failing.clone()).build(),
+            )
+            .await;
             assert_eq!(status, 200);
         }
     }
@@ -188,9 +197,10 @@ async fn an_ha_pair_pages_once_and_the_standby_takes_over_only_while_the_primary
     let (primary_dir, standby_dir) = (dir.path().join("primary"), dir.path().join("standby"));
     std::fs::create_dir_all(&primary_dir).unwrap();
     std::fs::create_dir_all(&standby_dir).unwrap();
-    let primary_port = free_port();
     let primary_config = format!("[alerting]\ngroup_wait = \"0s\"\n\n{channel}");
-    let mut primary = CollectorProcess::start_on(&primary_dir, primary_port, &primary_config).await;
+    let mut primary = CollectorProcess::start(&primary_dir, &primary_config).await;
+    // Restarted later on the same address, which the standby watches.
+    let primary_port = primary.port;
     let standby_config = format!(
         "[alerting]\ngroup_wait = \"0s\"\nstandby_of = \"{}\"\ntakeover_after = \"2s\"\n\n{channel}",
         primary.url

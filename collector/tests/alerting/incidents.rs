@@ -173,10 +173,10 @@ async fn configured_silence_after_overrides_the_heartbeat_rule() {
 async fn checks_in_different_environments_are_separate_incidents() {
     let hook = Receiver::start().await;
     let h = Harness::new(&config(&[], &webhook_channel(&hook)));
-    let mut staging = super::support::batch(
+    let mut staging = super::support::prod_batch(
         "stage-1",
         1,
-        vec![super::support::result("svc", "health", false, h.now())],
+        vec![super::support::checked("svc", "health", false, h.now())],
     );
     staging.labels.insert("env".into(), "staging".into());
     h.alerting.evaluate(&staging, h.now());

@@ -23,7 +23,7 @@
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`]: the `postflight` command, one module per command group, with its typed
 //!   API client (`cli::client`, `cli::endpoints`) and the gate's waiting (`cli::gate`).
-//! - [`timefmt`]: timestamps for people.
+//! - [`timefmt`]: timestamps for people; [`text`]: counts with their noun.
 //! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
 //! - [`demo`]: `postflight demo`, the product with emulated seed systems and a story.
 //! - [`web`]: the server-rendered pages at `/` and the API index at `/api/v1`.
@@ -54,6 +54,7 @@ pub mod reload;
 pub mod self_checks;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod timefmt;
 pub mod tls;
 pub mod watch;

@@ -14,9 +14,10 @@ use postflight_probe::report::{ConditionReport, Outcome};
 use crate::event::{Event, EventKind, Severity, Subject};
 use crate::timefmt::{clock_time, rfc3339};
 
-use super::drift::{VersionDrift, drift_details, drift_key};
+use super::drift::{drift_details, drift_key};
 use super::evaluator::{CheckView, ProbeState, SeriesState};
 use super::field;
+use crate::event::VersionDrift;
 
 /// What an incident is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

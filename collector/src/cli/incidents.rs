@@ -13,8 +13,9 @@ use crate::timefmt::{ago, rfc3339};
 use super::args::SilenceCommand;
 use super::client::{ApiClient, ClientError};
 use super::endpoints::IncidentFilter;
-use super::output::{plural, print_or_json};
+use super::output::print_or_json;
 use super::{EXIT_OK, EXIT_UNREACHABLE};
+use crate::text::plural;
 
 /// `postflight incidents [ID]`: the list, or one incident in full.
 pub async fn incidents(

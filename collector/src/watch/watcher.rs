@@ -21,9 +21,9 @@ use sled::transaction::{
 use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
-use crate::alerting::drift::DriftChange;
 use crate::auth::Operator;
 use crate::clock::Clock;
+use crate::event::DriftChange;
 use crate::event::{Event, EventSink};
 use crate::pipeline::IngestListener;
 use crate::timefmt::rfc3339;

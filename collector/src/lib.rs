@@ -15,7 +15,8 @@
 //!   [`panics`]: a panicking handler answers 500.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries, the acknowledged
 //!   record; [`backup`]: online backup and restore for operators.
-//! - [`event`]: notifiable events and the contract with the outbox.
+//! - [`event`]: notifiable events and the contract with the outbox; [`failing`]: the
+//!   bounded part of a failing result that statuses, alert state and incidents keep.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`; [`notify`]: `postflight notify test`.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod failing;
 pub mod http;
 pub mod ingest;
 pub mod ingest_memory;

@@ -374,6 +374,37 @@ async fn no_planted_secret_leaks_from_a_human_collector_and_a_json_probe() {
     planted_secrets_stay_in(LogFormat::Human, LogFormat::Json).await;
 }
 
+/// `postflight serve` logging in `format` to `collector.log`, on port 0: once it said its
+/// port (`--address-file`), the layout knows it and the probe's config is written.
+async fn start_collector(
+    layout: &mut Layout,
+    env: &BTreeMap<&'static str, String>,
+    format: LogFormat,
+) -> Proc {
+    let address = layout.path("collector.address");
+    let collector = Proc(
+        spawn_logged(
+            "postflight",
+            &[
+                "--log-format",
+                format.flag(),
+                "serve",
+                "--config",
+                layout.path("collector.toml").to_str().unwrap(),
+                "--address-file",
+                address.to_str().unwrap(),
+            ],
+            env,
+            &layout.path("collector.log"),
+        )
+        .spawn()
+        .unwrap(),
+    );
+    layout.collector = bound_address(&address).await.port();
+    std::fs::write(layout.path("probe.toml"), layout.probe_config()).unwrap();
+    collector
+}
+
 /// The whole scenario with the collector and the probe logging in the given formats
 /// (both at trace level).
 async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogFormat) {
@@ -387,27 +418,7 @@ async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogF
         &env["PF_SEC_SMTP_PASSWORD"],
     );
     let (collector_log, probe_log) = (layout.path("collector.log"), layout.path("probe.log"));
-    let address = layout.path("collector.address");
-    let collector = Proc(
-        spawn_logged(
-            "postflight",
-            &[
-                "--log-format",
-                collector_format.flag(),
-                "serve",
-                "--config",
-                layout.path("collector.toml").to_str().unwrap(),
-                "--address-file",
-                address.to_str().unwrap(),
-            ],
-            &env,
-            &collector_log,
-        )
-        .spawn()
-        .unwrap(),
-    );
-    layout.collector = bound_address(&address).await.port();
-    std::fs::write(layout.path("probe.toml"), layout.probe_config()).unwrap();
+    let collector = start_collector(&mut layout, &env, collector_format).await;
     let base = format!("http://127.0.0.1:{}", layout.collector);
     assert!(
         eventually(LIMIT, || {

@@ -2,7 +2,7 @@
 //! probe of that service and environment reporting another version for longer than
 //! `watch.rollout_grace` (a blue/green colour reverted to an old image, a host that was
 //! never upgraded). The deploy watcher ([`crate::watch::drift`]) sees the versions and
-//! hands alerting a [`DriftChange`]; alerting opens, keeps or resolves one incident per
+//! hands alerting a [`DriftChange`] (defined with the events, the contract between the two); alerting opens, keeps or resolves one incident per
 //! (service, environment, probe) and notifies through the routes and the outbox like any
 //! other incident (route it with `event = "version_drift"`).
 //!
@@ -11,58 +11,13 @@
 //! the probe is gone (silent or retired): nothing runs another version there any more
 //! that anyone can see.
 
-use serde::{Deserialize, Serialize};
-
-use crate::timefmt::rfc3339;
+use crate::event::{DriftChange, VersionDrift};
 
 use super::Alerting;
 use super::commit::Changes;
 use super::engine::{Engine, Rules};
 use super::freshness::ProbeFreshness;
-use super::incident::{Incident, IncidentKind};
-
-/// One probe reporting another version than the one a passed deploy established.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionDrift {
-    pub service: String,
-    /// The passed deploy's environment (`None`: every environment).
-    #[serde(default)]
-    pub env: Option<String>,
-    pub probe: String,
-    /// The version the probe reports, as it reported it.
-    pub version: String,
-    /// The version the passed deploy established.
-    pub deployed_version: String,
-    /// The passed deploy (`d-<n>`).
-    pub deploy_id: String,
-    /// Since when the probe reports `version`, unix ms (on the collector's clock).
-    pub since_ms: i64,
-}
-
-/// What the deploy watcher tells alerting about versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DriftChange {
-    /// The probe has reported another version for longer than the rollout grace.
-    Drifting(VersionDrift),
-    /// The probe reports the deployed version again.
-    Back {
-        service: String,
-        env: Option<String>,
-        probe: String,
-        version: String,
-    },
-    /// A new deploy of the service in `env` started: its window judges versions now.
-    Superseded {
-        service: String,
-        env: Option<String>,
-        deploy_id: String,
-    },
-}
-
-/// Key of the `version_drift` incident of one probe of a service and environment.
-pub fn drift_key(service: &str, env: Option<&str>, probe: &str) -> String {
-    format!("drift\0{service}\0{}\0{probe}", env.unwrap_or_default())
-}
+use super::incident::{Incident, IncidentKind, drift_key};
 
 impl Incident {
     /// A new incident for a probe on another version than the passed one.
@@ -98,22 +53,6 @@ fn drift_summary(drift: &VersionDrift) -> String {
         "{}{place}: {} reports {} instead of {} (passed in {})",
         drift.service, drift.probe, drift.version, drift.deployed_version, drift.deploy_id
     )
-}
-
-/// The detail lines of a drift incident's notifications.
-pub fn drift_details(drift: &VersionDrift) -> Vec<String> {
-    vec![
-        format!(
-            "{} has reported {} since {} (longer than the rollout grace)",
-            drift.probe,
-            drift.version,
-            rfc3339(drift.since_ms)
-        ),
-        format!(
-            "{} {} passed its watch window in {}; a reverted colour or a host that was never upgraded?",
-            drift.service, drift.deployed_version, drift.deploy_id
-        ),
-    ]
 }
 
 impl Alerting {

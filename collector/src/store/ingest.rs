@@ -21,6 +21,7 @@ use sled::transaction::{
     TransactionalTree,
 };
 
+use super::ProbeState;
 use super::catalog::{Catalog, SeriesMeta};
 use super::codec::{RawResult, decode_results, encode_results};
 use super::inbox::{Inbox, InboxEntry, inbox_key, parse_inbox_key};
@@ -29,7 +30,7 @@ use super::keys::{
     series_time_key,
 };
 use super::latest::LatestRecord;
-use super::probe::{BatchHeader, ProbeRecord, ProbeSelf, ProbeState};
+use super::probe::{BatchHeader, ProbeRecord, ProbeSelf};
 use super::raw::{encode_block, raw_result, sort_dedup, split_into_blocks};
 use super::sequence::SeqVerdict;
 use super::versions::{VersionDeltas, VersionRecord, merge_deltas};
@@ -376,10 +377,12 @@ impl Store {
         );
         let record = plan.record.encode();
         let entry_key = inbox_key(probe, plan.number);
-        let entry = match plan.seal {
+        // Made an `IVec` once, outside the transaction: each attempt then inserts a
+        // reference to it instead of copying a report's worth of bytes again.
+        let entry = sled::IVec::from(match plan.seal {
             Some(_) => Vec::new(),
             None => plan.entry.encode(),
-        };
+        });
         let latest: Vec<(SeriesId, Vec<u8>)> = plan
             .latest
             .iter()
@@ -406,7 +409,7 @@ impl Store {
                         probes.insert(probe.as_bytes(), record.as_slice())?;
                     }
                     None => {
-                        inbox.insert(entry_key.as_slice(), entry.as_slice())?;
+                        inbox.insert(entry_key.as_slice(), entry.clone())?;
                     }
                 }
                 Ok(())

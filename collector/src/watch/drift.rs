@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use postflight_probe::report::CheckResult;
 
-use crate::alerting::drift::{DriftChange, VersionDrift};
-use crate::watch::evaluate::same_version;
+use crate::event::{DriftChange, VersionDrift};
+use crate::watch::semver::same_version;
 
 /// The version a passed deploy established.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -62,12 +62,12 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A real `postflight serve` process.
+/// A real `postflight serve` process (killed when dropped).
 pub struct CollectorProcess {
     pub url: String,
     pub port: u16,
     pub config_path: PathBuf,
-    child: Option<Child>,
+    process: ChildProcess,
 }
 
 impl CollectorProcess {
@@ -107,7 +107,7 @@ impl CollectorProcess {
             url: String::new(),
             port,
             config_path,
-            child: Some(child),
+            process: ChildProcess::new(child),
         };
         let addr = bound_address(&address_file).await;
         collector.port = addr.port();
@@ -129,22 +129,17 @@ impl CollectorProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
+        self.process.pid()
     }
 
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        signal(child.id(), libc::SIGTERM);
-        child.wait().ok().and_then(|s| s.code())
+        self.process.terminate()
     }
 
     /// GET a JSON document from the API.
@@ -155,12 +150,6 @@ impl CollectorProcess {
             .json()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for CollectorProcess {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -178,27 +167,52 @@ pub async fn bound_address(path: &Path) -> std::net::SocketAddr {
         .unwrap_or_else(|e| panic!("address file {}: {text:?}: {e}", path.display()))
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves
-/// nothing running that keeps the test's output pipes open.
-pub struct KillOnDrop(pub std::process::Child);
+/// A child process the test started: SIGKILL'd and reaped when dropped (unless it was
+/// stopped before), so a failing test leaves nothing running that keeps the test's
+/// output pipes open.
+pub struct ChildProcess(Option<Child>);
 
-impl std::ops::Deref for KillOnDrop {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
+impl ChildProcess {
+    pub fn new(child: Child) -> ChildProcess {
+        ChildProcess(Some(child))
+    }
+
+    /// The process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The running child (its pipes), until it is stopped.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the process was stopped")
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.0.take()?;
+        signal(child.id(), libc::SIGTERM);
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Whether it has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 }
 
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill9();
     }
 }
 

@@ -6,11 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use postflight_probe::agent::spool::{batch_file_name, collector_key};
-use postflight_tests::{CollectorProcess, binary, eventually, free_port, signal};
+use postflight_tests::{ChildProcess, CollectorProcess, binary, eventually, free_port, signal};
 use serde::Deserialize;
 
 const PROBE: &str = "agent-e2e";
@@ -19,7 +19,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A real `postflight-probe run` process.
 struct ProbeProcess {
-    child: Option<Child>,
+    /// The process (stopped with `kill9` or `terminate`, through `Deref`).
+    process: ChildProcess,
     config_path: PathBuf,
     /// JSON log lines of every run of the probe in this directory.
     log_path: PathBuf,
@@ -47,7 +48,7 @@ impl ProbeProcess {
             .spawn()
             .expect("spawn postflight-probe run");
         let probe = ProbeProcess {
-            child: Some(child),
+            process: ChildProcess::new(child),
             config_path,
             log_path,
             spool: config.spool.clone(),
@@ -65,30 +66,6 @@ impl ProbeProcess {
         .await;
         assert!(up, "the probe did not start");
         probe
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, wait, return the exit code.
-    fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        signal(child.id(), libc::SIGTERM);
-        child.wait().ok().and_then(|s| s.code())
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// A counter or gauge from the probe's `/metrics` (0 when absent).
@@ -151,9 +128,16 @@ impl ProbeProcess {
     }
 }
 
-impl Drop for ProbeProcess {
-    fn drop(&mut self) {
-        self.kill9();
+impl std::ops::Deref for ProbeProcess {
+    type Target = ChildProcess;
+    fn deref(&self) -> &ChildProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for ProbeProcess {
+    fn deref_mut(&mut self) -> &mut ChildProcess {
+        &mut self.process
     }
 }
 

@@ -7,11 +7,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use postflight_tests::{KillOnDrop, binary, get_text, signal};
+use postflight_tests::{ChildProcess, binary, get_text};
 
 /// `postflight demo --pace fast` on `127.0.0.1:0` storing in `dir`, and its stdout lines.
-fn start_demo(dir: &std::path::Path) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut child = KillOnDrop(
+fn start_demo(dir: &std::path::Path) -> (ChildProcess, mpsc::Receiver<String>) {
+    let mut child = ChildProcess::new(
         Command::new(binary("postflight"))
             .args(["demo", "--pace", "fast", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -22,7 +22,7 @@ fn start_demo(dir: &std::path::Path) -> (KillOnDrop, mpsc::Receiver<String>) {
             .unwrap(),
     );
     let (lines_tx, lines_rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.child().stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
@@ -85,8 +85,7 @@ async fn demo_plays_the_release_story_and_keeps_serving_its_outcome() {
     );
     assert!(mail.contains("libpango-1.0-demo.so.0"), "{mail}");
 
-    signal(child.id(), libc::SIGTERM);
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(child.terminate(), Some(0));
 }
 
 /// sha-2 passed, sha-3 regressed, sha-2 passed again as the rollback; sha-2 is the last

@@ -6,7 +6,7 @@
 
 use postflight_probe::testkit;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,14 +14,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use postflight_tests::{
-    CollectorProcess, binary, eventually, now_ms, post_batch, probe_batch, signal,
+    ChildProcess, CollectorProcess, binary, eventually, now_ms, post_batch, probe_batch,
 };
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A `postflight-probe run` process with one fast tcp check.
-struct Probe(Option<Child>);
+struct Probe(ChildProcess);
 
 impl Probe {
     fn start(dir: &Path, name: &str, collector: &CollectorProcess) -> Probe {
@@ -48,20 +48,11 @@ impl Probe {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn postflight-probe run");
-        Probe(Some(child))
+        Probe(ChildProcess::new(child))
     }
 
     fn kill9(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.kill9();
+        self.0.kill9();
     }
 }
 

@@ -16,14 +16,16 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use postflight_tests::pki::{LeafFiles, TestCa};
-use postflight_tests::{binary, bound_address, eventually, free_port, get_text, signal};
+use postflight_tests::{
+    ChildProcess, binary, bound_address, eventually, free_port, get_text, signal,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -84,24 +86,7 @@ sys.stdin.read()
 c.stop()
 "#;
 
-/// A started child process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(mut self) {
-        signal(self.0.id(), libc::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
+fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> ChildProcess {
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
     let script = dir.join("smtp_catcher.py");
@@ -119,7 +104,7 @@ fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
-    Proc(child)
+    ChildProcess::new(child)
 }
 
 /// Every planted secret, by the environment variable that carries it.
@@ -380,9 +365,9 @@ async fn start_collector(
     layout: &mut Layout,
     env: &BTreeMap<&'static str, String>,
     format: LogFormat,
-) -> Proc {
+) -> ChildProcess {
     let address = layout.path("collector.address");
-    let collector = Proc(
+    let collector = ChildProcess::new(
         spawn_logged(
             "postflight",
             &[
@@ -418,7 +403,7 @@ async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogF
         &env["PF_SEC_SMTP_PASSWORD"],
     );
     let (collector_log, probe_log) = (layout.path("collector.log"), layout.path("probe.log"));
-    let collector = start_collector(&mut layout, &env, collector_format).await;
+    let mut collector = start_collector(&mut layout, &env, collector_format).await;
     let base = format!("http://127.0.0.1:{}", layout.collector);
     assert!(
         eventually(LIMIT, || {
@@ -432,7 +417,7 @@ async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogF
         .await,
         "collector did not start"
     );
-    let probe = Proc(
+    let mut probe = ChildProcess::new(
         spawn_logged(
             "postflight-probe",
             &[
@@ -550,7 +535,12 @@ async fn wait_for_every_failure(base: &str, layout: &Layout, echoed: &Arc<Mutex<
 /// Both configs gain a check using a variable neither read before; SIGHUP must register
 /// it (the environment held it from the start, unread): its marker reaches the stored
 /// results, its value nowhere (searched with the rest).
-async fn reload_with_new_secrets(base: &str, layout: &Layout, collector: &Proc, probe: &Proc) {
+async fn reload_with_new_secrets(
+    base: &str,
+    layout: &Layout,
+    collector: &ChildProcess,
+    probe: &ChildProcess,
+) {
     let echo = layout.echo;
     let added = |service: &str, variable: &str| {
         format!(
@@ -563,8 +553,8 @@ async fn reload_with_new_secrets(base: &str, layout: &Layout, collector: &Proc, 
     std::fs::write(layout.path("probe.toml"), probe_text).unwrap();
     let collector_text = layout.collector_config() + &added("collector-own", "PF_SEC_RELOADED_OWN");
     std::fs::write(layout.path("collector.toml"), collector_text).unwrap();
-    signal(probe.0.id(), libc::SIGHUP);
-    signal(collector.0.id(), libc::SIGHUP);
+    signal(probe.pid(), libc::SIGHUP);
+    signal(collector.pid(), libc::SIGHUP);
     let markers = ["${PF_SEC_RELOADED_PROBE}", "${PF_SEC_RELOADED_OWN}"];
     let registered = eventually(LIMIT, || {
         let base = base.to_string();
@@ -851,7 +841,7 @@ const MTLS_TOKEN: &str = "tls-probe-token-0123456789";
 
 /// `postflight serve` over mTLS on port 0 (logging to `collector.log`) and the port it
 /// bound, from `--address-file`.
-async fn start_mtls_collector(dir: &Path, files: &MtlsFiles) -> (Proc, u16) {
+async fn start_mtls_collector(dir: &Path, files: &MtlsFiles) -> (ChildProcess, u16) {
     let path = |name: &str| dir.join(name);
     std::fs::write(
         path("collector.toml"),
@@ -873,13 +863,13 @@ async fn start_mtls_collector(dir: &Path, files: &MtlsFiles) -> (Proc, u16) {
         &path("collector.log"),
     );
     serve.arg("--address-file").arg(&address);
-    let collector = Proc(serve.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+    let collector = ChildProcess::new(serve.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
     (collector, bound_address(&address).await.port())
 }
 
 /// `postflight-probe run` reporting a failing TCP check every 100 ms to the collector on
 /// `port` over mTLS (logging to `probe.log`).
-fn start_mtls_probe(dir: &Path, files: &MtlsFiles, port: u16) -> Proc {
+fn start_mtls_probe(dir: &Path, files: &MtlsFiles, port: u16) -> ChildProcess {
     let path = |name: &str| dir.join(name);
     std::fs::write(
         path("probe.toml"),
@@ -900,7 +890,7 @@ fn start_mtls_probe(dir: &Path, files: &MtlsFiles, port: u16) -> Proc {
         &BTreeMap::new(),
         &path("probe.log"),
     );
-    Proc(run.env("POSTFLIGHT_LOG", "info").spawn().unwrap())
+    ChildProcess::new(run.env("POSTFLIGHT_LOG", "info").spawn().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -908,8 +898,8 @@ async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     let files = mtls_files(dir.path());
-    let (collector, port) = start_mtls_collector(dir.path(), &files).await;
-    let probe = start_mtls_probe(dir.path(), &files, port);
+    let (mut collector, port) = start_mtls_collector(dir.path(), &files).await;
+    let mut probe = start_mtls_probe(dir.path(), &files, port);
     let (old_ca, new_ca) = (&files.old_ca, &files.new_ca);
     let collector_log = path("collector.log");
 
@@ -931,7 +921,7 @@ async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_
     );
 
     new_ca.issue(dir.path(), "server", &["localhost"]);
-    signal(collector.0.id(), libc::SIGHUP);
+    signal(collector.pid(), libc::SIGHUP);
     let rotated = eventually(LIMIT, || {
         let (client, base) = (new_client.clone(), base.clone());
         async move { probes_over(&client, &base).await.is_some() }

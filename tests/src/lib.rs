@@ -247,6 +247,20 @@ pub async fn get_text(url: &str) -> String {
     }
 }
 
+/// The value of `series` (a metric name with its labels, as exposed) in `/metrics` text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// `series` from the `/metrics` of the server at `base_url` (0 when absent or the server
+/// cannot be reached).
+pub async fn scrape(base_url: &str, series: &str) -> f64 {
+    let text = get_text(&format!("{base_url}/metrics")).await;
+    metric_value(&text, series).unwrap_or(0.0)
+}
+
 /// POST a batch; returns the HTTP status and the JSON answer.
 pub async fn post_batch(
     url: &str,

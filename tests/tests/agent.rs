@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use postflight_probe::agent::spool::{batch_file_name, collector_key};
-use postflight_tests::{ChildProcess, CollectorProcess, binary, eventually, free_port, signal};
+use postflight_tests::{
+    ChildProcess, CollectorProcess, binary, eventually, free_port, scrape, signal,
+};
 use serde::Deserialize;
 
 const PROBE: &str = "agent-e2e";
@@ -70,14 +72,7 @@ impl ProbeProcess {
 
     /// A counter or gauge from the probe's `/metrics` (0 when absent).
     async fn metric(&self, series: &str) -> f64 {
-        let text = match reqwest::get(format!("{}/metrics", self.metrics_url)).await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => return 0.0,
-        };
-        text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or(0.0)
+        scrape(&self.metrics_url, series).await
     }
 
     /// Batch files waiting for a collector.

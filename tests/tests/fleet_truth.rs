@@ -14,7 +14,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use postflight_tests::{
-    ChildProcess, CollectorProcess, binary, eventually, now_ms, post_batch, probe_batch,
+    ChildProcess, CollectorProcess, binary, eventually, now_ms, post_batch, probe_batch, scrape,
 };
 use serde_json::Value;
 
@@ -147,14 +147,7 @@ impl Hook {
 
 /// A counter or gauge from the collector's `/metrics` (0 when absent).
 async fn metric(collector: &CollectorProcess, series: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", collector.url)).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0)
+    scrape(&collector.url, series).await
 }
 
 /// `service` fails twice on one probe, reported to each of `collectors`.

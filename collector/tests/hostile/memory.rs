@@ -5,18 +5,11 @@
 use std::time::Duration;
 
 use postflight_probe::testkit;
-use postflight_tests::{eventually, now_ms, post_batch, probe_batch};
+use postflight_tests::{eventually, metric_value, now_ms, post_batch, probe_batch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{metrics, start};
-
-/// The value of an unlabelled metric line.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
 
 /// Polls `/metrics` until `name` satisfies `wanted`, for at most `limit`.
 async fn metric_reaches(
@@ -25,7 +18,7 @@ async fn metric_reaches(
     limit: Duration,
     wanted: impl Fn(f64) -> bool,
 ) -> f64 {
-    let value = || async { metric(&metrics(collector).await, name).unwrap_or(-1.0) };
+    let value = || async { metric_value(&metrics(collector).await, name).unwrap_or(-1.0) };
     // Whether it got there or not, the caller asserts on the value it ended at.
     let _reached = eventually(limit, || async { wanted(value().await) }).await;
     value().await
@@ -116,7 +109,10 @@ async fn a_report_of_a_mebibyte_gives_freed_memory_back_and_a_small_one_does_not
         ])
         .build();
     assert_eq!(post_batch(&url, None, &small).await.0, 200);
-    assert_eq!(metric(&metrics(&collector).await, releases), Some(0.0));
+    assert_eq!(
+        metric_value(&metrics(&collector).await, releases),
+        Some(0.0)
+    );
 
     let at = now_ms();
     let results: Vec<_> = (0..1000)

@@ -404,8 +404,11 @@ async fn a_full_spool_drops_the_oldest_and_the_collector_shows_the_gap() {
         !view.gaps.is_empty(),
         "the collector shows the gap: {view:?}"
     );
+    // Every gap is a batch the probe dropped. A dropped batch may still be stored: the
+    // collector can have made batches of the request in flight at its SIGKILL durable
+    // without its answer reaching the probe, which kept and later dropped them.
     assert!(
-        view.missing_batches <= dropped && view.missing_batches + 1 >= dropped,
+        view.missing_batches >= 1 && view.missing_batches <= dropped,
         "{dropped} dropped: {view:?}"
     );
     assert_eq!(view.sequence_restarts, 0, "{view:?}");

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::check::{self, Check, CheckSpec, Target};
+use crate::check::http::{HttpUrlError, parse_http_url};
+use crate::check::{self, Check, CheckSpec, Target, TargetError};
 use crate::condition::{Condition, ConditionError};
 use crate::limits::Limits;
 pub use crate::problems::line_number;
@@ -22,7 +23,7 @@ use crate::problems::{self, Problem};
 use crate::report::{CheckKind, ReportBatch};
 use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
-use crate::version::VersionSource;
+use crate::version::{VersionSource, VersionSourceError};
 
 /// Everything wrong with one config file, each problem on its own line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,12 +373,7 @@ fn collector_problems(
         let at = format!("collectors[{index}]");
         let url_unchecked = unchecked.contains(&index);
         if let Err(e) = validate_collector(collector, url_unchecked) {
-            let key = if e.starts_with("url ") {
-                "url"
-            } else {
-                "token"
-            };
-            let line = problems::line_of_entry_key(text, "collectors", index, key)
+            let line = problems::line_of_entry_key(text, "collectors", index, e.key())
                 .or_else(|| problems::line_of_entry_key(text, "collectors", index, "url"));
             match line {
                 Some(line) => problems.push(format!("line {line}, {at}: {e}")),
@@ -460,23 +456,44 @@ fn expand_probe_section(config: &mut ProbeConfig, text: &str, env: &mut Expansio
     }
 }
 
-/// `unchecked`: the url holds a variable left unexpanded, so only the rest is checked.
-fn validate_collector(collector: &CollectorSpec, unchecked: bool) -> Result<(), String> {
-    let shown = secret::mask_url(&collector.url);
-    if !unchecked {
-        let url = reqwest::Url::parse(&collector.url)
-            .map_err(|e| format!("url {shown:?} is not a valid URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("url {shown:?} must start with http:// or https://"));
+/// What is wrong with one `[[collectors]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectorProblem {
+    #[error(transparent)]
+    Url(#[from] HttpUrlError),
+    #[error("set either token or token_file, not both")]
+    TokenAndFile,
+    #[error("cert_file and key_file go together; set both")]
+    CertWithoutKey {
+        /// The one of the two that is set.
+        set: &'static str,
+    },
+}
+
+impl CollectorProblem {
+    /// The key the problem is located at.
+    pub fn key(&self) -> &'static str {
+        match self {
+            CollectorProblem::Url(_) => "url",
+            CollectorProblem::TokenAndFile => "token",
+            CollectorProblem::CertWithoutKey { set } => set,
         }
     }
+}
+
+/// `unchecked`: the url holds a variable left unexpanded, so only the rest is checked.
+fn validate_collector(collector: &CollectorSpec, unchecked: bool) -> Result<(), CollectorProblem> {
+    if !unchecked {
+        parse_http_url(&collector.url)?;
+    }
     if collector.token.is_some() && collector.token_file.is_some() {
-        return Err("set either token or token_file, not both".into());
+        return Err(CollectorProblem::TokenAndFile);
     }
-    if collector.cert_file.is_some() != collector.key_file.is_some() {
-        return Err("cert_file and key_file go together; set both".into());
+    match (&collector.cert_file, &collector.key_file) {
+        (Some(_), None) => Err(CollectorProblem::CertWithoutKey { set: "cert_file" }),
+        (None, Some(_)) => Err(CollectorProblem::CertWithoutKey { set: "key_file" }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Expand `${NAME}` and `${NAME:-default}` in every string of a check that may carry a
@@ -711,11 +728,55 @@ fn build_some_checks(
 }
 
 /// Build one check from its spec, or every problem with it.
-pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<String>> {
+pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<CheckProblem>> {
     match build_check_with(spec, defaults, true)? {
         Some(check) => Ok(check),
-        None => Err(vec!["no check kind".into()]),
+        None => Err(vec![CheckProblem::NoKind]),
     }
+}
+
+/// One thing wrong with a `[[checks]]` entry; the text names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckProblem {
+    /// `service` or `name` is not an identifier.
+    #[error("{key} {error}")]
+    Identifier {
+        key: &'static str,
+        error: IdentifierError,
+    },
+    #[error("no check kind: add one of http, tcp, native, env, command, metric")]
+    NoKind,
+    #[error("a check has exactly one kind, this one has {}", kinds.join(" and "))]
+    SeveralKinds { kinds: Vec<&'static str> },
+    /// A condition on a placeholder that this kind does not produce.
+    #[error(
+        "expect {expression:?}: this placeholder is not available for {} checks (use {})",
+        kind.as_str(),
+        crate::condition::placeholders_for(*kind)
+    )]
+    Placeholder { expression: String, kind: CheckKind },
+    /// A condition that does not parse.
+    #[error("expect {expression:?}: {error}")]
+    Condition {
+        expression: String,
+        error: ConditionError,
+    },
+    #[error("version_from: {0}")]
+    VersionFrom(#[source] VersionSourceError),
+    #[error("metric checks need expect, e.g. expect = [\"value < 100\"]")]
+    MetricNeedsExpect,
+    /// A kind's built-in conditions do not parse (a bug, reported rather than hidden).
+    #[error(transparent)]
+    DefaultConditions(ConditionError),
+    #[error("timeout must be more than 0")]
+    ZeroTimeout,
+    #[error("interval must be more than 0")]
+    ZeroInterval,
+    #[error("http.repeat must be at least 1")]
+    ZeroRepeat,
+    /// The kind's own settings (URL, address, argv...).
+    #[error("{}: {error}", kind.as_str())]
+    Target { kind: CheckKind, error: TargetError },
 }
 
 /// Validate one spec; build its check when `with_target` (else `Ok(None)` when valid).
@@ -723,47 +784,13 @@ fn build_check_with(
     spec: &CheckSpec,
     defaults: &Defaults,
     with_target: bool,
-) -> Result<Option<Check>, Vec<String>> {
-    let mut problems = Vec::new();
-    for (key, value) in [("service", &spec.service), ("name", &spec.name)] {
-        if let Err(e) = validate_identifier(value) {
-            problems.push(format!("{key} {e}"));
-        }
-    }
-    let kinds = check_kinds(spec);
-    let kind = match kinds.as_slice() {
-        [kind] => Some(*kind),
-        [] => {
-            problems
-                .push("no check kind: add one of http, tcp, native, env, command, metric".into());
-            None
-        }
-        many => {
-            let names: Vec<_> = many.iter().map(|k| k.as_str()).collect();
-            problems.push(format!(
-                "a check has exactly one kind, this one has {}",
-                names.join(" and ")
-            ));
-            None
-        }
-    };
-    let mut conditions = Vec::new();
-    for source in &spec.expect {
-        match Condition::parse(source) {
-            Ok(condition) => match kind {
-                Some(kind) if !condition.applies_to(kind) => problems.push(format!(
-                    "expect {source:?}: this placeholder is not available for {} checks (use {})",
-                    kind.as_str(),
-                    crate::condition::placeholders_for(kind)
-                )),
-                _ => conditions.push(condition),
-            },
-            Err(e) => problems.push(format!("expect {source:?}: {e}")),
-        }
-    }
+) -> Result<Option<Check>, Vec<CheckProblem>> {
+    let mut problems = identifier_problems(spec);
+    let kind = single_kind(spec, &mut problems);
+    let mut conditions = parse_conditions(spec, kind, &mut problems);
     let version_from = match spec.version_from.as_deref().map(VersionSource::parse) {
         Some(Err(e)) => {
-            problems.push(format!("version_from: {e}"));
+            problems.push(CheckProblem::VersionFrom(e));
             None
         }
         Some(Ok(source)) => Some(source),
@@ -773,29 +800,14 @@ fn build_check_with(
         return Err(problems);
     };
     if spec.expect.is_empty() && kind == CheckKind::Metric {
-        problems.push("metric checks need expect, e.g. expect = [\"value < 100\"]".into());
+        problems.push(CheckProblem::MetricNeedsExpect);
     } else if spec.expect.is_empty() {
         match default_conditions(kind) {
             Ok(defaults) => conditions = defaults,
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(CheckProblem::DefaultConditions(e)),
         }
     }
-    let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
-    if let Some(command_timeout) = spec.command.as_ref().and_then(|c| c.timeout) {
-        // `command.timeout` overrides the check's timeout for the child process.
-        timeout = command_timeout.0;
-    }
-    let interval = spec.interval.unwrap_or(defaults.interval).0;
-    if timeout.is_zero() {
-        problems.push("timeout must be more than 0".into());
-    }
-    if interval.is_zero() {
-        problems.push("interval must be more than 0".into());
-    }
-    let repeat = spec.http.as_ref().map(|h| h.repeat).unwrap_or(1);
-    if repeat == 0 {
-        problems.push("http.repeat must be at least 1".into());
-    }
+    let timing = Timing::of(spec, defaults, &mut problems);
     if !with_target {
         return if problems.is_empty() {
             Ok(None)
@@ -803,26 +815,113 @@ fn build_check_with(
             Err(problems)
         };
     }
-    let target = match build_target(spec) {
-        Ok(target) => Some(target),
-        Err(e) => {
-            problems.push(format!("{}: {e}", kind.as_str()));
-            None
-        }
-    };
-    match target {
-        Some(target) if problems.is_empty() => Ok(Some(Check {
+    match build_target(spec) {
+        Ok(target) if problems.is_empty() => Ok(Some(Check {
             service: spec.service.clone(),
             name: spec.name.clone(),
             kind,
-            interval,
-            timeout,
-            repeat,
+            interval: timing.interval,
+            timeout: timing.timeout,
+            repeat: timing.repeat,
             conditions,
             version_from,
             target,
         })),
-        _ => Err(problems),
+        Ok(_) => Err(problems),
+        Err(error) => {
+            problems.push(CheckProblem::Target { kind, error });
+            Err(problems)
+        }
+    }
+}
+
+/// `service` and `name` must be identifiers.
+fn identifier_problems(spec: &CheckSpec) -> Vec<CheckProblem> {
+    [("service", &spec.service), ("name", &spec.name)]
+        .into_iter()
+        .filter_map(|(key, value)| {
+            validate_identifier(value)
+                .err()
+                .map(|error| CheckProblem::Identifier { key, error })
+        })
+        .collect()
+}
+
+/// The check's one kind; none or several is a problem.
+fn single_kind(spec: &CheckSpec, problems: &mut Vec<CheckProblem>) -> Option<CheckKind> {
+    match check_kinds(spec).as_slice() {
+        [kind] => Some(*kind),
+        [] => {
+            problems.push(CheckProblem::NoKind);
+            None
+        }
+        many => {
+            problems.push(CheckProblem::SeveralKinds {
+                kinds: many.iter().map(|k| k.as_str()).collect(),
+            });
+            None
+        }
+    }
+}
+
+/// Every `expect` condition that parses and fits `kind` (when known).
+fn parse_conditions(
+    spec: &CheckSpec,
+    kind: Option<CheckKind>,
+    problems: &mut Vec<CheckProblem>,
+) -> Vec<Condition> {
+    let mut conditions = Vec::new();
+    for source in &spec.expect {
+        match Condition::parse(source) {
+            Ok(condition) => match kind {
+                Some(kind) if !condition.applies_to(kind) => {
+                    problems.push(CheckProblem::Placeholder {
+                        expression: source.clone(),
+                        kind,
+                    })
+                }
+                _ => conditions.push(condition),
+            },
+            Err(error) => problems.push(CheckProblem::Condition {
+                expression: source.clone(),
+                error,
+            }),
+        }
+    }
+    conditions
+}
+
+/// How often, how long and how many times a check runs.
+struct Timing {
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    repeat: u32,
+}
+
+impl Timing {
+    /// The spec's own values, else `defaults`; zero is a problem.
+    fn of(spec: &CheckSpec, defaults: &Defaults, problems: &mut Vec<CheckProblem>) -> Timing {
+        let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
+        if let Some(command_timeout) = spec.command.as_ref().and_then(|c| c.timeout) {
+            // `command.timeout` overrides the check's timeout for the child process.
+            timeout = command_timeout.0;
+        }
+        let interval = spec.interval.unwrap_or(defaults.interval).0;
+        if timeout.is_zero() {
+            problems.push(CheckProblem::ZeroTimeout);
+        }
+        if interval.is_zero() {
+            problems.push(CheckProblem::ZeroInterval);
+        }
+        let repeat = spec.http.as_ref().map(|h| h.repeat).unwrap_or(1);
+        if repeat == 0 {
+            problems.push(CheckProblem::ZeroRepeat);
+        }
+        Timing {
+            interval,
+            timeout,
+            repeat,
+        }
     }
 }
 
@@ -840,25 +939,27 @@ fn check_kinds(spec: &CheckSpec) -> Vec<CheckKind> {
     .collect()
 }
 
-fn build_target(spec: &CheckSpec) -> Result<Target, String> {
+fn build_target(spec: &CheckSpec) -> Result<Target, TargetError> {
     if let Some(http) = &spec.http {
-        return check::http::HttpTarget::new(http).map(Target::Http);
+        return Ok(Target::Http(check::http::HttpTarget::new(http)?));
     }
     if let Some(tcp) = &spec.tcp {
-        return check::tcp::TcpTarget::new(tcp).map(Target::Tcp);
+        return Ok(Target::Tcp(check::tcp::TcpTarget::new(tcp)?));
     }
     if let Some(native) = &spec.native {
-        return check::native::NativeTarget::new(native).map(Target::Native);
+        return Ok(Target::Native(check::native::NativeTarget::new(native)?));
     }
     if let Some(env) = &spec.env {
-        return check::env::EnvTarget::new(env).map(Target::Env);
+        return Ok(Target::Env(check::env::EnvTarget::new(env)?));
     }
     if let Some(command) = &spec.command {
-        return check::command::CommandTarget::new(command).map(Target::Command);
+        return Ok(Target::Command(check::command::CommandTarget::new(
+            command,
+        )?));
     }
     match &spec.metric {
-        Some(metric) => check::metric::MetricTarget::new(metric).map(Target::Metric),
-        None => Err("no check kind".into()),
+        Some(metric) => Ok(Target::Metric(check::metric::MetricTarget::new(metric)?)),
+        None => Err(TargetError::NoKind),
     }
 }
 
@@ -889,17 +990,27 @@ pub fn expect_version(checks: &mut [Check], version: &str) -> Result<usize, Cond
     Ok(count)
 }
 
-fn validate_identifier(value: &str) -> Result<(), String> {
+/// Why a check's `service` or `name` is not an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("{value:?} may only use letters, digits, '-', '_' and '.', not {bad:?}")]
+    Character { value: String, bad: char },
+}
+
+fn validate_identifier(value: &str) -> Result<(), IdentifierError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(IdentifierError::Empty);
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
     {
-        return Err(format!(
-            "{value:?} may only use letters, digits, '-', '_' and '.', not {bad:?}"
-        ));
+        return Err(IdentifierError::Character {
+            value: value.to_string(),
+            bad,
+        });
     }
     Ok(())
 }
@@ -1090,6 +1201,35 @@ mod tests {
             ["POSTFLIGHT_TEST_UNSET_B", "POSTFLIGHT_TEST_UNSET_URL"]
         );
         assert_eq!(config.collectors[0].url, "${POSTFLIGHT_TEST_UNSET_URL}");
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_located_at_the_key_that_is_set() {
+        let text = "[[collectors]]\nurl = \"http://c:7878\"\nkey_file = \"/k.pem\"\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            ["line 3, collectors[0]: cert_file and key_file go together; set both"]
+        );
+    }
+
+    #[test]
+    fn a_check_problem_names_the_kind_whose_setting_is_wrong() {
+        let spec: CheckSpec =
+            toml::from_str("service = \"a\"\nname = \"b\"\ntcp = { address = \"db.internal\" }\n")
+                .unwrap();
+        let problems = build_check(&spec, &Defaults::default()).unwrap_err();
+        assert!(
+            matches!(
+                problems.as_slice(),
+                [CheckProblem::Target {
+                    kind: CheckKind::Tcp,
+                    error: TargetError::Tcp(_)
+                }]
+            ),
+            "{problems:?}"
+        );
+        assert!(problems[0].to_string().starts_with("tcp: tcp address"));
     }
 
     #[test]

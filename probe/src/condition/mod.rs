@@ -167,7 +167,7 @@ impl Condition {
                 report.actual = seen.render();
                 match self.holds(&seen) {
                     Ok(ok) => report.ok = ok,
-                    Err(reason) => report.error = Some(reason),
+                    Err(mismatch) => report.error = Some(mismatch.to_string()),
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Condition {
     }
 
     /// Whether the comparison holds for `seen`; an error when the types do not fit.
-    fn holds(&self, seen: &Seen) -> Result<bool, String> {
+    fn holds(&self, seen: &Seen) -> Result<bool, Mismatch> {
         let verdict = match (self.operator, &self.literal) {
             (Operator::Eq, literal) => seen.equals(literal),
             (Operator::Ne, literal) => seen.equals(literal).map(|equal| !equal),
@@ -190,18 +190,37 @@ impl Condition {
     }
 
     /// Why `seen` cannot be compared by this condition.
-    fn mismatch(&self, seen: &Seen) -> String {
-        let subject = &self.subject;
+    fn mismatch(&self, seen: &Seen) -> Mismatch {
+        let subject = self.subject.to_string();
         let kind = seen.describe();
         match self.operator {
-            Operator::Contains => format!(
-                "`{subject}` is {kind}; contains needs text, an array, or an object and a key in quotes"
-            ),
-            Operator::Matches => format!("`{subject}` is {kind}; matches needs text"),
-            _ => format!(
-                "`{subject}` is {kind}, but it is compared with {}",
-                self.literal.describe()
-            ),
+            Operator::Contains => Mismatch::Contains { subject, kind },
+            Operator::Matches => Mismatch::Matches { subject, kind },
+            _ => Mismatch::Compare {
+                subject,
+                kind,
+                literal: self.literal.describe(),
+            },
         }
     }
+}
+
+/// A value seen at run time whose type does not fit the comparison; the condition fails
+/// with this as its error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Mismatch {
+    #[error(
+        "`{subject}` is {kind}; contains needs text, an array, or an object and a key in quotes"
+    )]
+    Contains { subject: String, kind: &'static str },
+    #[error("`{subject}` is {kind}; matches needs text")]
+    Matches { subject: String, kind: &'static str },
+    #[error("`{subject}` is {kind}, but it is compared with {literal}")]
+    Compare {
+        subject: String,
+        /// The seen value's type in words.
+        kind: &'static str,
+        /// The literal's type in words.
+        literal: &'static str,
+    },
 }

@@ -436,10 +436,12 @@ mod tests {
         quorum: Quorum,
     }
 
-    fn quorum(text: &str) -> Result<Quorum, String> {
-        toml::from_str::<Wrapper>(&format!("quorum = {text}"))
-            .map(|w| w.quorum)
-            .map_err(|e| e.to_string())
+    fn quorum(text: &str) -> Result<Quorum, toml::de::Error> {
+        toml::from_str::<Wrapper>(&format!("quorum = {text}")).map(|w| w.quorum)
+    }
+
+    fn refusal(text: &str) -> String {
+        quorum(text).unwrap_err().to_string()
     }
 
     #[test]
@@ -449,8 +451,8 @@ mod tests {
         assert_eq!(quorum("2"), Ok(Quorum::Min(2)));
         assert_eq!(quorum("\"min = 3\""), Ok(Quorum::Min(3)));
         assert_eq!(quorum("{ min = 2 }"), Ok(Quorum::Min(2)));
-        assert!(quorum("0").unwrap_err().contains("at least 1"));
-        assert!(quorum("\"most\"").unwrap_err().contains("quorum must be"));
+        assert!(refusal("0").contains("at least 1"));
+        assert!(refusal("\"most\"").contains("quorum must be"));
     }
 
     #[test]

@@ -91,19 +91,39 @@ pub struct DynamicInfo {
 
 /// Why a file could not be read as ELF; the text names the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ElfError(pub String);
+pub enum ElfError {
+    /// The file cannot be opened or stat'ed (the OS's reason, without its code).
+    #[error("cannot {action}: {reason}")]
+    Io {
+        action: &'static str,
+        reason: String,
+    },
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("not an ELF file")]
+    NotElf,
+    /// A structure the `object` crate refused.
+    #[error("cannot read {what}: {reason} (truncated or corrupt ELF)")]
+    Structure { what: &'static str, reason: String },
+    /// A dynamic section or string table that breaks a bound or points outside the file.
+    #[error("{0} (corrupt ELF)")]
+    Corrupt(&'static str),
+    #[error("more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries (corrupt ELF)")]
+    TooManyStrings,
+}
 
-fn malformed(what: impl Into<String>) -> ElfError {
-    ElfError(what.into())
+fn io_failure(action: &'static str) -> impl Fn(std::io::Error) -> ElfError {
+    move |e| ElfError::Io {
+        action,
+        reason: io_text(&e),
+    }
 }
 
 /// An `object` parse error, with what was being read.
-fn corrupt(what: &str) -> impl Fn(object::Error) -> ElfError + '_ {
-    move |e| {
-        malformed(format!(
-            "cannot read {what}: {e} (truncated or corrupt ELF)"
-        ))
+fn corrupt(what: &'static str) -> impl Fn(object::Error) -> ElfError {
+    move |e| ElfError::Structure {
+        what,
+        reason: e.to_string(),
     }
 }
 
@@ -129,17 +149,15 @@ fn with_elf<T>(
     path: &Path,
     read: impl FnOnce(&ReadCache<File>, FileKind) -> Result<T, ElfError>,
 ) -> Result<T, ElfError> {
-    let file = File::open(path).map_err(|e| malformed(format!("cannot open: {}", io_text(&e))))?;
-    let metadata = file
-        .metadata()
-        .map_err(|e| malformed(format!("cannot stat: {}", io_text(&e))))?;
+    let file = File::open(path).map_err(io_failure("open"))?;
+    let metadata = file.metadata().map_err(io_failure("stat"))?;
     if !metadata.is_file() {
-        return Err(malformed("not a regular file"));
+        return Err(ElfError::NotAFile);
     }
     let cache = ReadCache::new(file);
     match FileKind::parse(&cache) {
         Ok(kind @ (FileKind::Elf32 | FileKind::Elf64)) => read(&cache, kind),
-        _ => Err(malformed("not an ELF file")),
+        _ => Err(ElfError::NotElf),
     }
 }
 
@@ -176,7 +194,7 @@ where
         return Ok((ident, DynamicInfo::default()));
     };
     if segment.p_filesz(endian).into() > MAX_DYNAMIC_BYTES {
-        return Err(malformed("dynamic section larger than 1 MiB (corrupt ELF)"));
+        return Err(ElfError::Corrupt("dynamic section larger than 1 MiB"));
     }
     let entries = segment
         .dynamic(endian, data)
@@ -213,9 +231,7 @@ where
         return Ok(DynamicInfo::default());
     }
     if count > MAX_DYNAMIC_STRINGS {
-        return Err(malformed(format!(
-            "more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries (corrupt ELF)"
-        )));
+        return Err(ElfError::TooManyStrings);
     }
     let value_of = |tag: u32| {
         entries
@@ -224,24 +240,21 @@ where
             .map(|(_, v)| *v)
     };
     let (Some(address), Some(size)) = (value_of(DT_STRTAB), value_of(DT_STRSZ)) else {
-        return Err(malformed(
-            "dynamic section has no string table (corrupt ELF)",
-        ));
+        return Err(ElfError::Corrupt("dynamic section has no string table"));
     };
     let start = file_offset::<Elf>(segments, endian, address)?;
     let end = start
         .checked_add(size)
-        .ok_or_else(|| malformed("dynamic string table overflows (corrupt ELF)"))?;
+        .ok_or(ElfError::Corrupt("dynamic string table overflows"))?;
     let strings = StringTable::new(data, start, end);
     let string = |offset: u64| -> Result<String, ElfError> {
-        let offset = u32::try_from(offset).map_err(|_| {
-            malformed("dynamic string offset outside the string table (corrupt ELF)")
-        })?;
+        let offset = u32::try_from(offset)
+            .map_err(|_| ElfError::Corrupt("dynamic string offset outside the string table"))?;
         let bytes = strings
             .get(offset)
-            .map_err(|()| malformed("dynamic string outside the string table (corrupt ELF)"))?;
+            .map_err(|()| ElfError::Corrupt("dynamic string outside the string table"))?;
         String::from_utf8(bytes.to_vec())
-            .map_err(|_| malformed("dynamic string is not UTF-8 (corrupt ELF)"))
+            .map_err(|_| ElfError::Corrupt("dynamic string is not UTF-8"))
     };
     let mut info = DynamicInfo::default();
     for &(tag, value) in entries {
@@ -274,7 +287,9 @@ fn file_offset<Elf: FileHeader<Endian = Endianness>>(
                 None
             }
         })
-        .ok_or_else(|| malformed("DT_STRTAB is not inside a PT_LOAD segment (corrupt ELF)"))
+        .ok_or(ElfError::Corrupt(
+            "DT_STRTAB is not inside a PT_LOAD segment",
+        ))
 }
 
 /// Split a `DT_RPATH`/`DT_RUNPATH` value on `:`, dropping empty parts.
@@ -515,7 +530,8 @@ mod tests {
             "libc.so",
             b"/* GNU ld script */ GROUP ( libc.so.6 )\n",
         );
-        assert_eq!(read_ident(&path).unwrap_err().0, "not an ELF file");
+        assert_eq!(read_ident(&path).unwrap_err(), ElfError::NotElf);
+        assert_eq!(ElfError::NotElf.to_string(), "not an ELF file");
     }
 
     #[test]

@@ -261,7 +261,7 @@ fn check_candidate(path: &Path, want: Option<&ElfIdent>) -> Candidate {
         _ => return Candidate::Absent,
     }
     match elf::read_ident(path) {
-        Err(why) => Candidate::Rejected(why.0),
+        Err(why) => Candidate::Rejected(why.to_string()),
         Ok(ident) => match want {
             Some(want) if !want.accepts(&ident) => {
                 Candidate::Rejected(format!("{}, need {}", ident.describe(), want.describe()))

@@ -43,6 +43,7 @@
 //!   several conditions instead: all must hold).
 //!
 //! # Layout
+//! - [`error`]: why a condition is refused at load time, or cannot be compared at run time.
 //! - [`lexer`]: the text cut into words, symbols, quoted strings and parentheses.
 //! - [`parser`]: subject, operator and literal from the tokens.
 //! - [`typecheck`]: comparisons whose types are known not to fit, refused at load time.
@@ -51,6 +52,7 @@
 //!   rendered for reports.
 //! - JSON paths (`body.items[0]`) live in [`crate::json_path`], shared with `version_from`.
 
+mod error;
 mod lexer;
 mod parser;
 mod placeholder;
@@ -64,33 +66,13 @@ use regex::Regex;
 use crate::observation::Observation;
 use crate::report::{CheckKind, ConditionReport};
 
+use error::Mismatch;
+pub use error::{ConditionError, SyntaxError, TypeError};
 use lexer::{check_parentheses, tokenize};
 use parser::{Literal, Operator, Subject, parse_literal, parse_operator, parse_subject};
 pub use placeholder::placeholders_for;
 use typecheck::check_types;
 use value::Seen;
-
-/// Why a condition's text is refused when the config is loaded; the message says what
-/// is wrong in words.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConditionError {
-    /// Not a condition: a bad token, placeholder, operator or literal, or trailing text.
-    #[error("{0}")]
-    Syntax(String),
-    /// A comparison whose types are known not to fit (`latency < 500`, `status == "200"`).
-    #[error("{0}")]
-    Type(String),
-    /// A `body.<path>` that is not a JSON path.
-    #[error(transparent)]
-    Path(#[from] crate::json_path::JsonPathError),
-    /// The pattern of `matches` is not a valid regex.
-    #[error("invalid regex {pattern} for matches: {source}")]
-    Regex {
-        /// The pattern as written, quotes included.
-        pattern: String,
-        source: regex::Error,
-    },
-}
 
 /// A parsed condition such as `body.status == "ok"`.
 #[derive(Debug, Clone)]
@@ -116,9 +98,11 @@ impl Condition {
         let (operator, rest) = parse_operator(rest, &subject)?;
         let (literal, raw, rest) = parse_literal(rest, operator)?;
         if let Some(extra) = rest.first() {
-            return Err(ConditionError::Syntax(format!(
-                "unexpected {extra} after `{subject} {operator} {raw}`; write one comparison per condition"
-            )));
+            return Err(SyntaxError::Trailing {
+                extra: extra.to_string(),
+                comparison: format!("{subject} {operator} {raw}"),
+            }
+            .into());
         }
         check_types(&subject, operator, &literal, &raw)?;
         let literal = match (operator, literal) {
@@ -203,24 +187,4 @@ impl Condition {
             },
         }
     }
-}
-
-/// A value seen at run time whose type does not fit the comparison; the condition fails
-/// with this as its error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum Mismatch {
-    #[error(
-        "`{subject}` is {kind}; contains needs text, an array, or an object and a key in quotes"
-    )]
-    Contains { subject: String, kind: &'static str },
-    #[error("`{subject}` is {kind}; matches needs text")]
-    Matches { subject: String, kind: &'static str },
-    #[error("`{subject}` is {kind}, but it is compared with {literal}")]
-    Compare {
-        subject: String,
-        /// The seen value's type in words.
-        kind: &'static str,
-        /// The literal's type in words.
-        literal: &'static str,
-    },
 }

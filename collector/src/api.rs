@@ -95,9 +95,13 @@ pub struct ProbeStatus {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Conditions that did not hold in the newest result.
+    /// Conditions that did not hold in the newest result: the first eight, texts cut at
+    /// 256 characters (the history has the whole result).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing: Vec<ConditionReport>,
+    /// How many more of its conditions did not hold.
+    #[serde(default, skip_serializing_if = "crate::failing::is_zero")]
+    pub more_failing: usize,
     /// The newest result no longer speaks for now: the probe is silent or retired, or
     /// the result is older than three check intervals. Left out of the service outcome.
     #[serde(default)]
@@ -115,6 +119,7 @@ impl From<SeriesStatus> for ProbeStatus {
             version: s.version,
             reason: s.reason,
             failing: s.failing,
+            more_failing: s.more_failing,
             stale: s.stale,
         }
     }
@@ -395,6 +400,7 @@ mod tests {
             version: None,
             reason: None,
             failing: Vec::new(),
+            more_failing: 0,
             interval_ms: 0,
             stale,
         }

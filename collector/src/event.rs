@@ -12,6 +12,9 @@
 //! change that caused the event, then calls [`EventSink::wake`] so the delivery worker
 //! sends them. A crash can then neither lose the notification nor send it for a change
 //! that was not stored.
+//!
+//! The deploy watcher tells alerting what probes run after a deploy passed with a
+//! [`DriftChange`] through [`EventSink::version_drift`]; alerting keeps the incidents.
 
 use std::collections::BTreeMap;
 
@@ -163,6 +166,44 @@ impl Event {
     }
 }
 
+/// One probe reporting another version than the one a passed deploy established.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionDrift {
+    pub service: String,
+    /// The passed deploy's environment (`None`: every environment).
+    #[serde(default)]
+    pub env: Option<String>,
+    pub probe: String,
+    /// The version the probe reports, as it reported it.
+    pub version: String,
+    /// The version the passed deploy established.
+    pub deployed_version: String,
+    /// The passed deploy (`d-<n>`).
+    pub deploy_id: String,
+    /// Since when the probe reports `version`, unix ms (on the collector's clock).
+    pub since_ms: i64,
+}
+
+/// What the deploy watcher tells alerting about versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftChange {
+    /// The probe has reported another version for longer than the rollout grace.
+    Drifting(VersionDrift),
+    /// The probe reports the deployed version again.
+    Back {
+        service: String,
+        env: Option<String>,
+        probe: String,
+        version: String,
+    },
+    /// A new deploy of the service in `env` started: its window judges versions now.
+    Superseded {
+        service: String,
+        env: Option<String>,
+        deploy_id: String,
+    },
+}
+
 /// Where events go: implemented by the alerting module (routes + outbox).
 pub trait EventSink: Send + Sync {
     /// The outbox tree, to include in the caller's transaction.
@@ -174,5 +215,5 @@ pub trait EventSink: Send + Sync {
     fn wake(&self);
     /// Open, keep or resolve `version_drift` incidents (the deploy watcher reports what
     /// probes run after a deploy passed; called on the storage writer).
-    fn version_drift(&self, changes: &[crate::alerting::drift::DriftChange], now_ms: i64);
+    fn version_drift(&self, changes: &[DriftChange], now_ms: i64);
 }

@@ -107,6 +107,10 @@ async fn receive(
     body: Body,
 ) -> Result<Answer, ApiError> {
     let limit = state.max_body;
+    // The announced size is taken from the budget before the body is read, so bodies
+    // being read count too: at a spent budget a report is refused before it is read.
+    let announced = announced_length(headers).min(limit);
+    let announced_budget = reserve_memory(state, announced)?;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|error| {
         if crate::listener::is_body_timeout(&error) {
             return ApiError::new(StatusCode::REQUEST_TIMEOUT, error.to_string());
@@ -117,7 +121,8 @@ async fn receive(
     })?;
     let json = decode_body(headers, raw, limit)?;
     // Held until the answer: what waits for the storage writer stays bounded in memory.
-    let _budget = reserve_memory(state, json.len())?;
+    // A gzip body (or one without Content-Length) takes the rest once decoded.
+    let _budget = (announced_budget, top_up(state, announced, json.len())?);
     let json_bytes = json.len();
     let received = parse_reports(&json, state.max_batches_per_request);
     drop(json);
@@ -163,6 +168,27 @@ async fn store_received(
             let acks = store(state, batches, received_at).await?;
             Ok(Answer::Many(EnvelopeAck { acks, refused }))
         }
+    }
+}
+
+/// The body size the request announces in `Content-Length` (0 when it does not).
+fn announced_length(headers: &HeaderMap) -> usize {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The budget for what decoding added beyond the `announced` size, if anything.
+fn top_up(
+    state: &AppState,
+    announced: usize,
+    json_bytes: usize,
+) -> Result<Option<Reservation>, ApiError> {
+    match json_bytes.checked_sub(announced) {
+        Some(more) if more > 0 => reserve_memory(state, more).map(Some),
+        _ => Ok(None),
     }
 }
 

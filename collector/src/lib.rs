@@ -15,7 +15,8 @@
 //!   [`panics`]: a panicking handler answers 500.
 //! - [`store`]: sled trees, keys, codec, rollups, retention, queries, the acknowledged
 //!   record; [`backup`]: online backup and restore for operators.
-//! - [`event`]: notifiable events and the contract with the outbox.
+//! - [`event`]: notifiable events and the contract with the outbox; [`failing`]: the
+//!   bounded part of a failing result that statuses, alert state and incidents keep.
 //! - [`alerting`]: incidents, silences, routes, the outbox and its channels.
 //! - [`watch`]: deploys, their watch windows, verdicts, the ledger and last good version.
 //! - [`metrics`]: the collector's `/metrics`; [`notify`]: `postflight notify test`.
@@ -23,7 +24,7 @@
 //! - [`clock`]: injected time, so alerting and windows are testable in milliseconds.
 //! - [`cli`]: the `postflight` command, one module per command group, with its typed
 //!   API client (`cli::client`, `cli::endpoints`) and the gate's waiting (`cli::gate`).
-//! - [`timefmt`]: timestamps for people.
+//! - [`timefmt`]: timestamps for people; [`text`]: counts with their noun.
 //! - [`tls`]: HTTPS and client certificates (mTLS) for the listener, with rotation.
 //! - [`demo`]: `postflight demo`, the product with emulated seed systems and a story.
 //! - [`web`]: the server-rendered pages at `/` and the API index at `/api/v1`.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod failing;
 pub mod http;
 pub mod ingest;
 pub mod ingest_memory;
@@ -54,6 +56,7 @@ pub mod reload;
 pub mod self_checks;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod timefmt;
 pub mod tls;
 pub mod watch;

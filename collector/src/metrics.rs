@@ -31,85 +31,61 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let batches = IntCounterVec::new(
-            Opts::new(
-                "postflight_ingest_batches_total",
-                "Report batches received, by outcome.",
-            ),
+        let config_reloads = counter_vec(
+            &registry,
+            "postflight_config_reloads_total",
+            "Config reloads (SIGHUP), by outcome: applied, invalid (file kept out), failed.",
             &["outcome"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let refused = IntCounterVec::new(
-            Opts::new(
-                "postflight_ingest_refused_total",
-                "Report batches refused by a [limits] key (nothing stored), by limit.",
-            ),
-            &["limit"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let results = IntCounter::new("postflight_ingest_results_total", "Check results stored.")
-            .unwrap_or_else(|_| unreachable_metric());
-        let heartbeats = IntCounter::new(
-            "postflight_ingest_heartbeats_total",
-            "Empty batches (heartbeats) received.",
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let series = IntGauge::new(
-            "postflight_series",
-            "Series (service x check x probe) in storage.",
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let storage_bytes =
-            IntGauge::new("postflight_storage_bytes", "Bytes used by storage on disk.")
-                .unwrap_or_else(|_| unreachable_metric());
-        let retention_deleted = IntCounter::new(
-            "postflight_retention_deleted_total",
-            "Raw results and rollups deleted by retention.",
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let notifications = IntCounterVec::new(
-            Opts::new(
-                "postflight_notifications_total",
-                "Notifications by channel and state (sent, failed).",
-            ),
-            &["channel", "state"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "postflight_config_reloads_total",
-                "Config reloads (SIGHUP), by outcome: applied, invalid (file kept out), failed.",
-            ),
-            &["outcome"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
+        );
         for outcome in ["applied", "invalid", "failed"] {
             config_reloads.with_label_values(&[outcome]);
         }
-        for collector in [
-            Box::new(batches.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(refused.clone()),
-            Box::new(results.clone()),
-            Box::new(heartbeats.clone()),
-            Box::new(series.clone()),
-            Box::new(storage_bytes.clone()),
-            Box::new(retention_deleted.clone()),
-            Box::new(notifications.clone()),
-            Box::new(config_reloads.clone()),
-        ] {
-            let _ = registry.register(collector);
-        }
         Metrics {
-            registry,
-            batches,
-            refused,
-            results,
-            heartbeats,
-            series,
-            storage_bytes,
-            retention_deleted,
-            notifications,
+            batches: counter_vec(
+                &registry,
+                "postflight_ingest_batches_total",
+                "Report batches received, by outcome.",
+                &["outcome"],
+            ),
+            refused: counter_vec(
+                &registry,
+                "postflight_ingest_refused_total",
+                "Report batches refused by a [limits] key (nothing stored), by limit.",
+                &["limit"],
+            ),
+            results: counter(
+                &registry,
+                "postflight_ingest_results_total",
+                "Check results stored.",
+            ),
+            heartbeats: counter(
+                &registry,
+                "postflight_ingest_heartbeats_total",
+                "Empty batches (heartbeats) received.",
+            ),
+            series: gauge(
+                &registry,
+                "postflight_series",
+                "Series (service x check x probe) in storage.",
+            ),
+            storage_bytes: gauge(
+                &registry,
+                "postflight_storage_bytes",
+                "Bytes used by storage on disk.",
+            ),
+            retention_deleted: counter(
+                &registry,
+                "postflight_retention_deleted_total",
+                "Raw results and rollups deleted by retention.",
+            ),
+            notifications: counter_vec(
+                &registry,
+                "postflight_notifications_total",
+                "Notifications by channel and state (sent, failed).",
+                &["channel", "state"],
+            ),
             config_reloads,
+            registry,
         }
     }
 
@@ -136,6 +112,28 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A counter registered in `registry`.
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric());
+    let _ = registry.register(Box::new(counter.clone()));
+    counter
+}
+
+/// A counter with labels registered in `registry`.
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric());
+    let _ = registry.register(Box::new(counter.clone()));
+    counter
+}
+
+/// A gauge registered in `registry`.
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric());
+    let _ = registry.register(Box::new(gauge.clone()));
+    gauge
 }
 
 /// Metric definitions above are constants; a failure here is a programming error.

@@ -64,43 +64,8 @@ impl Collector {
         clock: Arc<dyn Clock>,
         extra: axum::Router,
     ) -> anyhow::Result<Collector> {
-        let server_config = &loaded.config.server;
-        let data_dir = std::path::absolute(&server_config.data_dir)
-            .unwrap_or_else(|_| server_config.data_dir.clone());
-        tracing::info!("storing data in {}", data_dir.display());
-        let options = StoreOptions {
-            cache_capacity_bytes: server_config.cache.0,
-            writer: WriterOptions {
-                queue_capacity: server_config.write_queue,
-                ..WriterOptions::default()
-            },
-            ..StoreOptions::default()
-        };
-        let store = crate::store::open_checked(
-            &server_config.data_dir,
-            &options,
-            clock.now_ms() - loaded.config.alerting.keep_resolved.0.as_millis() as i64,
-            loaded.accept_data_loss,
-        )
-        .map_err(|error| match error {
-            CheckError::Loss(loss) => anyhow::Error::new(loss),
-            CheckError::Store(error) => anyhow::Error::new(error).context(format!(
-                "opening storage in {}",
-                server_config.data_dir.display()
-            )),
-        })?;
-        let store = Arc::new(store);
-        // The overview's uptime strips: counters loaded from history in the background.
-        store
-            .spawn_uptime_loader(clock.now_ms())
-            .context("starting the uptime counter loader")?;
-        let metrics = Metrics::new();
-        for collector in store.writer().metrics().collectors() {
-            metrics.register(collector);
-        }
-        metrics.register(Box::new(
-            DeployGauges::open(store.db()).context("opening the deploy ledger for /metrics")?,
-        ));
+        let store = open_store(&loaded, clock.as_ref())?;
+        let metrics = storage_metrics(&store)?;
         let parts = build_parts(&loaded, &store, &clock, &metrics)?;
         let tls = match loaded.tls.clone() {
             Some(files) => Some(Arc::new(
@@ -108,20 +73,7 @@ impl Collector {
             )),
             None => None,
         };
-        let ingest_memory = IngestMemory::new(server_config.ingest_memory.0, &metrics);
-        let state = AppState {
-            store: store.clone(),
-            clock: clock.clone(),
-            auth: Arc::new(Live::new(Arc::new(auth_with(&loaded, tls.as_deref())))),
-            metrics,
-            max_body: server_config.max_body.0 as usize,
-            max_batches_per_request: server_config.max_batches_per_request,
-            ingest_memory,
-            limits: loaded.config.limits,
-            ready: Arc::new(AtomicBool::new(false)),
-            pipeline: crate::pipeline::Pipeline::new(store.clone()),
-            alerting: Arc::new(Live::new(parts.alerting.clone())),
-        };
+        let state = app_state(&loaded, store, clock, metrics, &parts, tls.as_deref());
         let watcher = Arc::new(Live::new(parts.watcher.clone()));
         install(&parts, &state, &watcher);
         let listener = tokio::net::TcpListener::bind(loaded.listen)
@@ -130,19 +82,15 @@ impl Collector {
         let addr = listener.local_addr().context("reading the bound address")?;
         log_exposure(&loaded, addr);
         let (stop, stopped) = watch::channel(false);
-        let app = crate::http::router(state.clone(), watcher.clone(), extra);
-        let connection_metrics = ConnectionMetrics::register(&state.metrics)
-            .context("registering connection metrics")?;
-        let server = tokio::spawn(crate::listener::run(
-            listener,
-            crate::listener::Serving {
-                app,
-                limits: connection_limits(server_config),
-                metrics: connection_metrics,
-                tls: tls.clone(),
-                shutdown: stopped.clone(),
-            },
-        ));
+        let serving = crate::listener::Serving {
+            app: crate::http::router(state.clone(), watcher.clone(), extra),
+            limits: connection_limits(&loaded.config.server),
+            metrics: ConnectionMetrics::register(&state.metrics)
+                .context("registering connection metrics")?,
+            tls: tls.clone(),
+            shutdown: stopped.clone(),
+        };
+        let server = tokio::spawn(crate::listener::run(listener, serving));
         let tasks = vec![spawn_sweeper(state.clone(), &loaded, stopped)];
         let running = (
             loaded.config.server.clone(),
@@ -376,6 +324,81 @@ fn reload_tls(tls: Option<&TlsSetup>) {
             tracing::error!(%error, "TLS reload refused; the previous certificate stays in use")
         }
         None => {}
+    }
+}
+
+/// Opens (and checks against the acknowledged record) the store of `[server]`, and
+/// starts loading the overview's uptime counters from history in the background.
+fn open_store(loaded: &LoadedConfig, clock: &dyn Clock) -> anyhow::Result<Arc<Store>> {
+    let server_config = &loaded.config.server;
+    let data_dir = std::path::absolute(&server_config.data_dir)
+        .unwrap_or_else(|_| server_config.data_dir.clone());
+    tracing::info!("storing data in {}", data_dir.display());
+    let options = StoreOptions {
+        cache_capacity_bytes: server_config.cache.0,
+        writer: WriterOptions {
+            queue_capacity: server_config.write_queue,
+            ..WriterOptions::default()
+        },
+        ..StoreOptions::default()
+    };
+    let keep_resolved_ms = loaded.config.alerting.keep_resolved.0.as_millis() as i64;
+    let store = crate::store::open_checked(
+        &server_config.data_dir,
+        &options,
+        clock.now_ms().saturating_sub(keep_resolved_ms),
+        loaded.accept_data_loss,
+    )
+    .map_err(|error| match error {
+        CheckError::Loss(loss) => anyhow::Error::new(loss),
+        CheckError::Store(error) => anyhow::Error::new(error).context(format!(
+            "opening storage in {}",
+            server_config.data_dir.display()
+        )),
+    })?;
+    let store = Arc::new(store);
+    store
+        .spawn_uptime_loader(clock.now_ms())
+        .context("starting the uptime counter loader")?;
+    Ok(store)
+}
+
+/// The collector's `/metrics` registry with the storage writer's and the deploy
+/// ledger's collectors in it.
+fn storage_metrics(store: &Store) -> anyhow::Result<Metrics> {
+    let metrics = Metrics::new();
+    for collector in store.writer().metrics().collectors() {
+        metrics.register(collector);
+    }
+    metrics.register(Box::new(
+        DeployGauges::open(store.db()).context("opening the deploy ledger for /metrics")?,
+    ));
+    Ok(metrics)
+}
+
+/// What every request handler shares.
+fn app_state(
+    loaded: &LoadedConfig,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    parts: &Parts,
+    tls: Option<&TlsSetup>,
+) -> AppState {
+    let server_config = &loaded.config.server;
+    let ingest_memory = IngestMemory::new(server_config.ingest_memory.0, &metrics);
+    AppState {
+        pipeline: crate::pipeline::Pipeline::new(store.clone()),
+        store,
+        clock,
+        auth: Arc::new(Live::new(Arc::new(auth_with(loaded, tls)))),
+        metrics,
+        max_body: server_config.max_body.0 as usize,
+        max_batches_per_request: server_config.max_batches_per_request,
+        ingest_memory,
+        limits: loaded.config.limits,
+        ready: Arc::new(AtomicBool::new(false)),
+        alerting: Arc::new(Live::new(parts.alerting.clone())),
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postflight_collector::alerting::drift::DriftChange;
 use postflight_collector::clock::ManualClock;
+use postflight_collector::event::DriftChange;
 use postflight_collector::event::{Event, EventKind, EventSink};
 use postflight_collector::pipeline::IngestListener;
 use postflight_collector::watch::explain::{Comparison, Rule, RuleCheck, RuleOutcome};

@@ -265,8 +265,9 @@ pub fn fit_batch(batch: &mut ReportBatch, limits: &Limits) -> Vec<String> {
     changed
 }
 
-/// Escape and cut `text` to at most `max` characters; true when it changed.
-fn fit_text(text: &mut String, max: usize) -> bool {
+/// Escape and cut `text` to at most `max` characters (ending with [`TRUNCATED`]); true
+/// when it changed.
+pub fn fit_text(text: &mut String, max: usize) -> bool {
     let escaped = match escape_controls(text) {
         Cow::Borrowed(_) => None,
         Cow::Owned(escaped) => Some(escaped),

@@ -2,7 +2,7 @@
 //! probe of that service and environment reporting another version for longer than
 //! `watch.rollout_grace` (a blue/green colour reverted to an old image, a host that was
 //! never upgraded). The deploy watcher ([`crate::watch::drift`]) sees the versions and
-//! hands alerting a [`DriftChange`]; alerting opens, keeps or resolves one incident per
+//! hands alerting a [`DriftChange`] (defined with the events, the contract between the two); alerting opens, keeps or resolves one incident per
 //! (service, environment, probe) and notifies through the routes and the outbox like any
 //! other incident (route it with `event = "version_drift"`).
 //!
@@ -11,8 +11,7 @@
 //! the probe is gone (silent or retired): nothing runs another version there any more
 //! that anyone can see.
 
-use serde::{Deserialize, Serialize};
-
+use crate::event::{DriftChange, VersionDrift};
 use crate::timefmt::rfc3339;
 
 use super::Alerting;
@@ -20,44 +19,6 @@ use super::commit::Changes;
 use super::engine::{Engine, Rules};
 use super::freshness::ProbeFreshness;
 use super::incident::{Incident, IncidentKind};
-
-/// One probe reporting another version than the one a passed deploy established.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionDrift {
-    pub service: String,
-    /// The passed deploy's environment (`None`: every environment).
-    #[serde(default)]
-    pub env: Option<String>,
-    pub probe: String,
-    /// The version the probe reports, as it reported it.
-    pub version: String,
-    /// The version the passed deploy established.
-    pub deployed_version: String,
-    /// The passed deploy (`d-<n>`).
-    pub deploy_id: String,
-    /// Since when the probe reports `version`, unix ms (on the collector's clock).
-    pub since_ms: i64,
-}
-
-/// What the deploy watcher tells alerting about versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DriftChange {
-    /// The probe has reported another version for longer than the rollout grace.
-    Drifting(VersionDrift),
-    /// The probe reports the deployed version again.
-    Back {
-        service: String,
-        env: Option<String>,
-        probe: String,
-        version: String,
-    },
-    /// A new deploy of the service in `env` started: its window judges versions now.
-    Superseded {
-        service: String,
-        env: Option<String>,
-        deploy_id: String,
-    },
-}
 
 /// Key of the `version_drift` incident of one probe of a service and environment.
 pub fn drift_key(service: &str, env: Option<&str>, probe: &str) -> String {

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::failing::{kept_failing, kept_text};
 use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatch};
 
 use super::config::Quorum;
@@ -52,9 +53,13 @@ pub struct SeriesState {
     /// Why the latest result failed or errored.
     #[serde(default)]
     pub reason: Option<String>,
-    /// Conditions that did not hold in the latest result.
+    /// Conditions that did not hold in the latest result, as summaries keep them
+    /// ([`crate::failing`]).
     #[serde(default)]
     pub failing: Vec<ConditionReport>,
+    /// How many more conditions did not hold (not kept).
+    #[serde(default, skip_serializing_if = "crate::failing::is_zero")]
+    pub more_failing: usize,
     /// The service version this probe saw last.
     #[serde(default)]
     pub version: Option<String>,
@@ -83,6 +88,7 @@ impl SeriesState {
             last_outcome: Outcome::Pass,
             reason: None,
             failing: Vec::new(),
+            more_failing: 0,
             version: None,
             interval_ms: 0,
         }
@@ -108,6 +114,7 @@ impl SeriesState {
             if !self.down {
                 self.reason = None;
                 self.failing.clear();
+                self.more_failing = 0;
             }
         } else {
             if self.fail_streak == 0 {
@@ -115,13 +122,8 @@ impl SeriesState {
             }
             self.fail_streak = self.fail_streak.saturating_add(1);
             self.pass_streak = 0;
-            self.reason = result.reason.clone();
-            self.failing = result
-                .conditions
-                .iter()
-                .filter(|c| !c.ok)
-                .cloned()
-                .collect();
+            self.reason = result.reason.as_deref().map(kept_text);
+            (self.failing, self.more_failing) = kept_failing(&result.conditions);
             if !self.down && self.fail_streak >= thresholds.failure {
                 self.down = true;
             }

@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 use postflight_probe::report::{ConditionReport, Outcome};
 
 use crate::event::{Event, EventKind, Severity, Subject};
+use crate::text::plural;
 use crate::timefmt::{clock_time, rfc3339};
 
-use super::drift::{VersionDrift, drift_details, drift_key};
+use super::drift::{drift_details, drift_key};
 use super::evaluator::{CheckView, ProbeState, SeriesState};
 use super::field;
+use crate::event::VersionDrift;
 
 /// What an incident is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,9 +66,13 @@ pub struct ProbeFailure {
     /// Why the latest result failed or errored.
     #[serde(default)]
     pub reason: Option<String>,
-    /// Conditions that did not hold, with expected and actual.
+    /// Conditions that did not hold, with expected and actual, as summaries keep them
+    /// ([`crate::failing`]).
     #[serde(default)]
     pub failing: Vec<ConditionReport>,
+    /// How many more conditions did not hold.
+    #[serde(default, skip_serializing_if = "crate::failing::is_zero")]
+    pub more_failing: usize,
 }
 
 impl ProbeFailure {
@@ -78,6 +84,7 @@ impl ProbeFailure {
             version: series.version.clone(),
             reason: series.reason.clone(),
             failing: series.failing.clone(),
+            more_failing: series.more_failing,
         }
     }
 
@@ -107,6 +114,16 @@ impl ProbeFailure {
                 line.push_str(&format!(" ({error})"));
             }
             lines.push(line);
+        }
+        if self.more_failing > 0 {
+            lines.push(format!(
+                "  and {} (`postflight history` shows them all)",
+                plural(
+                    self.more_failing,
+                    "more failing condition",
+                    "more failing conditions"
+                )
+            ));
         }
         // The reason stays next to the conditions: for a `repeat = N` check it names the
         // iteration that failed (`iteration 3/10: status == 200 (actual 500)`).
@@ -643,6 +660,7 @@ mod tests {
                 ok: false,
                 error: None,
             }],
+            more_failing: 0,
             version: Some(version.into()),
             interval_ms: 10_000,
         }
@@ -661,6 +679,71 @@ mod tests {
                 "  iteration 3/10: status == 200 (actual 500)".to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn a_result_with_many_long_failing_conditions_keeps_a_readable_bounded_part() {
+        let huge = ConditionReport {
+            expression: "body.status == \"ok\"".into(),
+            expected: "== \"ok\"".into(),
+            actual: "a".repeat(1024),
+            ok: false,
+            error: None,
+        };
+        let mut result = postflight_probe::report::CheckResult {
+            interval_ms: 0,
+            service: "butler-tax".into(),
+            check: "health".into(),
+            kind: postflight_probe::report::CheckKind::Http,
+            seq: 0,
+            started_at_ms: 1_000,
+            duration_us: 1_000,
+            outcome: Outcome::Fail,
+            reason: Some("r".repeat(1024)),
+            facts: Default::default(),
+            conditions: vec![huge; 20],
+        };
+        result.conditions[0].ok = true;
+        let mut state = series("web-1", "1.4.2");
+        let thresholds = crate::alerting::evaluator::Thresholds {
+            failure: 1,
+            success: 1,
+        };
+        state.observe(&result, thresholds);
+        assert_eq!(
+            state.failing.len(),
+            8,
+            "the first 8 failing conditions are kept"
+        );
+        assert_eq!(state.more_failing, 11, "19 failed, 8 kept");
+        let limit = crate::failing::KEPT_TEXT_LENGTH;
+        for text in state
+            .reason
+            .iter()
+            .chain(state.failing.iter().map(|c| &c.actual))
+        {
+            assert_eq!(text.chars().count(), limit);
+            assert!(
+                text.ends_with(postflight_probe::limits::TRUNCATED),
+                "{text}"
+            );
+        }
+        let lines = ProbeFailure::from_series(&state).describe();
+        assert!(
+            lines.contains(
+                &"  and 11 more failing conditions (`postflight history` shows them all)"
+                    .to_string()
+            ),
+            "{lines:#?}"
+        );
+        let passing = postflight_probe::report::CheckResult {
+            outcome: Outcome::Pass,
+            reason: None,
+            conditions: Vec::new(),
+            ..result
+        };
+        state.observe(&passing, thresholds);
+        assert_eq!((state.failing.len(), state.more_failing), (0, 0));
     }
 
     fn view(down: Vec<SeriesState>, total: usize) -> CheckView {

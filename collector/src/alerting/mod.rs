@@ -545,7 +545,7 @@ impl EventSink for Alerting {
         self.rules.outbox.wake();
     }
 
-    fn version_drift(&self, changes: &[drift::DriftChange], now_ms: i64) {
+    fn version_drift(&self, changes: &[crate::event::DriftChange], now_ms: i64) {
         Alerting::version_drift(self, changes, now_ms);
     }
 }

@@ -4,25 +4,14 @@
 //! token from `POSTFLIGHT_TOKEN`. An `https://` collector is verified with the system
 //! roots plus the PEM certificates of `POSTFLIGHT_CA_FILE`, when set. Every failure
 //! becomes one line that says what to do. The typed calls, one per endpoint, are in
-//! [`super::endpoints`]; this module is the transport and the URL encoding.
+//! [`super::endpoints`]; this module is the transport and the query strings.
 
 use std::time::Duration;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// What stays unencoded in a path or query component: RFC 3986's unreserved characters.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Percent-encode a path or query component (every byte but RFC 3986's unreserved ones).
-pub fn encode(text: &str) -> String {
-    utf8_percent_encode(text, COMPONENT).to_string()
-}
+pub use crate::text::encode;
 
 /// `path` with a query string of the parameters that are present, each encoded.
 pub fn with_query(path: &str, params: &[(&str, Option<&str>)]) -> String {
@@ -168,13 +157,6 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn components_keep_only_unreserved_characters() {
-        assert_eq!(encode("recall-api_v1.2~x"), "recall-api_v1.2~x");
-        assert_eq!(encode("a b/c?d&e=f"), "a%20b%2Fc%3Fd%26e%3Df");
-        assert_eq!(encode("é"), "%C3%A9");
-    }
 
     #[test]
     fn query_has_only_the_present_parameters() {

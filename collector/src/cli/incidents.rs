@@ -5,16 +5,17 @@ use postflight_probe::output::Table;
 use postflight_probe::units::format_duration;
 
 use crate::alerting::api::{IncidentResponse, IncidentsResponse, SilencesResponse};
-use crate::alerting::incident::IncidentState;
-use crate::alerting::outbox::DeliveryState;
+use crate::alerting::incident::{IncidentState, ProbeFailure};
+use crate::alerting::outbox::{DeliveryState, NotificationRecord};
 use crate::alerting::silence::{NewSilence, Silence};
 use crate::timefmt::{ago, rfc3339};
 
 use super::args::SilenceCommand;
 use super::client::{ApiClient, ClientError};
 use super::endpoints::IncidentFilter;
-use super::output::{plural, print_or_json};
+use super::output::print_or_json;
 use super::{EXIT_OK, EXIT_UNREACHABLE};
+use crate::text::plural;
 
 /// `postflight incidents [ID]`: the list, or one incident in full.
 pub async fn incidents(
@@ -143,6 +144,7 @@ fn incident_state(state: IncidentState) -> &'static str {
     }
 }
 
+/// `incidents show ID`: the incident, what fails where, its history and notifications.
 fn incident_detail(detail: &IncidentResponse) -> String {
     let incident = &detail.incident;
     let mut out = format!(
@@ -162,32 +164,50 @@ fn incident_detail(detail: &IncidentResponse) -> String {
         out.push_str(&format!("  silenced: {why}\n"));
     }
     for failure in &incident.failing {
-        out.push_str(&format!(
-            "  {}: {} since {}{}\n",
-            failure.probe,
-            failure.outcome,
-            rfc3339(failure.since_ms),
-            failure
-                .version
-                .as_deref()
-                .map(|v| format!(", version {v}"))
-                .unwrap_or_default()
-        ));
-        for condition in &failure.failing {
-            out.push_str(&format!(
-                "    {}: expected {}, actual {}\n",
-                condition.expression, condition.expected, condition.actual
-            ));
-        }
-        if let Some(reason) = &failure.reason {
-            out.push_str(&format!("    {reason}\n"));
-        }
+        out.push_str(&failing_probe(failure));
     }
     out.push_str("\nhistory:\n");
     for note in &incident.history {
         out.push_str(&format!("  {}  {}\n", rfc3339(note.at_ms), note.text));
     }
     out.push_str("\nnotifications:\n");
+    let table = notifications_table(&detail.notifications);
+    if table.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+/// One probe's failure of an incident: outcome, since, version, conditions, reason.
+fn failing_probe(failure: &ProbeFailure) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "  {}: {} since {}{}\n",
+        failure.probe,
+        failure.outcome,
+        rfc3339(failure.since_ms),
+        failure
+            .version
+            .as_deref()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default()
+    ));
+    for condition in &failure.failing {
+        out.push_str(&format!(
+            "    {}: expected {}, actual {}\n",
+            condition.expression, condition.expected, condition.actual
+        ));
+    }
+    if let Some(reason) = &failure.reason {
+        out.push_str(&format!("    {reason}\n"));
+    }
+    out
+}
+
+/// The notifications of an incident, one row each with its last attempt.
+fn notifications_table(notifications: &[NotificationRecord]) -> Table {
     let mut table = Table::new(&[
         "id",
         "channel",
@@ -197,7 +217,7 @@ fn incident_detail(detail: &IncidentResponse) -> String {
         "last attempt",
         "error",
     ]);
-    for record in &detail.notifications {
+    for record in notifications {
         let last = record.attempts.last();
         table.row(vec![
             record.id.to_string(),
@@ -220,12 +240,7 @@ fn incident_detail(detail: &IncidentResponse) -> String {
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
-    if table.is_empty() {
-        out.push_str("  none\n");
-    } else {
-        out.push_str(&table.render());
-    }
-    out
+    table
 }
 
 fn silences_table(list: &SilencesResponse) -> String {

@@ -36,7 +36,7 @@ use postflight_probe::secret::{SecretSource, redact};
 
 pub use args::{Cli, Command, NotifyCommand, ProbesCommand, SilenceCommand, duration_arg};
 pub use client::encode;
-pub use output::{plural, print_or_json, shown};
+pub use output::{print_or_json, shown};
 
 use checks::{ArgumentError, validate_url};
 use client::{ApiClient, ClientError};

@@ -1,5 +1,5 @@
 //! What every command prints: JSON on `--json`, else a table, both redacted and with
-//! control characters escaped; small wording helpers shared with the web pages.
+//! control characters escaped.
 
 use serde::Serialize;
 
@@ -22,15 +22,6 @@ pub fn print_or_json<T: Serialize>(json: bool, value: &T, table: impl FnOnce() -
 pub fn shown(text: &str) -> String {
     let lines: Vec<_> = text.split('\n').map(escape_controls).collect();
     lines.join("\n")
-}
-
-/// `1 probe`, `3 probes`.
-pub fn plural(count: usize, one: &str, many: &str) -> String {
-    if count == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{count} {many}")
-    }
 }
 
 #[cfg(test)]

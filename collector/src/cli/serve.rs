@@ -8,8 +8,8 @@ use postflight_probe::secret::redact;
 
 use crate::clock::SystemClock;
 
-use super::output::plural;
 use super::{EXIT_CONFIG, EXIT_DATA_LOSS, EXIT_OK, EXIT_STORE_IN_USE};
+use crate::text::plural;
 
 pub async fn serve(
     config: Option<&Path>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use postflight_probe::output::Table;
 use postflight_probe::units::format_duration;
 
-use crate::api::{HistoryResponse, ProbesResponse, StatusResponse, VersionsResponse};
+use crate::api::{HistoryResponse, ProbeStatus, ProbesResponse, StatusResponse, VersionsResponse};
 use crate::timefmt::{ago, rfc3339};
 
 use super::args::ProbesCommand;
@@ -94,11 +94,7 @@ fn status_table(status: &StatusResponse) -> String {
                     ago(s.since_ms, status.now_ms),
                     ago(s.last_result_ms, status.now_ms),
                     s.version.clone().unwrap_or_else(|| "-".into()),
-                    s.failing
-                        .iter()
-                        .map(|c| c.expression.clone())
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    failing_expressions(s),
                 ]);
             }
         }
@@ -107,6 +103,20 @@ fn status_table(status: &StatusResponse) -> String {
         return "no results yet: start a probe (postflight-probe run) or add [[checks]] to the collector\n".into();
     }
     table.render()
+}
+
+/// The status table's `failing` column: the expressions that did not hold, and how many
+/// more the status does not keep.
+fn failing_expressions(status: &ProbeStatus) -> String {
+    let mut expressions: Vec<String> = status
+        .failing
+        .iter()
+        .map(|c| c.expression.clone())
+        .collect();
+    if status.more_failing > 0 {
+        expressions.push(format!("+{} more", status.more_failing));
+    }
+    expressions.join("; ")
 }
 
 fn history_table(history: &HistoryResponse) -> String {

@@ -157,11 +157,42 @@ pub fn probe_configs(
     spool_root: &Path,
     pace: ProbePace,
 ) -> Vec<(String, String)> {
+    [
+        ("demo-host", "{ env = \"demo\" }", host_checks(emulation, world)),
+        (
+            "recall-blue",
+            "{ env = \"demo\", color = \"blue\" }",
+            recall_checks(emulation, "blue"),
+        ),
+        (
+            "recall-green",
+            "{ env = \"demo\", color = \"green\" }",
+            recall_checks(emulation, "green"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, labels, checks)| {
+        let text = format!(
+            "[probe]\nname = \"{name}\"\nlabels = {labels}\nflush_interval = \"{flush}\"\nheartbeat_interval = \"2s\"\n\n\
+             [[collectors]]\nurl = \"http://{collector}\"\n\n\
+             [spool]\ndir = \"{spool}\"\n\n\
+             [defaults]\ninterval = \"{interval}\"\ntimeout = \"2s\"\n\n{checks}",
+            flush = pace.flush,
+            interval = pace.interval,
+            spool = spool_root.join(name).display(),
+        );
+        (name.to_string(), text)
+    })
+    .collect()
+}
+
+/// The checks of `demo-host`: Butler, HoroloGen, CommunityRule and invoice-enterprise.
+fn host_checks(emulation: &str, world: &World) -> String {
     let libraries: Vec<String> = WEASYPRINT_LIBRARIES
         .iter()
         .map(|l| format!("\"{l}\""))
         .collect();
-    let host_checks = format!(
+    format!(
         r#"[[checks]]
 service = "butler-tax"
 name = "health"
@@ -198,10 +229,13 @@ tcp = {{ address = "{emulation}" }}
 "#,
         libs = libraries.join(", "),
         libdir = world.library_dir.display(),
-    );
-    let recall_checks = |color: &str| {
-        format!(
-            r#"[[checks]]
+    )
+}
+
+/// The checks of one Recall colour's probe.
+fn recall_checks(emulation: &str, color: &str) -> String {
+    format!(
+        r#"[[checks]]
 service = "recall-api"
 name = "readyz"
 http = {{ url = "http://{emulation}/recall/{color}/readyz" }}
@@ -214,33 +248,5 @@ http = {{ url = "http://{emulation}/recall/{color}/version" }}
 version_from = "body.version"
 expect = ["status == 200", 'body.service == "recall-api"']
 "#
-        )
-    };
-    [
-        ("demo-host", "{ env = \"demo\" }", host_checks),
-        (
-            "recall-blue",
-            "{ env = \"demo\", color = \"blue\" }",
-            recall_checks("blue"),
-        ),
-        (
-            "recall-green",
-            "{ env = \"demo\", color = \"green\" }",
-            recall_checks("green"),
-        ),
-    ]
-    .into_iter()
-    .map(|(name, labels, checks)| {
-        let text = format!(
-            "[probe]\nname = \"{name}\"\nlabels = {labels}\nflush_interval = \"{flush}\"\nheartbeat_interval = \"2s\"\n\n\
-             [[collectors]]\nurl = \"http://{collector}\"\n\n\
-             [spool]\ndir = \"{spool}\"\n\n\
-             [defaults]\ninterval = \"{interval}\"\ntimeout = \"2s\"\n\n{checks}",
-            flush = pace.flush,
-            interval = pace.interval,
-            spool = spool_root.join(name).display(),
-        );
-        (name.to_string(), text)
-    })
-    .collect()
+    )
 }

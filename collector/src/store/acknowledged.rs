@@ -7,8 +7,13 @@
 //! deploys, and the newest incident. Only facts that are durable in sled are noted: a
 //! probe's figures after the flush that made its batch durable (before the batch is
 //! acknowledged), the deploy and incident figures as read before that flush. The file is
-//! rewritten atomically (temp file, fsync, rename, directory fsync); concurrent callers
-//! share one write ([`AckRecord::persist`] is a group commit by generation).
+//! rewritten atomically (temp file, fsync, rename, directory fsync) behind the commits:
+//! its own thread writes what is noted at most every [`RECORD_WRITE_INTERVAL`]
+//! ([`AckRecord::persist_soon`]), and [`Store::close`](super::Store::close) writes the
+//! rest. Writing it (a few fsyncs and every probe's figures) on each of a fleet's
+//! commits cost the storage writer a sixth of its time. So the record may lag the
+//! acknowledgements by a fraction of a second, never lead them: a lag can only hide the
+//! loss of the newest moment's batches, never report a loss that did not happen.
 //!
 //! At start [`AckRecord::missing`] compares the record with what sled recovered and names
 //! everything that is gone. Every figure only grows, except the newest incident, which
@@ -19,7 +24,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +34,8 @@ use serde::{Deserialize, Serialize};
 pub const ACK_FILE: &str = "acknowledged";
 /// Format of the record.
 const ACK_VERSION: u32 = 1;
+/// Least time between two writes of the record behind the commits.
+pub const RECORD_WRITE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// What a probe has had acknowledged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +118,8 @@ pub struct AckRecord {
     noted: Mutex<Noted>,
     /// The generation on disk; held while writing, so callers share one write.
     written: Mutex<u64>,
+    /// Wakes the thread that writes behind the commits, once started.
+    write_behind: Mutex<Option<Sender<()>>>,
 }
 
 impl AckRecord {
@@ -133,6 +144,7 @@ impl AckRecord {
                 generation: 0,
             }),
             written: Mutex::new(0),
+            write_behind: Mutex::new(None),
         };
         Ok((record, stored))
     }
@@ -183,6 +195,40 @@ impl AckRecord {
         noted.generation
     }
 
+    /// Starts the thread behind [`persist_soon`](Self::persist_soon); it ends when the
+    /// record is dropped.
+    pub fn start_writing_behind(self: &Arc<Self>) -> io::Result<()> {
+        let (wake, woken) = std::sync::mpsc::channel();
+        let record = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("postflight-ack-record".into())
+            .spawn(move || write_behind(&record, &woken))?;
+        *lock(&self.write_behind) = Some(wake);
+        Ok(())
+    }
+
+    /// Has what is noted written soon (by the thread, at most every
+    /// [`RECORD_WRITE_INTERVAL`]); at once when the thread is not running.
+    pub fn persist_soon(&self) -> io::Result<()> {
+        if let Some(wake) = lock(&self.write_behind).as_ref()
+            && wake.send(()).is_ok()
+        {
+            return Ok(());
+        }
+        self.persist_noted()
+    }
+
+    /// Writes everything noted so far (blocking).
+    pub fn persist_noted(&self) -> io::Result<()> {
+        let generation = lock(&self.noted).generation;
+        self.persist(generation)
+    }
+
+    /// The deploy and incident figures noted now.
+    pub fn facts(&self) -> StoreFacts {
+        lock(&self.noted).record.facts
+    }
+
     /// What is noted now.
     pub fn current(&self) -> Acknowledged {
         lock(&self.noted).record.clone()
@@ -205,6 +251,11 @@ impl AckRecord {
         write_atomically(&self.path, &bytes)?;
         *written = snapshot;
         Ok(())
+    }
+
+    /// The path of the record file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Everything in `acknowledged` that `recovered` lacks, one line each; incidents
@@ -269,6 +320,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The thread behind [`AckRecord::persist_soon`]: each wake-up (and those queued
+/// meanwhile) becomes one write, then it rests [`RECORD_WRITE_INTERVAL`] so that a busy
+/// writer's commits share writes. A failed write is logged and retried at the next
+/// wake-up; `close` reports it.
+fn write_behind(record: &Weak<AckRecord>, woken: &Receiver<()>) {
+    while woken.recv().is_ok() {
+        while woken.try_recv().is_ok() {}
+        let Some(record) = record.upgrade() else {
+            return;
+        };
+        if let Err(error) = record.persist_noted() {
+            tracing::error!(path = %record.path.display(), %error, "cannot write the acknowledged record; check free disk space");
+        }
+        drop(record);
+        std::thread::sleep(RECORD_WRITE_INTERVAL);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -293,6 +362,28 @@ mod tests {
         record.persist(generation).unwrap();
         let (_, stored) = AckRecord::load(dir.path()).unwrap();
         assert_eq!(stored.unwrap().probes["web-1"], probe(5, 5, 50));
+    }
+
+    #[test]
+    fn notes_are_written_behind_and_what_is_left_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let (record, _) = AckRecord::load(dir.path()).unwrap();
+        let record = Arc::new(record);
+        record.start_writing_behind().unwrap();
+        let stored = |dir: &Path| AckRecord::load(dir).unwrap().1.unwrap_or_default();
+        for batch in 1..=50 {
+            record.note_probe("web-1", probe(batch, batch, batch * 10));
+            record.persist_soon().unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while stored(dir.path()).probes.get("web-1") != Some(&probe(50, 50, 500)) {
+            assert!(std::time::Instant::now() < deadline, "never written behind");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        record.note_probe("web-2", probe(1, 1, 1));
+        record.persist_noted().unwrap();
+        assert_eq!(stored(dir.path()).probes["web-2"], probe(1, 1, 1));
+        drop(record);
     }
 
     #[test]

@@ -99,7 +99,6 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
-    #[cfg(test)]
     pub(crate) fn is_at_end(&self) -> bool {
         self.pos >= self.buf.len()
     }

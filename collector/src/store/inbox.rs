@@ -211,6 +211,16 @@ impl Inbox {
             || (series > 0 && results >= SEAL_RESULTS_PER_SERIES * series)
     }
 
+    /// No result of `series` in the inbox starts before this (the earliest start of the
+    /// entries holding it); `None` when none holds it. From the index alone.
+    pub(crate) fn earliest_possible_ms(&self, series: SeriesId) -> Option<i64> {
+        self.slots
+            .iter()
+            .filter(|slot| slot.series.binary_search(&series).is_ok())
+            .map(|slot| slot.first_ms)
+            .min()
+    }
+
     /// Numbers of every entry, in arrival order.
     pub(crate) fn numbers(&self) -> Vec<u64> {
         self.slots.iter().map(|slot| slot.number).collect()

@@ -376,10 +376,12 @@ impl Store {
         );
         let record = plan.record.encode();
         let entry_key = inbox_key(probe, plan.number);
-        let entry = match plan.seal {
+        // Made an `IVec` once, outside the transaction: each attempt then inserts a
+        // reference to it instead of copying a report's worth of bytes again.
+        let entry = sled::IVec::from(match plan.seal {
             Some(_) => Vec::new(),
             None => plan.entry.encode(),
-        };
+        });
         let latest: Vec<(SeriesId, Vec<u8>)> = plan
             .latest
             .iter()
@@ -406,7 +408,7 @@ impl Store {
                         probes.insert(probe.as_bytes(), record.as_slice())?;
                     }
                     None => {
-                        inbox.insert(entry_key.as_slice(), entry.as_slice())?;
+                        inbox.insert(entry_key.as_slice(), entry.clone())?;
                     }
                 }
                 Ok(())

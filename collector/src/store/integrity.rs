@@ -119,19 +119,20 @@ impl Store {
 
     /// After a commit's flush (on the writer thread, before its requests are answered):
     /// note the figures of the probes it held and the deploy and incident figures, and
-    /// write the record when anything changed.
+    /// have the record written when anything changed (behind the commit, see
+    /// [`super::acknowledged`]).
     pub(crate) fn note_commit(&self) -> Result<(), StoreError> {
         let touched = std::mem::take(&mut *lock(&self.inner.ack_touched));
         let record = &self.inner.ack;
         let facts = self.read_facts()?;
-        if touched.is_empty() && record.current().facts == facts {
+        if touched.is_empty() && record.facts() == facts {
             return Ok(());
         }
         for probe in &touched {
             record.note_probe(probe, ProbeAck::of(&lock(&self.probe_state(probe)).record));
         }
-        let generation = record.note_facts(facts);
-        record.persist(generation).map_err(StoreError::RecordWrite)
+        record.note_facts(facts);
+        record.persist_soon().map_err(StoreError::RecordWrite)
     }
 
     /// Compare the record found at open with what sled recovered. Without a record (a

@@ -11,6 +11,8 @@
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 use serde::{Deserialize, Serialize};
 
+use crate::failing::{kept_failing, kept_text};
+
 use super::codec::{CodecError, RawResult, Reader, Writer, outcome_code, outcome_from_code};
 
 /// Format marker of a latest-status value.
@@ -31,8 +33,11 @@ pub(crate) struct LatestRecord {
     pub version: Option<String>,
     /// Why the newest result failed or errored.
     pub reason: Option<String>,
-    /// Conditions of the newest result that did not hold.
+    /// Conditions of the newest result that did not hold, as summaries keep them
+    /// ([`crate::failing`]).
     pub failing: Vec<ConditionReport>,
+    /// How many more of its conditions did not hold.
+    pub more_failing: usize,
     /// The check's interval as its newest result said, ms (0: unknown). Kept in memory
     /// only (not encoded): after a restart it is known again from the next result.
     pub interval_ms: u64,
@@ -41,14 +46,20 @@ pub(crate) struct LatestRecord {
 impl LatestRecord {
     /// The status after one result, when nothing was known before.
     pub(crate) fn first(result: &RawResult, version: Option<&str>) -> LatestRecord {
+        let (failing, more_failing) = if result.outcome.is_pass() {
+            (Vec::new(), 0)
+        } else {
+            kept_failing(&result.conditions)
+        };
         LatestRecord {
             outcome: result.outcome,
             since_ms: result.started_at_ms,
             last_result_ms: result.started_at_ms,
             last_seq: result.seq,
             version: version.map(str::to_owned),
-            reason: result.reason.clone(),
-            failing: failing_conditions(result),
+            reason: result.reason.as_deref().map(kept_text),
+            failing,
+            more_failing,
             interval_ms: 0,
         }
     }
@@ -80,6 +91,7 @@ impl LatestRecord {
             && self.version == other.version
             && self.reason == other.reason
             && self.failing == other.failing
+            && self.more_failing == other.more_failing
     }
 
     /// Moves the newest-result time forward to a result found on disk.
@@ -106,6 +118,8 @@ impl LatestRecord {
             out.str(&condition.actual);
             out.opt_str(condition.error.as_deref());
         }
+        // Added after format 1's first release: a record without it decodes as 0.
+        out.varint(self.more_failing as u64);
         out.into_bytes()
     }
 
@@ -131,6 +145,7 @@ impl LatestRecord {
                 error: input.opt_string()?,
             });
         }
+        let more_failing = if input.is_at_end() { 0 } else { input.len()? };
         Ok(LatestRecord {
             outcome,
             since_ms,
@@ -139,22 +154,10 @@ impl LatestRecord {
             version,
             reason,
             failing,
+            more_failing,
             interval_ms: 0,
         })
     }
-}
-
-/// The conditions of a result that did not hold (none for a pass).
-fn failing_conditions(result: &RawResult) -> Vec<ConditionReport> {
-    if result.outcome.is_pass() {
-        return Vec::new();
-    }
-    result
-        .conditions
-        .iter()
-        .filter(|c| !c.ok)
-        .cloned()
-        .collect()
 }
 
 /// The current status of one series, as the API shows it.
@@ -178,8 +181,12 @@ pub struct SeriesStatus {
     pub version: Option<String>,
     /// Why the newest result failed or errored.
     pub reason: Option<String>,
-    /// Conditions of the newest result that did not hold.
+    /// Conditions of the newest result that did not hold: the first eight, texts cut at
+    /// 256 characters ([`crate::failing`]; history has the full result).
     pub failing: Vec<ConditionReport>,
+    /// How many more of its conditions did not hold.
+    #[serde(default, skip_serializing_if = "crate::failing::is_zero")]
+    pub more_failing: usize,
     /// How often the check runs, ms, as its newest result said (0: not known yet).
     #[serde(default)]
     pub interval_ms: u64,
@@ -212,6 +219,29 @@ mod tests {
                 error: None,
             }],
         }
+    }
+
+    #[test]
+    fn a_status_keeps_a_bounded_part_and_counts_the_rest_across_encoding() {
+        let mut failing = result(10, Outcome::Fail);
+        failing.conditions = vec![failing.conditions[0].clone(); 12];
+        failing.conditions[0].actual = "x".repeat(2000);
+        let latest = LatestRecord::first(&failing, None);
+        assert_eq!((latest.failing.len(), latest.more_failing), (8, 4));
+        assert_eq!(
+            latest.failing[0].actual.chars().count(),
+            crate::failing::KEPT_TEXT_LENGTH
+        );
+        let bytes = latest.encode();
+        assert_eq!(LatestRecord::decode(&bytes).unwrap(), latest);
+        let earlier = LatestRecord::first(&result(10, Outcome::Fail), None);
+        let mut bytes = earlier.encode();
+        assert_eq!(bytes.pop(), Some(0), "more_failing is the last field");
+        assert_eq!(
+            LatestRecord::decode(&bytes).unwrap(),
+            earlier,
+            "a record stored before more_failing existed"
+        );
     }
 
     #[test]

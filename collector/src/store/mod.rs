@@ -64,9 +64,11 @@
 //! Beside sled, [`acknowledged`] keeps a small, separately fsynced record of what was
 //! acknowledged (per probe the newest batch and the counts of batches and results, the
 //! newest deploy and the deploy count, the newest incident). The writer's commit hook
-//! notes each commit there after its flush and before its requests are answered; [`Store::check_acknowledged`] compares the
-//! record with what sled recovered, so a damaged database is noticed at start instead
-//! of passing for an empty or older one. [`Store::backup_to`] writes a consistent copy on the writer thread, writes paused.
+//! notes each commit there after its flush and before its requests are answered; a
+//! thread of its own writes it at most every 200 ms and `close` writes the rest (it may
+//! lag the acknowledgements by that much, never lead them).
+//! [`Store::check_acknowledged`] compares the record with what sled recovered, so a
+//! damaged database is noticed at start instead of passing for an empty or older one. [`Store::backup_to`] writes a consistent copy on the writer thread, writes paused.
 //!
 //! # Other modules' trees
 //!
@@ -405,6 +407,12 @@ impl Store {
                 source: sled::Error::Io(error),
             })?;
         let (ack, ack_at_open) = AckRecord::load(dir)?;
+        let ack = Arc::new(ack);
+        ack.start_writing_behind()
+            .map_err(|error| StoreError::Open {
+                path: dir.to_path_buf(),
+                source: sled::Error::Io(error),
+            })?;
         let fact_trees = (
             db.open_tree("deploys").map_err(open_error)?,
             db.open_tree("incidents").map_err(open_error)?,
@@ -424,7 +432,7 @@ impl Store {
             raw_horizon_ms: AtomicI64::new(retention::load_raw_horizon(&trees.meta)?),
             next_inbox_number: AtomicU64::new(next_inbox_number),
             writer,
-            ack: Arc::new(ack),
+            ack,
             ack_at_open,
             fact_trees,
             facts: Mutex::new(StoreFacts::default()),
@@ -468,6 +476,13 @@ impl Store {
     /// shutdown); later writes fail with [`WriteError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
         self.inner.writer.close().await?;
+        let record = self.inner.ack.clone();
+        tokio::task::spawn_blocking(move || record.persist_noted())
+            .await
+            .map_err(|_| {
+                StoreError::RecordWrite(std::io::Error::other("the record writer panicked"))
+            })?
+            .map_err(StoreError::RecordWrite)?;
         Ok(())
     }
 

@@ -201,6 +201,7 @@ impl Store {
                     version: status.version.clone(),
                     reason: status.reason.clone(),
                     failing: status.failing.clone(),
+                    more_failing: status.more_failing,
                     interval_ms: status.interval_ms,
                     stale: false,
                 })

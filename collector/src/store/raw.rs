@@ -12,7 +12,8 @@ use postflight_probe::report::CheckResult;
 use super::codec::{RawResult, decode_results, encode_results};
 use super::inbox::{Inbox, InboxEntry, inbox_key};
 use super::keys::{
-    SeriesId, hour_floor, parse_result_key, result_key, series_prefix, series_time_key,
+    SeriesId, hour_floor, parse_result_key, parse_series_time_key, result_key, series_prefix,
+    series_time_key,
 };
 use super::{Store, StoreError, corrupt, lock, read};
 
@@ -140,6 +141,26 @@ impl Store {
 
     /// Start of the earliest raw result of a series at or after `from_ms`; the caller
     /// holds the probe's state.
+    /// No raw result of `series` starts before this: the inbox index's bound and the
+    /// first block's key, without decoding anything. `None`: the series has none.
+    pub(crate) fn earliest_raw_bound_ms(
+        &self,
+        series: SeriesId,
+        inbox: &Inbox,
+    ) -> Result<Option<i64>, StoreError> {
+        let first_block = match self
+            .trees()
+            .results
+            .scan_prefix(series_prefix(series))
+            .next()
+        {
+            Some(entry) => parse_series_time_key(&entry?.0).map(|(_, at)| at),
+            None => None,
+        };
+        let in_inbox = inbox.earliest_possible_ms(series);
+        Ok(first_block.into_iter().chain(in_inbox).min())
+    }
+
     pub(crate) fn next_raw_ms_locked(
         &self,
         series: SeriesId,

@@ -172,9 +172,12 @@ impl Store {
     fn roll_series(&self, raw: &RawSource<'_>, limit: i64) -> Result<usize, StoreError> {
         let id = raw.series;
         let next_raw = |from| self.next_raw_ms_locked(id, raw.probe, raw.inbox, from);
+        // A series never rolled up starts at the hour of its first result; the index's
+        // bound decides whether that hour can be complete without decoding entries (a new
+        // fleet's series would otherwise be read on every sweep of their first hour).
         let start = match self.series_state(id).rolled_until_ms {
             Some(rolled_until) => rolled_until,
-            None => match next_raw(i64::MIN)? {
+            None => match self.earliest_raw_bound_ms(id, raw.inbox)? {
                 Some(first) => hour_floor(first),
                 None => return Ok(0),
             },

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use postflight_probe::report::CheckResult;
 
-use crate::alerting::drift::{DriftChange, VersionDrift};
+use crate::event::{DriftChange, VersionDrift};
 use crate::watch::evaluate::same_version;
 
 /// The version a passed deploy established.

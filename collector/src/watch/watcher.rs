@@ -21,12 +21,13 @@ use sled::transaction::{
 use postflight_probe::report::{CheckResult, ReportBatch};
 use postflight_probe::units::{format_duration, parse_duration};
 
-use crate::alerting::drift::DriftChange;
 use crate::auth::Operator;
 use crate::clock::Clock;
+use crate::event::DriftChange;
 use crate::event::{Event, EventSink};
 use crate::pipeline::IngestListener;
 use crate::timefmt::rfc3339;
+use crate::watch::baseline::Baseline;
 use crate::watch::baseline::{BaselineSource, FirstWithData, Scope};
 use crate::watch::deploy::{
     Deploy, DeployState, DeployTrees, NewDeploy, encode, format_id, number_key, parse_id,
@@ -219,25 +220,8 @@ impl Watcher {
         };
         let baseline = self.baselines.baseline(scope, now - baseline_ms, now);
         let number = self.trees.next_number()?;
-        let mut warnings: Vec<String> = not_increasing_warning(
-            &request.version,
-            &replaced_versions(&request, last, &baseline),
-        )
-        .into_iter()
-        .collect();
-        warnings.extend(sample_warnings(
-            &baseline,
-            window_ms,
-            self.thresholds.min_samples,
-        ));
+        let warnings = self.creation_warnings(&request, last, &baseline, window_ms);
         let first_deploy = baseline.is_empty();
-        if first_deploy {
-            warnings.push(
-                "no baseline: the service reported nothing before this deploy (first deploy?); \
-                 only absolute failures are judged and a clean window is inconclusive"
-                    .into(),
-            );
-        }
         let deploy = Deploy {
             id: format_id(number),
             previous_version: request
@@ -277,15 +261,51 @@ impl Watcher {
         };
         self.drift.set(&deploy.service, deploy.env.as_deref(), None);
         let created = self.start_watching(number, deploy, state)?;
+        self.supersede_drift(&created, now);
+        Ok(created)
+    }
+
+    /// What `deploy` warns about up front: a version that does not increase, too few
+    /// results for `min_samples`, no baseline at all.
+    fn creation_warnings(
+        &self,
+        request: &NewDeploy,
+        last: Option<&Deploy>,
+        baseline: &Baseline,
+        window_ms: i64,
+    ) -> Vec<String> {
+        let mut warnings: Vec<String> = not_increasing_warning(
+            &request.version,
+            &replaced_versions(request, last, baseline),
+        )
+        .into_iter()
+        .collect();
+        warnings.extend(sample_warnings(
+            baseline,
+            window_ms,
+            self.thresholds.min_samples,
+        ));
+        if baseline.is_empty() {
+            warnings.push(
+                "no baseline: the service reported nothing before this deploy (first deploy?); \
+                 only absolute failures are judged and a clean window is inconclusive"
+                    .into(),
+            );
+        }
+        warnings
+    }
+
+    /// A new deploy's window judges versions from now on: alerting resolves the
+    /// service's `version_drift` incidents in its environment.
+    fn supersede_drift(&self, created: &Deploy, now_ms: i64) {
         if let Some(sink) = &self.sink {
             let superseded = DriftChange::Superseded {
                 service: created.service.clone(),
                 env: created.env.clone(),
                 deploy_id: created.id.clone(),
             };
-            sink.version_drift(&[superseded], now);
+            sink.version_drift(&[superseded], now_ms);
         }
-        Ok(created)
     }
 
     fn start_watching(

@@ -90,9 +90,9 @@ pub fn micros(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
 }
 
-pub use crate::cli::plural;
+pub use crate::text::plural;
 
 /// A path component, percent-encoded for links.
 pub fn encode(text: &str) -> String {
-    crate::cli::encode(text)
+    crate::text::encode(text)
 }

@@ -6,6 +6,7 @@
 mod attribution;
 mod connections;
 mod limits;
+mod memory;
 mod parsers;
 
 use std::sync::Arc;

@@ -413,7 +413,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let at = check_location(text, "checks", index, spec);
         problems.extend(
-            expand_check_spec(spec, text)
+            expand_check_spec(spec, text, index)
                 .into_iter()
                 .map(|p| format!("{at}: {p}")),
         );

@@ -19,7 +19,7 @@ use crate::check::{self, Check, CheckSpec, Target, TargetError};
 use crate::condition::{Condition, ConditionError};
 use crate::limits::Limits;
 pub use crate::problems::line_number;
-use crate::problems::{self, Problem};
+use crate::problems::{self, Locator, Problem, Step};
 use crate::report::{CheckKind, ReportBatch};
 use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
@@ -317,14 +317,22 @@ pub fn parse_probe_config_with(
     };
     config.digest = digest(text);
     let text = read.text.as_str();
+    let locator = Locator::new(text);
     let mut env = Expansion::new(mode);
-    expand_probe_section(&mut config, text, &mut env);
+    expand_probe_section(&mut config, &locator, &mut env);
     let mut unchecked_checks = BTreeSet::new();
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let id = format!("checks[{index}] ({}/{})", spec.service, spec.name);
         let before = env.held_back;
-        for problem in env.expand_check(spec, text) {
-            problems.push(locate_check_problem(text, index, spec, &id, &problem));
+        for problem in env.expand_check(spec, &locator, index) {
+            problems.push(match problem.line {
+                Some(line) => format!("line {line}, {id}, {}", problem.what()),
+                None => format!(
+                    "{}: {}",
+                    check_location_in(&locator, "checks", index, spec),
+                    problem.what()
+                ),
+            });
         }
         if env.held_back > before {
             unchecked_checks.insert(index);
@@ -334,31 +342,15 @@ pub fn parse_probe_config_with(
     problems.extend(collector_problems(&config, text, &env.unchecked_collectors));
     problems.extend(probe_section_problems(&config));
     problems.extend(beyond_wire_limits(&config));
-    let (_, check_problems) = build_some_checks(&config.checks, &config.defaults, text, |index| {
-        !unchecked_checks.contains(&index)
-    });
+    let (_, check_problems) =
+        build_some_checks(&config.checks, &config.defaults, &locator, |index| {
+            !unchecked_checks.contains(&index)
+        });
     problems.extend(check_problems);
     if problems.is_empty() {
         Ok((config, env.unset))
     } else {
         Err(ConfigError::new(origin, problems))
-    }
-}
-
-/// `line N, checks[i] (service/name), message` for a problem of one check.
-fn locate_check_problem(
-    text: &str,
-    index: usize,
-    spec: &CheckSpec,
-    id: &str,
-    problem: &str,
-) -> String {
-    match problem
-        .strip_prefix("line ")
-        .and_then(|r| r.split_once(": "))
-    {
-        Some((line, message)) => format!("line {line}, {id}, {message}"),
-        None => format!("{}: {problem}", check_location(text, "checks", index, spec)),
     }
 }
 
@@ -434,19 +426,23 @@ fn beyond_wire_limits(config: &ProbeConfig) -> Vec<String> {
     problems
 }
 
-fn expand_probe_section(config: &mut ProbeConfig, text: &str, env: &mut Expansion) {
+fn expand_probe_section(config: &mut ProbeConfig, locator: &Locator<'_>, env: &mut Expansion) {
+    let probe = |key| [Step::Key("probe"), Step::Key(key)];
     if let Some(name) = config.probe.name.as_mut() {
-        env.expand_located(name, text, "probe.name", false);
+        env.expand_located(name, locator.line_of(&probe("name")), "probe.name", false);
     }
-    for value in config.probe.labels.values_mut() {
-        env.expand_located(value, text, "probe.labels", false);
+    for (label, value) in config.probe.labels.iter_mut() {
+        let line = locator.line_of(&[Step::Key("probe"), Step::Key("labels"), Step::Key(label)]);
+        env.expand_located(value, line, "probe.labels", false);
     }
     for (index, collector) in config.collectors.iter_mut().enumerate() {
         let before = env.held_back;
-        env.expand_located(&mut collector.url, text, "collectors.url", true);
+        let line =
+            |key| locator.line_of(&[Step::Key("collectors"), Step::Index(index), Step::Key(key)]);
+        env.expand_located(&mut collector.url, line("url"), "collectors.url", true);
         secret::register_url_userinfo(&collector.url, &format!("collectors[{index}].url"));
         if let Some(token) = collector.token.as_mut() {
-            env.expand_located(token, text, "collectors.token", true);
+            env.expand_located(token, line("token"), "collectors.token", true);
             let key = format!("collectors[{index}].token");
             secret::register(token, &SecretSource::Key(key));
         }
@@ -496,10 +492,35 @@ fn validate_collector(collector: &CollectorSpec, unchecked: bool) -> Result<(), 
     }
 }
 
-/// Expand `${NAME}` and `${NAME:-default}` in every string of a check that may carry a
-/// secret or a host-specific value. Returns the problems (missing variables).
-pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
-    Expansion::new(EnvMode::Process).expand_check(spec, text)
+/// Expand `${NAME}` and `${NAME:-default}` in every string of the `index`-th
+/// `[[checks]]` entry of `text` that may carry a secret or a host-specific value. Returns
+/// the problems (missing variables), each starting with `line N: ` where found.
+pub fn expand_check_spec(spec: &mut CheckSpec, text: &str, index: usize) -> Vec<String> {
+    let locator = Locator::new(text);
+    let problems = Expansion::new(EnvMode::Process).expand_check(spec, &locator, index);
+    problems
+        .into_iter()
+        .map(|problem| match problem.line {
+            Some(line) => format!("line {line}: {}", problem.what()),
+            None => problem.what(),
+        })
+        .collect()
+}
+
+/// A value of a check whose `${NAME}` cannot be expanded, and the line it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unexpanded {
+    line: Option<usize>,
+    /// The key, e.g. `http.url`.
+    key: &'static str,
+    error: EnvError,
+}
+
+impl Unexpanded {
+    /// `key: why`, without the line.
+    fn what(&self) -> String {
+        format!("{}: {}", self.key, self.error)
+    }
 }
 
 /// `${NAME}` expansion of one file: the problems found and, without an environment, the
@@ -542,50 +563,78 @@ impl Expansion {
         Ok(())
     }
 
-    /// Expand `value`; a problem goes to `self.problems` with the line of the value.
-    fn expand_located(&mut self, value: &mut String, text: &str, key: &str, secret: bool) {
-        let prefix = line_prefix(text, value);
+    /// Expand `value`; a problem goes to `self.problems` with the value's `line`.
+    fn expand_located(&mut self, value: &mut String, line: Option<usize>, key: &str, secret: bool) {
         if let Err(e) = self.expand(value, secret) {
+            let prefix = line.map_or(String::new(), |line| format!("line {line}: "));
             self.problems.push(format!("{prefix}{key}: {e}"));
         }
     }
 
-    /// Expand every string of a check that may carry a secret or a host-specific value;
-    /// the problems (missing variables) each start with `line N: ` where found.
-    fn expand_check(&mut self, spec: &mut CheckSpec, text: &str) -> Vec<String> {
+    /// Expand every string of the `index`-th check that may carry a secret or a
+    /// host-specific value; the problems are the missing variables, each with its line.
+    fn expand_check(
+        &mut self,
+        spec: &mut CheckSpec,
+        locator: &Locator<'_>,
+        index: usize,
+    ) -> Vec<Unexpanded> {
         let mut problems = Vec::new();
-        let mut expand = |value: &mut String, key: &str| {
-            let prefix = line_prefix(text, value);
-            if let Err(e) = self.expand(value, true) {
-                problems.push(format!("{prefix}{key}: {e}"));
+        let mut expand = |value: &mut String, key: &'static str, path: &[Step<'_>]| {
+            if let Err(error) = self.expand(value, true) {
+                let mut full = vec![Step::Key("checks"), Step::Index(index)];
+                full.extend_from_slice(path);
+                let line = locator.line_of(&full);
+                problems.push(Unexpanded { line, key, error });
             }
         };
+        use Step::{Index, Key};
         if let Some(http) = spec.http.as_mut() {
-            expand(&mut http.url, "http.url");
+            expand(&mut http.url, "http.url", &[Key("http"), Key("url")]);
             secret::register_url_userinfo(&http.url, "http.url");
-            for value in http.headers.values_mut() {
-                expand(value, "http.headers");
+            for (name, value) in http.headers.iter_mut() {
+                expand(
+                    value,
+                    "http.headers",
+                    &[Key("http"), Key("headers"), Key(name)],
+                );
             }
             if let Some(body) = http.body.as_mut() {
-                expand(body, "http.body");
+                expand(body, "http.body", &[Key("http"), Key("body")]);
             }
         }
         if let Some(tcp) = spec.tcp.as_mut() {
-            expand(&mut tcp.address, "tcp.address");
+            expand(
+                &mut tcp.address,
+                "tcp.address",
+                &[Key("tcp"), Key("address")],
+            );
         }
         if let Some(metric) = spec.metric.as_mut() {
-            expand(&mut metric.url, "metric.url");
+            expand(&mut metric.url, "metric.url", &[Key("metric"), Key("url")]);
             secret::register_url_userinfo(&metric.url, "metric.url");
-            for value in metric.headers.values_mut() {
-                expand(value, "metric.headers");
+            for (name, value) in metric.headers.iter_mut() {
+                expand(
+                    value,
+                    "metric.headers",
+                    &[Key("metric"), Key("headers"), Key(name)],
+                );
             }
         }
         if let Some(command) = spec.command.as_mut() {
-            for arg in command.argv.iter_mut() {
-                expand(arg, "command.argv");
+            for (at, arg) in command.argv.iter_mut().enumerate() {
+                expand(
+                    arg,
+                    "command.argv",
+                    &[Key("command"), Key("argv"), Index(at)],
+                );
             }
-            for value in command.env.values_mut() {
-                expand(value, "command.env");
+            for (name, value) in command.env.iter_mut() {
+                expand(
+                    value,
+                    "command.env",
+                    &[Key("command"), Key("env"), Key(name)],
+                );
             }
         }
         problems
@@ -694,7 +743,7 @@ pub fn build_checks(
     defaults: &Defaults,
     text: &str,
 ) -> Result<Vec<Check>, ConfigError> {
-    match build_some_checks(specs, defaults, text, |_| true) {
+    match build_some_checks(specs, defaults, &Locator::new(text), |_| true) {
         (checks, problems) if problems.is_empty() => Ok(checks),
         (_, problems) => Err(ConfigError::new("checks", problems)),
     }
@@ -705,14 +754,14 @@ pub fn build_checks(
 fn build_some_checks(
     specs: &[CheckSpec],
     defaults: &Defaults,
-    text: &str,
+    locator: &Locator<'_>,
     with_target: impl Fn(usize) -> bool,
 ) -> (Vec<Check>, Vec<String>) {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     let mut checks = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
-        let at = check_location(text, "checks", index, spec);
+        let at = check_location_in(locator, "checks", index, spec);
         if !seen.insert((spec.service.clone(), spec.name.clone())) {
             problems.push(format!(
                 "{at}: duplicate check id {}/{}",
@@ -1015,48 +1064,15 @@ fn validate_identifier(value: &str) -> Result<(), IdentifierError> {
     Ok(())
 }
 
-/// `line N: message` for a TOML parse or type error.
-pub fn toml_problem(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim().to_string();
-    match error.span() {
-        Some(span) => {
-            let line = line_number(text, span.start);
-            let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
-            let key = source_line.split('=').next().unwrap_or("").trim();
-            if key.is_empty() || key.starts_with('[') {
-                format!("line {line}: {message}")
-            } else {
-                format!("line {line} ({key}): {message}")
-            }
-        }
-        None => message,
-    }
-}
-
-/// `line N: ` where `needle` first appears in `text`, or nothing.
-fn line_prefix(text: &str, needle: &str) -> String {
-    match text.find(needle) {
-        Some(offset) if !needle.is_empty() => format!("line {}: ", line_number(text, offset)),
-        _ => String::new(),
-    }
-}
-
-/// `line N, checks[i] (service/name)` for the i-th `[[checks]]` table.
+/// `line N, checks[i] (service/name)` for the i-th entry of the `[[checks]]` table.
 pub fn check_location(text: &str, table: &str, index: usize, spec: &CheckSpec) -> String {
-    let header = format!("[[{table}]]");
-    let mut offset = 0;
-    let mut found = None;
-    for (line_index, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with(&header) {
-            if offset == index {
-                found = Some(line_index + 1);
-                break;
-            }
-            offset += 1;
-        }
-    }
+    check_location_in(&Locator::new(text), table, index, spec)
+}
+
+/// [`check_location`] with the file's spans already read.
+fn check_location_in(locator: &Locator<'_>, table: &str, index: usize, spec: &CheckSpec) -> String {
     let id = format!("{}/{}", spec.service, spec.name);
-    match found {
+    match locator.line_of(&[Step::Key(table), Step::Index(index)]) {
         Some(line) => format!("line {line}, {table}[{index}] ({id})"),
         None => format!("{table}[{index}] ({id})"),
     }
@@ -1156,6 +1172,25 @@ mod tests {
         );
         assert_eq!(expand_env("cost $$5").unwrap(), "cost $5");
         assert!(expand_env("${unclosed").is_err());
+    }
+
+    #[test]
+    fn the_same_unset_value_in_two_checks_is_reported_on_each_line() {
+        let check = |name| {
+            format!(
+                "[[checks]]\nservice = \"a\"\nname = \"{name}\"\nhttp = {{ url = \"${{POSTFLIGHT_TEST_SURELY_UNSET}}/x\" }}\n"
+            )
+        };
+        let text = format!("{}\n{}", check("b"), check("c"));
+        let found = problems(&text);
+        assert!(
+            found[0].starts_with("line 4, checks[0] (a/b), http.url:"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("line 9, checks[1] (a/c), http.url:"),
+            "{found:?}"
+        );
     }
 
     #[test]

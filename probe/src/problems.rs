@@ -108,6 +108,44 @@ pub fn line_of_entry_key(text: &str, array: &str, index: usize, key: &str) -> Op
     Some(line_number(text, span.start))
 }
 
+/// One step of a path into a TOML document: a key of a table, or an element of an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The lines of the values and tables of one TOML text, from the spans of its document,
+/// parsed once for every look-up. Paths go through tables, inline tables, arrays of
+/// tables and arrays alike, so `[[checks]]` and `checks = [{ … }]` are found the same way.
+#[derive(Debug)]
+pub struct Locator<'t> {
+    text: &'t str,
+    /// `None` when the text is not TOML (then nothing is found).
+    document: Option<ImDocument<&'t str>>,
+}
+
+impl<'t> Locator<'t> {
+    pub fn new(text: &'t str) -> Self {
+        Locator {
+            text,
+            document: ImDocument::parse(text).ok(),
+        }
+    }
+
+    /// The 1-based line where the value or table at `path` starts, if the file has it.
+    pub fn line_of(&self, path: &[Step<'_>]) -> Option<usize> {
+        let mut item = self.document.as_ref()?.as_item();
+        for step in path {
+            item = match *step {
+                Step::Key(key) => item.get(key)?,
+                Step::Index(index) => item.get(index)?,
+            };
+        }
+        Some(line_number(self.text, item.span()?.start))
+    }
+}
+
 /// 1-based line number of a byte offset.
 pub fn line_number(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -339,6 +377,38 @@ mod tests {
         assert_eq!(problem(Some(3), "size").to_string(), "line 3 (size): wrong");
         assert_eq!(problem(Some(3), "").to_string(), "line 3: wrong");
         assert_eq!(problem(None, "size").to_string(), "size: wrong");
+    }
+
+    #[test]
+    fn values_and_tables_are_located_by_their_path() {
+        let text = "[probe]\nname = \"a\"\n\n[[checks]]\nname = \"x\"\n\n[[checks]]\n[checks.http]\nurl = \"u\"\n[checks.http.headers]\nA = \"same\"\nB = \"same\"\n[checks.command]\nargv = [\"sh\",\n  \"-c\"]\n";
+        let locator = Locator::new(text);
+        let line = |path: &[Step<'_>]| locator.line_of(path);
+        use Step::{Index, Key};
+        assert_eq!(line(&[Key("probe"), Key("name")]), Some(2));
+        assert_eq!(line(&[Key("checks"), Index(1)]), Some(7));
+        let header = |name| {
+            [
+                Key("checks"),
+                Index(1),
+                Key("http"),
+                Key("headers"),
+                Key(name),
+            ]
+        };
+        assert_eq!(line(&header("B")), Some(12));
+        let argv = |i| {
+            [
+                Key("checks"),
+                Index(1),
+                Key("command"),
+                Key("argv"),
+                Index(i),
+            ]
+        };
+        assert_eq!(line(&argv(1)), Some(15));
+        assert_eq!(line(&[Key("checks"), Index(2)]), None);
+        assert_eq!(Locator::new("not = toml = ").line_of(&[Key("not")]), None);
     }
 
     #[test]

@@ -73,7 +73,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use postflight_probe::config::line_number;
+use postflight_probe::problems::{Locator, Step};
 use postflight_probe::units::HumanDuration;
 
 use crate::event::Severity;
@@ -398,22 +398,10 @@ fn validate_section(section: &AlertingSection) -> Vec<String> {
     problems
 }
 
-/// `line N, channels[i] (name)` for the i-th `[[table]]`.
+/// `line N, channels[i] (name)` for the i-th entry of `[[table]]` (or `table = [{ … }]`),
+/// found through the file's TOML spans.
 pub fn table_location(text: &str, table: &str, index: usize, name: &str) -> String {
-    let header = format!("[[{table}]]");
-    let mut seen = 0;
-    let mut offset = 0;
-    let mut found = None;
-    for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with(&header) {
-            if seen == index {
-                found = Some(line_number(text, offset));
-                break;
-            }
-            seen += 1;
-        }
-        offset += line.len();
-    }
+    let found = Locator::new(text).line_of(&[Step::Key(table), Step::Index(index)]);
     let label = if name.is_empty() {
         format!("{table}[{index}]")
     } else {
@@ -565,5 +553,7 @@ mod tests {
         let text = "[server]\n\n[[routes]]\nchannels = []\n[[routes]]\nchannels = [\"x\"]\n";
         assert_eq!(table_location(text, "routes", 1, ""), "line 5, routes[1]");
         assert_eq!(table_location(text, "routes", 2, ""), "routes[2]");
+        let inline = "routes = [\n  { channels = [] },\n  { channels = [\"x\"] },\n]\n";
+        assert_eq!(table_location(inline, "routes", 1, ""), "line 3, routes[1]");
     }
 }

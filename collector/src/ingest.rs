@@ -124,8 +124,11 @@ async fn receive(
     // A gzip body (or one without Content-Length) takes the rest once decoded.
     let _budget = (announced_budget, top_up(state, announced, json.len())?);
     let json_bytes = json.len();
-    let received = parse_reports(&json, state.max_batches_per_request);
-    drop(json);
+    let max_batches = state.max_batches_per_request;
+    let received = off_the_workers(json_bytes, move || {
+        parse_reports(&json, max_batches)
+    })
+    .await?;
     let answer = match received {
         Ok(received) => store_received(state, access, headers, received).await,
         Err(error) => Err(error),
@@ -169,6 +172,29 @@ async fn store_received(
             Ok(Answer::Many(EnvelopeAck { acks, refused }))
         }
     }
+}
+
+/// Reports of at least this many bytes of JSON are decoded on a blocking thread.
+const DECODE_APART_BYTES: usize = 64 * 1024;
+
+/// Runs `decode` on a blocking thread when the report is large, inline when small: a
+/// catch-up request of a megabyte takes milliseconds to decode, and on one of the two
+/// async workers it held up `/healthz` and every other request behind it.
+async fn off_the_workers<T: Send + 'static>(
+    json_bytes: usize,
+    decode: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<Result<T, ApiError>, ApiError> {
+    if json_bytes < DECODE_APART_BYTES {
+        return Ok(decode());
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "decoding the report failed unexpectedly; the probe keeps it",
+            )
+        })
 }
 
 /// The body size the request announces in `Content-Length` (0 when it does not).

@@ -12,18 +12,12 @@
 //! that anyone can see.
 
 use crate::event::{DriftChange, VersionDrift};
-use crate::timefmt::rfc3339;
 
 use super::Alerting;
 use super::commit::Changes;
 use super::engine::{Engine, Rules};
 use super::freshness::ProbeFreshness;
-use super::incident::{Incident, IncidentKind};
-
-/// Key of the `version_drift` incident of one probe of a service and environment.
-pub fn drift_key(service: &str, env: Option<&str>, probe: &str) -> String {
-    format!("drift\0{service}\0{}\0{probe}", env.unwrap_or_default())
-}
+use super::incident::{Incident, IncidentKind, drift_key};
 
 impl Incident {
     /// A new incident for a probe on another version than the passed one.
@@ -59,22 +53,6 @@ fn drift_summary(drift: &VersionDrift) -> String {
         "{}{place}: {} reports {} instead of {} (passed in {})",
         drift.service, drift.probe, drift.version, drift.deployed_version, drift.deploy_id
     )
-}
-
-/// The detail lines of a drift incident's notifications.
-pub fn drift_details(drift: &VersionDrift) -> Vec<String> {
-    vec![
-        format!(
-            "{} has reported {} since {} (longer than the rollout grace)",
-            drift.probe,
-            drift.version,
-            rfc3339(drift.since_ms)
-        ),
-        format!(
-            "{} {} passed its watch window in {}; a reverted colour or a host that was never upgraded?",
-            drift.service, drift.deployed_version, drift.deploy_id
-        ),
-    ]
 }
 
 impl Alerting {

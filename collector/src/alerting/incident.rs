@@ -15,7 +15,6 @@ use crate::event::{Event, EventKind, Severity, Subject};
 use crate::text::plural;
 use crate::timefmt::{clock_time, rfc3339};
 
-use super::drift::{drift_details, drift_key};
 use super::evaluator::{CheckView, ProbeState, SeriesState};
 use super::field;
 use crate::event::VersionDrift;
@@ -632,6 +631,27 @@ impl IncidentTrees {
         }
         Ok(old)
     }
+}
+
+/// Key of the `version_drift` incident of one probe of a service and environment.
+pub fn drift_key(service: &str, env: Option<&str>, probe: &str) -> String {
+    format!("drift\0{service}\0{}\0{probe}", env.unwrap_or_default())
+}
+
+/// The detail lines of a drift incident's notifications.
+pub fn drift_details(drift: &VersionDrift) -> Vec<String> {
+    vec![
+        format!(
+            "{} has reported {} since {} (longer than the rollout grace)",
+            drift.probe,
+            drift.version,
+            rfc3339(drift.since_ms)
+        ),
+        format!(
+            "{} {} passed its watch window in {}; a reverted colour or a host that was never upgraded?",
+            drift.service, drift.deployed_version, drift.deploy_id
+        ),
+    ]
 }
 
 #[cfg(test)]

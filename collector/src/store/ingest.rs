@@ -21,6 +21,7 @@ use sled::transaction::{
     TransactionalTree,
 };
 
+use super::ProbeState;
 use super::catalog::{Catalog, SeriesMeta};
 use super::codec::{RawResult, decode_results, encode_results};
 use super::inbox::{Inbox, InboxEntry, inbox_key, parse_inbox_key};
@@ -29,7 +30,7 @@ use super::keys::{
     series_time_key,
 };
 use super::latest::LatestRecord;
-use super::probe::{BatchHeader, ProbeRecord, ProbeSelf, ProbeState};
+use super::probe::{BatchHeader, ProbeRecord, ProbeSelf};
 use super::raw::{encode_block, raw_result, sort_dedup, split_into_blocks};
 use super::sequence::SeqVerdict;
 use super::versions::{VersionDeltas, VersionRecord, merge_deltas};

@@ -116,10 +116,12 @@ pub use writer::{WriteError, Writer, WriterOptions};
 
 use acknowledged::{AckRecord, Acknowledged, StoreFacts};
 use catalog::Catalog;
+use inbox::Inbox;
 pub use integrity::{CheckError, open_checked};
 use keys::{parse_series_id, time_from_bytes};
 use latest::LatestRecord;
-use probe::{ProbeRecord, ProbeState};
+use probe::ProbeRecord;
+use versions::VersionDeltas;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +321,17 @@ struct Inner {
     /// Probes whose batches the current commit holds (noted in the record after its
     /// flush by the writer's commit hook).
     ack_touched: Mutex<BTreeSet<String>>,
+}
+
+/// Everything kept in memory about one probe.
+#[derive(Debug, Default)]
+pub(crate) struct ProbeState {
+    /// The record as of the newest batch (stored one plus the inbox).
+    pub record: ProbeRecord,
+    /// Its batches not sealed yet.
+    pub inbox: Inbox,
+    /// Version span contributions of those batches, not yet in the `versions` tree.
+    pub pending_versions: VersionDeltas,
 }
 
 /// The collector's storage; cheap to clone (clones share one database).

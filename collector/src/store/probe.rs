@@ -7,8 +7,9 @@
 //!
 //! The stored record is rewritten only when the probe's inbox is sealed. In memory,
 //! [`ProbeState`] holds the record as of the newest batch: the stored one plus every
-//! batch still in the inbox, which [`Store::open`](super::Store::open) replays. The
-//! state's mutex also serializes all work on the probe's series.
+//! batch still in the inbox, which [`Store::open`](super::Store::open) replays (the
+//! store's `ProbeState` holds it with the inbox; its mutex serializes all work on the
+//! probe's series).
 
 use std::collections::BTreeMap;
 
@@ -16,9 +17,7 @@ use postflight_probe::report::ReportBatch;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{CodecError, Reader, Writer};
-use super::inbox::Inbox;
 use super::sequence::{ReceivedSeqs, SeqRange, SeqVerdict};
-use super::versions::VersionDeltas;
 
 /// Format marker of a probe record.
 const PROBE_FORMAT: u8 = 2;
@@ -211,17 +210,6 @@ impl ProbeRecord {
             total_results: self.total_results,
         }
     }
-}
-
-/// Everything kept in memory about one probe.
-#[derive(Debug, Default)]
-pub(crate) struct ProbeState {
-    /// The record as of the newest batch (stored one plus the inbox).
-    pub record: ProbeRecord,
-    /// Its batches not sealed yet.
-    pub inbox: Inbox,
-    /// Version span contributions of those batches, not yet in the `versions` tree.
-    pub pending_versions: VersionDeltas,
 }
 
 /// A probe as the API shows it.

@@ -16,9 +16,67 @@ use serde::{Deserialize, Serialize};
 use crate::watch::baseline::Baseline;
 use crate::watch::evaluate::Evidence;
 use crate::watch::explain::Explanation;
-use crate::watch::verdict::Verdict;
-use crate::watch::watcher::WatchError;
 use crate::watch::window::WindowObservations;
+
+/// Where a deploy's watch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Watching,
+    Regressed,
+    Passed,
+    Inconclusive,
+    Superseded,
+    Cancelled,
+}
+
+impl Verdict {
+    /// Lower-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Watching => "watching",
+            Verdict::Regressed => "regressed",
+            Verdict::Passed => "passed",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Superseded => "superseded",
+            Verdict::Cancelled => "cancelled",
+        }
+    }
+
+    /// True once the verdict cannot change any more.
+    pub fn is_final(self) -> bool {
+        self != Verdict::Watching
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a deploy operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The request is wrong; the message says how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such deploy.
+    #[error("no deploy {0}: list them with `postflight deploys SERVICE`")]
+    NotFound(String),
+    /// The deploy is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// sled failed.
+    #[error("deploy storage: {0}")]
+    Storage(String),
+}
+
+impl From<sled::Error> for WatchError {
+    fn from(error: sled::Error) -> Self {
+        WatchError::Storage(error.to_string())
+    }
+}
 
 /// A deploy marker and its watch window's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use postflight_probe::report::CheckResult;
 
 use crate::event::{DriftChange, VersionDrift};
-use crate::watch::evaluate::same_version;
+use crate::watch::semver::same_version;
 
 /// The version a passed deploy established.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,52 +36,10 @@ use crate::watch::explain::{Comparison, Explanation, Rule, RuleCheck, RuleOutcom
 use crate::watch::judge::{Stage, statistical_rules};
 use crate::watch::stats::{PassCount, always_passes, usual_failures};
 use crate::watch::window::{CheckWindow, FailureSample, WindowObservations};
-use crate::watch::{SilentProbe, WatchSection};
 
 pub use crate::watch::explain::percent;
-
-/// The thresholds that make a regression.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    pub baseline_pass_ratio: f64,
-    pub window_failures: u64,
-    pub rollout_grace_ms: i64,
-    pub latency_factor: f64,
-    pub latency_min_increase_us: u64,
-    pub min_samples: u64,
-    pub confidence: f64,
-    pub pass_rate_min_drop: f64,
-    pub silent_probe: SilentProbe,
-}
-
-impl Thresholds {
-    /// 1 − confidence: the false-alarm budget of one check's rule.
-    pub fn alpha(&self) -> f64 {
-        (1.0 - self.confidence).clamp(0.0, 1.0)
-    }
-}
-
-impl From<&WatchSection> for Thresholds {
-    fn from(section: &WatchSection) -> Self {
-        Thresholds {
-            baseline_pass_ratio: section.baseline_pass_ratio,
-            window_failures: section.window_failures,
-            rollout_grace_ms: section.rollout_grace.0.as_millis() as i64,
-            latency_factor: section.latency_factor,
-            latency_min_increase_us: section.latency_min_increase.0.as_micros() as u64,
-            min_samples: section.min_samples,
-            confidence: section.confidence,
-            pass_rate_min_drop: section.pass_rate_min_drop,
-            silent_probe: section.silent_probe,
-        }
-    }
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds::from(&WatchSection::default())
-    }
-}
+pub use crate::watch::semver::same_version;
+pub use crate::watch::thresholds::Thresholds;
 
 /// What was deployed, and when.
 #[derive(Debug, Clone, Copy)]
@@ -664,12 +622,6 @@ fn failure_details(probe: &str, failure: &FailureSample) -> Vec<String> {
         lines.push(format!("{probe}: {} ({reason})", failure.outcome));
     }
     lines
-}
-
-/// Versions equal up to a leading `v`.
-pub fn same_version(a: &str, b: &str) -> bool {
-    let strip = |v: &str| v.trim().trim_start_matches(['v', 'V']).to_string();
-    strip(a) == strip(b)
 }
 
 fn stale_version(

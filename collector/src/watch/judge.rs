@@ -35,11 +35,11 @@
 use postflight_probe::units::format_duration;
 
 use crate::watch::baseline::{Baseline, CheckBaseline, p95};
-use crate::watch::evaluate::Thresholds;
 use crate::watch::explain::{
     Comparison, Rule, RuleCheck, RuleOutcome, Side, milliseconds, percent,
 };
 use crate::watch::stats::{PassCount, latency_increase, pass_rate_drop};
+use crate::watch::thresholds::Thresholds;
 use crate::watch::window::{CheckWindow, Figures, WindowObservations};
 
 /// Looks per check during a window, at most.

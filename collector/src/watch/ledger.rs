@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::watch::deploy::Deploy;
-use crate::watch::evaluate::same_version;
+use crate::watch::semver::same_version;
 use crate::watch::verdict::Verdict;
 
 /// The version to roll back to.

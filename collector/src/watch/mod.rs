@@ -45,6 +45,7 @@ pub mod recent;
 pub mod rollout;
 pub mod semver;
 pub mod stats;
+pub mod thresholds;
 pub mod verdict;
 pub mod watcher;
 pub mod window;

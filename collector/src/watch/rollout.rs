@@ -24,8 +24,8 @@ use postflight_probe::units::format_duration;
 use crate::alerting::freshness::FALLBACK_SILENCE_AFTER;
 use crate::timefmt::rfc3339;
 use crate::watch::baseline::Baseline;
-use crate::watch::evaluate::same_version;
 use crate::watch::explain::ProbeVersion;
+use crate::watch::semver::same_version;
 use crate::watch::window::WindowObservations;
 
 /// How long a probe may stay quiet before it counts as silent.

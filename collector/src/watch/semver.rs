@@ -2,8 +2,15 @@
 //! the version it replaces — the `--previous` given, the last deployed one, or what the
 //! probes report running (Cloudron refuses such manifests; elsewhere it usually means a
 //! wrong tag or an unannounced rollback). Versions that are not semver are not compared.
+//! Also [`same_version`]: equality up to a leading `v`, which every version rule uses.
 
 use semver::{BuildMetadata, Version};
+
+/// Versions equal up to a leading `v`.
+pub fn same_version(a: &str, b: &str) -> bool {
+    let strip = |v: &str| v.trim().trim_start_matches(['v', 'V']).to_string();
+    strip(a) == strip(b)
+}
 
 /// `MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]` with an optional leading `v`, by the `semver`
 /// crate's strict grammar (`01.2.3` is not semver); `None` when the text is not semver.

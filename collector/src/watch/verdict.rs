@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use postflight_probe::units::format_duration;
 
 use crate::event::{Event, EventKind, Severity, Subject};
@@ -23,42 +21,7 @@ use crate::watch::baseline::Baseline;
 use crate::watch::deploy::Deploy;
 use crate::watch::window::WindowObservations;
 
-/// Where a deploy's watch stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Watching,
-    Regressed,
-    Passed,
-    Inconclusive,
-    Superseded,
-    Cancelled,
-}
-
-impl Verdict {
-    /// Lower-case name, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Watching => "watching",
-            Verdict::Regressed => "regressed",
-            Verdict::Passed => "passed",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::Superseded => "superseded",
-            Verdict::Cancelled => "cancelled",
-        }
-    }
-
-    /// True once the verdict cannot change any more.
-    pub fn is_final(self) -> bool {
-        self != Verdict::Watching
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::watch::deploy::Verdict;
 
 /// What can keep a window without regressions from passing.
 #[derive(Debug, Clone, Default)]

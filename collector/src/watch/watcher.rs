@@ -53,28 +53,7 @@ const RECENT_KEEP: Duration = Duration::from_secs(6 * 3600);
 /// Results the in-memory summary keeps per check and probe.
 const RECENT_SAMPLES: usize = 2048;
 
-/// Why a deploy operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    /// The request is wrong; the message says how to fix it.
-    #[error("{0}")]
-    Invalid(String),
-    /// No such deploy.
-    #[error("no deploy {0}: list them with `postflight deploys SERVICE`")]
-    NotFound(String),
-    /// The deploy is not in a state that allows this.
-    #[error("{0}")]
-    Conflict(String),
-    /// sled failed.
-    #[error("deploy storage: {0}")]
-    Storage(String),
-}
-
-impl From<sled::Error> for WatchError {
-    fn from(error: sled::Error) -> Self {
-        WatchError::Storage(error.to_string())
-    }
-}
+pub use crate::watch::deploy::WatchError;
 
 /// What the watcher needs besides storage, time and the outbox.
 #[derive(Clone)]

@@ -164,7 +164,7 @@ impl WindowObservations {
             .or_else(|| self.versions.get(probe).map(|v| v.version.as_str()))
             .or(before);
         match version {
-            Some(version) if !crate::watch::evaluate::same_version(version, deployed) => {
+            Some(version) if !crate::watch::semver::same_version(version, deployed) => {
                 Cohort::Previous
             }
             _ => Cohort::Deployed,

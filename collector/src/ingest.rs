@@ -125,10 +125,7 @@ async fn receive(
     let _budget = (announced_budget, top_up(state, announced, json.len())?);
     let json_bytes = json.len();
     let max_batches = state.max_batches_per_request;
-    let received = off_the_workers(json_bytes, move || {
-        parse_reports(&json, max_batches)
-    })
-    .await?;
+    let received = off_the_workers(json_bytes, move || parse_reports(&json, max_batches)).await?;
     let answer = match received {
         Ok(received) => store_received(state, access, headers, received).await,
         Err(error) => Err(error),
@@ -187,14 +184,12 @@ async fn off_the_workers<T: Send + 'static>(
     if json_bytes < DECODE_APART_BYTES {
         return Ok(decode());
     }
-    tokio::task::spawn_blocking(decode)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "decoding the report failed unexpectedly; the probe keeps it",
-            )
-        })
+    tokio::task::spawn_blocking(decode).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "decoding the report failed unexpectedly; the probe keeps it",
+        )
+    })
 }
 
 /// The body size the request announces in `Content-Length` (0 when it does not).

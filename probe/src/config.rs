@@ -339,7 +339,11 @@ pub fn parse_probe_config_with(
         }
     }
     problems.append(&mut env.problems);
-    problems.extend(collector_problems(&config, text, &env.unchecked_collectors));
+    problems.extend(collector_problems(
+        &config,
+        &locator,
+        &env.unchecked_collectors,
+    ));
     problems.extend(probe_section_problems(&config));
     problems.extend(beyond_wire_limits(&config));
     let (_, check_problems) =
@@ -357,7 +361,7 @@ pub fn parse_probe_config_with(
 /// `[[collectors]]` entries: URL, token and certificate problems, each with its line.
 fn collector_problems(
     config: &ProbeConfig,
-    text: &str,
+    locator: &Locator<'_>,
     unchecked: &BTreeSet<usize>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -365,8 +369,10 @@ fn collector_problems(
         let at = format!("collectors[{index}]");
         let url_unchecked = unchecked.contains(&index);
         if let Err(e) = validate_collector(collector, url_unchecked) {
-            let line = problems::line_of_entry_key(text, "collectors", index, e.key())
-                .or_else(|| problems::line_of_entry_key(text, "collectors", index, "url"));
+            let line = |key| {
+                locator.line_of(&[Step::Key("collectors"), Step::Index(index), Step::Key(key)])
+            };
+            let line = line(e.key()).or_else(|| line("url"));
             match line {
                 Some(line) => problems.push(format!("line {line}, {at}: {e}")),
                 None => problems.push(format!("{at}: {e}")),

@@ -6,7 +6,9 @@
 //! cleanly. Unknown keys, wrong types and bad values all come out this way; a syntax error
 //! ends the pass, since nothing after it can be trusted. The value read from the remaining
 //! entries is returned with the problems, so the semantic checks still run on it.
-//! Entries are found through the spans of `toml_edit`, the parser `toml` is built on.
+//! Entries are found through the spans of `toml_edit`, the parser `toml` is built on;
+//! [`Locator`] finds the line of any value or table by its path (`checks[2].http.url`),
+//! for the problems found after reading (an unset `${VAR}`, a bad URL), in both binaries.
 
 use std::ops::Range;
 
@@ -93,19 +95,6 @@ pub fn read_all<T: DeserializeOwned>(text: &str) -> ReadAll<T> {
         text: work,
         problems,
     }
-}
-
-/// The line of `key` in the `index`-th table of the array `array` (`[[collectors]]` or
-/// `collectors = [{ … }]`), if the file has it.
-pub fn line_of_entry_key(text: &str, array: &str, index: usize, key: &str) -> Option<usize> {
-    let document = ImDocument::parse(text).ok()?;
-    let table: &dyn TableLike = match document.as_table().get(array)? {
-        Item::ArrayOfTables(tables) => tables.get(index)?,
-        Item::Value(Value::Array(values)) => values.get(index)?.as_inline_table()?,
-        _ => return None,
-    };
-    let span = table.key(key)?.span()?;
-    Some(line_number(text, span.start))
 }
 
 /// One step of a path into a TOML document: a key of a table, or an element of an array.
@@ -413,10 +402,22 @@ mod tests {
 
     #[test]
     fn the_key_of_an_array_entry_is_located() {
+        use Step::{Index, Key};
         let text = "[[items]]\nname = \"a\"\n\n[[items]]\n\nname = \"b\"\nport = 2\n";
-        assert_eq!(line_of_entry_key(text, "items", 1, "port"), Some(7));
-        assert_eq!(line_of_entry_key(text, "items", 2, "port"), None);
+        let locator = Locator::new(text);
+        assert_eq!(
+            locator.line_of(&[Key("items"), Index(1), Key("port")]),
+            Some(7)
+        );
+        assert_eq!(
+            locator.line_of(&[Key("items"), Index(2), Key("port")]),
+            None
+        );
         let inline = "items = [{ name = \"a\" },\n  { name = \"b\" }]\n";
-        assert_eq!(line_of_entry_key(inline, "items", 1, "name"), Some(2));
+        let locator = Locator::new(inline);
+        assert_eq!(
+            locator.line_of(&[Key("items"), Index(1), Key("name")]),
+            Some(2)
+        );
     }
 }

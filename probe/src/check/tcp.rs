@@ -140,26 +140,20 @@ impl TcpTarget {
 
 /// `host:port` with a non-empty host and a port number.
 fn validate_host_port(address: &str) -> Result<(), TcpAddressError> {
-    let address_owned = || address.to_string();
+    let owned = || address.to_string();
     let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(TcpAddressError::NotHostPort {
-            address: address_owned(),
-        });
+        return Err(TcpAddressError::NotHostPort { address: owned() });
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(TcpAddressError::Host {
-            address: address_owned(),
-        });
+        return Err(TcpAddressError::Host { address: owned() });
     }
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(TcpAddressError::Ipv6Brackets {
-            address: address_owned(),
-        });
+        return Err(TcpAddressError::Ipv6Brackets { address: owned() });
     }
     match port.parse::<u16>() {
         Ok(port) if port > 0 => Ok(()),
         _ => Err(TcpAddressError::Port {
-            address: address_owned(),
+            address: owned(),
             port: port.to_string(),
         }),
     }

@@ -131,10 +131,10 @@ impl WebhookChannel {
         spec: &WebhookSpec,
         timeout: Duration,
     ) -> Result<Self, WebhookConfigError> {
-        let expand = |key: &dyn Fn() -> String, value: &str| {
-            expand_env(value).map_err(|source| WebhookConfigError::Env { key: key(), source })
+        let expand = |key: String, value: &str| {
+            expand_env(value).map_err(|source| WebhookConfigError::Env { key, source })
         };
-        let url = expand(&|| "webhook.url".into(), &spec.url)?;
+        let url = expand("webhook.url".into(), &spec.url)?;
         secret::register_url_userinfo(&url, "webhook.url");
         let url = reqwest::Url::parse(&url)
             .ok()
@@ -142,7 +142,7 @@ impl WebhookChannel {
             .ok_or(WebhookConfigError::Url)?;
         let mut headers = HeaderMap::new();
         for (key, value) in &spec.headers {
-            let value = expand(&|| format!("webhook.headers.{key}"), value)?;
+            let value = expand(format!("webhook.headers.{key}"), value)?;
             let name = HeaderName::from_bytes(key.as_bytes())
                 .map_err(|_| WebhookConfigError::HeaderName { name: key.clone() })?;
             let value = HeaderValue::from_str(&value)

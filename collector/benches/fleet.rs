@@ -24,13 +24,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use postflight_tests::CollectorProcess;
 use postflight_tests::fleet::{FleetSpec, FleetStats, SimulatedFleet, percentile};
-use postflight_tests::free_port;
 
 const SERIES: usize = 20;
 const INTERVAL: Duration = Duration::from_secs(10);
@@ -64,65 +63,35 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-/// The collector process.
-struct Collector {
-    child: Child,
-    url: String,
+/// The release collector process: a `postflight serve` on port 0 that says its address
+/// (the tests' harness, [`CollectorProcess`]), killed on drop.
+struct Collector(CollectorProcess);
+
+impl std::ops::Deref for Collector {
+    type Target = CollectorProcess;
+    fn deref(&self) -> &CollectorProcess {
+        &self.0
+    }
 }
 
 impl Collector {
     async fn start(dir: &Path) -> Collector {
-        let port = free_port();
-        let config = dir.join("collector.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n",
-                dir.join("data").display()
-            ),
-        )
-        .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_postflight"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("POSTFLIGHT_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start postflight");
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if reqwest::get(format!("{url}/readyz"))
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Collector { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("collector did not start");
+        Collector(CollectorProcess::start(dir, "").await)
     }
 
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.0.pid().to_string()
     }
 
     /// Resident memory, MiB.
     fn rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        std::fs::read_to_string(format!("/proc/{}/status", self.0.pid()))
             .unwrap_or_default()
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .unwrap_or(0.0)
             / 1024.0
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -168,7 +137,7 @@ impl Watchers {
         let url = collector.url.clone();
         let health = poll_latency(url.clone(), "/healthz", Duration::from_millis(100), &done);
         let status = status_every.map(|every| poll_latency(url, "/api/v1/status", every, &done));
-        let (pid, stop) = (collector.child.id(), done.clone());
+        let (pid, stop) = (collector.0.pid(), done.clone());
         let rss = tokio::spawn(async move {
             let mut peak: f64 = 0.0;
             while !stop.load(Ordering::Acquire) {

@@ -23,8 +23,9 @@
 use std::time::{Duration, Instant};
 
 use postflight_probe::limits::Limits;
-use postflight_probe::report::{CheckResult, ConditionReport, Outcome, ReportBatch};
-use postflight_tests::{CollectorProcess, batch, now_ms, post_batch, result};
+use postflight_probe::report::{CheckResult, ConditionReport, ReportBatch};
+use postflight_probe::testkit;
+use postflight_tests::{CollectorProcess, now_ms, post_batch, probe_batch};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -54,7 +55,11 @@ fn large_result(probe: &str, i: usize, conditions: usize) -> CheckResult {
     let limits = Limits::default();
     let mut check = format!("check-{i:04}-");
     check.extend(std::iter::repeat_n('c', limits.name_length - check.len()));
-    let mut r = result("bench", &check, now_ms(), Outcome::Fail, None);
+    let mut r = testkit::result("bench", &check)
+        .at(now_ms())
+        .status(500)
+        .failed("status < 300 (actual 500)")
+        .build();
     r.reason = Some(format!("{probe} {}", "r".repeat(limits.reason_length - 16)));
     r.facts.version = Some("v".repeat(limits.version_length));
     r.conditions = (0..conditions)
@@ -92,19 +97,20 @@ fn largest_batch(probe: &str) -> Vec<CheckResult> {
 async fn rss_for_largest_batches(probes: usize) {
     let dir = tempfile::tempdir().unwrap();
     let collector = CollectorProcess::start(dir.path(), "").await;
-    let warm_up = batch(
-        "warm-up",
-        1,
-        vec![result("bench", "warm", now_ms(), Outcome::Pass, None)],
-    );
+    let warm_up = probe_batch("warm-up", 1)
+        .results(vec![
+            testkit::result("bench", "warm")
+                .at(now_ms())
+                .status(200)
+                .build(),
+        ])
+        .build();
     assert_eq!(post_batch(&collector.url, None, &warm_up).await.0, 200);
     let batches: Vec<_> = (1..=probes)
         .map(|n| {
-            batch(
-                &format!("probe-{n}"),
-                1,
-                largest_batch(&format!("probe-{n}")),
-            )
+            probe_batch(&format!("probe-{n}"), 1)
+                .results(largest_batch(&format!("probe-{n}")))
+                .build()
         })
         .collect();
     let bytes = serde_json::to_vec(&batches[0]).unwrap().len();

@@ -16,15 +16,15 @@
 //! runs only the named steps (`ingest`, `history`, `status`, `bytes`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postflight_collector::clock::ManualClock;
-use postflight_collector::config;
 use postflight_collector::server::Collector;
 use postflight_collector::store::Store;
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+use postflight_probe::report::{CheckResult, ReportBatch};
+use postflight_probe::testkit;
+use postflight_tests::in_process::start_collector;
 
 const BATCH: usize = 100;
 /// Batches per ingest comparison, shared out among the senders.
@@ -56,42 +56,26 @@ fn main() {
     }
 }
 
-fn result(check: usize, at: i64, version: &str) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: "bench-svc".into(),
-        check: format!("check-{check}"),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at,
-        duration_us: 5_000 + (at % 7_000) as u64,
-        outcome: if at % 97 == 0 {
-            Outcome::Fail
-        } else {
-            Outcome::Pass
-        },
-        reason: None,
-        facts: Facts {
-            status: Some(200),
-            version: Some(version.into()),
-            ..Facts::default()
-        },
-        conditions: Vec::new(),
-    }
+fn bench_result(check: usize, at: i64, version: &str) -> CheckResult {
+    testkit::result("bench-svc", &format!("check-{check}"))
+        .at(at)
+        .duration_us(5_000 + (at % 7_000) as u64)
+        .passing(at % 97 != 0)
+        .status(200)
+        .version(version)
+        .build()
 }
 
-fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 0,
-        probe: probe.into(),
-        seq,
-        sent_at_ms: NOW,
-        labels: BTreeMap::from([("env".into(), "prod".into())]),
-        probe_version: "bench".into(),
-        config_digest: "0".into(),
-        heartbeat_interval_ms: 10_000,
-        results,
-    }
+fn bench_batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    testkit::batch(probe)
+        .seq(seq)
+        .sent_at(NOW)
+        .env("prod")
+        .probe_version("bench")
+        .config_digest("0")
+        .heartbeat_ms(10_000)
+        .results(results)
+        .build()
 }
 
 /// Batches of one probe: 100 checks, one result each per 10 s turn.
@@ -99,26 +83,17 @@ fn probe_batches(probe: &str, count: usize) -> Vec<ReportBatch> {
     (0..count)
         .map(|b| {
             let at = NOW - 86_400_000 + b as i64 * 10_000;
-            batch(
+            bench_batch(
                 probe,
                 b as u64 + 1,
-                (0..BATCH).map(|c| result(c, at, "v1")).collect(),
+                (0..BATCH).map(|c| bench_result(c, at, "v1")).collect(),
             )
         })
         .collect()
 }
 
-async fn start_collector(dir: &std::path::Path) -> Collector {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-        dir.display()
-    );
-    Collector::start(
-        config::parse(&text, "bench").unwrap(),
-        Arc::new(ManualClock::new(NOW)),
-    )
-    .await
-    .unwrap()
+async fn start_bench_collector(dir: &std::path::Path) -> Collector {
+    start_collector(dir, "", Arc::new(ManualClock::new(NOW))).await
 }
 
 /// Senders (concurrent probes) per ingest comparison; `BENCH_SENDERS=4,64` overrides.
@@ -168,7 +143,7 @@ async fn ingest_throughput() {
 
 /// Each sender POSTs its batches one at a time (pre-encoded), waiting for each ack.
 async fn http_ingest_rate(dir: &std::path::Path, senders: usize) -> f64 {
-    let collector = start_collector(dir).await;
+    let collector = start_bench_collector(dir).await;
     let url = format!("http://{}/api/v1/reports", collector.addr);
     let work: Vec<Vec<Vec<u8>>> = ingest_work(senders)
         .iter()
@@ -303,20 +278,20 @@ fn p99(mut samples: Vec<Duration>) -> Duration {
 
 async fn history_query() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = start_collector(dir.path()).await;
+    let collector = start_bench_collector(dir.path()).await;
     let store = collector.state.store.clone();
     for b in 0..(8_640 / BATCH + 1) {
         let results = (0..BATCH)
             .map(|i| {
                 let n = (b * BATCH + i) as i64;
-                let mut r = result(0, NOW - 86_400_000 + n * 10_000, "v1");
+                let mut r = bench_result(0, NOW - 86_400_000 + n * 10_000, "v1");
                 r.check = "readyz".into();
                 r
             })
             .filter(|r| r.started_at_ms < NOW)
             .collect();
         store
-            .ingest(&batch("web-1", b as u64 + 1, results), NOW)
+            .ingest(&bench_batch("web-1", b as u64 + 1, results), NOW)
             .await
             .unwrap();
     }
@@ -345,15 +320,18 @@ async fn history_query() {
 
 async fn status_query() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = start_collector(dir.path()).await;
+    let collector = start_bench_collector(dir.path()).await;
     let store = collector.state.store.clone();
     for p in 0..10 {
         for chunk in 0..10 {
             let results = (0..1_000 / 10)
-                .map(|c| result(chunk * 100 + c, NOW - 5_000, "v1"))
+                .map(|c| bench_result(chunk * 100 + c, NOW - 5_000, "v1"))
                 .collect();
             store
-                .ingest(&batch(&format!("web-{p}"), chunk as u64 + 1, results), NOW)
+                .ingest(
+                    &bench_batch(&format!("web-{p}"), chunk as u64 + 1, results),
+                    NOW,
+                )
                 .await
                 .unwrap();
         }
@@ -421,7 +399,7 @@ fn bytes_per_result(runtime: &tokio::runtime::Runtime) {
                 let at = NOW - 14 * 86_400_000 + b as i64 * 10_000;
                 let results = (0..BATCH)
                     .map(|c| {
-                        result(
+                        bench_result(
                             c,
                             at,
                             if b < batches_per_probe / 2 {
@@ -433,7 +411,10 @@ fn bytes_per_result(runtime: &tokio::runtime::Runtime) {
                     })
                     .collect();
                 store
-                    .ingest(&batch(&format!("web-{p}"), b as u64 + 1, results), NOW)
+                    .ingest(
+                        &bench_batch(&format!("web-{p}"), b as u64 + 1, results),
+                        NOW,
+                    )
                     .await
                     .unwrap();
             }

@@ -23,8 +23,9 @@ use postflight_collector::watch::rollout::{
     HeartbeatSilence, incomplete_rollout, silent_probes, versions,
 };
 use postflight_collector::watch::window::WindowObservations;
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome};
-use postflight_tests::batch;
+use postflight_probe::report::CheckResult;
+use postflight_probe::testkit;
+use postflight_tests::probe_batch;
 
 const CHECKS: usize = 50;
 const PROBES: usize = 10;
@@ -39,23 +40,15 @@ const LIMIT: Duration = Duration::from_millis(50);
 
 /// Result `n` of check `c` on a probe: 2% failures, latencies spread over 20–60 ms,
 /// the version on check 0.
-fn result(c: usize, n: i64, at_ms: i64, version: &str) -> CheckResult {
+fn bench_result(c: usize, n: i64, at_ms: i64, version: &str) -> CheckResult {
     let fails = (n * 7 + c as i64) % 50 == 0;
-    CheckResult {
-        interval_ms: 0,
-        service: "bench-api".into(),
-        check: format!("check-{c:02}"),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 20_000 + ((n * 7919 + c as i64 * 104_729) % 40_000) as u64,
-        outcome: if fails { Outcome::Fail } else { Outcome::Pass },
-        reason: None,
-        facts: Facts {
-            version: (c == 0).then(|| version.to_string()),
-            ..Facts::default()
-        },
-        conditions: Vec::new(),
+    let result = testkit::result("bench-api", &format!("check-{c:02}"))
+        .at(at_ms)
+        .duration_us(20_000 + ((n * 7919 + c as i64 * 104_729) % 40_000) as u64)
+        .passing(!fails);
+    match c {
+        0 => result.version(version).build(),
+        _ => result.build(),
     }
 }
 
@@ -73,9 +66,13 @@ fn observations(
         let mut results = Vec::new();
         for n in 0..BASELINE_MS / interval_ms {
             let at = DEPLOYED_AT - BASELINE_MS + n * interval_ms;
-            results.extend((0..CHECKS).map(|c| result(c, n, at, "1.0.0")));
+            results.extend((0..CHECKS).map(|c| bench_result(c, n, at, "1.0.0")));
         }
-        recent.record(&batch(&format!("web-{probe}"), 1, results));
+        recent.record(
+            &probe_batch(&format!("web-{probe}"), 1)
+                .results(results)
+                .build(),
+        );
     }
     let scope = Scope {
         service: "bench-api",
@@ -90,7 +87,7 @@ fn observations(
             for c in 0..CHECKS {
                 window.record(
                     &format!("web-{probe}"),
-                    &result(c, n, DEPLOYED_AT + n * interval_ms, "1.1.0"),
+                    &bench_result(c, n, DEPLOYED_AT + n * interval_ms, "1.1.0"),
                 );
             }
         }

@@ -24,7 +24,8 @@ use postflight_collector::clock::SystemClock;
 use postflight_collector::config;
 use postflight_collector::server::Collector;
 use postflight_probe::report::CheckResult;
-use postflight_tests::{batch, now_ms, status_result};
+use postflight_probe::testkit;
+use postflight_tests::{now_ms, probe_batch};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postflight");
 const RUNS: u64 = 20;
@@ -32,19 +33,26 @@ const LIMIT: Duration = Duration::from_secs(1);
 
 /// `status == 200` on the service's readyz at `at_ms`.
 fn readyz(service: &str, at_ms: i64, status: u16) -> CheckResult {
-    status_result(service, "readyz", at_ms, status)
+    testkit::result(service, "readyz")
+        .at(at_ms)
+        .judged_by_status(status)
+        .build()
 }
 
 /// One run: (gate-visible latency, report request latency).
 async fn run(http: &reqwest::Client, url: &str, index: u64) -> (Duration, Duration) {
     let service = format!("bench-{index}");
     let now = now_ms();
-    let baseline = (1..=60)
+    let baseline: Vec<_> = (1..=60)
         .map(|i| readyz(&service, now - i * 30_000, 200))
         .collect();
     let sent = http
         .post(format!("{url}/api/v1/reports"))
-        .json(&batch("web-1", index * 2 + 1, baseline))
+        .json(
+            &probe_batch("web-1", index * 2 + 1)
+                .results(baseline)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -73,11 +81,11 @@ async fn run(http: &reqwest::Client, url: &str, index: u64) -> (Duration, Durati
     let arrival = Instant::now();
     let failing = http
         .post(format!("{url}/api/v1/reports"))
-        .json(&batch(
-            "web-1",
-            index * 2 + 2,
-            vec![readyz(&service, now_ms(), 503)],
-        ))
+        .json(
+            &probe_batch("web-1", index * 2 + 2)
+                .results(vec![readyz(&service, now_ms(), 503)])
+                .build(),
+        )
         .send()
         .await
         .unwrap();

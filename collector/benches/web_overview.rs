@@ -10,18 +10,18 @@
 //! for a quick look).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postflight_collector::clock::ManualClock;
-use postflight_collector::config;
 use postflight_collector::server::Collector;
 use postflight_collector::store::{HistoryQuery, Store, UptimeRange};
 use postflight_collector::web::WebState;
 use postflight_collector::web::overview::{OverviewQuery, OverviewView, render};
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+use postflight_probe::report::CheckResult;
+use postflight_probe::testkit;
+use postflight_tests::in_process::start_collector;
 
 const NOW: i64 = 1_795_000_000_000;
 const CHECKS: usize = 5;
@@ -29,28 +29,14 @@ const PROBES: usize = 3;
 const HALF_HOUR: i64 = 1_800_000;
 const ROUNDS: usize = 20;
 
-fn result(service: usize, check: usize, at: i64) -> CheckResult {
-    let outcome = if service.is_multiple_of(97) && at > NOW - 4 * HALF_HOUR {
-        Outcome::Fail
-    } else {
-        Outcome::Pass
-    };
-    CheckResult {
-        interval_ms: 0,
-        service: format!("service-{service:04}"),
-        check: format!("check-{check}"),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at,
-        duration_us: 10_000 + (at % 7_000) as u64,
-        outcome,
-        reason: None,
-        facts: Facts {
-            status: Some(200),
-            ..Facts::default()
-        },
-        conditions: Vec::new(),
-    }
+fn overview_result(service: usize, check: usize, at: i64) -> CheckResult {
+    let failing = service.is_multiple_of(97) && at > NOW - 4 * HALF_HOUR;
+    testkit::result(&format!("service-{service:04}"), &format!("check-{check}"))
+        .at(at)
+        .duration_us(10_000 + (at % 7_000) as u64)
+        .passing(!failing)
+        .status(200)
+        .build()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -72,42 +58,9 @@ fn main() {
 
 async fn overview(services: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-        dir.path().join("data").display()
-    );
-    let collector = Collector::start(
-        config::parse(&text, "bench").unwrap(),
-        Arc::new(ManualClock::new(NOW)),
-    )
-    .await
-    .unwrap();
-    let loading = Instant::now();
-    let mut stored = 0;
-    for probe in 0..PROBES {
-        for service in 0..services {
-            let results: Vec<CheckResult> = (0..CHECKS)
-                .flat_map(|check| (0..48).map(move |i| result(service, check, NOW - i * HALF_HOUR)))
-                .collect();
-            stored += results.len();
-            let batch = ReportBatch {
-                retry_cap_ms: 0,
-                probe: format!("probe-{probe}"),
-                seq: service as u64 + 1,
-                sent_at_ms: NOW,
-                labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
-                probe_version: "bench".into(),
-                config_digest: "0".into(),
-                heartbeat_interval_ms: 15_000,
-                results,
-            };
-            collector.state.store.ingest(&batch, NOW).await.unwrap();
-        }
-    }
-    println!(
-        "loaded {services} services x {CHECKS} checks x {PROBES} probes ({stored} results) in {:.1}s",
-        loading.elapsed().as_secs_f64()
-    );
+    let clock = Arc::new(ManualClock::new(NOW));
+    let collector = start_collector(&dir.path().join("data"), "", clock).await;
+    load(&collector, services).await;
     let web = WebState {
         app: collector.state.clone(),
         watcher: collector.watcher.clone(),
@@ -122,49 +75,21 @@ async fn overview(services: usize) {
         page = render(&view).into_string();
         rendered.push(started.elapsed());
     }
-    let client = reqwest::Client::new();
-    let url = format!("http://{}/", collector.addr);
-    let mut answered = Vec::new();
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        let body = client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        answered.push(started.elapsed());
-        assert!(body.len() > 1_000);
-    }
+    let mut answered = over_http(&format!("http://{}/", collector.addr)).await;
     let scans = history_scans(&collector.state.store, services);
-    drop((web, client));
+    drop(web);
     let data_dir = dir.path().join("data");
     collector.shutdown().await.unwrap();
     let loading = load_counters(&data_dir);
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gzip.write_all(page.as_bytes()).unwrap();
-    let compressed = gzip.finish().unwrap().len();
     for times in [&mut built, &mut rendered, &mut answered] {
         times.sort();
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "view from the store: p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(&built, 0.5)),
-        ms(percentile(&built, 0.99))
-    );
-    println!(
-        "render (maud): p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(&rendered, 0.5)),
-        ms(percentile(&rendered, 0.99))
-    );
-    println!(
-        "GET / over HTTP: p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(&answered, 0.5)),
-        ms(percentile(&answered, 0.99))
-    );
+    print_latency("view from the store", &built);
+    print_latency("render (maud)", &rendered);
+    print_latency("GET / over HTTP", &answered);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(page.as_bytes()).unwrap();
+    let compressed = gzip.finish().unwrap().len();
     println!(
         "page: {:.0} KB raw, {:.0} KB gzip",
         page.len() as f64 / 1024.0,
@@ -177,6 +102,63 @@ async fn overview(services: usize) {
     println!(
         "loading the uptime counters of every series from history (once, after a restart): {:.0} ms",
         ms(loading)
+    );
+}
+
+/// Store 24 h of half-hourly results of every check of `services` services from each
+/// probe, and say how long it took.
+async fn load(collector: &Collector, services: usize) {
+    let loading = Instant::now();
+    let mut stored = 0;
+    for probe in 0..PROBES {
+        for service in 0..services {
+            let results: Vec<CheckResult> = (0..CHECKS)
+                .flat_map(|check| {
+                    (0..48).map(move |i| overview_result(service, check, NOW - i * HALF_HOUR))
+                })
+                .collect();
+            stored += results.len();
+            let batch = testkit::batch(&format!("probe-{probe}"))
+                .seq(service as u64 + 1)
+                .sent_at(NOW)
+                .env("prod")
+                .probe_version("bench")
+                .config_digest("0")
+                .heartbeat_ms(15_000)
+                .results(results)
+                .build();
+            collector.state.store.ingest(&batch, NOW).await.unwrap();
+        }
+    }
+    println!(
+        "loaded {services} services x {CHECKS} checks x {PROBES} probes ({stored} results) in {:.1}s",
+        loading.elapsed().as_secs_f64()
+    );
+}
+
+/// `GET url` [`ROUNDS`] times: how long each whole answer took.
+async fn over_http(url: &str) -> Vec<Duration> {
+    let client = reqwest::Client::new();
+    let mut answered = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let body = client.get(url).send().await.unwrap().bytes().await.unwrap();
+        answered.push(started.elapsed());
+        assert!(body.len() > 1_000);
+    }
+    answered
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `what: p50 … ms, p99 … ms` of `sorted` times.
+fn print_latency(what: &str, sorted: &[Duration]) {
+    println!(
+        "{what}: p50 {:.1} ms, p99 {:.1} ms",
+        ms(percentile(sorted, 0.5)),
+        ms(percentile(sorted, 0.99))
     );
 }
 

@@ -11,7 +11,7 @@
 //! result is POSTed; the SMTP server stamps the time it received the message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/alerting/support.rs"]
 mod support;
 
@@ -21,17 +21,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use postflight_collector::clock::SystemClock;
 use postflight_collector::server::Collector;
 
-use support::{SmtpSecurity, SmtpServer, batch, free_port, result};
+use postflight_tests::now_ms;
+use support::{SmtpSecurity, SmtpServer, checked, free_port, prod_batch};
 
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn now_ms() -> i64 {
-    (now_secs() * 1000.0) as i64
 }
 
 #[tokio::main]
@@ -64,10 +61,10 @@ async fn main() {
         let mut started = 0.0;
         for attempt in 0..2 {
             seq += 1;
-            let report = batch(
+            let report = prod_batch(
                 "web-1",
                 seq,
-                vec![result(&service, "health", false, now_ms())],
+                vec![checked(&service, "health", false, now_ms())],
             );
             if attempt == 1 {
                 started = now_secs();

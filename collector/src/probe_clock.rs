@@ -111,44 +111,29 @@ pub fn correct_batch(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome};
+    use postflight_probe::testkit;
 
     use super::*;
 
     const NOW: i64 = 1_795_464_904_000;
 
-    fn batch(starts: &[i64]) -> ReportBatch {
-        ReportBatch {
-            probe: "web-1".into(),
-            seq: 1,
-            sent_at_ms: starts.first().copied().unwrap_or(NOW),
-            labels: Default::default(),
-            probe_version: String::new(),
-            config_digest: String::new(),
-            heartbeat_interval_ms: 10_000,
-            retry_cap_ms: 0,
-            results: starts
-                .iter()
-                .map(|&at| CheckResult {
-                    service: "svc".into(),
-                    check: "health".into(),
-                    kind: CheckKind::Http,
-                    seq: 0,
-                    started_at_ms: at,
-                    duration_us: 1,
-                    outcome: Outcome::Pass,
-                    reason: None,
-                    facts: Facts::default(),
-                    conditions: Vec::new(),
-                    interval_ms: 0,
-                })
-                .collect(),
-        }
+    fn started_at(starts: &[i64]) -> ReportBatch {
+        let results = starts.iter().map(|&at| {
+            testkit::result("svc", "health")
+                .at(at)
+                .duration_us(1)
+                .build()
+        });
+        testkit::batch("web-1")
+            .sent_at(starts.first().copied().unwrap_or(NOW))
+            .heartbeat_ms(10_000)
+            .results(results)
+            .build()
     }
 
     #[test]
     fn a_probe_two_minutes_behind_is_moved_onto_the_collector_clock() {
-        let mut b = batch(&[NOW - 121_000]);
+        let mut b = started_at(&[NOW - 121_000]);
         let receipt = correct_batch(&mut b, Some(NOW - 120_000), NOW);
         assert_eq!(receipt.offset_ms, Some(-120_000));
         assert_eq!(b.results[0].started_at_ms, NOW - 1_000);
@@ -157,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_probe_an_hour_ahead_is_corrected_not_refused() {
-        let mut b = batch(&[NOW + 3_600_000 - 500]);
+        let mut b = started_at(&[NOW + 3_600_000 - 500]);
         let receipt = correct_batch(&mut b, Some(NOW + 3_600_000), NOW);
         assert_eq!((receipt.refused_future, b.results.len()), (0, 1));
         assert_eq!(b.results[0].started_at_ms, NOW - 500);
@@ -166,7 +151,7 @@ mod tests {
     #[test]
     fn a_result_in_year_3000_is_refused_on_its_own() {
         let year_3000 = 32_503_680_000_000;
-        let mut b = batch(&[NOW - 2_000, year_3000, NOW - 1_000]);
+        let mut b = started_at(&[NOW - 2_000, year_3000, NOW - 1_000]);
         let receipt = correct_batch(&mut b, Some(NOW), NOW);
         assert_eq!(receipt.refused_future, 1);
         let kept: Vec<i64> = b.results.iter().map(|r| r.started_at_ms).collect();
@@ -175,7 +160,7 @@ mod tests {
 
     #[test]
     fn without_the_header_times_are_only_bounded() {
-        let mut b = batch(&[NOW - 5_000, NOW + 60_000]);
+        let mut b = started_at(&[NOW - 5_000, NOW + 60_000]);
         let receipt = correct_batch(&mut b, None, NOW);
         assert_eq!((receipt.offset_ms, receipt.refused_future), (None, 1));
         assert_eq!(b.results[0].started_at_ms, NOW - 5_000);
@@ -185,7 +170,7 @@ mod tests {
     fn small_offsets_are_left_alone_and_extreme_ones_do_not_overflow() {
         assert_eq!(corrected_time(Some(-800), 5_000), Some(5_000));
         assert_eq!(corrected_time(Some(i64::MIN), 5_000), None);
-        let mut b = batch(&[NOW]);
+        let mut b = started_at(&[NOW]);
         let receipt = correct_batch(&mut b, Some(i64::MIN), i64::MAX);
         assert_eq!(receipt.offset_ms, None);
     }

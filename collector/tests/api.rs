@@ -3,16 +3,16 @@
 //! the operator CLI against the live server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
 use postflight_collector::clock::ManualClock;
 use postflight_collector::config;
 use postflight_collector::server::Collector;
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::{CheckResult, Outcome, ReportBatch};
+use postflight_probe::testkit;
+use postflight_tests::get_text;
+use postflight_tests::in_process::start_collector;
 use serde_json::Value;
 
 const TOKEN_WEB1: &str = "web-1-token-0123456789";
@@ -20,61 +20,39 @@ const TOKEN_WEB2: &str = "web-2-token-0123456789";
 const NOW: i64 = 1_795_000_000_000;
 
 async fn start(dir: &std::path::Path) -> Collector {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n\
-         [[auth.probes]]\nname = \"web-2\"\ntoken = \"{TOKEN_WEB2}\"\n",
-        dir.join("data").display()
+    let probes = format!(
+        "[[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n\
+         [[auth.probes]]\nname = \"web-2\"\ntoken = \"{TOKEN_WEB2}\"\n"
     );
-    let loaded = config::parse(&text, "test").unwrap();
-    Collector::start(loaded, Arc::new(ManualClock::new(NOW)))
-        .await
-        .unwrap()
+    let clock = Arc::new(ManualClock::new(NOW));
+    start_collector(&dir.join("data"), &probes, clock).await
 }
 
-fn result(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult {
-    let failing = outcome != Outcome::Pass;
-    CheckResult {
-        interval_ms: 0,
-        service: "recall-api".into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at,
-        duration_us: 8_000,
-        outcome,
-        reason: failing.then(|| "body.ready == true (actual false)".into()),
-        facts: Facts {
-            status: Some(200),
-            version: Some(version.into()),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "body.ready == true".into(),
-            expected: "== true".into(),
-            actual: if failing {
-                "false".into()
-            } else {
-                "true".into()
-            },
-            ok: !failing,
-            error: None,
-        }],
+fn recall(check: &str, at: i64, outcome: Outcome, version: &str) -> CheckResult {
+    let ready = outcome == Outcome::Pass;
+    let result = testkit::result("recall-api", check)
+        .at(at)
+        .duration_us(8_000)
+        .outcome(outcome)
+        .status(200)
+        .version(version)
+        .condition("body.ready == true", "== true", &ready.to_string(), ready);
+    match ready {
+        true => result.build(),
+        false => result.reason("body.ready == true (actual false)").build(),
     }
 }
 
-fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 0,
-        probe: probe.into(),
-        seq,
-        sent_at_ms: NOW,
-        labels: BTreeMap::from([("env".into(), "prod".into())]),
-        probe_version: "0.1.0".into(),
-        config_digest: "abc".into(),
-        heartbeat_interval_ms: 15_000,
-        results,
-    }
+fn prod_batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    testkit::batch(probe)
+        .seq(seq)
+        .sent_at(NOW)
+        .env("prod")
+        .probe_version("0.1.0")
+        .config_digest("abc")
+        .heartbeat_ms(15_000)
+        .results(results)
+        .build()
 }
 
 async fn post(
@@ -118,13 +96,13 @@ async fn ingest_then_query_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path()).await;
     let results = vec![
-        result("readyz", NOW - 60_000, Outcome::Pass, "sha-aaa"),
-        result("readyz", NOW - 30_000, Outcome::Fail, "sha-bbb"),
+        recall("readyz", NOW - 60_000, Outcome::Pass, "sha-aaa"),
+        recall("readyz", NOW - 30_000, Outcome::Fail, "sha-bbb"),
     ];
     let (status, ack) = post(
         &collector,
         Some(TOKEN_WEB1),
-        json(&batch("web-1", 1, results)),
+        json(&prod_batch("web-1", 1, results)),
         false,
     )
     .await;
@@ -168,10 +146,10 @@ async fn ingest_then_query_round_trip() {
 async fn duplicate_batch_is_acknowledged_and_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path()).await;
-    let body = json(&batch(
+    let body = json(&prod_batch(
         "web-1",
         7,
-        vec![result("readyz", NOW - 1000, Outcome::Pass, "v1")],
+        vec![recall("readyz", NOW - 1000, Outcome::Pass, "v1")],
     ));
     let (first, ack1) = post(&collector, Some(TOKEN_WEB1), body.clone(), false).await;
     let (second, ack2) = post(&collector, Some(TOKEN_WEB1), body, false).await;
@@ -199,10 +177,10 @@ async fn duplicate_batch_is_acknowledged_and_stored_once() {
 async fn rejected_batches_store_nothing_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path()).await;
-    let good = batch(
+    let good = prod_batch(
         "web-1",
         1,
-        vec![result("readyz", NOW - 1000, Outcome::Pass, "v1")],
+        vec![recall("readyz", NOW - 1000, Outcome::Pass, "v1")],
     );
 
     let (status, body) = post(&collector, None, json(&good), false).await;
@@ -257,25 +235,22 @@ async fn rejected_batches_store_nothing_and_say_why() {
     let (status, body) = post(&collector, Some(TOKEN_WEB1), bomb, true).await;
     assert_eq!(status, 413, "decompressed size must be bounded too: {body}");
 
-    let status = get(&collector, "/api/v1/status").await;
-    assert_eq!(status["services"].as_array().unwrap().len(), 0, "{status}");
-    let probes = get(&collector, "/api/v1/probes").await;
-    assert_eq!(probes["probes"].as_array().unwrap().len(), 0, "{probes}");
-    let metrics = reqwest::get(format!("http://{}/metrics", collector.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("postflight_ingest_batches_total{outcome=\"unauthorized\"} 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("postflight_ingest_batches_total{outcome=\"too_large\"} 2"),
-        "{metrics}"
-    );
+    assert_stored_nothing_and_counted_the_refusals(&collector).await;
     collector.shutdown().await.unwrap();
+}
+
+/// No service and no probe is known, and /metrics counts 2 unauthorized and 2 too-large
+/// batches.
+async fn assert_stored_nothing_and_counted_the_refusals(collector: &Collector) {
+    let status = get(collector, "/api/v1/status").await;
+    assert_eq!(status["services"].as_array().unwrap().len(), 0, "{status}");
+    let probes = get(collector, "/api/v1/probes").await;
+    assert_eq!(probes["probes"].as_array().unwrap().len(), 0, "{probes}");
+    let metrics = get_text(&format!("http://{}/metrics", collector.addr)).await;
+    for outcome in ["unauthorized", "too_large"] {
+        let counted = format!("postflight_ingest_batches_total{{outcome=\"{outcome}\"}} 2");
+        assert!(metrics.contains(&counted), "{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -293,15 +268,15 @@ async fn status_nests_services_checks_and_probes_and_narrows_to_one_service() {
         let results = vec![
             in_service(
                 "recall-api",
-                result("version", NOW - 9, Outcome::Pass, "v2"),
+                recall("version", NOW - 9, Outcome::Pass, "v2"),
             ),
-            in_service("butler", result("health", NOW - 8, Outcome::Pass, "v7")),
-            in_service("recall-api", result("readyz", NOW - 7, readyz, "v2")),
+            in_service("butler", recall("health", NOW - 8, Outcome::Pass, "v7")),
+            in_service("recall-api", recall("readyz", NOW - 7, readyz, "v2")),
         ];
         let (status, ack) = post(
             &collector,
             Some(token),
-            json(&batch(probe, 1, results)),
+            json(&prod_batch(probe, 1, results)),
             false,
         )
         .await;
@@ -358,10 +333,10 @@ async fn gzip_batches_are_accepted() {
     let collector = start(dir.path()).await;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder
-        .write_all(&json(&batch(
+        .write_all(&json(&prod_batch(
             "web-1",
             1,
-            vec![result("readyz", NOW - 5, Outcome::Pass, "v1")],
+            vec![recall("readyz", NOW - 5, Outcome::Pass, "v1")],
         )))
         .unwrap();
     let (status, ack) = post(
@@ -383,10 +358,10 @@ async fn data_survives_a_restart_on_the_same_directory() {
     let (status, _) = post(
         &collector,
         Some(TOKEN_WEB1),
-        json(&batch(
+        json(&prod_batch(
             "web-1",
             1,
-            vec![result("readyz", NOW - 5, Outcome::Fail, "v9")],
+            vec![recall("readyz", NOW - 5, Outcome::Fail, "v9")],
         )),
         false,
     )
@@ -403,7 +378,7 @@ async fn data_survives_a_restart_on_the_same_directory() {
     let (_, ack) = post(
         &collector,
         Some(TOKEN_WEB1),
-        json(&batch("web-1", 1, vec![])),
+        json(&prod_batch("web-1", 1, vec![])),
         false,
     )
     .await;
@@ -422,7 +397,7 @@ async fn sequence_gaps_are_visible_in_the_probes_view() {
         let (status, _) = post(
             &collector,
             Some(TOKEN_WEB1),
-            json(&batch("web-1", seq, vec![])),
+            json(&prod_batch("web-1", seq, vec![])),
             false,
         )
         .await;
@@ -438,26 +413,30 @@ async fn sequence_gaps_are_visible_in_the_probes_view() {
     collector.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
-    let dir = tempfile::tempdir().unwrap();
-    let collector = start(dir.path()).await;
+/// A collector whose recall-api readyz passed on sha-aaa and then failed on sha-bbb.
+async fn start_with_a_failing_readyz(dir: &std::path::Path) -> Collector {
+    let collector = start(dir).await;
     let results = vec![
-        result("readyz", NOW - 120_000, Outcome::Pass, "sha-aaa"),
-        result("readyz", NOW - 60_000, Outcome::Fail, "sha-bbb"),
+        recall("readyz", NOW - 120_000, Outcome::Pass, "sha-aaa"),
+        recall("readyz", NOW - 60_000, Outcome::Fail, "sha-bbb"),
     ];
     post(
         &collector,
         Some(TOKEN_WEB1),
-        json(&batch("web-1", 1, results)),
+        json(&prod_batch("web-1", 1, results)),
         false,
     )
     .await;
-    let url = format!("http://{}", collector.addr);
-    let run = |args: &[&str]| {
+    collector
+}
+
+/// Run the `postflight` binary against `url` (on a blocking section of the runtime):
+/// exit code, stdout, stderr.
+fn cli(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    tokio::task::block_in_place(|| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
             .args(args)
-            .env("POSTFLIGHT_URL", &url)
+            .env("POSTFLIGHT_URL", url)
             .output()
             .unwrap();
         (
@@ -465,8 +444,15 @@ async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
-    };
-    let (code, out, _) = tokio::task::block_in_place(|| run(&["status"]));
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start_with_a_failing_readyz(dir.path()).await;
+    let url = format!("http://{}", collector.addr);
+    let (code, out, _) = cli(&url, &["status"]);
     assert_eq!(code, Some(1), "a failing service makes `status` exit 1");
     assert!(out.starts_with("SERVICE"), "{out}");
     assert!(
@@ -477,22 +463,28 @@ async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
         "{out}"
     );
 
-    let (code, out, _) =
-        tokio::task::block_in_place(|| run(&["history", "recall-api", "--since", "2h"]));
+    let (code, out, _) = cli(&url, &["history", "recall-api", "--since", "2h"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("readyz") && out.contains("web-1"), "{out}");
 
-    let (code, out, _) = tokio::task::block_in_place(|| run(&["versions", "recall-api"]));
+    let (code, out, _) = cli(&url, &["versions", "recall-api"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("sha-aaa") && out.contains("sha-bbb"), "{out}");
 
-    let (code, out, _) = tokio::task::block_in_place(|| run(&["probes", "--json"]));
+    let (code, out, _) = cli(&url, &["probes", "--json"]);
     assert_eq!(code, Some(0));
     let parsed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(parsed["probes"][0]["name"], "web-1");
 
-    let (code, _, err) =
-        tokio::task::block_in_place(|| run(&["status", "--url", "http://127.0.0.1:1"]));
+    collector.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_cli_mistakes_and_an_unreachable_collector_exit_3_saying_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = start_with_a_failing_readyz(dir.path()).await;
+    let url = format!("http://{}", collector.addr);
+    let (code, _, err) = cli(&url, &["status", "--url", "http://127.0.0.1:1"]);
     assert_eq!(code, Some(3));
     assert_eq!(err.lines().count(), 1, "one line, not a backtrace: {err}");
     assert!(err.contains("cannot reach the collector"), "{err}");
@@ -522,11 +514,11 @@ async fn operator_cli_prints_tables_and_json_against_a_live_collector() {
         ),
     ];
     for (args, expected) in mistakes {
-        let (code, _, err) = tokio::task::block_in_place(|| run(args));
+        let (code, _, err) = cli(&url, args);
         assert_eq!(code, Some(3), "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    let (code, _, err) = tokio::task::block_in_place(|| run(&["silence", "expire", "99"]));
+    let (code, _, err) = cli(&url, &["silence", "expire", "99"]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("postflight silence list --all"), "{err}");
     collector.shutdown().await.unwrap();
@@ -567,21 +559,21 @@ async fn collector_runs_its_own_checks_and_stores_them_like_a_probes() {
 async fn status_marks_a_series_older_than_three_intervals_stale_and_leaves_it_out_of_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path()).await;
-    let mut old = result("readyz", NOW - 40_000, Outcome::Fail, "sha-aaa");
+    let mut old = recall("readyz", NOW - 40_000, Outcome::Fail, "sha-aaa");
     old.interval_ms = 10_000;
-    let mut current = result("readyz", NOW - 1_000, Outcome::Pass, "sha-aaa");
+    let mut current = recall("readyz", NOW - 1_000, Outcome::Pass, "sha-aaa");
     current.interval_ms = 10_000;
     post(
         &collector,
         Some(TOKEN_WEB1),
-        json(&batch("web-1", 1, vec![old])),
+        json(&prod_batch("web-1", 1, vec![old])),
         false,
     )
     .await;
     post(
         &collector,
         Some(TOKEN_WEB2),
-        json(&batch("web-2", 1, vec![current])),
+        json(&prod_batch("web-2", 1, vec![current])),
         false,
     )
     .await;
@@ -606,11 +598,11 @@ async fn status_marks_a_series_older_than_three_intervals_stale_and_leaves_it_ou
 async fn probes_show_state_offset_and_lag_and_retire_needs_a_known_probe() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path()).await;
-    let results = vec![result("readyz", NOW - 2_000, Outcome::Pass, "sha-aaa")];
+    let results = vec![recall("readyz", NOW - 2_000, Outcome::Pass, "sha-aaa")];
     post(
         &collector,
         Some(TOKEN_WEB1),
-        json(&batch("web-1", 1, results)),
+        json(&prod_batch("web-1", 1, results)),
         false,
     )
     .await;
@@ -625,11 +617,11 @@ async fn probes_show_state_offset_and_lag_and_retire_needs_a_known_probe() {
         "no probe time header sent"
     );
     // web-2 delivers results 30 s old: past half its silence threshold (3 x 15 s).
-    let late = vec![result("readyz", NOW - 30_000, Outcome::Pass, "sha-aaa")];
+    let late = vec![recall("readyz", NOW - 30_000, Outcome::Pass, "sha-aaa")];
     post(
         &collector,
         Some(TOKEN_WEB2),
-        json(&batch("web-2", 1, late)),
+        json(&prod_batch("web-2", 1, late)),
         false,
     )
     .await;

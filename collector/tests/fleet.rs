@@ -8,22 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postflight_collector::clock::ManualClock;
-use postflight_collector::config;
 use postflight_collector::server::Collector;
-use postflight_probe::report::{EnvelopeAck, Outcome, ReportAck, ReportBatch, ReportEnvelope};
-use postflight_tests::{batch, eventually, result};
+use postflight_probe::report::{EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope};
+use postflight_probe::testkit;
+use postflight_tests::in_process::start_collector;
+use postflight_tests::{eventually, probe_batch};
 
 const NOW: i64 = 1_795_000_000_000;
 
 async fn start(dir: &std::path::Path, extra: &str) -> Collector {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}",
-        dir.join("data").display()
-    );
-    let loaded = config::parse(&text, "test").unwrap();
-    Collector::start(loaded, Arc::new(ManualClock::new(NOW)))
-        .await
-        .unwrap()
+    start_collector(&dir.join("data"), extra, Arc::new(ManualClock::new(NOW))).await
 }
 
 fn url(collector: &Collector, path: &str) -> String {
@@ -33,14 +27,20 @@ fn url(collector: &Collector, path: &str) -> String {
 /// A batch of `probe` with two passing results at distinct times.
 fn numbered(probe: &str, seq: u64) -> ReportBatch {
     let at = NOW - 60_000 + seq as i64 * 10;
-    batch(
-        probe,
-        seq,
-        vec![
-            result("svc", "a", at, Outcome::Pass, Some("1.0")),
-            result("svc", "b", at, Outcome::Pass, Some("1.0")),
-        ],
-    )
+    probe_batch(probe, seq)
+        .results(vec![
+            testkit::result("svc", "a")
+                .at(at)
+                .status(200)
+                .version("1.0")
+                .build(),
+            testkit::result("svc", "b")
+                .at(at)
+                .status(200)
+                .version("1.0")
+                .build(),
+        ])
+        .build()
 }
 
 async fn post_json(collector: &Collector, body: &impl serde::Serialize) -> reqwest::Response {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use postflight_collector::store::acknowledged::{ACK_FILE, Acknowledged};
 use postflight_collector::store::{Store, StoreOptions, open_checked};
-use postflight_probe::report::Outcome;
-use postflight_tests::{CollectorProcess, batch, binary, free_port, now_ms, post_batch, result};
+use postflight_probe::testkit;
+use postflight_tests::{CollectorProcess, binary, now_ms, post_batch, probe_batch};
 
 const EXIT_DATA_LOSS: i32 = 5;
 
@@ -21,10 +21,20 @@ async fn acknowledged_data(dir: &Path) -> CollectorProcess {
     let mut collector = CollectorProcess::start(dir, "").await;
     for seq in 1..=20 {
         let at = now_ms();
-        let results = (0..25)
-            .map(|n| result("recall-api", &format!("check-{n}"), at, Outcome::Pass, None))
+        let results: Vec<_> = (0..25)
+            .map(|n| {
+                testkit::result("recall-api", &format!("check-{n}"))
+                    .at(at)
+                    .status(200)
+                    .build()
+            })
             .collect();
-        let (status, _) = post_batch(&collector.url, None, &batch("web-1", seq, results)).await;
+        let (status, _) = post_batch(
+            &collector.url,
+            None,
+            &probe_batch("web-1", seq).results(results).build(),
+        )
+        .await;
         assert_eq!(status, 200);
     }
     assert_eq!(collector.terminate(), Some(0));
@@ -36,12 +46,12 @@ async fn acknowledged_data(dir: &Path) -> CollectorProcess {
 fn serve(dir: &Path, extra: &[&str]) -> Output {
     let config = dir.join("collector.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let listen = format!("listen = \"127.0.0.1:{}\"", free_port());
+    let listen = "listen = \"127.0.0.1:0\"";
     let text: String = text
         .lines()
         .map(|line| {
             if line.starts_with("listen") {
-                listen.as_str()
+                listen
             } else {
                 line
             }
@@ -177,8 +187,18 @@ async fn a_backup_taken_while_probes_report_restores_to_a_consistent_store() {
     let reporting = tokio::spawn(async move {
         for seq in 1..=60 {
             let at = now_ms();
-            let results = vec![result("recall-api", "readyz", at, Outcome::Pass, None)];
-            post_batch(&url, None, &batch("web-1", seq, results)).await;
+            let results = vec![
+                testkit::result("recall-api", "readyz")
+                    .at(at)
+                    .status(200)
+                    .build(),
+            ];
+            post_batch(
+                &url,
+                None,
+                &probe_batch("web-1", seq).results(results).build(),
+            )
+            .await;
         }
     });
     let backup = dir.path().join("backup");

@@ -17,7 +17,8 @@ use postflight_collector::watch::baseline::{
 use postflight_collector::watch::evaluate::{Subject, Thresholds, judge};
 use postflight_collector::watch::judge::{MAX_LOOKS, Stage};
 use postflight_collector::watch::window::WindowObservations;
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome};
+use postflight_probe::report::CheckResult;
+use postflight_probe::testkit;
 
 const DEPLOYS: usize = 1_000;
 const PER_SIDE: usize = 30;
@@ -81,20 +82,12 @@ fn baseline(draws: &mut Draws, pass_rate: f64, size: usize) -> Baseline {
     baseline
 }
 
-fn result(at_ms: i64, passed: bool, latency_us: u64) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: "recall-api".into(),
-        check: "search".into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: latency_us,
-        outcome: if passed { Outcome::Pass } else { Outcome::Fail },
-        reason: None,
-        facts: Facts::default(),
-        conditions: Vec::new(),
-    }
+fn search(at_ms: i64, passed: bool, latency_us: u64) -> CheckResult {
+    testkit::result("recall-api", "search")
+        .at(at_ms)
+        .duration_us(latency_us)
+        .passing(passed)
+        .build()
 }
 
 /// The conditions of the first regression found while the window fills, if any.
@@ -115,7 +108,7 @@ fn simulate(draws: &mut Draws, sim: &Scenario) -> Option<String> {
     };
     for i in 0..sim.per_side {
         let (passed, latency) = draws.result(sim.after, sim.scale);
-        window.record("web-1", &result(1_000_000 + i as i64, passed, latency));
+        window.record("web-1", &search(1_000_000 + i as i64, passed, latency));
         let due = window
             .checks
             .get_mut("search")

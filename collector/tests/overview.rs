@@ -3,14 +3,14 @@
 //! name filter, and strips that survive a restart (loaded again from history).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use postflight_collector::clock::ManualClock;
-use postflight_collector::config;
 use postflight_collector::server::Collector;
 use postflight_collector::web::overview::HEALTHY_PER_PAGE;
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+use postflight_probe::report::{CheckResult, Outcome};
+use postflight_probe::testkit;
+use postflight_tests::in_process::start_collector;
 
 const NOW: i64 = 1_795_000_000_000;
 const HOUR: i64 = 3_600_000;
@@ -18,32 +18,15 @@ const HOUR: i64 = 3_600_000;
 const HEALTHY: usize = HEALTHY_PER_PAGE + 1;
 
 async fn start(dir: &std::path::Path) -> Collector {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-        dir.join("data").display()
-    );
-    Collector::start(
-        config::parse(&text, "test").unwrap(),
-        Arc::new(ManualClock::new(NOW)),
-    )
-    .await
-    .unwrap()
+    start_collector(&dir.join("data"), "", Arc::new(ManualClock::new(NOW))).await
 }
 
-fn result(service: &str, at: i64, outcome: Outcome) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: service.into(),
-        check: "health".into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at,
-        duration_us: 5_000,
-        outcome,
-        reason: None,
-        facts: Facts::default(),
-        conditions: Vec::new(),
-    }
+fn health(service: &str, at: i64, outcome: Outcome) -> CheckResult {
+    testkit::result(service, "health")
+        .at(at)
+        .duration_us(5_000)
+        .outcome(outcome)
+        .build()
 }
 
 /// `ok-0000` … healthy with results 5 h and 1 h ago (gaps between), `bad` failing now.
@@ -51,22 +34,18 @@ async fn load(collector: &Collector) {
     let mut results: Vec<CheckResult> = (0..HEALTHY)
         .flat_map(|i| {
             let name = format!("ok-{i:04}");
-            [NOW - 5 * HOUR, NOW - HOUR].map(|at| result(&name, at, Outcome::Pass))
+            [NOW - 5 * HOUR, NOW - HOUR].map(|at| health(&name, at, Outcome::Pass))
         })
         .collect();
-    results.push(result("bad", NOW - HOUR, Outcome::Pass));
-    results.push(result("bad", NOW, Outcome::Fail));
-    let batch = ReportBatch {
-        retry_cap_ms: 0,
-        probe: "web-1".into(),
-        seq: 1,
-        sent_at_ms: NOW,
-        labels: BTreeMap::new(),
-        probe_version: "test".into(),
-        config_digest: "0".into(),
-        heartbeat_interval_ms: 15_000,
-        results,
-    };
+    results.push(health("bad", NOW - HOUR, Outcome::Pass));
+    results.push(health("bad", NOW, Outcome::Fail));
+    let batch = testkit::batch("web-1")
+        .sent_at(NOW)
+        .probe_version("test")
+        .config_digest("0")
+        .heartbeat_ms(15_000)
+        .results(results)
+        .build();
     collector.state.store.ingest(&batch, NOW).await.unwrap();
 }
 

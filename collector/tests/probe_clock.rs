@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postflight_collector::clock::{Clock, ManualClock};
-use postflight_collector::config;
 use postflight_collector::server::Collector;
-use postflight_probe::report::{PROBE_TIME_HEADER, ReportBatch};
-use postflight_tests::status_result;
+use postflight_probe::report::PROBE_TIME_HEADER;
+use postflight_probe::testkit;
+use postflight_tests::in_process::start_collector;
 use serde_json::Value;
 
 /// 2026-11-23T20:15:04Z.
@@ -30,15 +30,10 @@ struct Bench {
 impl Bench {
     async fn start() -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[alerting]\ngroup_wait = \"0s\"\n",
-            dir.path().join("data").display()
-        );
         let clock = ManualClock::new(NOW);
-        let loaded = config::parse(&text, "test").unwrap();
-        let collector = Collector::start(loaded, Arc::new(clock.clone()))
-            .await
-            .unwrap();
+        let alerting = "[alerting]\ngroup_wait = \"0s\"\n";
+        let data = dir.path().join("data");
+        let collector = start_collector(&data, alerting, Arc::new(clock.clone())).await;
         Bench {
             collector,
             clock,
@@ -56,12 +51,10 @@ impl Bench {
     /// a result started 500 ms ago by its own clock.
     async fn report(&self, probe: &str, offset_ms: i64, pass: bool) -> Value {
         let probe_now = self.clock.now_ms() + offset_ms;
-        let result = status_result(
-            "shop",
-            "health",
-            probe_now - 500,
-            if pass { 200 } else { 503 },
-        );
+        let result = testkit::result("shop", "health")
+            .at(probe_now - 500)
+            .judged_by_status(if pass { 200 } else { 503 })
+            .build();
         self.send(probe, Some(probe_now), vec![result]).await
     }
 
@@ -77,17 +70,16 @@ impl Bench {
             *seq += 1;
             *seq
         };
-        let batch = ReportBatch {
-            probe: probe.into(),
-            seq,
-            sent_at_ms: probe_now.unwrap_or(NOW),
-            labels: [("env".to_string(), "prod".to_string())].into(),
-            probe_version: "0.1.0".into(),
-            config_digest: "abc".into(),
-            heartbeat_interval_ms: 10_000,
-            retry_cap_ms: 10_000,
-            results,
-        };
+        let batch = testkit::batch(probe)
+            .seq(seq)
+            .sent_at(probe_now.unwrap_or(NOW))
+            .env("prod")
+            .probe_version("0.1.0")
+            .config_digest("abc")
+            .heartbeat_ms(10_000)
+            .retry_cap_ms(10_000)
+            .results(results)
+            .build();
         let mut request = self.http.post(self.url("/api/v1/reports")).json(&batch);
         if let Some(time) = probe_now {
             request = request.header(PROBE_TIME_HEADER, time.to_string());
@@ -188,8 +180,14 @@ async fn a_result_dated_year_3000_is_refused_alone_and_counted() {
     let now = bench.clock.now_ms();
     let year_3000 = 32_503_680_000_000;
     let results = vec![
-        status_result("shop", "health", now - 1_000, 200),
-        status_result("shop", "health", year_3000, 200),
+        testkit::result("shop", "health")
+            .at(now - 1_000)
+            .judged_by_status(200)
+            .build(),
+        testkit::result("shop", "health")
+            .at(year_3000)
+            .judged_by_status(200)
+            .build(),
     ];
     let ack = bench.send("web-1", Some(now), results).await;
     assert_eq!(ack["stored"], 1, "the sound result of the batch is kept");

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postflight_collector::clock::ManualClock;
-use postflight_collector::config;
 use postflight_collector::server::Collector;
-use postflight_probe::report::Outcome;
+use postflight_probe::testkit;
+use postflight_tests::in_process::start_collector;
 use postflight_tests::pki::{LeafFiles, TestCa};
-use postflight_tests::{batch, now_ms, read_until_closed, result};
+use postflight_tests::{now_ms, probe_batch, read_until_closed};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -29,23 +29,20 @@ async fn start(dir: &Path, server: &LeafFiles, client_ca: Option<&Path>) -> Coll
 /// A collector serving `server`'s certificate, with `extra` appended to `[server]`.
 async fn start_with(dir: &Path, server: &LeafFiles, extra: &str) -> Collector {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{extra}\
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\n{extra}\
          [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n",
-        dir.join("data").display(),
         server.cert.display(),
         server.key.display(),
     );
-    let loaded = config::parse(&text, "test").unwrap();
-    Collector::start(loaded, Arc::new(ManualClock::new(now_ms())))
-        .await
-        .unwrap()
+    let clock = Arc::new(ManualClock::new(now_ms()));
+    start_collector(&dir.join("data"), &text, clock).await
 }
 
 /// A client trusting `ca`, presenting `identity` when given.
 fn client(ca: &TestCa, identity: Option<&LeafFiles>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap());
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap());
     if let Some(files) = identity {
         let mut pem = std::fs::read(&files.cert).unwrap();
         pem.extend(std::fs::read(&files.key).unwrap());
@@ -56,11 +53,14 @@ fn client(ca: &TestCa, identity: Option<&LeafFiles>) -> reqwest::Client {
 
 /// POST one batch from web-1; the status code, or the transport error.
 async fn report(client: &reqwest::Client, collector: &Collector, seq: u64) -> Result<u16, String> {
-    let batch = batch(
-        "web-1",
-        seq,
-        vec![result("svc", "health", now_ms(), Outcome::Pass, None)],
-    );
+    let batch = probe_batch("web-1", seq)
+        .results(vec![
+            testkit::result("svc", "health")
+                .at(now_ms())
+                .status(200)
+                .build(),
+        ])
+        .build();
     client
         .post(format!(
             "https://localhost:{}/api/v1/reports",
@@ -198,7 +198,7 @@ async fn tls_connect(
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
         .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -326,12 +326,13 @@ async fn over_tls_slow_headers_and_idle_keep_alive_are_cut_off() {
 }
 
 /// `postflight serve` on all addresses without TLS, `plaintext` as given; stderr to `log`.
-fn serve_public(dir: &Path, port: u16, plaintext: bool, log: &Path) -> std::process::Child {
+/// `postflight serve` on `0.0.0.0:0`, writing its bound address to `<dir>/public.address`.
+fn serve_public(dir: &Path, plaintext: bool, log: &Path) -> std::process::Child {
     let config = dir.join("public.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"0.0.0.0:{port}\"\ndata_dir = \"{}\"\nplaintext = {plaintext}\n\n\
+            "[server]\nlisten = \"0.0.0.0:0\"\ndata_dir = \"{}\"\nplaintext = {plaintext}\n\n\
              [[auth.probes]]\nname = \"web-1\"\ntoken = \"{TOKEN_WEB1}\"\n",
             dir.join("data").display(),
         ),
@@ -340,6 +341,8 @@ fn serve_public(dir: &Path, port: u16, plaintext: bool, log: &Path) -> std::proc
     std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
         .args(["serve", "--config"])
         .arg(&config)
+        .arg("--address-file")
+        .arg(dir.join("public.address"))
         .env("POSTFLIGHT_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -350,16 +353,19 @@ fn serve_public(dir: &Path, port: u16, plaintext: bool, log: &Path) -> std::proc
 #[tokio::test]
 async fn a_public_listener_without_tls_is_refused_and_with_plaintext_warns_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, log) = (postflight_tests::free_port(), dir.path().join("serve.log"));
-    let refused = serve_public(dir.path(), port, false, &log)
+    let log = dir.path().join("serve.log");
+    let refused = serve_public(dir.path(), false, &log)
         .wait_with_output()
         .unwrap();
     let said = std::fs::read_to_string(&log).unwrap();
     assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(said.contains("TLS is off"), "{said}");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(
+        !dir.path().join("public.address").exists(),
+        "it never bound a port"
+    );
 
-    let mut child = serve_public(dir.path(), port, true, &log);
+    let mut child = serve_public(dir.path(), true, &log);
     let warned = postflight_tests::eventually(Duration::from_secs(20), || {
         let said = std::fs::read_to_string(&log).unwrap_or_default();
         async move { said.contains("serving plain HTTP on a non-loopback address") }

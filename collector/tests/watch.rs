@@ -18,9 +18,8 @@ use postflight_collector::watch::watcher::WatchConfig;
 use postflight_collector::watch::{
     Deploy, Finding, NewDeploy, ServiceWatch, Verdict, WatchError, WatchSection, Watcher,
 };
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::{CheckKind, CheckResult, ConditionReport, Outcome};
+use postflight_probe::testkit;
 
 /// 2027-01-15T08:00:00Z.
 const T0: i64 = 1_800_000_000_000;
@@ -94,22 +93,12 @@ fn harness_with(section: WatchSection) -> Harness {
 }
 
 fn http(check: &str, at_ms: i64, latency_ms: u64) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: "recall-api".into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: latency_ms * 1000,
-        outcome: Outcome::Pass,
-        reason: None,
-        facts: Facts {
-            status: Some(200),
-            ..Facts::default()
-        },
-        conditions: vec![condition("status == 200", "== 200", "200", true)],
-    }
+    testkit::result("recall-api", check)
+        .at(at_ms)
+        .duration_us(latency_ms * 1000)
+        .status(200)
+        .condition("status == 200", "== 200", "200", true)
+        .build()
 }
 
 fn condition(expression: &str, expected: &str, actual: &str, ok: bool) -> ConditionReport {
@@ -129,46 +118,29 @@ fn version(at_ms: i64, version: &str) -> CheckResult {
 }
 
 fn host_check(check: &str, kind: CheckKind, at_ms: i64, missing: &[&str]) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: "recall-api".into(),
-        check: check.into(),
-        kind,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 300,
-        outcome: if missing.is_empty() {
-            Outcome::Pass
-        } else {
-            Outcome::Fail
-        },
-        reason: None,
-        facts: Facts {
-            missing: missing.iter().map(|m| m.to_string()).collect(),
-            ..Facts::default()
-        },
-        conditions: Vec::new(),
-    }
+    testkit::result("recall-api", check)
+        .kind(kind)
+        .at(at_ms)
+        .duration_us(300)
+        .passing(missing.is_empty())
+        .facts(|facts| facts.missing = missing.iter().map(|m| m.to_string()).collect())
+        .build()
 }
 
 impl Harness {
     /// Deliver one batch from `probe` (labelled `env = prod` unless `env` says otherwise),
     /// received when its newest result was produced (or now, if that is later).
     fn feed(&self, probe: &str, env: Option<&str>, results: Vec<CheckResult>) {
-        let labels: BTreeMap<String, String> = env
-            .map(|e| [("env".to_string(), e.to_string())].into())
-            .unwrap_or_default();
-        let batch = ReportBatch {
-            retry_cap_ms: 0,
-            probe: probe.into(),
-            seq: self.seq.fetch_add(1, Ordering::SeqCst) as u64,
-            sent_at_ms: self.clock_now(),
-            labels,
-            probe_version: "0.1.0".into(),
-            config_digest: String::new(),
-            heartbeat_interval_ms: 30_000,
-            results,
-        };
+        let mut batch = testkit::batch(probe)
+            .seq(self.seq.fetch_add(1, Ordering::SeqCst) as u64)
+            .sent_at(self.clock_now())
+            .probe_version("0.1.0")
+            .heartbeat_ms(30_000)
+            .results(results);
+        if let Some(env) = env {
+            batch = batch.env(env);
+        }
+        let batch = batch.build();
         let newest = batch.results.iter().map(|r| r.started_at_ms).max();
         let received = newest.unwrap_or(i64::MIN).max(self.clock_now());
         self.watcher.on_batch(&batch, received);
@@ -808,17 +780,12 @@ fn a_watched_deploy_survives_a_restart() {
     let mut failing = http("readyz", T0 + 2 * MINUTE, 20);
     failing.outcome = Outcome::Fail;
     failing.conditions = vec![condition("status == 200", "== 200", "502", false)];
-    let batch = ReportBatch {
-        retry_cap_ms: 0,
-        probe: "web-3".into(),
-        seq: 99,
-        sent_at_ms: T0,
-        labels: [("env".to_string(), "prod".to_string())].into(),
-        probe_version: String::new(),
-        config_digest: String::new(),
-        heartbeat_interval_ms: 0,
-        results: vec![failing],
-    };
+    let batch = testkit::batch("web-3")
+        .seq(99)
+        .sent_at(T0)
+        .env("prod")
+        .results([failing])
+        .build();
     let regressed = reopened.observe(&batch).unwrap();
     assert_eq!(regressed.len(), 1);
     assert_eq!(

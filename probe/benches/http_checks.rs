@@ -14,6 +14,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use postflight_probe::testkit::free_port;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--serve") {
@@ -217,14 +219,6 @@ fn process_cpu_us(pid: u32) -> u64 {
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     let hz = 100; // USER_HZ on Linux
     ticks * 1_000_000 / hz
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16) {

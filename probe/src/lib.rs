@@ -23,6 +23,8 @@
 //!   passes through (logs, results, answers, notifications).
 //! - [`wildcard`]: `*` / `?` patterns in config.
 //! - [`output`]: the table and JSON that `postflight-probe once` prints.
+//! - `testkit` (feature `test-support`, for tests and benches only): builders of results
+//!   and batches.
 
 pub mod agent;
 pub mod check;
@@ -37,6 +39,8 @@ pub mod output;
 pub mod problems;
 pub mod report;
 pub mod secret;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testkit;
 pub mod units;
 pub mod version;
 pub mod wildcard;

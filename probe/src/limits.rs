@@ -295,51 +295,27 @@ pub fn fit_text(text: &mut String, max: usize) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::report::{CheckKind, ConditionReport, Facts, Outcome};
+    use crate::testkit;
 
-    fn result(reason: &str, version: &str) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "svc".into(),
-            check: "health".into(),
-            kind: CheckKind::Http,
-            seq: 1,
-            started_at_ms: 1,
-            duration_us: 1,
-            outcome: Outcome::Fail,
-            reason: Some(reason.into()),
-            facts: Facts {
-                version: Some(version.into()),
-                ..Facts::default()
-            },
-            conditions: vec![ConditionReport {
-                expression: "status == 200".into(),
-                expected: "== 200".into(),
-                actual: "x".repeat(5_000),
-                ok: false,
-                error: None,
-            }],
-        }
+    fn failed(reason: &str, version: &str) -> CheckResult {
+        testkit::result("svc", "health")
+            .seq(1)
+            .at(1)
+            .duration_us(1)
+            .failed(reason)
+            .version(version)
+            .condition("status == 200", "== 200", &"x".repeat(5_000), false)
+            .build()
     }
 
-    fn batch(results: Vec<CheckResult>) -> ReportBatch {
-        ReportBatch {
-            retry_cap_ms: 0,
-            probe: "web-1".into(),
-            seq: 1,
-            sent_at_ms: 1,
-            labels: Default::default(),
-            probe_version: String::new(),
-            config_digest: String::new(),
-            heartbeat_interval_ms: 0,
-            results,
-        }
+    fn batch_of(results: Vec<CheckResult>) -> ReportBatch {
+        testkit::batch("web-1").sent_at(1).results(results).build()
     }
 
     #[test]
     fn a_fitted_batch_passes_the_check_it_failed() {
         let limits = Limits::default();
-        let mut hostile = batch(vec![result(&"r\u{1b}[2J".repeat(100_000), "v\r\n1\0")]);
+        let mut hostile = batch_of(vec![failed(&"r\u{1b}[2J".repeat(100_000), "v\r\n1\0")]);
         assert!(check_batch(&hostile, &limits).is_err());
         let changed = fit_batch(&mut hostile, &limits);
         assert_eq!(
@@ -362,11 +338,11 @@ mod tests {
             results_per_batch: 1,
             ..Limits::default()
         };
-        let error = check_batch(&batch(vec![result("", ""), result("", "")]), &limits);
+        let error = check_batch(&batch_of(vec![failed("", ""), failed("", "")]), &limits);
         let error = error.unwrap_err();
         assert_eq!(error.limit(), "results_per_batch");
         assert!(error.to_string().contains("limits.results_per_batch = 1"));
-        let mut labelled = batch(vec![]);
+        let mut labelled = batch_of(vec![]);
         labelled.labels.insert("env".into(), "prod\u{202e}".into());
         assert_eq!(
             check_batch(&labelled, &limits).unwrap_err().limit(),
@@ -384,7 +360,7 @@ mod tests {
         #[test]
         fn any_fitted_text_satisfies_the_check(reason in "\\PC{0,300}|[\\x00-\\x1f\\u{80}-\\u{9f}é]{0,300}", max in 0usize..40) {
             let limits = Limits { reason_length: max, ..Limits::default() };
-            let mut hostile = batch(vec![result(&reason, "1")]);
+            let mut hostile = batch_of(vec![failed(&reason, "1")]);
             fit_batch(&mut hostile, &limits);
             proptest::prop_assert_eq!(check_batch(&hostile, &limits), Ok(()));
         }

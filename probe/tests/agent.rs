@@ -27,6 +27,7 @@ use postflight_probe::config::{ProbeConfig, parse_probe_config};
 use postflight_probe::report::{
     BatchRefusal, EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope, is_envelope,
 };
+use postflight_probe::testkit::eventually;
 
 /// What the fake collector has seen.
 #[derive(Debug, Default)]
@@ -225,16 +226,10 @@ fn probe_time(headers: &HeaderMap) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Poll `condition` every 20 ms for up to 20 s.
+/// Poll `condition` for up to 20 s ([`eventually`]); panic naming `what` if it never holds.
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up after 20 s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = eventually(Duration::from_secs(20), || std::future::ready(condition())).await;
+    assert!(held, "gave up after 20 s waiting for: {what}");
 }
 
 fn options() -> AgentOptions {

@@ -457,7 +457,7 @@ fn dlopen_in_a_child_reports_libraries_whose_dependencies_are_gone() {
         "probe-as-child",
         &format!(
             "[ \"$1\" = __dlopen ] || exit 97\nshift\nprintf '%s\\n' \"$@\" > '{args}'\n\
-             {var}='{args}' exec '{exe}' --exact dlopen_in_a_child_reports_libraries_whose_dependencies_are_gone \
+             {var}='{args}' exec '{exe}' --exact host_checks::dlopen_in_a_child_reports_libraries_whose_dependencies_are_gone \
              --nocapture --test-threads=1",
             args = args_file.display(),
             var = DLOPEN_CHILD_ARGS,

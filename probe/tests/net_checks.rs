@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::future::pending;
@@ -24,7 +24,8 @@ use postflight_probe::check::{Check, HttpSpec, MetricSpec, Target, TcpSpec};
 use postflight_probe::observation::Observation;
 use postflight_probe::report::{CheckKind, Outcome};
 
-use support::{Authority, refused_addr, serve, serve_tls, unix_now};
+use postflight_probe::testkit::pki::TestCa;
+use support::{refused_addr, serve, serve_tls, unix_now};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const SHORT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -421,8 +422,8 @@ mod tls {
 
     #[tokio::test]
     async fn a_valid_certificate_trusted_through_ca_file_reports_days_left() {
-        let ca = Authority::new();
-        let service = serve_tls(hello(), ca.issue(-DAY, 90 * DAY)).await;
+        let ca = TestCa::numbered();
+        let service = serve_tls(hello(), ca.identity(-DAY, 90 * DAY)).await;
         let ca_file = ca.pem_file();
         let target = HttpTarget::new(&http_spec(
             &service.https_url("/healthz"),
@@ -444,8 +445,8 @@ mod tls {
 
     #[tokio::test]
     async fn a_certificate_expiring_in_three_days_reports_under_three_days_left() {
-        let ca = Authority::new();
-        let service = serve_tls(hello(), ca.issue(-30 * DAY, 3 * DAY)).await;
+        let ca = TestCa::numbered();
+        let service = serve_tls(hello(), ca.identity(-30 * DAY, 3 * DAY)).await;
         let ca_file = ca.pem_file();
         let observation = observe_http(&service.https_url("/healthz"), &ca_file_line(&ca_file))
             .await
@@ -456,8 +457,8 @@ mod tls {
 
     #[tokio::test]
     async fn an_expired_certificate_is_an_error_saying_so() {
-        let ca = Authority::new();
-        let service = serve_tls(hello(), ca.issue(-30 * DAY, -2 * DAY)).await;
+        let ca = TestCa::numbered();
+        let service = serve_tls(hello(), ca.identity(-30 * DAY, -2 * DAY)).await;
         let ca_file = ca.pem_file();
         let error = observe_http(&service.https_url("/healthz"), &ca_file_line(&ca_file))
             .await
@@ -467,8 +468,8 @@ mod tls {
 
     #[tokio::test]
     async fn an_expired_certificate_without_verification_shows_negative_days_left() {
-        let ca = Authority::new();
-        let service = serve_tls(hello(), ca.issue(-30 * DAY, -2 * DAY)).await;
+        let ca = TestCa::numbered();
+        let service = serve_tls(hello(), ca.identity(-30 * DAY, -2 * DAY)).await;
         let observation = observe_http(&service.https_url("/healthz"), "tls_verify = false")
             .await
             .unwrap();
@@ -479,8 +480,8 @@ mod tls {
 
     #[tokio::test]
     async fn a_certificate_from_an_unknown_ca_is_an_error_naming_the_issuer() {
-        let service = serve_tls(hello(), Authority::new().issue(-DAY, 90 * DAY)).await;
-        let other_ca = Authority::new().pem_file();
+        let service = serve_tls(hello(), TestCa::numbered().identity(-DAY, 90 * DAY)).await;
+        let other_ca = TestCa::numbered().pem_file();
         let error = observe_http(&service.https_url("/healthz"), &ca_file_line(&other_ca))
             .await
             .unwrap_err();
@@ -491,8 +492,8 @@ mod tls {
 
     #[tokio::test]
     async fn a_certificate_from_a_different_ca_of_the_same_name_is_an_error_naming_the_issuer() {
-        let service = serve_tls(hello(), Authority::named("Ops CA").issue(-DAY, 90 * DAY)).await;
-        let regenerated = Authority::named("Ops CA").pem_file();
+        let service = serve_tls(hello(), TestCa::new("Ops CA").identity(-DAY, 90 * DAY)).await;
+        let regenerated = TestCa::new("Ops CA").pem_file();
         let error = observe_http(&service.https_url("/healthz"), &ca_file_line(&regenerated))
             .await
             .unwrap_err();
@@ -502,8 +503,8 @@ mod tls {
 
     #[tokio::test]
     async fn a_ca_file_may_hold_several_certificates() {
-        let (unrelated, ca) = (Authority::new(), Authority::new());
-        let service = serve_tls(hello(), ca.issue(-DAY, 30 * DAY)).await;
+        let (unrelated, ca) = (TestCa::numbered(), TestCa::numbered());
+        let service = serve_tls(hello(), ca.identity(-DAY, 30 * DAY)).await;
         let bundle = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bundle.path(), format!("{}{}", unrelated.pem(), ca.pem())).unwrap();
         let observation = observe_http(&service.https_url("/healthz"), &ca_file_line(&bundle))

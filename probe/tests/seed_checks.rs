@@ -2,7 +2,7 @@
 //! services: the whole path config -> check -> observation -> conditions -> result.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use postflight_probe::report::{EnvelopeAck, Outcome, ReportAck, ReportBatch, ReportEnvelope};
+use postflight_probe::report::{EnvelopeAck, ReportAck, ReportBatch, ReportEnvelope};
+use postflight_probe::testkit;
 
-use crate::{batch, now_ms, result};
+use crate::{now_ms, probe_batch};
 
 /// What the fleet does.
 #[derive(Debug, Clone)]
@@ -204,19 +205,17 @@ impl SimulatedProbe {
         let results = if !self.spec.heartbeats || seq % 2 == 1 {
             (0..self.spec.series)
                 .map(|i| {
-                    result(
-                        "fleet",
-                        &format!("check-{i}"),
-                        at,
-                        Outcome::Pass,
-                        Some("1.0"),
-                    )
+                    testkit::result("fleet", &format!("check-{i}"))
+                        .at(at)
+                        .status(200)
+                        .version("1.0")
+                        .build()
                 })
                 .collect()
         } else {
             Vec::new()
         };
-        let mut made = batch(&self.name, seq, results);
+        let mut made = probe_batch(&self.name, seq).results(results).build();
         made.heartbeat_interval_ms = u64::try_from(self.spec.interval.as_millis()).unwrap_or(0);
         made
     }

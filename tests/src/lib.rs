@@ -1,22 +1,21 @@
 //! Harness for end-to-end tests: find the built binaries, start a real collector
 //! process on a loopback port with its own data directory, post batches, and poll for a
-//! condition with a deadline (never sleep-and-hope); [`fleet`] simulates many probes.
+//! condition with a deadline (never sleep-and-hope); [`fleet`] simulates many probes,
+//! [`in_process`] starts a collector inside the test, [`pki`] makes certificates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
 pub mod fleet;
-pub mod pki;
+pub mod in_process;
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::ReportBatch;
+use postflight_probe::testkit::{self, BatchBuilder};
+/// The one poll with a deadline and the one free-port finder (`postflight_probe::testkit`).
+pub use postflight_probe::testkit::{eventually, free_port, pki};
 
 /// Path of a workspace binary next to the test executable (target/<profile>/NAME).
 pub fn binary(name: &str) -> PathBuf {
@@ -32,42 +31,6 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port for a server the test starts later (bound, then released).
-///
-/// Taken below the kernel's ephemeral range (32768 and up), so the outgoing
-/// connections the tests make meanwhile cannot be handed the same port; each call
-/// moves on from a per-process starting point, so parallel tests do not collide.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id() % 400 * 30;
-    for _ in 0..12_000 {
-        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        let port = 20_000 + offset as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port between 20000 and 31999");
-}
-
-/// Poll `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
-pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Reads until the peer closes the connection (or `within` passes, then `None`): what
@@ -99,12 +62,12 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A real `postflight serve` process.
+/// A real `postflight serve` process (killed when dropped).
 pub struct CollectorProcess {
     pub url: String,
     pub port: u16,
     pub config_path: PathBuf,
-    child: Option<Child>,
+    process: ChildProcess,
 }
 
 impl CollectorProcess {
@@ -144,7 +107,7 @@ impl CollectorProcess {
             url: String::new(),
             port,
             config_path,
-            child: Some(child),
+            process: ChildProcess::new(child),
         };
         let addr = bound_address(&address_file).await;
         collector.port = addr.port();
@@ -166,22 +129,17 @@ impl CollectorProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
+        self.process.pid()
     }
 
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        signal(child.id(), libc::SIGTERM);
-        child.wait().ok().and_then(|s| s.code())
+        self.process.terminate()
     }
 
     /// GET a JSON document from the API.
@@ -195,14 +153,8 @@ impl CollectorProcess {
     }
 }
 
-impl Drop for CollectorProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 /// The address `serve --address-file` wrote to `path` (written atomically once bound).
-async fn bound_address(path: &Path) -> std::net::SocketAddr {
+pub async fn bound_address(path: &Path) -> std::net::SocketAddr {
     let written = eventually(Duration::from_secs(20), || async { path.exists() }).await;
     assert!(
         written,
@@ -215,27 +167,52 @@ async fn bound_address(path: &Path) -> std::net::SocketAddr {
         .unwrap_or_else(|e| panic!("address file {}: {text:?}: {e}", path.display()))
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves
-/// nothing running that keeps the test's output pipes open.
-pub struct KillOnDrop(pub std::process::Child);
+/// A child process the test started: SIGKILL'd and reaped when dropped (unless it was
+/// stopped before), so a failing test leaves nothing running that keeps the test's
+/// output pipes open.
+pub struct ChildProcess(Option<Child>);
 
-impl std::ops::Deref for KillOnDrop {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
+impl ChildProcess {
+    pub fn new(child: Child) -> ChildProcess {
+        ChildProcess(Some(child))
+    }
+
+    /// The process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The running child (its pipes), until it is stopped.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the process was stopped")
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.0.take()?;
+        signal(child.id(), libc::SIGTERM);
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Whether it has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 }
 
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill9();
     }
 }
 
@@ -248,74 +225,40 @@ pub fn signal(pid: u32, signal: i32) {
     }
 }
 
-/// A passing or failing result for tests.
-pub fn result(
-    service: &str,
-    check: &str,
-    started_at_ms: i64,
-    outcome: Outcome,
-    version: Option<&str>,
-) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: service.into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms,
-        duration_us: 12_000,
-        outcome,
-        reason: (outcome != Outcome::Pass).then(|| "status < 300 (actual 500)".into()),
-        facts: Facts {
-            status: Some(if outcome == Outcome::Pass { 200 } else { 500 }),
-            version: version.map(str::to_string),
-            ..Facts::default()
-        },
-        conditions: Vec::new(),
+/// A batch from `probe` with sequence `seq`, as the harness's probes send it now (env
+/// prod, a heartbeat every 15 s); add its results with
+/// [`BatchBuilder::results`](postflight_probe::testkit::BatchBuilder::results).
+pub fn probe_batch(probe: &str, seq: u64) -> BatchBuilder {
+    testkit::batch(probe)
+        .seq(seq)
+        .sent_at(now_ms())
+        .env("prod")
+        .probe_version("test")
+        .config_digest("0")
+        .heartbeat_ms(15_000)
+}
+
+/// The text of `GET url` (a page, `/metrics`); empty when the server cannot be reached
+/// or the body cannot be read, so that a poll can simply try again.
+pub async fn get_text(url: &str) -> String {
+    match reqwest::get(url).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }
 
-/// An HTTP result judged by `status == 200` at `at_ms`, with that condition reported
-/// the way the probe reports it (expected and actual).
-pub fn status_result(service: &str, check: &str, at_ms: i64, status: u16) -> CheckResult {
-    let ok = status == 200;
-    CheckResult {
-        interval_ms: 0,
-        service: service.into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: at_ms,
-        duration_us: 20_000,
-        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        reason: None,
-        facts: Facts {
-            status: Some(status),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "status == 200".into(),
-            expected: "== 200".into(),
-            actual: status.to_string(),
-            ok,
-            error: None,
-        }],
-    }
+/// The value of `series` (a metric name with its labels, as exposed) in `/metrics` text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
-/// A batch from `probe` with sequence `seq`.
-pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 0,
-        probe: probe.into(),
-        seq,
-        sent_at_ms: now_ms(),
-        labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
-        probe_version: "test".into(),
-        config_digest: "0".into(),
-        heartbeat_interval_ms: 15_000,
-        results,
-    }
+/// `series` from the `/metrics` of the server at `base_url` (0 when absent or the server
+/// cannot be reached).
+pub async fn scrape(base_url: &str, series: &str) -> f64 {
+    let text = get_text(&format!("{base_url}/metrics")).await;
+    metric_value(&text, series).unwrap_or(0.0)
 }
 
 /// POST a batch; returns the HTTP status and the JSON answer.

@@ -6,11 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use postflight_probe::agent::spool::{batch_file_name, collector_key};
-use postflight_tests::{CollectorProcess, binary, eventually, free_port, signal};
+use postflight_tests::{
+    ChildProcess, CollectorProcess, binary, eventually, free_port, scrape, signal,
+};
 use serde::Deserialize;
 
 const PROBE: &str = "agent-e2e";
@@ -19,7 +21,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A real `postflight-probe run` process.
 struct ProbeProcess {
-    child: Option<Child>,
+    /// The process (stopped with `kill9` or `terminate`, through `Deref`).
+    process: ChildProcess,
     config_path: PathBuf,
     /// JSON log lines of every run of the probe in this directory.
     log_path: PathBuf,
@@ -47,7 +50,7 @@ impl ProbeProcess {
             .spawn()
             .expect("spawn postflight-probe run");
         let probe = ProbeProcess {
-            child: Some(child),
+            process: ChildProcess::new(child),
             config_path,
             log_path,
             spool: config.spool.clone(),
@@ -67,40 +70,9 @@ impl ProbeProcess {
         probe
     }
 
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, wait, return the exit code.
-    fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        signal(child.id(), libc::SIGTERM);
-        child.wait().ok().and_then(|s| s.code())
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
     /// A counter or gauge from the probe's `/metrics` (0 when absent).
     async fn metric(&self, series: &str) -> f64 {
-        let text = match reqwest::get(format!("{}/metrics", self.metrics_url)).await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => return 0.0,
-        };
-        text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or(0.0)
+        scrape(&self.metrics_url, series).await
     }
 
     /// Batch files waiting for a collector.
@@ -151,9 +123,16 @@ impl ProbeProcess {
     }
 }
 
-impl Drop for ProbeProcess {
-    fn drop(&mut self) {
-        self.kill9();
+impl std::ops::Deref for ProbeProcess {
+    type Target = ChildProcess;
+    fn deref(&self) -> &ChildProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for ProbeProcess {
+    fn deref_mut(&mut self) -> &mut ChildProcess {
+        &mut self.process
     }
 }
 
@@ -425,8 +404,11 @@ async fn a_full_spool_drops_the_oldest_and_the_collector_shows_the_gap() {
         !view.gaps.is_empty(),
         "the collector shows the gap: {view:?}"
     );
+    // Every gap is a batch the probe dropped. A dropped batch may still be stored: the
+    // collector can have made batches of the request in flight at its SIGKILL durable
+    // without its answer reaching the probe, which kept and later dropped them.
     assert!(
-        view.missing_batches <= dropped && view.missing_batches + 1 >= dropped,
+        view.missing_batches >= 1 && view.missing_batches <= dropped,
         "{dropped} dropped: {view:?}"
     );
     assert_eq!(view.sequence_restarts, 0, "{view:?}");

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postflight_probe::report::{Outcome, ReportBatch};
-use postflight_tests::{CollectorProcess, batch, eventually, now_ms, post_batch, result};
+use postflight_probe::report::ReportBatch;
+use postflight_probe::testkit;
+use postflight_tests::{CollectorProcess, eventually, now_ms, post_batch, probe_batch};
 
 const PROBES: usize = 4;
 const RESULTS_PER_BATCH: usize = 10;
@@ -26,18 +27,16 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
         senders.push(tokio::spawn(async move {
             let probe = format!("crash-{p}");
             for seq in 1..=10_000u64 {
-                let results = (0..RESULTS_PER_BATCH)
+                let results: Vec<_> = (0..RESULTS_PER_BATCH)
                     .map(|i| {
-                        result(
-                            "crash-svc",
-                            &format!("c{i}"),
-                            start + seq as i64,
-                            Outcome::Pass,
-                            Some("v1"),
-                        )
+                        testkit::result("crash-svc", &format!("c{i}"))
+                            .at(start + seq as i64)
+                            .status(200)
+                            .version("v1")
+                            .build()
                     })
                     .collect();
-                let sent = batch(&probe, seq, results);
+                let sent = probe_batch(&probe, seq).results(results).build();
                 let request = reqwest::Client::new()
                     .post(format!("{url}/api/v1/reports"))
                     .timeout(Duration::from_secs(5))
@@ -101,17 +100,16 @@ async fn sigkill_during_ingest_loses_no_acknowledged_result() {
 async fn sigterm_stops_the_collector_cleanly_and_keeps_what_it_stored() {
     let dir = tempfile::tempdir().unwrap();
     let mut collector = CollectorProcess::start(dir.path(), "").await;
-    let sent = batch(
-        "term-probe",
-        1,
-        vec![result(
-            "term-svc",
-            "health",
-            now_ms() - 1_000,
-            Outcome::Fail,
-            Some("v7"),
-        )],
-    );
+    let sent = probe_batch("term-probe", 1)
+        .results(vec![
+            testkit::result("term-svc", "health")
+                .at(now_ms() - 1_000)
+                .status(500)
+                .failed("status < 300 (actual 500)")
+                .version("v7")
+                .build(),
+        ])
+        .build();
     let (status, _) = post_batch(&collector.url, None, &sent).await;
     assert_eq!(status, 200);
     assert_eq!(collector.terminate(), Some(0), "SIGTERM is a clean exit");

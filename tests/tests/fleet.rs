@@ -57,6 +57,32 @@ fn terminate_timed(collector: &mut CollectorProcess) -> (Duration, Option<i32>) 
     (started.elapsed(), code)
 }
 
+/// Every simulated probe is known with all its batches and results, each stored once.
+async fn each_fleet_probe_is_stored_once_and_complete(collector: &CollectorProcess) {
+    let probes = collector.get_json("/api/v1/probes").await;
+    let probes = probes["probes"].as_array().unwrap();
+    let fleet_probes: Vec<_> = probes
+        .iter()
+        .filter(|p| p["name"].as_str().unwrap().starts_with("fleet-"))
+        .collect();
+    assert_eq!(fleet_probes.len(), PROBES);
+    let results_batches = BATCHES_PER_PROBE.div_ceil(2);
+    for probe in fleet_probes {
+        let name = probe["name"].as_str().unwrap();
+        assert_eq!(probe["highest_seq"], BATCHES_PER_PROBE, "{name}");
+        assert_eq!(probe["missing_batches"], 0, "{name}");
+        assert_eq!(
+            probe["total_batches"], BATCHES_PER_PROBE,
+            "{name}: each batch once"
+        );
+        assert_eq!(
+            probe["total_results"],
+            results_batches * SERIES as u64,
+            "{name}: each result once"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_probes_survive_a_restart_and_a_backlog_burst_stored_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,28 +135,7 @@ async fn two_hundred_probes_survive_a_restart_and_a_backlog_burst_stored_once() 
         stats.busy.load(Ordering::Relaxed),
         stats.failed.load(Ordering::Relaxed)
     );
-    let probes = collector.get_json("/api/v1/probes").await;
-    let probes = probes["probes"].as_array().unwrap();
-    let fleet_probes: Vec<_> = probes
-        .iter()
-        .filter(|p| p["name"].as_str().unwrap().starts_with("fleet-"))
-        .collect();
-    assert_eq!(fleet_probes.len(), PROBES);
-    let results_batches = BATCHES_PER_PROBE.div_ceil(2);
-    for probe in fleet_probes {
-        let name = probe["name"].as_str().unwrap();
-        assert_eq!(probe["highest_seq"], BATCHES_PER_PROBE, "{name}");
-        assert_eq!(probe["missing_batches"], 0, "{name}");
-        assert_eq!(
-            probe["total_batches"], BATCHES_PER_PROBE,
-            "{name}: each batch once"
-        );
-        assert_eq!(
-            probe["total_results"],
-            results_batches * SERIES as u64,
-            "{name}: each result once"
-        );
-    }
+    each_fleet_probe_is_stored_once_and_complete(&collector).await;
     done.store(true, Ordering::Release);
     health.await.unwrap();
     assert!(

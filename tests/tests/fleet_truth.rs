@@ -4,8 +4,9 @@
 //! quiet once it is back. Every wait is a poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use postflight_probe::testkit;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,15 +14,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use postflight_tests::{
-    CollectorProcess, batch, binary, eventually, free_port, now_ms, post_batch, signal,
-    status_result,
+    ChildProcess, CollectorProcess, binary, eventually, now_ms, post_batch, probe_batch, scrape,
 };
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A `postflight-probe run` process with one fast tcp check.
-struct Probe(Option<Child>);
+struct Probe(ChildProcess);
 
 impl Probe {
     fn start(dir: &Path, name: &str, collector: &CollectorProcess) -> Probe {
@@ -48,20 +48,11 @@ impl Probe {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn postflight-probe run");
-        Probe(Some(child))
+        Probe(ChildProcess::new(child))
     }
 
     fn kill9(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.kill9();
+        self.0.kill9();
     }
 }
 
@@ -156,24 +147,26 @@ impl Hook {
 
 /// A counter or gauge from the collector's `/metrics` (0 when absent).
 async fn metric(collector: &CollectorProcess, series: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", collector.url)).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0)
+    scrape(&collector.url, series).await
 }
 
 /// `service` fails twice on one probe, reported to each of `collectors`.
 async fn outage(collectors: &[&CollectorProcess], service: &str, seq: &mut u64) {
     for _ in 0..2 {
         *seq += 1;
-        let failing = vec![status_result(service, "health", now_ms(), 503)];
+        let failing = vec![
+            testkit::result(service, "health")
+                .at(now_ms())
+                .judged_by_status(503)
+                .build(),
+        ];
         for collector in collectors {
-            let (status, _) =
-                post_batch(&collector.url, None, &batch("web-1", *seq, failing.clone())).await;
+            let (status, _) = post_batch(
+                &collector.url,
+                None,
+                &probe_batch("web-1", *seq).results(failing.clone()).build(),
+            )
+            .await;
             assert_eq!(status, 200);
         }
     }
@@ -188,9 +181,10 @@ async fn an_ha_pair_pages_once_and_the_standby_takes_over_only_while_the_primary
     let (primary_dir, standby_dir) = (dir.path().join("primary"), dir.path().join("standby"));
     std::fs::create_dir_all(&primary_dir).unwrap();
     std::fs::create_dir_all(&standby_dir).unwrap();
-    let primary_port = free_port();
     let primary_config = format!("[alerting]\ngroup_wait = \"0s\"\n\n{channel}");
-    let mut primary = CollectorProcess::start_on(&primary_dir, primary_port, &primary_config).await;
+    let mut primary = CollectorProcess::start(&primary_dir, &primary_config).await;
+    // Restarted later on the same address, which the standby watches.
+    let primary_port = primary.port;
     let standby_config = format!(
         "[alerting]\ngroup_wait = \"0s\"\nstandby_of = \"{}\"\ntakeover_after = \"2s\"\n\n{channel}",
         primary.url

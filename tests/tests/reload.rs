@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use postflight_probe::report::Outcome;
-use postflight_tests::{CollectorProcess, batch, eventually, now_ms, post_batch, result, signal};
+use postflight_probe::testkit;
+use postflight_tests::{CollectorProcess, eventually, now_ms, post_batch, probe_batch, signal};
 
 const WEB1: &str = "web-1-token-0123456789";
 const WEB2: &str = "web-2-token-0123456789";
@@ -45,16 +45,20 @@ async fn reloads(collector: &CollectorProcess, outcome: &str) -> u64 {
 }
 
 async fn report(collector: &CollectorProcess, probe: &str, token: &str, seq: u64) -> u16 {
-    let results = vec![result(
-        "svc",
-        "health",
-        now_ms(),
-        Outcome::Pass,
-        Some("1.0"),
-    )];
-    post_batch(&collector.url, Some(token), &batch(probe, seq, results))
-        .await
-        .0
+    let results = vec![
+        testkit::result("svc", "health")
+            .at(now_ms())
+            .status(200)
+            .version("1.0")
+            .build(),
+    ];
+    post_batch(
+        &collector.url,
+        Some(token),
+        &probe_batch(probe, seq).results(results).build(),
+    )
+    .await
+    .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,14 +16,16 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use postflight_tests::pki::TestCa;
-use postflight_tests::{binary, eventually, free_port, signal};
+use postflight_tests::pki::{LeafFiles, TestCa};
+use postflight_tests::{
+    ChildProcess, binary, bound_address, eventually, free_port, get_text, signal,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -84,24 +86,7 @@ sys.stdin.read()
 c.stop()
 "#;
 
-/// A started child process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(mut self) {
-        signal(self.0.id(), libc::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
+fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> ChildProcess {
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
     let script = dir.join("smtp_catcher.py");
@@ -119,7 +104,7 @@ fn start_smtp(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
-    Proc(child)
+    ChildProcess::new(child)
 }
 
 /// Every planted secret, by the environment variable that carries it.
@@ -154,6 +139,7 @@ struct Layout {
     dir: tempfile::TempDir,
     echo: u16,
     smtp: u16,
+    /// The port the collector bound (it listens on port 0; known once it started).
     collector: u16,
     /// A collector that never answers (the probe's second one, with a `token_file`).
     dead_port: u16,
@@ -170,7 +156,7 @@ impl Layout {
         let echo = self.echo;
         format!(
             r#"[server]
-listen = "127.0.0.1:{collector}"
+listen = "127.0.0.1:0"
 data_dir = "{data}"
 
 [[auth.probes]]
@@ -208,7 +194,6 @@ interval = "1s"
 http = {{ url = "http://127.0.0.1:{echo}/own", headers = {{ X-Own = "${{PF_SEC_OWN_CHECK}}" }} }}
 expect = ["status == 200", 'body_text contains "never-there"']
 "#,
-            collector = self.collector,
             smtp = self.smtp,
             data = self.path("data").display(),
         )
@@ -295,13 +280,6 @@ fn cli(program: &str, args: &[&str], env: &BTreeMap<&str, String>) -> String {
     )
 }
 
-async fn get_text(url: &str) -> String {
-    match reqwest::get(url).await {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The histories of both services and every incident in full, as one text.
 async fn stored_evidence(base: &str) -> String {
     let mut text = String::new();
@@ -381,36 +359,52 @@ async fn no_planted_secret_leaks_from_a_human_collector_and_a_json_probe() {
     planted_secrets_stay_in(LogFormat::Human, LogFormat::Json).await;
 }
 
+/// `postflight serve` logging in `format` to `collector.log`, on port 0: once it said its
+/// port (`--address-file`), the layout knows it and the probe's config is written.
+async fn start_collector(
+    layout: &mut Layout,
+    env: &BTreeMap<&'static str, String>,
+    format: LogFormat,
+) -> ChildProcess {
+    let address = layout.path("collector.address");
+    let collector = ChildProcess::new(
+        spawn_logged(
+            "postflight",
+            &[
+                "--log-format",
+                format.flag(),
+                "serve",
+                "--config",
+                layout.path("collector.toml").to_str().unwrap(),
+                "--address-file",
+                address.to_str().unwrap(),
+            ],
+            env,
+            &layout.path("collector.log"),
+        )
+        .spawn()
+        .unwrap(),
+    );
+    layout.collector = bound_address(&address).await.port();
+    std::fs::write(layout.path("probe.toml"), layout.probe_config()).unwrap();
+    collector
+}
+
 /// The whole scenario with the collector and the probe logging in the given formats
 /// (both at trace level).
 async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogFormat) {
     let (echo, echoed) = start_echo().await;
     let env = secrets();
-    let layout = plant(echo);
+    let mut layout = plant(echo);
     let smtp = start_smtp(
         layout.dir.path(),
         layout.smtp,
         "mailer",
         &env["PF_SEC_SMTP_PASSWORD"],
     );
-    let base = format!("http://127.0.0.1:{}", layout.collector);
     let (collector_log, probe_log) = (layout.path("collector.log"), layout.path("probe.log"));
-    let collector = Proc(
-        spawn_logged(
-            "postflight",
-            &[
-                "--log-format",
-                collector_format.flag(),
-                "serve",
-                "--config",
-                layout.path("collector.toml").to_str().unwrap(),
-            ],
-            &env,
-            &collector_log,
-        )
-        .spawn()
-        .unwrap(),
-    );
+    let mut collector = start_collector(&mut layout, &env, collector_format).await;
+    let base = format!("http://127.0.0.1:{}", layout.collector);
     assert!(
         eventually(LIMIT, || {
             let url = format!("{base}/readyz");
@@ -423,7 +417,7 @@ async fn planted_secrets_stay_in(collector_format: LogFormat, probe_format: LogF
         .await,
         "collector did not start"
     );
-    let probe = Proc(
+    let mut probe = ChildProcess::new(
         spawn_logged(
             "postflight-probe",
             &[
@@ -470,7 +464,7 @@ fn plant(echo: u16) -> Layout {
         dir: tempfile::tempdir().unwrap(),
         echo,
         smtp: free_port(),
-        collector: free_port(),
+        collector: 0,
         dead_port: free_port(),
         env_file_value: format!("envfile{}-value", std::process::id()),
         token_file_value: format!("tokenfile{}-value", std::process::id()),
@@ -486,7 +480,6 @@ fn plant(echo: u16) -> Layout {
     )
     .unwrap();
     std::fs::write(layout.path("collector.toml"), layout.collector_config()).unwrap();
-    std::fs::write(layout.path("probe.toml"), layout.probe_config()).unwrap();
     layout
 }
 
@@ -542,7 +535,12 @@ async fn wait_for_every_failure(base: &str, layout: &Layout, echoed: &Arc<Mutex<
 /// Both configs gain a check using a variable neither read before; SIGHUP must register
 /// it (the environment held it from the start, unread): its marker reaches the stored
 /// results, its value nowhere (searched with the rest).
-async fn reload_with_new_secrets(base: &str, layout: &Layout, collector: &Proc, probe: &Proc) {
+async fn reload_with_new_secrets(
+    base: &str,
+    layout: &Layout,
+    collector: &ChildProcess,
+    probe: &ChildProcess,
+) {
     let echo = layout.echo;
     let added = |service: &str, variable: &str| {
         format!(
@@ -555,8 +553,8 @@ async fn reload_with_new_secrets(base: &str, layout: &Layout, collector: &Proc, 
     std::fs::write(layout.path("probe.toml"), probe_text).unwrap();
     let collector_text = layout.collector_config() + &added("collector-own", "PF_SEC_RELOADED_OWN");
     std::fs::write(layout.path("collector.toml"), collector_text).unwrap();
-    signal(probe.0.id(), libc::SIGHUP);
-    signal(collector.0.id(), libc::SIGHUP);
+    signal(probe.pid(), libc::SIGHUP);
+    signal(collector.pid(), libc::SIGHUP);
     let markers = ["${PF_SEC_RELOADED_PROBE}", "${PF_SEC_RELOADED_OWN}"];
     let registered = eventually(LIMIT, || {
         let base = base.to_string();
@@ -581,6 +579,19 @@ async fn read_everything(
     collector_format: LogFormat,
     probe_format: LogFormat,
 ) -> Vec<String> {
+    let mut answers = api_answers(base).await;
+    answers.extend(operator_cli_answers(base, env, collector_format));
+    answers.extend(probe_answers(layout, env, probe_format));
+    answers.extend(collector_check_config_answers(
+        layout,
+        env,
+        collector_format,
+    ));
+    answers
+}
+
+/// Every incident in full and the API's lists, histories and metrics.
+async fn api_answers(base: &str) -> Vec<String> {
     let mut answers = Vec::new();
     let list: serde_json::Value = reqwest::get(format!("{base}/api/v1/incidents"))
         .await
@@ -602,6 +613,16 @@ async fn read_everything(
     ] {
         answers.push(get_text(&format!("{base}{path}")).await);
     }
+    answers
+}
+
+/// The operator commands' tables and JSON, with the operator token.
+fn operator_cli_answers(
+    base: &str,
+    env: &BTreeMap<&'static str, String>,
+    collector_format: LogFormat,
+) -> Vec<String> {
+    let mut answers = Vec::new();
     let mut operator_env = env.clone();
     operator_env.insert("POSTFLIGHT_TOKEN", env["PF_SEC_OPERATOR_TOKEN"].clone());
     let collector_logs = ["--log-format", collector_format.flag(), "--url", base];
@@ -616,6 +637,16 @@ async fn read_everything(
         let args: Vec<&str> = collector_logs.iter().chain(args).copied().collect();
         answers.push(cli("postflight", &args, &operator_env));
     }
+    answers
+}
+
+/// `postflight-probe once` (JSON and table) and `check-config` of a broken file.
+fn probe_answers(
+    layout: &Layout,
+    env: &BTreeMap<&'static str, String>,
+    probe_format: LogFormat,
+) -> Vec<String> {
+    let mut answers = Vec::new();
     let probe_config = layout.path("probe.toml");
     let probe_logs = ["--log-format", probe_format.flag()];
     let probe_config = probe_config.to_str().unwrap();
@@ -641,6 +672,16 @@ async fn read_everything(
     let check_config = cli("postflight-probe", &args, env);
     assert!(check_config.contains("${PF_SEC_BAD_URL}"), "{check_config}");
     answers.push(check_config);
+    answers
+}
+
+/// `postflight check-config` of the run's config and of a broken one.
+fn collector_check_config_answers(
+    layout: &Layout,
+    env: &BTreeMap<&'static str, String>,
+    collector_format: LogFormat,
+) -> Vec<String> {
+    let mut answers = Vec::new();
     let broken_collector = layout.path("broken-collector.toml");
     std::fs::write(
         &broken_collector,
@@ -750,7 +791,7 @@ async fn probes_over(client: &reqwest::Client, base: &str) -> Option<serde_json:
 fn trusting(ca: &TestCa) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
         .build()
         .unwrap()
 }
@@ -769,63 +810,101 @@ async fn stored_results(client: &reqwest::Client, base: &str, probe: &str) -> u6
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_gap() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name);
+/// The certificates of the mTLS test in `dir`: the collector's from the old CA (the
+/// probe trusts the old and the new CA, `trusted.pem`), the probe's from the probes' CA.
+struct MtlsFiles {
+    old_ca: TestCa,
+    new_ca: TestCa,
+    server: LeafFiles,
+    client: LeafFiles,
+    probes_ca: PathBuf,
+}
+
+fn mtls_files(dir: &Path) -> MtlsFiles {
     let (old_ca, new_ca, probes_ca) = (
         TestCa::new("old CA"),
         TestCa::new("new CA"),
         TestCa::new("probes CA"),
     );
-    let server = old_ca.issue(dir.path(), "server", &["localhost"]);
-    let client_cert = probes_ca.issue(dir.path(), "probe", &["tls-probe"]);
-    std::fs::write(path("trusted.pem"), format!("{}{}", old_ca.pem, new_ca.pem)).unwrap();
-    let port = free_port();
-    let token = "tls-probe-token-0123456789";
+    let trusted = format!("{}{}", old_ca.pem(), new_ca.pem());
+    std::fs::write(dir.join("trusted.pem"), trusted).unwrap();
+    MtlsFiles {
+        server: old_ca.issue(dir, "server", &["localhost"]),
+        client: probes_ca.issue(dir, "probe", &["tls-probe"]),
+        probes_ca: probes_ca.write(&dir.join("probes-ca.pem")),
+        old_ca,
+        new_ca,
+    }
+}
+
+const MTLS_TOKEN: &str = "tls-probe-token-0123456789";
+
+/// `postflight serve` over mTLS on port 0 (logging to `collector.log`) and the port it
+/// bound, from `--address-file`.
+async fn start_mtls_collector(dir: &Path, files: &MtlsFiles) -> (ChildProcess, u16) {
+    let path = |name: &str| dir.join(name);
     std::fs::write(
         path("collector.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca = \"{}\"\n\n[[auth.probes]]\nname = \"tls-probe\"\ntoken = \"{token}\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca = \"{}\"\n\n[[auth.probes]]\nname = \"tls-probe\"\ntoken = \"{MTLS_TOKEN}\"\n",
             path("data").display(),
-            server.cert.display(),
-            server.key.display(),
-            probes_ca.write(&path("probes-ca.pem")).display(),
+            files.server.cert.display(),
+            files.server.key.display(),
+            files.probes_ca.display(),
         ),
     )
     .unwrap();
+    let (config, address) = (path("collector.toml"), path("collector.address"));
+    let args = ["serve", "--config", config.to_str().unwrap()];
+    let mut serve = spawn_logged(
+        "postflight",
+        &args,
+        &BTreeMap::new(),
+        &path("collector.log"),
+    );
+    serve.arg("--address-file").arg(&address);
+    let collector = ChildProcess::new(serve.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+    (collector, bound_address(&address).await.port())
+}
+
+/// `postflight-probe run` reporting a failing TCP check every 100 ms to the collector on
+/// `port` over mTLS (logging to `probe.log`).
+fn start_mtls_probe(dir: &Path, files: &MtlsFiles, port: u16) -> ChildProcess {
+    let path = |name: &str| dir.join(name);
     std::fs::write(
         path("probe.toml"),
         format!(
-            "[probe]\nname = \"tls-probe\"\nflush_interval = \"100ms\"\nheartbeat_interval = \"1s\"\n\n[[collectors]]\nurl = \"https://localhost:{port}\"\ntoken = \"{token}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[spool]\ndir = \"{}\"\n\n[[checks]]\nservice = \"svc\"\nname = \"closed-port\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\ntcp = {{ address = \"127.0.0.1:1\" }}\n",
+            "[probe]\nname = \"tls-probe\"\nflush_interval = \"100ms\"\nheartbeat_interval = \"1s\"\n\n[[collectors]]\nurl = \"https://localhost:{port}\"\ntoken = \"{MTLS_TOKEN}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[spool]\ndir = \"{}\"\n\n[[checks]]\nservice = \"svc\"\nname = \"closed-port\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\ntcp = {{ address = \"127.0.0.1:1\" }}\n",
             path("trusted.pem").display(),
-            client_cert.cert.display(),
-            client_cert.key.display(),
+            files.client.cert.display(),
+            files.client.key.display(),
             path("spool").display(),
         ),
     )
     .unwrap();
-    let no_env = BTreeMap::new();
-    let collector_config = path("collector.toml");
-    let collector_log = path("collector.log");
-    let mut serve = spawn_logged(
-        "postflight",
-        &["serve", "--config", collector_config.to_str().unwrap()],
-        &no_env,
-        &collector_log,
-    );
-    let collector = Proc(serve.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
     let probe_config = path("probe.toml");
+    let args = ["run", "--config", probe_config.to_str().unwrap()];
     let mut run = spawn_logged(
         "postflight-probe",
-        &["run", "--config", probe_config.to_str().unwrap()],
-        &no_env,
+        &args,
+        &BTreeMap::new(),
         &path("probe.log"),
     );
-    let probe = Proc(run.env("POSTFLIGHT_LOG", "info").spawn().unwrap());
+    ChildProcess::new(run.env("POSTFLIGHT_LOG", "info").spawn().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let files = mtls_files(dir.path());
+    let (mut collector, port) = start_mtls_collector(dir.path(), &files).await;
+    let mut probe = start_mtls_probe(dir.path(), &files, port);
+    let (old_ca, new_ca) = (&files.old_ca, &files.new_ca);
+    let collector_log = path("collector.log");
 
     let base = format!("https://localhost:{port}");
-    let (old_client, new_client) = (trusting(&old_ca), trusting(&new_ca));
+    let (old_client, new_client) = (trusting(old_ca), trusting(new_ca));
     let reporting = eventually(LIMIT, || {
         let (client, base) = (old_client.clone(), base.clone());
         async move { stored_results(&client, &base, "tls-probe").await >= 5 }
@@ -842,7 +921,7 @@ async fn a_probe_reports_over_mtls_and_sighup_rotates_the_certificate_without_a_
     );
 
     new_ca.issue(dir.path(), "server", &["localhost"]);
-    signal(collector.0.id(), libc::SIGHUP);
+    signal(collector.pid(), libc::SIGHUP);
     let rotated = eventually(LIMIT, || {
         let (client, base) = (new_client.clone(), base.clone());
         async move { probes_over(&client, &base).await.is_some() }

@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use postflight_collector::timefmt::rfc3339;
+use postflight_probe::testkit;
 use postflight_tests::browser::Browser;
 use std::time::Duration;
 
-use postflight_tests::{
-    CollectorProcess, batch, eventually, now_ms, post_batch, post_json, status_result,
-};
+use postflight_tests::{CollectorProcess, eventually, now_ms, post_batch, post_json, probe_batch};
 
 const HOUR: i64 = 3_600_000;
 
@@ -37,13 +36,30 @@ async fn fixture() -> Fixture {
     let collector = CollectorProcess::start(dir.path(), &config).await;
     let url = collector.url.clone();
     // shop: a result 3 h ago, none for two hours (the gap), then the last 5 minutes.
-    let mut shop = vec![status_result("shop", "home", now - 3 * HOUR, 200)];
-    shop.extend((0..5).map(|i| status_result("shop", "home", now - i * 60_000, 200)));
+    let mut shop = vec![
+        testkit::result("shop", "home")
+            .at(now - 3 * HOUR)
+            .judged_by_status(200)
+            .build(),
+    ];
+    shop.extend((0..5).map(|i| {
+        testkit::result("shop", "home")
+            .at(now - i * 60_000)
+            .judged_by_status(200)
+            .build()
+    }));
     // butler-tax: a passing baseline over the last half hour.
-    let baseline = (1..=30).map(|i| status_result("butler-tax", "health", now - i * 60_000, 200));
+    let baseline = (1..=30).map(|i| {
+        testkit::result("butler-tax", "health")
+            .at(now - i * 60_000)
+            .judged_by_status(200)
+            .build()
+    });
     shop.extend(baseline);
     assert_eq!(
-        post_batch(&url, None, &batch("web-1", 1, shop)).await.0,
+        post_batch(&url, None, &probe_batch("web-1", 1).results(shop).build())
+            .await
+            .0,
         200
     );
     let deploy = post_json(
@@ -56,11 +72,22 @@ async fn fixture() -> Fixture {
     .await;
     let deploy_id = deploy["id"].as_str().unwrap().to_string();
     let later = now_ms();
-    let failing = (1..=20)
-        .map(|i| status_result("butler-tax", "health", later + i, 503))
+    let failing: Vec<_> = (1..=20)
+        .map(|i| {
+            testkit::result("butler-tax", "health")
+                .at(later + i)
+                .judged_by_status(503)
+                .build()
+        })
         .collect();
     assert_eq!(
-        post_batch(&url, None, &batch("web-1", 2, failing)).await.0,
+        post_batch(
+            &url,
+            None,
+            &probe_batch("web-1", 2).results(failing).build()
+        )
+        .await
+        .0,
         200
     );
     let answer = collector
@@ -127,8 +154,17 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
     let browser = Browser::start(400).await;
     browser.goto(&format!("{}/", fixture.collector.url)).await;
     assert_eq!(browser.title().await, "Overview · Postflight");
+    failing_butler_tax_comes_first_in_red(&browser).await;
+    healthy_shop_is_a_row_whose_strip_shows_the_gap(&browser, fixture.now).await;
+    browser.screenshot("overview-400px").await;
+    assert_accessible(&browser, "overview").await;
 
-    // Open incidents and failing services come first, in red.
+    range_switch_and_name_filter_are_plain_links_and_forms(&browser).await;
+}
+
+/// Open incidents and failing services come first, in red; the failing check has its
+/// strip.
+async fn failing_butler_tax_comes_first_in_red(browser: &Browser) {
     let first = browser.find("section.service").await;
     assert_eq!(
         browser.attribute(&first, "data-service").await.unwrap(),
@@ -174,9 +210,12 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
         browser.colour(&partial, "background-color").await,
         (249, 168, 37)
     );
+}
 
-    // shop is healthy: one row of the healthy table, with the service's strip, where
-    // the hours without results are hollow gaps, not green, and maintenance is marked.
+/// shop is healthy: one row of the healthy table, with the service's strip, where the
+/// hours without results (before `now`) are hollow gaps, not green, and maintenance is
+/// marked.
+async fn healthy_shop_is_a_row_whose_strip_shows_the_gap(browser: &Browser, now: i64) {
     assert!(
         browser
             .find_all("section.service[data-service='shop']")
@@ -196,7 +235,7 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
     let title = browser.attribute(&strip, "title").await.unwrap();
     assert!(title.starts_with("shop over 24h: 100% up, 2"), "{title}");
     // Slots are absolute times, so the empty one is found by its start.
-    let gap_from = (fixture.now / HOUR - 2) * HOUR;
+    let gap_from = (now / HOUR - 2) * HOUR;
     let gap = browser
         .find(&format!("{shop_strip} i[data-from='{gap_from}']"))
         .await;
@@ -219,18 +258,18 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
             .await
             .is_empty()
     );
+}
 
-    browser.screenshot("overview-400px").await;
-    assert_accessible(&browser, "overview").await;
-
-    // The 7 d switch works without JavaScript: a plain link.
+/// The 7 d switch works without JavaScript (a plain link); the name filter is a plain
+/// GET form that keeps the range.
+async fn range_switch_and_name_filter_are_plain_links_and_forms(browser: &Browser) {
     browser
         .click(&browser.find("nav.range a[href='/?range=7d']").await)
         .await;
     assert!(browser.current_url().await.ends_with("/?range=7d"));
     let current = browser.find("nav.range a[aria-current]").await;
     assert_eq!(browser.text(&current).await, "7d");
-    assert_accessible(&browser, "overview 7d").await;
+    assert_accessible(browser, "overview 7d").await;
 
     // The name filter is a plain GET form; it keeps the range.
     browser
@@ -255,7 +294,7 @@ async fn overview_shows_the_failing_service_in_red_and_a_gap_as_a_gap() {
     let summary = browser.text(&browser.find("p.summary").await).await;
     assert!(summary.contains("1 matching “SHO”"), "{summary}");
     browser.find("table.healthy tr[data-service='shop']").await;
-    assert_accessible(&browser, "overview filtered").await;
+    assert_accessible(browser, "overview filtered").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -379,43 +379,28 @@ impl Evaluator {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use postflight_probe::report::{CheckKind, Facts};
+    use postflight_probe::testkit;
     use std::time::Duration;
 
-    fn result(check: &str, at: i64, pass: bool) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "svc".into(),
-            check: check.into(),
-            kind: CheckKind::Http,
-            seq: 0,
-            started_at_ms: at,
-            duration_us: 1000,
-            outcome: if pass { Outcome::Pass } else { Outcome::Fail },
-            reason: None,
-            facts: Facts::default(),
-            conditions: vec![ConditionReport {
-                expression: "status == 200".into(),
-                expected: "== 200".into(),
-                actual: if pass { "200" } else { "503" }.into(),
-                ok: pass,
-                error: None,
-            }],
-        }
+    fn svc(check: &str, at: i64, pass: bool) -> CheckResult {
+        testkit::result("svc", check)
+            .at(at)
+            .passing(pass)
+            .condition(
+                "status == 200",
+                "== 200",
+                if pass { "200" } else { "503" },
+                pass,
+            )
+            .build()
     }
 
-    fn batch(probe: &str, results: Vec<CheckResult>) -> ReportBatch {
-        ReportBatch {
-            retry_cap_ms: 0,
-            probe: probe.into(),
-            seq: 1,
-            sent_at_ms: 0,
-            labels: [("env".to_string(), "prod".to_string())].into(),
-            probe_version: String::new(),
-            config_digest: String::new(),
-            heartbeat_interval_ms: 10_000,
-            results,
-        }
+    fn prod(probe: &str, results: Vec<CheckResult>) -> ReportBatch {
+        testkit::batch(probe)
+            .env("prod")
+            .heartbeat_ms(10_000)
+            .results(results)
+            .build()
     }
 
     fn evaluator(quorum: Quorum) -> Evaluator {
@@ -444,9 +429,9 @@ mod tests {
     fn only_a_changed_or_returning_series_asks_for_its_check_to_be_evaluated() {
         let mut eval = evaluator(Quorum::Any);
         let mut with_interval = |at: i64, pass: bool, received: i64| {
-            let mut r = result("health", at, pass);
+            let mut r = svc("health", at, pass);
             r.interval_ms = 1_000;
-            eval.observe_batch(&batch("p1", vec![r]), received)
+            eval.observe_batch(&prod("p1", vec![r]), received)
         };
         let first = with_interval(1_000, true, 1_000);
         assert!(first.checks.contains(&key()), "a new series is evaluated");
@@ -471,10 +456,7 @@ mod tests {
     fn alternating_results_never_take_a_series_down() {
         let mut eval = evaluator(Quorum::Any);
         for i in 0..20 {
-            eval.observe_batch(
-                &batch("p1", vec![result("health", i * 1000, i % 2 == 0)]),
-                0,
-            );
+            eval.observe_batch(&prod("p1", vec![svc("health", i * 1000, i % 2 == 0)]), 0);
             assert!(!eval.check_view(&key(), 0).failing, "flapped down at {i}");
         }
     }
@@ -482,15 +464,15 @@ mod tests {
     #[test]
     fn two_failures_take_it_down_and_two_passes_bring_it_back() {
         let mut eval = evaluator(Quorum::Any);
-        eval.observe_batch(&batch("p1", vec![result("health", 1000, false)]), 0);
+        eval.observe_batch(&prod("p1", vec![svc("health", 1000, false)]), 0);
         assert!(!eval.check_view(&key(), 0).failing);
-        eval.observe_batch(&batch("p1", vec![result("health", 2000, false)]), 0);
+        eval.observe_batch(&prod("p1", vec![svc("health", 2000, false)]), 0);
         let view = eval.check_view(&key(), 0);
         assert!(view.failing);
         assert_eq!(view.down[0].failing_since_ms, 1000);
-        eval.observe_batch(&batch("p1", vec![result("health", 3000, true)]), 0);
+        eval.observe_batch(&prod("p1", vec![svc("health", 3000, true)]), 0);
         assert!(eval.check_view(&key(), 0).failing);
-        eval.observe_batch(&batch("p1", vec![result("health", 4000, true)]), 0);
+        eval.observe_batch(&prod("p1", vec![svc("health", 4000, true)]), 0);
         assert!(!eval.check_view(&key(), 0).failing);
     }
 
@@ -498,15 +480,15 @@ mod tests {
     fn quorum_min_two_ignores_one_failing_probe_of_three() {
         let mut eval = evaluator(Quorum::Min(2));
         for at in [1000, 2000, 3000] {
-            eval.observe_batch(&batch("p1", vec![result("health", at, false)]), 0);
-            eval.observe_batch(&batch("p2", vec![result("health", at, true)]), 0);
-            eval.observe_batch(&batch("p3", vec![result("health", at, true)]), 0);
+            eval.observe_batch(&prod("p1", vec![svc("health", at, false)]), 0);
+            eval.observe_batch(&prod("p2", vec![svc("health", at, true)]), 0);
+            eval.observe_batch(&prod("p3", vec![svc("health", at, true)]), 0);
         }
         let view = eval.check_view(&key(), 0);
         assert_eq!((view.down.len(), view.total), (1, 3));
         assert!(!view.failing);
         for at in [4000, 5000] {
-            eval.observe_batch(&batch("p2", vec![result("health", at, false)]), 0);
+            eval.observe_batch(&prod("p2", vec![svc("health", at, false)]), 0);
         }
         assert!(eval.check_view(&key(), 0).failing);
     }
@@ -514,11 +496,11 @@ mod tests {
     #[test]
     fn older_results_do_not_rewind_a_series() {
         let mut eval = evaluator(Quorum::Any);
-        eval.observe_batch(&batch("p1", vec![result("health", 5000, true)]), 0);
+        eval.observe_batch(&prod("p1", vec![svc("health", 5000, true)]), 0);
         eval.observe_batch(
-            &batch(
+            &prod(
                 "p1",
-                vec![result("health", 1000, false), result("health", 2000, false)],
+                vec![svc("health", 1000, false), svc("health", 2000, false)],
             ),
             0,
         );
@@ -528,7 +510,7 @@ mod tests {
     #[test]
     fn probe_silence_defaults_to_three_heartbeats() {
         let mut eval = evaluator(Quorum::Any);
-        eval.observe_batch(&batch("p1", vec![]), 100_000);
+        eval.observe_batch(&prod("p1", vec![]), 100_000);
         let probe = eval.probe("p1").unwrap();
         let policy = *eval.policy();
         assert!(!policy.is_silent(probe, 130_000));

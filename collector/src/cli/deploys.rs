@@ -108,7 +108,8 @@ pub async fn last_good(
     })
 }
 
-fn deploys_table(ledger: &LedgerResponse) -> String {
+/// The ledger table `postflight deploys` prints (with each rule's tally).
+pub fn deploys_table(ledger: &LedgerResponse) -> String {
     let mut table = Table::new(&["time", "id", "env", "version", "by", "verdict", "evidence"]);
     for d in &ledger.deploys {
         table.row(vec![

@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postflight_probe::report::{
-    CheckKind, CheckResult, ConditionReport, Facts, Outcome, ReportBatch,
-};
+use postflight_probe::report::{CheckResult, Outcome, ReportBatch};
+use postflight_probe::testkit;
 
 use super::*;
 
@@ -22,29 +20,17 @@ fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn result(check: &str, ts: i64, seq: u64, outcome: Outcome) -> CheckResult {
+fn recall(check: &str, ts: i64, seq: u64, outcome: Outcome) -> CheckResult {
     let failed = !outcome.is_pass();
-    CheckResult {
-        interval_ms: 0,
-        service: "recall-api".into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq,
-        started_at_ms: ts,
-        duration_us: 1_000 + seq % 100 * 1_000,
-        outcome,
-        reason: failed.then(|| "status == 200 failed: got 503".into()),
-        facts: Facts {
-            status: Some(if failed { 503 } else { 200 }),
-            ..Facts::default()
-        },
-        conditions: vec![ConditionReport {
-            expression: "status == 200".into(),
-            expected: "== 200".into(),
-            actual: if failed { "503" } else { "200" }.into(),
-            ok: !failed,
-            error: None,
-        }],
+    let result = testkit::result("recall-api", check)
+        .at(ts)
+        .seq(seq)
+        .duration_us(1_000 + seq % 100 * 1_000)
+        .judged_by_status(if failed { 503 } else { 200 })
+        .outcome(outcome);
+    match failed {
+        true => result.reason("status == 200 failed: got 503").build(),
+        false => result.build(),
     }
 }
 
@@ -53,18 +39,16 @@ fn versioned(mut result: CheckResult, version: &str) -> CheckResult {
     result
 }
 
-fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 0,
-        probe: probe.into(),
-        seq,
-        sent_at_ms: T0 + seq as i64,
-        labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
-        probe_version: "0.1.0".into(),
-        config_digest: "abc".into(),
-        heartbeat_interval_ms: 10_000,
-        results,
-    }
+fn prod_batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    testkit::batch(probe)
+        .seq(seq)
+        .sent_at(T0 + seq as i64)
+        .env("prod")
+        .probe_version("0.1.0")
+        .config_digest("abc")
+        .heartbeat_ms(10_000)
+        .results(results)
+        .build()
 }
 
 /// One result every 10 s of `check` from `from` for `count` results, in batches of 6.
@@ -78,12 +62,12 @@ async fn ingest_series(
 ) -> u64 {
     let mut seq_batch = first_batch;
     let results: Vec<CheckResult> = (0..count)
-        .map(|i| result(check, from + i as i64 * 10_000, i, Outcome::Pass))
+        .map(|i| recall(check, from + i as i64 * 10_000, i, Outcome::Pass))
         .collect();
     for chunk in results.chunks(6) {
         let last = chunk.last().unwrap().started_at_ms;
         store
-            .ingest(&batch(probe, seq_batch, chunk.to_vec()), last + 1)
+            .ingest(&prod_batch(probe, seq_batch, chunk.to_vec()), last + 1)
             .await
             .unwrap();
         seq_batch += 1;
@@ -95,11 +79,11 @@ async fn ingest_series(
 async fn ingest_then_query_round_trips() {
     let (_dir, store) = open();
     let results = vec![
-        versioned(result("version", T0, 1, Outcome::Pass), "2.0.1"),
-        result("readyz", T0 + 1, 2, Outcome::Fail),
+        versioned(recall("version", T0, 1, Outcome::Pass), "2.0.1"),
+        recall("readyz", T0 + 1, 2, Outcome::Fail),
     ];
     let outcome = store
-        .ingest(&batch("web-1", 1, results.clone()), T0 + 5)
+        .ingest(&prod_batch("web-1", 1, results.clone()), T0 + 5)
         .await
         .unwrap();
     assert_eq!(
@@ -189,7 +173,7 @@ async fn many_results_are_sealed_into_blocks_and_read_back_in_order() {
 #[tokio::test]
 async fn duplicate_batch_is_stored_once() {
     let (_dir, store) = open();
-    let sent = batch("web-1", 1, vec![result("readyz", T0, 1, Outcome::Pass)]);
+    let sent = prod_batch("web-1", 1, vec![recall("readyz", T0, 1, Outcome::Pass)]);
     assert_eq!(store.ingest(&sent, T0).await.unwrap().stored, 1);
     let again = store.ingest(&sent, T0 + 1000).await.unwrap();
     assert_eq!(
@@ -217,12 +201,12 @@ async fn duplicate_batch_is_stored_once() {
 async fn concurrent_duplicate_ingest_is_stored_once() {
     let (_dir, store) = open();
     for round in 1..=20u64 {
-        let sent = Arc::new(batch(
+        let sent = Arc::new(prod_batch(
             "web-1",
             round,
             (0..10)
                 .map(|i| {
-                    result(
+                    recall(
                         "readyz",
                         T0 + (round * 10 + i) as i64,
                         round * 10 + i,
@@ -264,7 +248,7 @@ async fn sequence_gaps_are_recorded_and_shrink_when_filled() {
     let (_dir, store) = open();
     for seq in [1, 2, 6] {
         store
-            .ingest(&batch("web-1", seq, Vec::new()), T0)
+            .ingest(&prod_batch("web-1", seq, Vec::new()), T0)
             .await
             .unwrap();
     }
@@ -275,7 +259,7 @@ async fn sequence_gaps_are_recorded_and_shrink_when_filled() {
 
     let late = store
         .ingest(
-            &batch("web-1", 4, vec![result("readyz", T0, 4, Outcome::Pass)]),
+            &prod_batch("web-1", 4, vec![recall("readyz", T0, 4, Outcome::Pass)]),
             T0,
         )
         .await
@@ -288,7 +272,7 @@ async fn sequence_gaps_are_recorded_and_shrink_when_filled() {
     );
     assert!(
         store
-            .ingest(&batch("web-1", 4, Vec::new()), T0)
+            .ingest(&prod_batch("web-1", 4, Vec::new()), T0)
             .await
             .unwrap()
             .duplicate
@@ -299,7 +283,7 @@ async fn sequence_gaps_are_recorded_and_shrink_when_filled() {
 async fn heartbeat_updates_the_probe_only() {
     let (_dir, store) = open();
     let outcome = store
-        .ingest(&batch("web-1", 1, Vec::new()), T0 + 42)
+        .ingest(&prod_batch("web-1", 1, Vec::new()), T0 + 42)
         .await
         .unwrap();
     assert_eq!(
@@ -325,7 +309,7 @@ async fn heartbeat_updates_the_probe_only() {
 async fn names_with_nul_bytes_are_refused() {
     let (_dir, store) = open();
     let error = store
-        .ingest(&batch("web\0-1", 1, Vec::new()), T0)
+        .ingest(&prod_batch("web\0-1", 1, Vec::new()), T0)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidBatch(_)), "{error}");
@@ -365,7 +349,7 @@ async fn data_survives_close_and_reopen() {
         ingest_series(&store, "web-1", "readyz", T0, 100, 1).await;
         store
             .ingest(
-                &batch("web-1", 100, vec![result("env", T0, 1, Outcome::Fail)]),
+                &prod_batch("web-1", 100, vec![recall("env", T0, 1, Outcome::Fail)]),
                 T0,
             )
             .await
@@ -397,7 +381,7 @@ async fn data_survives_close_and_reopen() {
     // The watermark survived: nothing to roll up again.
     assert_eq!(store.roll_up(T0 + 2 * HOUR_MS).unwrap(), 0);
     // Duplicate detection survived too.
-    let retry = batch("web-1", 100, vec![result("env", T0, 1, Outcome::Fail)]);
+    let retry = prod_batch("web-1", 100, vec![recall("env", T0, 1, Outcome::Fail)]);
     assert!(store.ingest(&retry, T0).await.unwrap().duplicate);
     // New results continue the unsealed count correctly.
     ingest_series(&store, "web-1", "readyz", T0 + 100 * 10_000, 100, 200).await;
@@ -422,7 +406,7 @@ async fn status_since_holds_across_pass_fail_fail() {
         let seq = i as u64 + 1;
         store
             .ingest(
-                &batch("web-1", seq, vec![result("readyz", ts, seq, outcome)]),
+                &prod_batch("web-1", seq, vec![recall("readyz", ts, seq, outcome)]),
                 ts,
             )
             .await
@@ -433,10 +417,10 @@ async fn status_since_holds_across_pass_fail_fail() {
         let expected_since = if outcome.is_pass() { T0 } else { T0 + 10_000 };
         assert_eq!(status.since_ms, expected_since, "after result {seq}");
     }
-    let recovered = batch(
+    let recovered = prod_batch(
         "web-1",
         4,
-        vec![result("readyz", T0 + 30_000, 4, Outcome::Pass)],
+        vec![recall("readyz", T0 + 30_000, 4, Outcome::Pass)],
     );
     store.ingest(&recovered, T0 + 30_000).await.unwrap();
     let status = &store.status(None).unwrap()[0];
@@ -464,11 +448,11 @@ async fn versions_timeline_has_two_versions_with_pass_ratios() {
             seq += 1;
             let ts = T0 + seq as i64 * 10_000;
             let results = vec![
-                versioned(result("version", ts, seq * 2, Outcome::Pass), version),
-                result("readyz", ts + 1, seq * 2 + 1, outcome),
+                versioned(recall("version", ts, seq * 2, Outcome::Pass), version),
+                recall("readyz", ts + 1, seq * 2 + 1, outcome),
             ];
             store
-                .ingest(&batch("web-1", seq, results), ts + 5)
+                .ingest(&prod_batch("web-1", seq, results), ts + 5)
                 .await
                 .unwrap();
         }
@@ -504,10 +488,10 @@ async fn late_result_does_not_change_the_status_even_after_reopen() {
         // 36 results seal exactly; the inbox then holds only the late result.
         ingest_series(&store, "web-1", "readyz", T0, 36, 1).await;
         assert!(store.trees().inbox.is_empty());
-        let late = batch(
+        let late = prod_batch(
             "web-1",
             100,
-            vec![result("readyz", T0 + 100_005, 1_000, Outcome::Fail)],
+            vec![recall("readyz", T0 + 100_005, 1_000, Outcome::Fail)],
         );
         store.ingest(&late, T0 + HOUR_MS).await.unwrap();
         let status = &store.status(None).unwrap()[0];
@@ -533,7 +517,7 @@ async fn retention_seals_and_deletes_old_results_still_in_the_inbox() {
     let (_dir, store) = open();
     let old: Vec<CheckResult> = (0..5)
         .map(|i| {
-            result(
+            recall(
                 "readyz",
                 T0 - 3 * DAY_MS + i * 10_000,
                 i as u64,
@@ -542,7 +526,7 @@ async fn retention_seals_and_deletes_old_results_still_in_the_inbox() {
         })
         .collect();
     store
-        .ingest(&batch("web-2", 1, old), T0 - 3 * DAY_MS)
+        .ingest(&prod_batch("web-2", 1, old), T0 - 3 * DAY_MS)
         .await
         .unwrap();
     assert_eq!(store.trees().inbox.len(), 1);
@@ -579,12 +563,15 @@ async fn history_with_a_step_buckets_counts_and_latency() {
             } else {
                 Outcome::Pass
             };
-            let mut r = result("readyz", T0 + i as i64 * 10_000, i, outcome);
+            let mut r = recall("readyz", T0 + i as i64 * 10_000, i, outcome);
             r.duration_us = (i + 1) * 1_000;
             r
         })
         .collect();
-    store.ingest(&batch("web-1", 1, results), T0).await.unwrap();
+    store
+        .ingest(&prod_batch("web-1", 1, results), T0)
+        .await
+        .unwrap();
     let query = HistoryQuery {
         service: "recall-api".into(),
         check: Some("readyz".into()),
@@ -619,28 +606,36 @@ async fn history_with_a_step_buckets_counts_and_latency() {
     ));
 }
 
-#[tokio::test]
-async fn rollups_answer_a_30_day_history_after_raw_retention() {
-    let (_dir, store) = open();
-    // 30 days up to midnight UTC, one result every 5 minutes, one failure per hour.
-    let now = T0 + 2 * HOUR_MS;
+/// 30 days of recall-api readyz from web-1 up to `now`, one result every 5 minutes and
+/// one failure per hour (the first of each hour), ingested in batches of 500.
+async fn thirty_days_of_readyz(store: &Store, now: i64) {
     let start = now - 30 * DAY_MS;
     let per_hour = 12;
-    let mut results = Vec::new();
-    for i in 0..(30 * 24 * per_hour) {
-        let outcome = if i % per_hour == 0 {
-            Outcome::Fail
-        } else {
-            Outcome::Pass
-        };
-        results.push(result("readyz", start + i * 300_000, i as u64, outcome));
-    }
+    let results: Vec<CheckResult> = (0..(30 * 24 * per_hour))
+        .map(|i| {
+            let outcome = if i % per_hour == 0 {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            };
+            recall("readyz", start + i * 300_000, i as u64, outcome)
+        })
+        .collect();
     for (n, chunk) in results.chunks(500).enumerate() {
         store
-            .ingest(&batch("web-1", n as u64 + 1, chunk.to_vec()), now)
+            .ingest(&prod_batch("web-1", n as u64 + 1, chunk.to_vec()), now)
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn rollups_answer_a_30_day_history_after_raw_retention() {
+    let (_dir, store) = open();
+    let now = T0 + 2 * HOUR_MS;
+    let start = now - 30 * DAY_MS;
+    let per_hour = 12;
+    thirty_days_of_readyz(&store, now).await;
     let report = store
         .enforce_retention(
             now,
@@ -750,7 +745,7 @@ async fn late_result_for_a_rolled_hour_is_rolled_up_again() {
     let (_dir, store) = open();
     store
         .ingest(
-            &batch("web-1", 1, vec![result("readyz", T0, 1, Outcome::Pass)]),
+            &prod_batch("web-1", 1, vec![recall("readyz", T0, 1, Outcome::Pass)]),
             T0,
         )
         .await
@@ -761,7 +756,7 @@ async fn late_result_for_a_rolled_hour_is_rolled_up_again() {
         0,
         "rolling up is idempotent"
     );
-    let late = batch("web-1", 2, vec![result("readyz", T0 + 5, 2, Outcome::Fail)]);
+    let late = prod_batch("web-1", 2, vec![recall("readyz", T0 + 5, 2, Outcome::Fail)]);
     store.ingest(&late, T0 + HOUR_MS).await.unwrap();
     let query = HistoryQuery {
         service: "recall-api".into(),
@@ -841,11 +836,11 @@ async fn uptime_counters_agree_with_history_live_and_when_loaded_after_reopen() 
                 } else {
                     Outcome::Pass
                 };
-                result("readyz", start + i * 300_000, i as u64, outcome)
+                recall("readyz", start + i * 300_000, i as u64, outcome)
             })
             .collect();
         for (n, chunk) in results.chunks(100).enumerate() {
-            let batch = batch("web-1", n as u64 + 1, chunk.to_vec());
+            let batch = prod_batch("web-1", n as u64 + 1, chunk.to_vec());
             store.ingest(&batch, now).await.unwrap();
         }
         ingest_series(&store, "web-2", "readyz", now - 2 * HOUR_MS, 700, 1).await;
@@ -857,9 +852,9 @@ async fn uptime_counters_agree_with_history_live_and_when_loaded_after_reopen() 
         assert_counters_match_history(&store, now);
         // A probe clock five days ahead: counted in the current slot, the strip is not
         // pushed into the future.
-        let ahead = result("readyz", now + 5 * DAY_MS, 9_999, Outcome::Fail);
+        let ahead = recall("readyz", now + 5 * DAY_MS, 9_999, Outcome::Fail);
         store
-            .ingest(&batch("web-1", 900, vec![ahead]), now)
+            .ingest(&prod_batch("web-1", 900, vec![ahead]), now)
             .await
             .unwrap();
         let mut expected = history_slots(&store, "readyz", UptimeRange::Day, now);
@@ -870,9 +865,9 @@ async fn uptime_counters_agree_with_history_live_and_when_loaded_after_reopen() 
     // Before the first read: results of a series not loaded yet (left to its load) and
     // of a new series (counted as they arrive).
     ingest_series(&store, "web-1", "readyz", now - 10 * 60_000, 30, 1_000).await;
-    let fresh = vec![result("env", now - 60_000, 1, Outcome::Fail)];
+    let fresh = vec![recall("env", now - 60_000, 1, Outcome::Fail)];
     store
-        .ingest(&batch("web-1", 2_000, fresh), now)
+        .ingest(&prod_batch("web-1", 2_000, fresh), now)
         .await
         .unwrap();
     assert_counters_match_history(&store, now);

@@ -170,25 +170,13 @@ impl DriftWatch {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use postflight_probe::report::{CheckKind, Facts, Outcome};
 
     fn version(at_ms: i64, version: &str) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "recall-api".into(),
-            check: "version".into(),
-            kind: CheckKind::Http,
-            seq: 0,
-            started_at_ms: at_ms,
-            duration_us: 1,
-            outcome: Outcome::Pass,
-            reason: None,
-            facts: Facts {
-                version: Some(version.into()),
-                ..Facts::default()
-            },
-            conditions: Vec::new(),
-        }
+        postflight_probe::testkit::result("recall-api", "version")
+            .at(at_ms)
+            .duration_us(1)
+            .version(version)
+            .build()
     }
 
     fn passed() -> Option<Established> {

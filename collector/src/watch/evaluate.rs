@@ -685,7 +685,8 @@ fn stale_version(
 mod tests {
     use super::*;
     use crate::watch::baseline::ProbeBaseline;
-    use postflight_probe::report::{CheckResult, ConditionReport, Facts, Outcome};
+    use postflight_probe::report::{CheckResult, ConditionReport, Outcome};
+    use postflight_probe::testkit;
 
     const DEPLOYED: i64 = 1_000_000;
 
@@ -697,20 +698,13 @@ mod tests {
         }
     }
 
-    fn result(check: &str, kind: CheckKind, at_ms: i64, outcome: Outcome) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "recall-api".into(),
-            check: check.into(),
-            kind,
-            seq: 0,
-            started_at_ms: at_ms,
-            duration_us: 20_000,
-            outcome,
-            reason: None,
-            facts: Facts::default(),
-            conditions: Vec::new(),
-        }
+    fn recall(check: &str, kind: CheckKind, at_ms: i64, outcome: Outcome) -> CheckResult {
+        testkit::result("recall-api", check)
+            .kind(kind)
+            .at(at_ms)
+            .duration_us(20_000)
+            .outcome(outcome)
+            .build()
     }
 
     fn baseline_with(check: &str, pass: u64, fail: u64, last_passed: bool) -> Baseline {
@@ -738,7 +732,7 @@ mod tests {
         let mut window = WindowObservations::default();
         window.record(
             "web-1",
-            &result("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Fail),
+            &recall("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Fail),
         );
         assert!(regressions(&baseline, &window, subject(), &Thresholds::default()).is_empty());
     }
@@ -749,7 +743,7 @@ mod tests {
         let mut window = WindowObservations::default();
         window.record(
             "web-1",
-            &result("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Error),
+            &recall("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Error),
         );
         let thresholds = Thresholds {
             window_failures: 2,
@@ -758,7 +752,7 @@ mod tests {
         assert!(regressions(&baseline, &window, subject(), &thresholds).is_empty());
         window.record(
             "web-1",
-            &result("readyz", CheckKind::Http, DEPLOYED + 2, Outcome::Fail),
+            &recall("readyz", CheckKind::Http, DEPLOYED + 2, Outcome::Fail),
         );
         let found = regressions(&baseline, &window, subject(), &thresholds);
         assert_eq!(found.len(), 1);
@@ -775,7 +769,7 @@ mod tests {
     fn host_check_that_passed_last_is_newly_failing_even_with_a_flaky_baseline() {
         let baseline = baseline_with("migrations", 60, 40, true);
         let mut window = WindowObservations::default();
-        let mut failing = result(
+        let mut failing = recall(
             "migrations",
             CheckKind::Command,
             DEPLOYED + 1,
@@ -817,7 +811,7 @@ mod tests {
         readyz.latency_sample_us = vec![10_000; 100];
         let mut window = WindowObservations::default();
         for i in 0..30 {
-            let mut r = result("readyz", CheckKind::Http, DEPLOYED + i, Outcome::Pass);
+            let mut r = recall("readyz", CheckKind::Http, DEPLOYED + i, Outcome::Pass);
             r.duration_us = 40_000; // 4x, but only 30ms more
             window.record("web-1", &r);
         }
@@ -844,7 +838,7 @@ mod tests {
         let mut window = WindowObservations::default();
         window.record(
             "web-1",
-            &result("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Fail),
+            &recall("readyz", CheckKind::Http, DEPLOYED + 1, Outcome::Fail),
         );
         assert!(regressions(&short, &window, subject(), &Thresholds::default()).is_empty());
         let long = baseline_with("readyz", 44, 0, true);
@@ -868,7 +862,7 @@ mod tests {
     #[test]
     fn stale_version_evidence_lists_each_probe_as_it_reported() {
         let mut window = WindowObservations::default();
-        let mut version = result(
+        let mut version = recall(
             "version",
             CheckKind::Http,
             DEPLOYED + 200_000,

@@ -379,22 +379,15 @@ mod tests {
     use super::*;
     use crate::watch::baseline::ProbeBaseline;
     use crate::watch::window::Cohort;
-    use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome};
+    use postflight_probe::report::{CheckResult, Outcome};
+    use postflight_probe::testkit;
 
-    fn result(outcome: Outcome, duration_us: u64) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "recall-api".into(),
-            check: "search".into(),
-            kind: CheckKind::Http,
-            seq: 0,
-            started_at_ms: 1,
-            duration_us,
-            outcome,
-            reason: None,
-            facts: Facts::default(),
-            conditions: Vec::new(),
-        }
+    fn search(outcome: Outcome, duration_us: u64) -> CheckResult {
+        testkit::result("recall-api", "search")
+            .at(1)
+            .outcome(outcome)
+            .duration_us(duration_us)
+            .build()
     }
 
     fn baseline(pass: u64, fail: u64, latency_us: u64) -> Baseline {
@@ -429,7 +422,7 @@ mod tests {
             } else {
                 Outcome::Fail
             };
-            window.record_as("web-2", &result(outcome, us + i % 7), cohort);
+            window.record_as("web-2", &search(outcome, us + i % 7), cohort);
         }
     }
 

@@ -191,62 +191,48 @@ impl BaselineSource for RecentResults {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use postflight_probe::report::{CheckKind, Facts};
+    use postflight_probe::testkit;
 
-    fn batch(probe: &str, env: Option<&str>, results: Vec<CheckResult>) -> ReportBatch {
-        ReportBatch {
-            retry_cap_ms: 0,
-            probe: probe.into(),
-            seq: 1,
-            sent_at_ms: 0,
-            labels: env
-                .map(|e| [("env".to_string(), e.to_string())].into())
-                .unwrap_or_default(),
-            probe_version: String::new(),
-            config_digest: String::new(),
-            heartbeat_interval_ms: 0,
-            results,
+    fn from_probe(probe: &str, env: Option<&str>, results: Vec<CheckResult>) -> ReportBatch {
+        let batch = testkit::batch(probe).results(results);
+        match env {
+            Some(env) => batch.env(env).build(),
+            None => batch.build(),
         }
     }
 
-    fn result(at_ms: i64, outcome: Outcome, duration_us: u64) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "recall-api".into(),
-            check: "readyz".into(),
-            kind: CheckKind::Http,
-            seq: 0,
-            started_at_ms: at_ms,
-            duration_us,
-            outcome,
-            reason: None,
-            facts: Facts {
-                version: Some("1.0.0".into()),
-                ..Facts::default()
-            },
-            conditions: Vec::new(),
-        }
+    fn readyz(at_ms: i64, outcome: Outcome, duration_us: u64) -> CheckResult {
+        testkit::result("recall-api", "readyz")
+            .at(at_ms)
+            .outcome(outcome)
+            .duration_us(duration_us)
+            .version("1.0.0")
+            .build()
     }
 
     #[test]
     fn baseline_counts_only_the_period_and_the_environment() {
         let recent = RecentResults::new(Duration::from_secs(3600), 100);
-        recent.record(&batch(
+        recent.record(&from_probe(
             "web-1",
             Some("prod"),
             vec![
-                result(1_000, Outcome::Pass, 10_000),
-                result(2_000, Outcome::Fail, 20_000),
-                result(3_000, Outcome::Pass, 30_000),
-                result(9_000, Outcome::Fail, 40_000),
+                readyz(1_000, Outcome::Pass, 10_000),
+                readyz(2_000, Outcome::Fail, 20_000),
+                readyz(3_000, Outcome::Pass, 30_000),
+                readyz(9_000, Outcome::Fail, 40_000),
             ],
         ));
-        recent.record(&batch(
+        recent.record(&from_probe(
             "stage-1",
             Some("staging"),
-            vec![result(2_000, Outcome::Fail, 1)],
+            vec![readyz(2_000, Outcome::Fail, 1)],
         ));
-        recent.record(&batch("self", None, vec![result(2_500, Outcome::Pass, 5)]));
+        recent.record(&from_probe(
+            "self",
+            None,
+            vec![readyz(2_500, Outcome::Pass, 5)],
+        ));
         let scope = Scope {
             service: "recall-api",
             env: Some("prod"),
@@ -264,9 +250,9 @@ mod tests {
     fn old_and_excess_samples_are_forgotten() {
         let recent = RecentResults::new(Duration::from_millis(10_000), 3);
         let results = (0..10)
-            .map(|i| result(i * 2_000, Outcome::Pass, 1))
+            .map(|i| readyz(i * 2_000, Outcome::Pass, 1))
             .collect();
-        recent.record(&batch("web-1", None, results));
+        recent.record(&from_probe("web-1", None, results));
         let scope = Scope {
             service: "recall-api",
             env: None,

@@ -289,38 +289,31 @@ impl CheckWindow {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use postflight_probe::report::Facts;
+    use postflight_probe::testkit;
 
-    fn result(at_ms: i64, outcome: Outcome, version: &str) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "recall-api".into(),
-            check: "version".into(),
-            kind: CheckKind::Http,
-            seq: 0,
-            started_at_ms: at_ms,
-            duration_us: 1_000,
-            outcome,
-            reason: (!outcome.is_pass()).then(|| "status 503".to_string()),
-            facts: Facts {
-                version: Some(version.into()),
-                ..Facts::default()
-            },
-            conditions: vec![ConditionReport {
-                expression: "status == 200".into(),
-                expected: "== 200".into(),
-                actual: if outcome.is_pass() { "200" } else { "503" }.into(),
-                ok: outcome.is_pass(),
-                error: None,
-            }],
+    fn version_check(at_ms: i64, outcome: Outcome, version: &str) -> CheckResult {
+        let pass = outcome.is_pass();
+        let result = testkit::result("recall-api", "version")
+            .at(at_ms)
+            .outcome(outcome)
+            .version(version)
+            .condition(
+                "status == 200",
+                "== 200",
+                if pass { "200" } else { "503" },
+                pass,
+            );
+        match pass {
+            true => result.build(),
+            false => result.reason("status 503").build(),
         }
     }
 
     #[test]
     fn folding_keeps_counts_last_failure_and_latest_version() {
         let mut window = WindowObservations::default();
-        window.record("web-1", &result(2_000, Outcome::Fail, "1.1.0"));
-        window.record("web-1", &result(1_000, Outcome::Pass, "1.0.0"));
+        window.record("web-1", &version_check(2_000, Outcome::Fail, "1.1.0"));
+        window.record("web-1", &version_check(1_000, Outcome::Pass, "1.0.0"));
         let version = &window.checks["version"];
         assert_eq!(version.probes["web-1"].failures(), 1);
         assert_eq!(version.probes["web-1"].results(), 2);
@@ -333,11 +326,11 @@ mod tests {
     #[test]
     fn results_of_probes_on_another_version_form_the_previous_cohort() {
         let mut window = WindowObservations::default();
-        let old = result(1_000, Outcome::Pass, "1.0.0");
+        let old = version_check(1_000, Outcome::Pass, "1.0.0");
         let cohort = window.cohort_of("blue", &old, None, "2.0.0");
         assert_eq!(cohort, Cohort::Previous);
         window.record_as("blue", &old, cohort);
-        let mut unversioned = result(2_000, Outcome::Pass, "x");
+        let mut unversioned = version_check(2_000, Outcome::Pass, "x");
         unversioned.facts.version = None;
         assert_eq!(
             window.cohort_of("blue", &unversioned, None, "2.0.0"),
@@ -361,7 +354,7 @@ mod tests {
         let mut window = WindowObservations::default();
         let mut due = Vec::new();
         for i in 0..100 {
-            window.record("web-1", &result(i, Outcome::Pass, "1"));
+            window.record("web-1", &version_check(i, Outcome::Pass, "1"));
             if window.checks.get_mut("version").unwrap().look_due(20, 3) {
                 due.push(i + 1);
             }
@@ -373,7 +366,7 @@ mod tests {
     fn latencies_are_bounded() {
         let mut window = WindowObservations::default();
         for i in 0..(MAX_LATENCIES as i64 + 10) {
-            window.record("web-1", &result(i, Outcome::Pass, "1"));
+            window.record("web-1", &version_check(i, Outcome::Pass, "1"));
         }
         assert_eq!(
             window.checks["version"].deployed.latencies_us.len(),

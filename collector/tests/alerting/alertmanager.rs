@@ -6,7 +6,7 @@ use std::time::Duration;
 use postflight_collector::clock::{Clock, SystemClock};
 use postflight_collector::timefmt::rfc3339;
 
-use crate::support::{Alertmanager, Harness, Receiver, config, eventually};
+use super::support::{Alertmanager, Harness, Receiver, config, eventually};
 
 fn alertmanager_channel(urls: &[String], extra: &str) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
@@ -150,11 +150,11 @@ async fn a_down_instance_catches_up_on_the_next_resend() {
     assert!(down.bodies().is_empty());
     down.answer(200);
     h.alerting.refresh_channels(h.now()).await;
-    let caught_up = eventually(Duration::from_secs(5), "the re-send", || {
-        let bodies = down.bodies();
-        (!bodies.is_empty()).then_some(bodies)
-    })
-    .await;
+    let resent = eventually(Duration::from_secs(5), || async {
+        !down.bodies().is_empty()
+    });
+    assert!(resent.await, "timed out waiting for the re-send");
+    let caught_up = down.bodies();
     assert_eq!(
         caught_up[0][0]["labels"]["alertname"],
         "PostflightCheckFailing"

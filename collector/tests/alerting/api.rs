@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use postflight_collector::clock::ManualClock;
 use postflight_collector::server::Collector;
+use postflight_tests::in_process::start_collector;
 
-use crate::support::{Receiver, T0, batch, eventually, result, webhook_channel};
+use super::support::{Receiver, T0, checked, eventually, prod_batch, webhook_channel};
 
 struct Running {
     collector: Collector,
@@ -21,15 +22,12 @@ struct Running {
 async fn start(hook: &Receiver) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\npublic_url = \"http://collector.example\"\n\n\
+        "public_url = \"http://collector.example\"\n\n\
          [alerting]\ngroup_wait = \"0s\"\nsilence_after = \"30d\"\n\n{}",
-        dir.path().join("data").display(),
         webhook_channel(hook)
     );
-    let loaded = postflight_collector::config::parse(&text, "test.toml").unwrap();
-    let collector = Collector::start(loaded, Arc::new(ManualClock::new(T0)))
-        .await
-        .unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let collector = start_collector(&dir.path().join("data"), &text, clock).await;
     let base = format!("http://{}", collector.addr);
     Running {
         collector,
@@ -79,25 +77,24 @@ impl Running {
     }
 }
 
-#[tokio::test]
-async fn incidents_and_silences_over_http_and_the_cli() {
-    let hook = Receiver::start().await;
-    let running = start(&hook).await;
+/// butler-tax's health fails twice on web-1: an incident opens and its webhook is
+/// delivered. Returns the incident's id.
+async fn open_incident(running: &Running, hook: &Receiver) -> u64 {
     for seq in 1..=2 {
-        let report = batch(
+        let report = prod_batch(
             "web-1",
             seq,
-            vec![result("butler-tax", "health", false, T0 + seq as i64)],
+            vec![checked("butler-tax", "health", false, T0 + seq as i64)],
         );
         let (status, _) = running
             .post("/api/v1/reports", &serde_json::to_value(&report).unwrap())
             .await;
         assert_eq!(status, 200);
     }
-    eventually(Duration::from_secs(10), "the webhook", || {
-        (!hook.bodies().is_empty()).then_some(())
-    })
-    .await;
+    let delivered = eventually(Duration::from_secs(10), || async {
+        !hook.bodies().is_empty()
+    });
+    assert!(delivered.await, "timed out waiting for the webhook");
 
     let (status, list) = running.get("/api/v1/incidents").await;
     assert_eq!(status, 200);
@@ -107,15 +104,23 @@ async fn incidents_and_silences_over_http_and_the_cli() {
         incident["summary"],
         "butler-tax prod: health failing on 1/1 probe"
     );
-    let id = incident["id"].as_u64().unwrap();
-    let mut detail = Value::Null;
-    for _ in 0..500 {
-        detail = running.get(&format!("/api/v1/incidents/{id}")).await.1;
-        if detail["notifications"][0]["state"] == "delivered" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    incident["id"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn incidents_over_http_and_the_cli() {
+    let hook = Receiver::start().await;
+    let running = start(&hook).await;
+    let id = open_incident(&running, &hook).await;
+    let detail_path = format!("/api/v1/incidents/{id}");
+    let delivered = eventually(Duration::from_secs(10), || async {
+        running.get(&detail_path).await.1["notifications"][0]["state"] == "delivered"
+    });
+    assert!(
+        delivered.await,
+        "the incident never shows its delivered notification"
+    );
+    let detail = running.get(&detail_path).await.1;
     assert_eq!(detail["notifications"][0]["channel"], "hook");
     assert_eq!(detail["notifications"][0]["attempts"][0]["ok"], true);
     assert_eq!(running.get("/api/v1/incidents/999999").await.0, 404);
@@ -141,6 +146,13 @@ async fn incidents_and_silences_over_http_and_the_cli() {
     let parsed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(parsed["incidents"][0]["id"], id);
 
+    running.collector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn silences_over_http_and_the_cli() {
+    let hook = Receiver::start().await;
+    let running = start(&hook).await;
     let (status, error) = running
         .post(
             "/api/v1/silences",

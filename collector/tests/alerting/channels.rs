@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::support::{Harness, Receiver, SmtpServer, config, eventually, free_port};
+use super::support::{Harness, Receiver, SmtpServer, config, eventually, free_port};
 
 /// Accepts TCP connections and never says a word (an SMTP server that never greets).
 struct SilentServer {
@@ -85,25 +85,26 @@ async fn an_smtp_server_that_never_greets_delays_no_other_channel() {
     let tasks = h.alerting.spawn(stopped);
 
     open_incident(&h, "butler-tax");
-    eventually(Duration::from_secs(5), "the email attempt to start", || {
-        (smtp.accepted() >= 1).then_some(())
-    })
-    .await;
-    eventually(
-        Duration::from_secs(5),
-        "the first incident's webhook",
-        || webhook_for(&hook, "butler-tax"),
-    )
-    .await;
+    let started = eventually(Duration::from_secs(5), || async { smtp.accepted() >= 1 });
+    assert!(
+        started.await,
+        "timed out waiting for the email attempt to start"
+    );
+    let first = || async { webhook_for(&hook, "butler-tax").is_some() };
+    let first = eventually(Duration::from_secs(5), first);
+    assert!(
+        first.await,
+        "timed out waiting for the first incident's webhook"
+    );
     // The email of the first incident now hangs for up to 30 s; the second incident's
     // webhook must not wait for it.
     open_incident(&h, "recall-api");
-    eventually(
-        Duration::from_secs(5),
-        "the second incident's webhook",
-        || webhook_for(&hook, "recall-api"),
-    )
-    .await;
+    let second = || async { webhook_for(&hook, "recall-api").is_some() };
+    let second = eventually(Duration::from_secs(5), second);
+    assert!(
+        second.await,
+        "timed out waiting for the second incident's webhook"
+    );
     assert!(
         h.pending() >= 1,
         "the emails are still waiting for the silent server"
@@ -201,10 +202,9 @@ async fn an_alertmanager_instance_that_never_answers_does_not_hold_back_the_othe
         .expect("delivered without waiting for the silent instance");
     assert_eq!(pass.delivered, 1, "{pass:?}");
     assert_eq!(am.requests()[0].path, "/api/v2/alerts");
-    eventually(
-        Duration::from_secs(5),
-        "the silent instance to be tried too",
-        || (silent.accepted() == 1).then_some(()),
-    )
-    .await;
+    let tried = eventually(Duration::from_secs(5), || async { silent.accepted() == 1 });
+    assert!(
+        tried.await,
+        "timed out waiting for the silent instance to be tried too"
+    );
 }

@@ -14,7 +14,7 @@ use postflight_collector::watch::watcher::WatchConfig;
 use postflight_collector::watch::{NewDeploy, Verdict, WatchSection, Watcher};
 use postflight_probe::report::CheckResult;
 
-use crate::support::{Harness, Receiver, batch, config, result};
+use super::support::{Harness, Receiver, checked, config, prod_batch};
 
 const MINUTE: u64 = 60;
 const PROBES: [&str; 2] = ["web-1", "web-2"];
@@ -46,10 +46,10 @@ impl Drift {
 
     /// `probe` reports recall-api's version check (passing, at `version`) now.
     fn report(&self, probe: &str, version: &str) {
-        let mut check: CheckResult = result("recall-api", "version", true, self.h.now());
+        let mut check: CheckResult = checked("recall-api", "version", true, self.h.now());
         check.facts.version = Some(version.into());
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let batch = batch(probe, seq, vec![check]);
+        let batch = prod_batch(probe, seq, vec![check]);
         self.h.alerting.evaluate(&batch, self.h.now());
         self.watcher.on_batch(&batch, self.h.now());
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use postflight_collector::alerting::DeployInfo;
 
-use crate::support::{Harness, SmtpSecurity, SmtpServer, TestPki, config, free_port};
+use super::support::{Harness, SmtpSecurity, SmtpServer, TestPki, config, free_port};
 
 fn email_channel(smtp: &str, extra: &str) -> String {
     format!(

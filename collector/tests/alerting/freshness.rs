@@ -5,7 +5,7 @@ use std::time::Duration;
 use postflight_collector::alerting::freshness::ProbeFreshness;
 use postflight_collector::alerting::incident::{IncidentKind, IncidentState};
 
-use crate::support::{Harness, Receiver, config, webhook_channel};
+use super::support::{Harness, Receiver, config, webhook_channel};
 
 fn silence_incidents(h: &Harness) -> Vec<String> {
     h.incidents()

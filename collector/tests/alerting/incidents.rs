@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use postflight_collector::alerting::incident::{IncidentKind, IncidentState};
 
-use crate::support::{Harness, Receiver, config, webhook_channel};
+use super::support::{Harness, Receiver, config, webhook_channel};
 
 const TEN_SECONDS: Duration = Duration::from_secs(10);
 
@@ -89,7 +89,7 @@ async fn failing_check_opens_one_incident_and_recovery_resolves_it() {
     let open = h.incidents();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].state, IncidentState::Open);
-    assert_eq!(open[0].started_at_ms, crate::support::T0);
+    assert_eq!(open[0].started_at_ms, super::support::T0);
     assert_eq!(h.deliver().await.sent, 1);
     h.report("web-1", &[("butler-tax", "health", true)]);
     h.advance(TEN_SECONDS);
@@ -173,10 +173,10 @@ async fn configured_silence_after_overrides_the_heartbeat_rule() {
 async fn checks_in_different_environments_are_separate_incidents() {
     let hook = Receiver::start().await;
     let h = Harness::new(&config(&[], &webhook_channel(&hook)));
-    let mut staging = crate::support::batch(
+    let mut staging = super::support::prod_batch(
         "stage-1",
         1,
-        vec![crate::support::result("svc", "health", false, h.now())],
+        vec![super::support::checked("svc", "health", false, h.now())],
     );
     staging.labels.insert("env".into(), "staging".into());
     h.alerting.evaluate(&staging, h.now());

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{SmtpSecurity, SmtpServer, free_port};
+use super::support::{SmtpSecurity, SmtpServer, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postflight");
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use postflight_collector::alerting::incident::IncidentState;
 use postflight_collector::alerting::outbox::DeliveryState;
 
-use crate::support::{Harness, Receiver, config, eventually, webhook_channel};
+use super::support::{Harness, Receiver, config, eventually, webhook_channel};
 
 fn open_incident(h: &Harness) {
     for _ in 0..2 {
@@ -174,11 +174,11 @@ async fn background_worker_delivers_as_soon_as_an_incident_opens() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let tasks = h.alerting.spawn(stopped);
     open_incident(&h);
-    let bodies = eventually(Duration::from_secs(10), "the webhook", || {
-        let bodies = hook.bodies();
-        (!bodies.is_empty()).then_some(bodies)
-    })
-    .await;
+    let delivered = eventually(Duration::from_secs(10), || async {
+        !hook.bodies().is_empty()
+    });
+    assert!(delivered.await, "timed out waiting for the webhook");
+    let bodies = hook.bodies();
     assert_eq!(bodies[0]["events"][0]["check"], "health");
     stop.send(true).unwrap();
     for task in tasks {

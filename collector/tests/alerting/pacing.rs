@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use postflight_collector::event::{Event, EventKind, EventSink, Severity, Subject};
 
-use crate::support::{Harness, Receiver, config, webhook_channel};
+use super::support::{Harness, Receiver, config, webhook_channel};
 
 const TEN_SECONDS: Duration = Duration::from_secs(10);
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use postflight_collector::alerting::incident::IncidentState;
 
-use crate::support::{Harness, Receiver, config, webhook_channel};
+use super::support::{Harness, Receiver, config, webhook_channel};
 
 fn fail_twice(h: &Harness, service: &str) {
     for _ in 0..2 {

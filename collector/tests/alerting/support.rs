@@ -24,45 +24,38 @@ use postflight_collector::clock::{Clock, ManualClock};
 use postflight_collector::metrics::Metrics;
 use postflight_collector::store::{StoreOptions, Writer, WriterOptions, open_database};
 use postflight_probe::report::{CheckResult, ReportBatch};
-pub use postflight_tests::free_port;
-use postflight_tests::status_result;
+use postflight_probe::testkit;
+use postflight_tests::pki::TestCa;
+pub use postflight_tests::{eventually, free_port};
 
 /// 2026-11-23T20:15:04Z.
 pub const T0: i64 = 1_795_464_904_000;
 
-/// Poll `probe` every 20 ms until it returns Some, or panic after `limit`.
-pub async fn eventually<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One check result: `status == 200` passing (200) or failing (503), version 1.4.2.
-pub fn result(service: &str, check: &str, pass: bool, at_ms: i64) -> CheckResult {
-    let mut result = status_result(service, check, at_ms, if pass { 200 } else { 503 });
-    result.reason = (!pass).then(|| "1 of 1 conditions failed".to_string());
-    result.facts.version = Some("1.4.2".into());
-    result
+pub fn checked(service: &str, check: &str, pass: bool, at_ms: i64) -> CheckResult {
+    let result = testkit::result(service, check)
+        .at(at_ms)
+        .duration_us(20_000)
+        .judged_by_status(if pass { 200 } else { 503 })
+        .version("1.4.2");
+    match pass {
+        true => result.build(),
+        false => result.reason("1 of 1 conditions failed").build(),
+    }
 }
 
 /// A batch from `probe` (env=prod, heartbeat every 10s, retries at most 10s apart).
-pub fn batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 10_000,
-        probe: probe.into(),
-        seq,
-        sent_at_ms: results.first().map(|r| r.started_at_ms).unwrap_or(T0),
-        labels: [("env".to_string(), "prod".to_string())].into(),
-        probe_version: "0.1.0".into(),
-        config_digest: "test".into(),
-        heartbeat_interval_ms: 10_000,
-        results,
-    }
+pub fn prod_batch(probe: &str, seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    testkit::batch(probe)
+        .seq(seq)
+        .sent_at(results.first().map(|r| r.started_at_ms).unwrap_or(T0))
+        .env("prod")
+        .probe_version("0.1.0")
+        .config_digest("test")
+        .heartbeat_ms(10_000)
+        .retry_cap_ms(10_000)
+        .results(results)
+        .build()
 }
 
 /// Alerting over a temporary sled db, driven by a manual clock.
@@ -150,14 +143,14 @@ impl Harness {
         let now = self.now();
         let results = results
             .iter()
-            .map(|(service, check, pass)| result(service, check, *pass, now))
+            .map(|(service, check, pass)| checked(service, check, *pass, now))
             .collect();
         let seq = {
             let mut seq = self.seq.lock().expect("seq");
             *seq += 1;
             *seq
         };
-        batch(probe, seq, results)
+        prod_batch(probe, seq, results)
     }
 
     /// One outbox pass at the current time.
@@ -498,24 +491,13 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn create(dir: &Path) -> TestPki {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-        let ca_key = KeyPair::generate().expect("ca key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-        let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
-            .expect("params");
-        let cert = params.signed_by(&key, &ca_cert, &ca_key).expect("cert");
-        let pki = TestPki {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
-        };
-        std::fs::write(&pki.ca, ca_cert.pem()).expect("write ca");
-        std::fs::write(&pki.cert, cert.pem()).expect("write cert");
-        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
-        pki
+        let ca = TestCa::new("SMTP CA");
+        let server = ca.issue(dir, "server", &["127.0.0.1", "localhost"]);
+        TestPki {
+            ca: ca.write(&dir.join("ca.pem")),
+            cert: server.cert,
+            key: server.key,
+        }
     }
 
     /// A server that requires STARTTLS with this PKI's certificate.

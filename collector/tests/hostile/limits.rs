@@ -1,42 +1,27 @@
 //! Cardinality and size limits: a batch over a `[limits]` key is 422 naming the key,
 //! stores nothing, and is counted on /metrics; the CLI escapes control characters.
 
-use std::collections::BTreeMap;
-
-use postflight_probe::report::{CheckKind, CheckResult, Facts, Outcome, ReportBatch};
+use postflight_probe::report::{CheckResult, ReportBatch};
+use postflight_probe::testkit;
 use serde_json::Value;
 
 use super::{NOW, get, metrics, start};
 use postflight_collector::server::Collector;
 
-fn result(check: &str, reason: &str) -> CheckResult {
-    CheckResult {
-        interval_ms: 0,
-        service: "svc".into(),
-        check: check.into(),
-        kind: CheckKind::Http,
-        seq: 0,
-        started_at_ms: NOW - 1_000,
-        duration_us: 1_000,
-        outcome: Outcome::Fail,
-        reason: Some(reason.into()),
-        facts: Facts::default(),
-        conditions: Vec::new(),
-    }
+fn failed(check: &str, reason: &str) -> CheckResult {
+    testkit::result("svc", check)
+        .at(NOW - 1_000)
+        .failed(reason)
+        .build()
 }
 
-fn batch(seq: u64, results: Vec<CheckResult>) -> ReportBatch {
-    ReportBatch {
-        retry_cap_ms: 0,
-        probe: "web-1".into(),
-        seq,
-        sent_at_ms: NOW,
-        labels: BTreeMap::new(),
-        probe_version: String::new(),
-        config_digest: String::new(),
-        heartbeat_interval_ms: 15_000,
-        results,
-    }
+fn from_web_1(seq: u64, results: Vec<CheckResult>) -> ReportBatch {
+    testkit::batch("web-1")
+        .seq(seq)
+        .sent_at(NOW)
+        .heartbeat_ms(15_000)
+        .results(results)
+        .build()
 }
 
 async fn send(collector: &Collector, batch: &ReportBatch) -> (u16, Value) {
@@ -73,19 +58,19 @@ async fn batches_over_a_limit_are_422_name_it_and_store_nothing() {
     .await;
     let cases = [
         (
-            batch(1, (0..6).map(|i| result(&format!("c{i}"), "r")).collect()),
+            from_web_1(1, (0..6).map(|i| failed(&format!("c{i}"), "r")).collect()),
             "results_per_batch",
         ),
         (
-            batch(1, (0..4).map(|i| result(&format!("c{i}"), "r")).collect()),
+            from_web_1(1, (0..4).map(|i| failed(&format!("c{i}"), "r")).collect()),
             "new_series_per_batch",
         ),
         (
-            batch(1, vec![result("c0", &"x".repeat(2_000))]),
+            from_web_1(1, vec![failed("c0", &"x".repeat(2_000))]),
             "reason_length",
         ),
         (
-            batch(1, vec![result("c0", "red\u{1b}[31m")]),
+            from_web_1(1, vec![failed("c0", "red\u{1b}[31m")]),
             "control_characters",
         ),
     ];
@@ -100,18 +85,18 @@ async fn batches_over_a_limit_are_422_name_it_and_store_nothing() {
     }
     assert_eq!(series(&collector).await, 0, "nothing stored");
 
-    let three: Vec<CheckResult> = (0..3).map(|i| result(&format!("c{i}"), "r")).collect();
-    assert_eq!(send(&collector, &batch(1, three)).await.0, 200);
-    let two_more = vec![result("c3", "r"), result("c4", "r")];
-    let (status, body) = send(&collector, &batch(2, two_more)).await;
+    let three: Vec<CheckResult> = (0..3).map(|i| failed(&format!("c{i}"), "r")).collect();
+    assert_eq!(send(&collector, &from_web_1(1, three)).await.0, 200);
+    let two_more = vec![failed("c3", "r"), failed("c4", "r")];
+    let (status, body) = send(&collector, &from_web_1(2, two_more)).await;
     assert_eq!(status, 422, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("series_per_probe"),
         "{body}"
     );
     assert_eq!(series(&collector).await, 3);
-    let known_again = vec![result("c0", "r"), result("c1", "r"), result("c3", "r")];
-    assert_eq!(send(&collector, &batch(2, known_again)).await.0, 200);
+    let known_again = vec![failed("c0", "r"), failed("c1", "r"), failed("c3", "r")];
+    assert_eq!(send(&collector, &from_web_1(2, known_again)).await.0, 200);
 
     let metrics = metrics(&collector).await;
     for limit in [
@@ -131,12 +116,11 @@ async fn batches_over_a_limit_are_422_name_it_and_store_nothing() {
 async fn in_an_envelope_each_batch_over_a_limit_is_refused_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let collector = start(dir.path(), "[limits]\nseries_per_probe = 3\n").await;
-    let first: Vec<CheckResult> = (0..2).map(|i| result(&format!("c{i}"), "r")).collect();
+    let first: Vec<CheckResult> = (0..2).map(|i| failed(&format!("c{i}"), "r")).collect();
     // Together with the first batch's two new series this passes series_per_probe = 3.
-    let second = vec![result("c2", "r"), result("c3", "r")];
-    let third = vec![result("c0", "r\u{0}")];
-    let envelope =
-        serde_json::json!({"batches": [batch(1, first), batch(2, second), batch(3, third)]});
+    let second = vec![failed("c2", "r"), failed("c3", "r")];
+    let third = vec![failed("c0", "r\u{0}")];
+    let envelope = serde_json::json!({"batches": [from_web_1(1, first), from_web_1(2, second), from_web_1(3, third)]});
     let response = reqwest::Client::new()
         .post(format!("http://{}/api/v1/reports", collector.addr))
         .json(&envelope)

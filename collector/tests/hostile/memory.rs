@@ -2,21 +2,14 @@
 //! from before its body is read, so a spent budget refuses the next report at once, and
 //! a large report gives freed memory back when it is answered.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use postflight_probe::report::Outcome;
-use postflight_tests::{batch, now_ms, post_batch, result};
+use postflight_probe::testkit;
+use postflight_tests::{eventually, metric_value, now_ms, post_batch, probe_batch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{metrics, start};
-
-/// The value of an unlabelled metric line.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
 
 /// Polls `/metrics` until `name` satisfies `wanted`, for at most `limit`.
 async fn metric_reaches(
@@ -25,14 +18,10 @@ async fn metric_reaches(
     limit: Duration,
     wanted: impl Fn(f64) -> bool,
 ) -> f64 {
-    let deadline = Instant::now() + limit;
-    loop {
-        let value = metric(&metrics(collector).await, name).unwrap_or(-1.0);
-        if wanted(value) || Instant::now() > deadline {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let value = || async { metric_value(&metrics(collector).await, name).unwrap_or(-1.0) };
+    // Whether it got there or not, the caller asserts on the value it ended at.
+    let _reached = eventually(limit, || async { wanted(value().await) }).await;
+    value().await
 }
 
 /// Sends the head of a report announcing `length` bytes and `body_start` of its body.
@@ -111,23 +100,31 @@ async fn a_report_of_a_mebibyte_gives_freed_memory_back_and_a_small_one_does_not
     let collector = start(dir.path(), "").await;
     let url = format!("http://{}", collector.addr);
     let releases = "postflight_memory_releases_total";
-    let small = batch(
-        "mem-1",
-        1,
-        vec![result("svc", "health", now_ms(), Outcome::Pass, None)],
-    );
+    let small = probe_batch("mem-1", 1)
+        .results(vec![
+            testkit::result("svc", "health")
+                .at(now_ms())
+                .status(200)
+                .build(),
+        ])
+        .build();
     assert_eq!(post_batch(&url, None, &small).await.0, 200);
-    assert_eq!(metric(&metrics(&collector).await, releases), Some(0.0));
+    assert_eq!(
+        metric_value(&metrics(&collector).await, releases),
+        Some(0.0)
+    );
 
     let at = now_ms();
-    let results = (0..1000)
+    let results: Vec<_> = (0..1000)
         .map(|i| {
-            let mut r = result("svc", "health", at + i, Outcome::Fail, None);
-            r.reason = Some("x".repeat(1020));
-            r
+            testkit::result("svc", "health")
+                .at(at + i)
+                .status(500)
+                .failed(&"x".repeat(1020))
+                .build()
         })
         .collect();
-    let large = batch("mem-1", 2, results);
+    let large = probe_batch("mem-1", 2).results(results).build();
     assert!(serde_json::to_vec(&large).unwrap().len() >= 1024 * 1024);
     assert_eq!(post_batch(&url, None, &large).await.0, 200);
     let released =

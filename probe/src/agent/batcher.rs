@@ -330,22 +330,14 @@ mod tests {
 
     use super::*;
     use crate::agent::spool::full_disk::FullDisk;
-    use crate::report::{CheckKind, Outcome};
+    use crate::report::CheckKind;
 
-    fn result(at_ms: i64) -> CheckResult {
-        CheckResult {
-            interval_ms: 0,
-            service: "s".into(),
-            check: "c".into(),
-            kind: CheckKind::Tcp,
-            seq: 0,
-            started_at_ms: at_ms,
-            duration_us: 1,
-            outcome: Outcome::Pass,
-            reason: None,
-            facts: Default::default(),
-            conditions: Vec::new(),
-        }
+    fn tcp_result(at_ms: i64) -> CheckResult {
+        crate::testkit::result("s", "c")
+            .kind(CheckKind::Tcp)
+            .at(at_ms)
+            .duration_us(1)
+            .build()
     }
 
     fn batcher(root: &std::path::Path, disk: Arc<FullDisk>) -> Batcher {
@@ -386,13 +378,13 @@ mod tests {
         let disk = Arc::new(FullDisk::default());
         let mut batcher = batcher(root.path(), disk.clone());
         let spool = batcher.spools[0].spool.clone();
-        batcher.write(vec![result(1)]).await;
+        batcher.write(vec![tcp_result(1)]).await;
         let one_batch = spool.stats().bytes;
         spool.set_max_memory_bytes(one_batch * 2 + one_batch / 2);
 
         disk.set(true);
         for at in 2..=5 {
-            batcher.write(vec![result(at)]).await;
+            batcher.write(vec![tcp_result(at)]).await;
         }
         assert_eq!(spool.stats().unwritten, 2, "two fit in memory");
         assert_eq!(
@@ -409,7 +401,7 @@ mod tests {
         );
 
         disk.set(false);
-        batcher.write(vec![result(6)]).await;
+        batcher.write(vec![tcp_result(6)]).await;
         let starts: Vec<(u64, i64)> = [4, 5, 6]
             .iter()
             .map(|&seq| {
@@ -430,11 +422,11 @@ mod tests {
         let counter = root.path().join(crate::agent::result_seq::RESULT_SEQ_FILE);
         fs::create_dir(&counter).unwrap();
         fs::write(counter.join("x"), b"x").unwrap();
-        batcher.write(vec![result(1)]).await;
+        batcher.write(vec![tcp_result(1)]).await;
         assert_eq!((batcher.unnumbered.len(), spool.stats().batches), (1, 0));
 
         fs::remove_dir_all(&counter).unwrap();
-        batcher.write(vec![result(2)]).await;
+        batcher.write(vec![tcp_result(2)]).await;
         assert!(batcher.unnumbered.is_empty());
         let first: ReportBatch = serde_json::from_slice(&spool.read(1).unwrap()).unwrap();
         let second: ReportBatch = serde_json::from_slice(&spool.read(2).unwrap()).unwrap();

@@ -593,18 +593,14 @@ pub(crate) mod full_disk {
 mod tests {
     use super::*;
 
-    fn batch() -> ReportBatch {
-        ReportBatch {
-            retry_cap_ms: 0,
-            probe: "web-1".into(),
-            seq: 0,
-            sent_at_ms: 1,
-            labels: Default::default(),
-            probe_version: "0".into(),
-            config_digest: "d".into(),
-            heartbeat_interval_ms: 1000,
-            results: Vec::new(),
-        }
+    fn plain_batch() -> ReportBatch {
+        crate::testkit::batch("web-1")
+            .seq(0)
+            .sent_at(1)
+            .probe_version("0")
+            .config_digest("d")
+            .heartbeat_ms(1000)
+            .build()
     }
 
     #[test]
@@ -613,7 +609,7 @@ mod tests {
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
         let mut sizes = Vec::new();
         for _ in 0..6 {
-            sizes.push(spool.append(batch()).bytes);
+            sizes.push(spool.append(plain_batch()).bytes);
         }
         assert_eq!(spool.oldest_batches(4, u64::MAX), vec![1, 2, 3, 4]);
         let two = sizes[0] + sizes[1];
@@ -639,8 +635,8 @@ mod tests {
     fn sequence_continues_after_the_spool_was_emptied_and_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        let first = spool.append(batch());
-        let second = spool.append(batch());
+        let first = spool.append(plain_batch());
+        let second = spool.append(plain_batch());
         assert_eq!((first.seq(), second.seq()), (Some(1), Some(2)));
         spool.acknowledge(1).unwrap();
         spool.acknowledge(2).unwrap();
@@ -653,14 +649,14 @@ mod tests {
         );
         drop(spool);
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        assert_eq!(spool.append(batch()).seq(), Some(3));
+        assert_eq!(spool.append(plain_batch()).seq(), Some(3));
     }
 
     #[test]
     fn the_acknowledged_newest_batch_stays_until_a_newer_one_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        spool.append(batch());
+        spool.append(plain_batch());
         spool.acknowledge(1).unwrap();
         assert!(spool.dir().join(batch_file_name(1)).exists());
         assert_eq!(spool.oldest(), None);
@@ -672,22 +668,22 @@ mod tests {
             "after a crash it is sent once more"
         );
         spool.acknowledge(1).unwrap();
-        assert_eq!(spool.append(batch()).seq(), Some(2));
+        assert_eq!(spool.append(plain_batch()).seq(), Some(2));
         assert!(!spool.dir().join(batch_file_name(1)).exists());
     }
 
     #[test]
     fn oldest_batches_are_dropped_above_the_bound_but_the_newest_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let size = serde_json::to_vec(&batch()).unwrap().len() as u64;
+        let size = serde_json::to_vec(&plain_batch()).unwrap().len() as u64;
         let spool = Spool::open(dir.path().join("c"), size * 2 + size / 2).unwrap();
         for _ in 0..2 {
-            assert!(spool.append(batch()).dropped.is_empty());
+            assert!(spool.append(plain_batch()).dropped.is_empty());
         }
-        assert_eq!(spool.append(batch()).dropped, vec![1]);
+        assert_eq!(spool.append(plain_batch()).dropped, vec![1]);
         assert_eq!(spool.oldest(), Some(2));
         spool.set_max_bytes(1);
-        assert_eq!(spool.append(batch()).dropped, vec![2, 3]);
+        assert_eq!(spool.append(plain_batch()).dropped, vec![2, 3]);
         assert_eq!(spool.stats().batches, 1);
     }
 
@@ -695,8 +691,8 @@ mod tests {
     fn corrupt_file_is_reported_and_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
-        spool.append(batch());
-        spool.append(batch());
+        spool.append(plain_batch());
+        spool.append(plain_batch());
         let path = spool.dir().join(batch_file_name(1));
         let text = fs::read(&path).unwrap();
         fs::write(&path, &text[..text.len() / 2]).unwrap();
@@ -729,7 +725,7 @@ mod tests {
     fn marked(sent_at_ms: i64) -> ReportBatch {
         ReportBatch {
             sent_at_ms,
-            ..batch()
+            ..plain_batch()
         }
     }
 
@@ -773,7 +769,7 @@ mod tests {
     fn batches_pushed_out_of_memory_are_given_up_as_a_gap_in_the_sequence() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, disk) = full_spool(dir.path());
-        let size = serde_json::to_vec(&batch()).unwrap().len() as u64;
+        let size = serde_json::to_vec(&plain_batch()).unwrap().len() as u64;
         spool.set_max_memory_bytes(size * 2 + size / 2);
         assert_eq!(spool.append(marked(1)).seq(), Some(1));
         disk.set(true);
@@ -798,7 +794,7 @@ mod tests {
         drop(spool);
         let spool = Spool::open(dir.path().join("c"), 1 << 20).unwrap();
         assert_eq!(
-            spool.append(batch()).seq(),
+            spool.append(plain_batch()).seq(),
             Some(2),
             "next-seq kept the skip"
         );

@@ -1,5 +1,6 @@
 //! Fake services for network check tests: an axum app served on `127.0.0.1:0` over plain
-//! HTTP or TLS, a throwaway certificate authority, and an address nobody listens on.
+//! HTTP or TLS (certificates from `postflight_probe::testkit::pki`), and an address
+//! nobody listens on.
 
 #![allow(dead_code)]
 
@@ -7,13 +8,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::serve::{Listener, ListenerExt};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use postflight_probe::testkit::pki::ServerIdentity;
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -152,84 +152,6 @@ impl Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
-    }
-}
-
-/// A throwaway certificate authority.
-pub struct Authority {
-    certificate: rcgen::Certificate,
-    key: KeyPair,
-}
-
-/// A server's certificate chain and private key.
-pub struct ServerIdentity {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-}
-
-const DAY: Duration = Duration::from_secs(86_400);
-
-impl Authority {
-    /// A CA with a name of its own.
-    pub fn new() -> Authority {
-        static NEXT: AtomicUsize = AtomicUsize::new(1);
-        Authority::named(&format!(
-            "Postflight Test CA {}",
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ))
-    }
-
-    /// A CA whose certificate has the common name `name`.
-    pub fn named(name: &str) -> Authority {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.not_before = (SystemTime::now() - 365 * DAY).into();
-        params.not_after = (SystemTime::now() + 3650 * DAY).into();
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.self_signed(&key).unwrap();
-        Authority { certificate, key }
-    }
-
-    /// The CA certificate as PEM, for `ca_file`.
-    pub fn pem(&self) -> String {
-        self.certificate.pem()
-    }
-
-    /// The CA certificate written to a temporary PEM file.
-    pub fn pem_file(&self) -> tempfile::NamedTempFile {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), self.pem()).unwrap();
-        file
-    }
-
-    /// A certificate for `localhost` and `127.0.0.1`, valid from `not_before` until
-    /// `not_after` (seconds relative to now, may be negative), signed by this CA.
-    pub fn issue(&self, not_before: i64, not_after: i64) -> ServerIdentity {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let mut params = CertificateParams::new(names).unwrap();
-        params.not_before = relative_to_now(not_before).into();
-        params.not_after = relative_to_now(not_after).into();
-        let key = KeyPair::generate().unwrap();
-        let certificate = params
-            .signed_by(&key, &self.certificate, &self.key)
-            .unwrap();
-        ServerIdentity {
-            chain: vec![certificate.der().clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        }
-    }
-}
-
-/// Now plus `seconds` (which may be negative).
-pub fn relative_to_now(seconds: i64) -> SystemTime {
-    let offset = Duration::from_secs(seconds.unsigned_abs());
-    if seconds >= 0 {
-        SystemTime::now() + offset
-    } else {
-        SystemTime::now() - offset
     }
 }
 

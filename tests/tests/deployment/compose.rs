@@ -13,7 +13,7 @@ use postflight_tests::binary;
 use serde::Deserialize;
 use toml::Value as TomlValue;
 
-use crate::dashboards::repo_root;
+use super::dashboards::repo_root;
 
 #[derive(Debug, Deserialize)]
 struct ComposeFile {

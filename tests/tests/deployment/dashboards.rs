@@ -13,8 +13,9 @@ use postflight_tests::{CollectorProcess, binary, eventually, free_port};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::promql::{Inventory, printed_labels, read, without_grafana_variables};
-use crate::support::{Authority, serve_tls};
+use super::promql::{Inventory, printed_labels, read, without_grafana_variables};
+use super::support::serve_tls;
+use postflight_probe::testkit::pki::TestCa;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -149,9 +150,9 @@ async fn live_inventory() -> Inventory {
         .unwrap();
     assert_eq!(created.status().as_u16(), 201, "deploy marker not created");
 
-    let authority = Authority::new();
+    let authority = TestCa::numbered();
     let app = Router::new().route("/", get(|| async { "ok" }));
-    let target = serve_tls(app, authority.issue(-60, 30 * 86_400)).await;
+    let target = serve_tls(app, authority.identity(-60, 30 * 86_400)).await;
     let ca = authority.pem_file();
     let probe = ProbeRun::start(dir.path(), &collector, &target.https_url("/"), ca.path()).await;
 

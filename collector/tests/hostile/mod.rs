@@ -12,8 +12,8 @@ mod parsers;
 use std::sync::Arc;
 
 use postflight_collector::clock::ManualClock;
-use postflight_collector::config;
 use postflight_collector::server::Collector;
+use postflight_tests::in_process::start_collector;
 use serde_json::Value;
 
 /// The collector's clock in these tests.
@@ -22,14 +22,7 @@ pub const NOW: i64 = 1_795_000_000_000;
 /// A collector on 127.0.0.1:0 in `dir`, with extra config appended to `[server]`'s
 /// table-free prelude.
 pub async fn start(dir: &std::path::Path, extra: &str) -> Collector {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}",
-        dir.join("data").display()
-    );
-    let loaded = config::parse(&text, "test").unwrap();
-    Collector::start(loaded, Arc::new(ManualClock::new(NOW)))
-        .await
-        .unwrap()
+    start_collector(&dir.join("data"), extra, Arc::new(ManualClock::new(NOW))).await
 }
 
 /// GET a path: status and JSON body (null when not JSON).

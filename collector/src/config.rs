@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use postflight_probe::check::{Check, CheckSpec};
 use postflight_probe::config::{
-    ConfigError, Defaults, build_checks, check_location, expand_check_spec, expand_env,
+    ConfigError, Defaults, EnvError, build_checks, check_location, expand_check_spec, expand_env,
 };
 use postflight_probe::problems::{self, Problem};
 use postflight_probe::secret::{self, SecretSource};
@@ -413,7 +413,7 @@ pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let at = check_location(text, "checks", index, spec);
         problems.extend(
-            expand_check_spec(spec, text)
+            expand_check_spec(spec, text, index)
                 .into_iter()
                 .map(|p| format!("{at}: {p}")),
         );
@@ -484,37 +484,62 @@ fn resolve_tokens(key: &str, entries: &[TokenEntry], problems: &mut Vec<String>)
     digests
 }
 
-fn token_digest(entry: &TokenEntry, key: &str) -> Result<[u8; 32], String> {
+/// What is wrong with one token entry; never shows the token.
+#[derive(Debug, thiserror::Error)]
+enum TokenProblem {
+    #[error("name must not be empty")]
+    EmptyName,
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("token is shorter than 16 characters; use a long random token")]
+    Short,
+    #[error("cannot read token_file {path}: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token_sha256 must be 64 hex digits (printf %s TOKEN | sha256sum)")]
+    NotHexDigest,
+    #[error("give exactly one of token, token_file, token_sha256")]
+    NotExactlyOne,
+}
+
+fn token_digest(entry: &TokenEntry, key: &str) -> Result<[u8; 32], TokenProblem> {
     if entry.name.is_empty() {
-        return Err("name must not be empty".into());
+        return Err(TokenProblem::EmptyName);
     }
     match (&entry.token, &entry.token_file, &entry.token_sha256) {
         (Some(token), None, None) => {
-            let token = expand_env(token).map_err(|e| e.to_string())?;
+            let token = expand_env(token)?;
             secret::register(&token, &SecretSource::Key(key.to_string()));
             if token.len() < 16 {
-                return Err("token is shorter than 16 characters; use a long random token".into());
+                return Err(TokenProblem::Short);
             }
             Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, Some(path), None) => {
-            let token = secret::read_secret_file(path)
-                .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
+            let token =
+                secret::read_secret_file(path).map_err(|source| TokenProblem::Unreadable {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             Ok(Sha256::digest(token.as_bytes()).into())
         }
         (None, None, Some(hex)) => parse_hex_digest(hex),
-        _ => Err("give exactly one of token, token_file, token_sha256".into()),
+        _ => Err(TokenProblem::NotExactlyOne),
     }
 }
 
-fn parse_hex_digest(hex: &str) -> Result<[u8; 32], String> {
+fn parse_hex_digest(hex: &str) -> Result<[u8; 32], TokenProblem> {
     let hex = hex.trim();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err("token_sha256 must be 64 hex digits (printf %s TOKEN | sha256sum)".into());
+        return Err(TokenProblem::NotHexDigest);
     }
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|e| e.to_string())?;
+        *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16)
+            .map_err(|_| TokenProblem::NotHexDigest)?;
     }
     Ok(out)
 }

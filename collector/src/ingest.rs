@@ -369,7 +369,7 @@ fn parse_reports(json: &[u8], max_batches: usize) -> Result<Received, ApiError> 
     if !is_envelope(json) {
         let batch: ReportBatch = serde_json::from_slice(json)
             .map_err(|e| ApiError::bad_request(format!("malformed report batch: {e}")))?;
-        validate_batch(&batch).map_err(ApiError::bad_request)?;
+        validate_batch(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
         return Ok(Received::One(batch));
     }
     let envelope: ReportEnvelope = serde_json::from_slice(json)
@@ -397,7 +397,7 @@ fn parse_reports(json: &[u8], max_batches: usize) -> Result<Received, ApiError> 
             Err(error) => refused.push(BatchRefusal {
                 seq: batch.seq,
                 status: 400,
-                error,
+                error: error.to_string(),
             }),
         }
     }
@@ -434,35 +434,53 @@ fn decode_body(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, A
     }
 }
 
-/// Schema rules serde cannot express; the message names the field.
-pub fn validate_batch(batch: &ReportBatch) -> Result<(), String> {
-    identifier("probe", &batch.probe)?;
+/// A batch that breaks a schema rule serde cannot express; the text names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchSchemaError {
+    #[error("{field} must not be empty")]
+    EmptyIdentifier { field: String },
+    #[error("{field} {value:?} has {bad:?}; use letters, digits, '-', '_' and '.'")]
+    IdentifierCharacter {
+        field: String,
+        value: String,
+        bad: char,
+    },
+    #[error("seq: batch sequence numbers start at 1")]
+    ZeroSeq,
+    #[error("results[{index}].started_at_ms must be unix milliseconds")]
+    StartedAt { index: usize },
+}
+
+/// Schema rules serde cannot express; the error names the field.
+pub fn validate_batch(batch: &ReportBatch) -> Result<(), BatchSchemaError> {
+    identifier(|| "probe".to_string(), &batch.probe)?;
     if batch.seq == 0 {
-        return Err("seq: batch sequence numbers start at 1".into());
+        return Err(BatchSchemaError::ZeroSeq);
     }
     for (index, result) in batch.results.iter().enumerate() {
-        identifier(&format!("results[{index}].service"), &result.service)?;
-        identifier(&format!("results[{index}].check"), &result.check)?;
+        identifier(|| format!("results[{index}].service"), &result.service)?;
+        identifier(|| format!("results[{index}].check"), &result.check)?;
         if result.started_at_ms <= 0 {
-            return Err(format!(
-                "results[{index}].started_at_ms must be unix milliseconds"
-            ));
+            return Err(BatchSchemaError::StartedAt { index });
         }
     }
     Ok(())
 }
 
-fn identifier(field: &str, value: &str) -> Result<(), String> {
+/// `field` (named lazily: it is only needed for the error) must be an identifier.
+fn identifier(field: impl Fn() -> String, value: &str) -> Result<(), BatchSchemaError> {
     if value.is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(BatchSchemaError::EmptyIdentifier { field: field() });
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
     {
-        return Err(format!(
-            "{field} {value:?} has {bad:?}; use letters, digits, '-', '_' and '.'"
-        ));
+        return Err(BatchSchemaError::IdentifierCharacter {
+            field: field(),
+            value: value.to_string(),
+            bad,
+        });
     }
     Ok(())
 }

@@ -17,8 +17,12 @@ pub enum NotifyTestError {
     #[error("no channel named {name:?}; configured: {known}")]
     UnknownChannel { name: String, known: String },
     /// The channel's config cannot be built (checked by check-config too).
-    #[error("channel {name:?} is invalid: {message}")]
-    Invalid { name: String, message: String },
+    #[error("channel {name:?} is invalid: {source}")]
+    Invalid {
+        name: String,
+        #[source]
+        source: channel::ChannelConfigError,
+    },
     /// The channel was tried and did not deliver.
     #[error("channel {name:?} did not deliver the test notification: {message}")]
     NotDelivered { name: String, message: String },
@@ -72,9 +76,9 @@ pub async fn send_test(
             },
         });
     };
-    let built = channel::build(spec, None).map_err(|message| NotifyTestError::Invalid {
+    let built = channel::build(spec, None).map_err(|source| NotifyTestError::Invalid {
         name: name.into(),
-        message,
+        source,
     })?;
     let notification = Notification {
         id: format!("test-{name}-{now_ms}"),

@@ -160,8 +160,8 @@ async fn once(args: OnceArgs) -> i32 {
     };
     let mut selected = match select_checks(checks, &args.services, &args.checks) {
         Ok(selected) => selected,
-        Err(message) => {
-            eprintln!("error: {}", redact(&message));
+        Err(unknown) => {
+            eprintln!("error: {}", redact(&unknown.to_string()));
             return EXIT_USAGE;
         }
     };
@@ -197,27 +197,34 @@ async fn once(args: OnceArgs) -> i32 {
     }
 }
 
+/// A `--service` or `--check` that names nothing in the config, with what it has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("no service {name:?} in the config (services: {})", known.join(", "))]
+    Service { name: String, known: Vec<String> },
+    #[error("no check {id:?} in the config (write SERVICE/NAME; checks: {})", known.join(", "))]
+    Check { id: String, known: Vec<String> },
+}
+
 /// Keep the checks matching `--service` / `--check`; unknown names are an error.
 pub fn select_checks(
     checks: Vec<Check>,
     services: &[String],
     ids: &[String],
-) -> Result<Vec<Check>, String> {
+) -> Result<Vec<Check>, SelectionError> {
     let known_services: BTreeSet<_> = checks.iter().map(|c| c.service.clone()).collect();
     let known_ids: BTreeSet<_> = checks.iter().map(Check::id).collect();
     if let Some(unknown) = services.iter().find(|s| !known_services.contains(*s)) {
-        let list: Vec<_> = known_services.into_iter().collect();
-        return Err(format!(
-            "no service {unknown:?} in the config (services: {})",
-            list.join(", ")
-        ));
+        return Err(SelectionError::Service {
+            name: unknown.clone(),
+            known: known_services.into_iter().collect(),
+        });
     }
     if let Some(unknown) = ids.iter().find(|id| !known_ids.contains(*id)) {
-        let list: Vec<_> = known_ids.into_iter().collect();
-        return Err(format!(
-            "no check {unknown:?} in the config (write SERVICE/NAME; checks: {})",
-            list.join(", ")
-        ));
+        return Err(SelectionError::Check {
+            id: unknown.clone(),
+            known: known_ids.into_iter().collect(),
+        });
     }
     if services.is_empty() && ids.is_empty() {
         return Ok(checks);

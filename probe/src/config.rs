@@ -14,15 +14,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::check::{self, Check, CheckSpec, Target};
+use crate::check::http::{HttpUrlError, parse_http_url};
+use crate::check::{self, Check, CheckSpec, Target, TargetError};
 use crate::condition::{Condition, ConditionError};
 use crate::limits::Limits;
 pub use crate::problems::line_number;
-use crate::problems::{self, Problem};
+use crate::problems::{self, Locator, Problem, Step};
 use crate::report::{CheckKind, ReportBatch};
 use crate::secret::{self, SecretSource};
 use crate::units::{ByteSize, HumanDuration};
-use crate::version::VersionSource;
+use crate::version::{VersionSource, VersionSourceError};
 
 /// Everything wrong with one config file, each problem on its own line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,26 +317,39 @@ pub fn parse_probe_config_with(
     };
     config.digest = digest(text);
     let text = read.text.as_str();
+    let locator = Locator::new(text);
     let mut env = Expansion::new(mode);
-    expand_probe_section(&mut config, text, &mut env);
+    expand_probe_section(&mut config, &locator, &mut env);
     let mut unchecked_checks = BTreeSet::new();
     for (index, spec) in config.checks.iter_mut().enumerate() {
         let id = format!("checks[{index}] ({}/{})", spec.service, spec.name);
         let before = env.held_back;
-        for problem in env.expand_check(spec, text) {
-            problems.push(locate_check_problem(text, index, spec, &id, &problem));
+        for problem in env.expand_check(spec, &locator, index) {
+            problems.push(match problem.line {
+                Some(line) => format!("line {line}, {id}, {}", problem.what()),
+                None => format!(
+                    "{}: {}",
+                    check_location_in(&locator, "checks", index, spec),
+                    problem.what()
+                ),
+            });
         }
         if env.held_back > before {
             unchecked_checks.insert(index);
         }
     }
     problems.append(&mut env.problems);
-    problems.extend(collector_problems(&config, text, &env.unchecked_collectors));
+    problems.extend(collector_problems(
+        &config,
+        &locator,
+        &env.unchecked_collectors,
+    ));
     problems.extend(probe_section_problems(&config));
     problems.extend(beyond_wire_limits(&config));
-    let (_, check_problems) = build_some_checks(&config.checks, &config.defaults, text, |index| {
-        !unchecked_checks.contains(&index)
-    });
+    let (_, check_problems) =
+        build_some_checks(&config.checks, &config.defaults, &locator, |index| {
+            !unchecked_checks.contains(&index)
+        });
     problems.extend(check_problems);
     if problems.is_empty() {
         Ok((config, env.unset))
@@ -344,27 +358,10 @@ pub fn parse_probe_config_with(
     }
 }
 
-/// `line N, checks[i] (service/name), message` for a problem of one check.
-fn locate_check_problem(
-    text: &str,
-    index: usize,
-    spec: &CheckSpec,
-    id: &str,
-    problem: &str,
-) -> String {
-    match problem
-        .strip_prefix("line ")
-        .and_then(|r| r.split_once(": "))
-    {
-        Some((line, message)) => format!("line {line}, {id}, {message}"),
-        None => format!("{}: {problem}", check_location(text, "checks", index, spec)),
-    }
-}
-
 /// `[[collectors]]` entries: URL, token and certificate problems, each with its line.
 fn collector_problems(
     config: &ProbeConfig,
-    text: &str,
+    locator: &Locator<'_>,
     unchecked: &BTreeSet<usize>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -372,13 +369,10 @@ fn collector_problems(
         let at = format!("collectors[{index}]");
         let url_unchecked = unchecked.contains(&index);
         if let Err(e) = validate_collector(collector, url_unchecked) {
-            let key = if e.starts_with("url ") {
-                "url"
-            } else {
-                "token"
+            let line = |key| {
+                locator.line_of(&[Step::Key("collectors"), Step::Index(index), Step::Key(key)])
             };
-            let line = problems::line_of_entry_key(text, "collectors", index, key)
-                .or_else(|| problems::line_of_entry_key(text, "collectors", index, "url"));
+            let line = line(e.key()).or_else(|| line("url"));
             match line {
                 Some(line) => problems.push(format!("line {line}, {at}: {e}")),
                 None => problems.push(format!("{at}: {e}")),
@@ -438,19 +432,23 @@ fn beyond_wire_limits(config: &ProbeConfig) -> Vec<String> {
     problems
 }
 
-fn expand_probe_section(config: &mut ProbeConfig, text: &str, env: &mut Expansion) {
+fn expand_probe_section(config: &mut ProbeConfig, locator: &Locator<'_>, env: &mut Expansion) {
+    let probe = |key| [Step::Key("probe"), Step::Key(key)];
     if let Some(name) = config.probe.name.as_mut() {
-        env.expand_located(name, text, "probe.name", false);
+        env.expand_located(name, locator.line_of(&probe("name")), "probe.name", false);
     }
-    for value in config.probe.labels.values_mut() {
-        env.expand_located(value, text, "probe.labels", false);
+    for (label, value) in config.probe.labels.iter_mut() {
+        let line = locator.line_of(&[Step::Key("probe"), Step::Key("labels"), Step::Key(label)]);
+        env.expand_located(value, line, "probe.labels", false);
     }
     for (index, collector) in config.collectors.iter_mut().enumerate() {
         let before = env.held_back;
-        env.expand_located(&mut collector.url, text, "collectors.url", true);
+        let line =
+            |key| locator.line_of(&[Step::Key("collectors"), Step::Index(index), Step::Key(key)]);
+        env.expand_located(&mut collector.url, line("url"), "collectors.url", true);
         secret::register_url_userinfo(&collector.url, &format!("collectors[{index}].url"));
         if let Some(token) = collector.token.as_mut() {
-            env.expand_located(token, text, "collectors.token", true);
+            env.expand_located(token, line("token"), "collectors.token", true);
             let key = format!("collectors[{index}].token");
             secret::register(token, &SecretSource::Key(key));
         }
@@ -460,29 +458,75 @@ fn expand_probe_section(config: &mut ProbeConfig, text: &str, env: &mut Expansio
     }
 }
 
-/// `unchecked`: the url holds a variable left unexpanded, so only the rest is checked.
-fn validate_collector(collector: &CollectorSpec, unchecked: bool) -> Result<(), String> {
-    let shown = secret::mask_url(&collector.url);
-    if !unchecked {
-        let url = reqwest::Url::parse(&collector.url)
-            .map_err(|e| format!("url {shown:?} is not a valid URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("url {shown:?} must start with http:// or https://"));
-        }
-    }
-    if collector.token.is_some() && collector.token_file.is_some() {
-        return Err("set either token or token_file, not both".into());
-    }
-    if collector.cert_file.is_some() != collector.key_file.is_some() {
-        return Err("cert_file and key_file go together; set both".into());
-    }
-    Ok(())
+/// What is wrong with one `[[collectors]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectorProblem {
+    #[error(transparent)]
+    Url(#[from] HttpUrlError),
+    #[error("set either token or token_file, not both")]
+    TokenAndFile,
+    #[error("cert_file and key_file go together; set both")]
+    CertWithoutKey {
+        /// The one of the two that is set.
+        set: &'static str,
+    },
 }
 
-/// Expand `${NAME}` and `${NAME:-default}` in every string of a check that may carry a
-/// secret or a host-specific value. Returns the problems (missing variables).
-pub fn expand_check_spec(spec: &mut CheckSpec, text: &str) -> Vec<String> {
-    Expansion::new(EnvMode::Process).expand_check(spec, text)
+impl CollectorProblem {
+    /// The key the problem is located at.
+    pub fn key(&self) -> &'static str {
+        match self {
+            CollectorProblem::Url(_) => "url",
+            CollectorProblem::TokenAndFile => "token",
+            CollectorProblem::CertWithoutKey { set } => set,
+        }
+    }
+}
+
+/// `unchecked`: the url holds a variable left unexpanded, so only the rest is checked.
+fn validate_collector(collector: &CollectorSpec, unchecked: bool) -> Result<(), CollectorProblem> {
+    if !unchecked {
+        parse_http_url(&collector.url)?;
+    }
+    if collector.token.is_some() && collector.token_file.is_some() {
+        return Err(CollectorProblem::TokenAndFile);
+    }
+    match (&collector.cert_file, &collector.key_file) {
+        (Some(_), None) => Err(CollectorProblem::CertWithoutKey { set: "cert_file" }),
+        (None, Some(_)) => Err(CollectorProblem::CertWithoutKey { set: "key_file" }),
+        _ => Ok(()),
+    }
+}
+
+/// Expand `${NAME}` and `${NAME:-default}` in every string of the `index`-th
+/// `[[checks]]` entry of `text` that may carry a secret or a host-specific value. Returns
+/// the problems (missing variables), each starting with `line N: ` where found.
+pub fn expand_check_spec(spec: &mut CheckSpec, text: &str, index: usize) -> Vec<String> {
+    let locator = Locator::new(text);
+    let problems = Expansion::new(EnvMode::Process).expand_check(spec, &locator, index);
+    problems
+        .into_iter()
+        .map(|problem| match problem.line {
+            Some(line) => format!("line {line}: {}", problem.what()),
+            None => problem.what(),
+        })
+        .collect()
+}
+
+/// A value of a check whose `${NAME}` cannot be expanded, and the line it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unexpanded {
+    line: Option<usize>,
+    /// The key, e.g. `http.url`.
+    key: &'static str,
+    error: EnvError,
+}
+
+impl Unexpanded {
+    /// `key: why`, without the line.
+    fn what(&self) -> String {
+        format!("{}: {}", self.key, self.error)
+    }
 }
 
 /// `${NAME}` expansion of one file: the problems found and, without an environment, the
@@ -525,50 +569,78 @@ impl Expansion {
         Ok(())
     }
 
-    /// Expand `value`; a problem goes to `self.problems` with the line of the value.
-    fn expand_located(&mut self, value: &mut String, text: &str, key: &str, secret: bool) {
-        let prefix = line_prefix(text, value);
+    /// Expand `value`; a problem goes to `self.problems` with the value's `line`.
+    fn expand_located(&mut self, value: &mut String, line: Option<usize>, key: &str, secret: bool) {
         if let Err(e) = self.expand(value, secret) {
+            let prefix = line.map_or(String::new(), |line| format!("line {line}: "));
             self.problems.push(format!("{prefix}{key}: {e}"));
         }
     }
 
-    /// Expand every string of a check that may carry a secret or a host-specific value;
-    /// the problems (missing variables) each start with `line N: ` where found.
-    fn expand_check(&mut self, spec: &mut CheckSpec, text: &str) -> Vec<String> {
+    /// Expand every string of the `index`-th check that may carry a secret or a
+    /// host-specific value; the problems are the missing variables, each with its line.
+    fn expand_check(
+        &mut self,
+        spec: &mut CheckSpec,
+        locator: &Locator<'_>,
+        index: usize,
+    ) -> Vec<Unexpanded> {
         let mut problems = Vec::new();
-        let mut expand = |value: &mut String, key: &str| {
-            let prefix = line_prefix(text, value);
-            if let Err(e) = self.expand(value, true) {
-                problems.push(format!("{prefix}{key}: {e}"));
+        let mut expand = |value: &mut String, key: &'static str, path: &[Step<'_>]| {
+            if let Err(error) = self.expand(value, true) {
+                let mut full = vec![Step::Key("checks"), Step::Index(index)];
+                full.extend_from_slice(path);
+                let line = locator.line_of(&full);
+                problems.push(Unexpanded { line, key, error });
             }
         };
+        use Step::{Index, Key};
         if let Some(http) = spec.http.as_mut() {
-            expand(&mut http.url, "http.url");
+            expand(&mut http.url, "http.url", &[Key("http"), Key("url")]);
             secret::register_url_userinfo(&http.url, "http.url");
-            for value in http.headers.values_mut() {
-                expand(value, "http.headers");
+            for (name, value) in http.headers.iter_mut() {
+                expand(
+                    value,
+                    "http.headers",
+                    &[Key("http"), Key("headers"), Key(name)],
+                );
             }
             if let Some(body) = http.body.as_mut() {
-                expand(body, "http.body");
+                expand(body, "http.body", &[Key("http"), Key("body")]);
             }
         }
         if let Some(tcp) = spec.tcp.as_mut() {
-            expand(&mut tcp.address, "tcp.address");
+            expand(
+                &mut tcp.address,
+                "tcp.address",
+                &[Key("tcp"), Key("address")],
+            );
         }
         if let Some(metric) = spec.metric.as_mut() {
-            expand(&mut metric.url, "metric.url");
+            expand(&mut metric.url, "metric.url", &[Key("metric"), Key("url")]);
             secret::register_url_userinfo(&metric.url, "metric.url");
-            for value in metric.headers.values_mut() {
-                expand(value, "metric.headers");
+            for (name, value) in metric.headers.iter_mut() {
+                expand(
+                    value,
+                    "metric.headers",
+                    &[Key("metric"), Key("headers"), Key(name)],
+                );
             }
         }
         if let Some(command) = spec.command.as_mut() {
-            for arg in command.argv.iter_mut() {
-                expand(arg, "command.argv");
+            for (at, arg) in command.argv.iter_mut().enumerate() {
+                expand(
+                    arg,
+                    "command.argv",
+                    &[Key("command"), Key("argv"), Index(at)],
+                );
             }
-            for value in command.env.values_mut() {
-                expand(value, "command.env");
+            for (name, value) in command.env.iter_mut() {
+                expand(
+                    value,
+                    "command.env",
+                    &[Key("command"), Key("env"), Key(name)],
+                );
             }
         }
         problems
@@ -677,7 +749,7 @@ pub fn build_checks(
     defaults: &Defaults,
     text: &str,
 ) -> Result<Vec<Check>, ConfigError> {
-    match build_some_checks(specs, defaults, text, |_| true) {
+    match build_some_checks(specs, defaults, &Locator::new(text), |_| true) {
         (checks, problems) if problems.is_empty() => Ok(checks),
         (_, problems) => Err(ConfigError::new("checks", problems)),
     }
@@ -688,14 +760,14 @@ pub fn build_checks(
 fn build_some_checks(
     specs: &[CheckSpec],
     defaults: &Defaults,
-    text: &str,
+    locator: &Locator<'_>,
     with_target: impl Fn(usize) -> bool,
 ) -> (Vec<Check>, Vec<String>) {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     let mut checks = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
-        let at = check_location(text, "checks", index, spec);
+        let at = check_location_in(locator, "checks", index, spec);
         if !seen.insert((spec.service.clone(), spec.name.clone())) {
             problems.push(format!(
                 "{at}: duplicate check id {}/{}",
@@ -711,11 +783,55 @@ fn build_some_checks(
 }
 
 /// Build one check from its spec, or every problem with it.
-pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<String>> {
+pub fn build_check(spec: &CheckSpec, defaults: &Defaults) -> Result<Check, Vec<CheckProblem>> {
     match build_check_with(spec, defaults, true)? {
         Some(check) => Ok(check),
-        None => Err(vec!["no check kind".into()]),
+        None => Err(vec![CheckProblem::NoKind]),
     }
+}
+
+/// One thing wrong with a `[[checks]]` entry; the text names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckProblem {
+    /// `service` or `name` is not an identifier.
+    #[error("{key} {error}")]
+    Identifier {
+        key: &'static str,
+        error: IdentifierError,
+    },
+    #[error("no check kind: add one of http, tcp, native, env, command, metric")]
+    NoKind,
+    #[error("a check has exactly one kind, this one has {}", kinds.join(" and "))]
+    SeveralKinds { kinds: Vec<&'static str> },
+    /// A condition on a placeholder that this kind does not produce.
+    #[error(
+        "expect {expression:?}: this placeholder is not available for {} checks (use {})",
+        kind.as_str(),
+        crate::condition::placeholders_for(*kind)
+    )]
+    Placeholder { expression: String, kind: CheckKind },
+    /// A condition that does not parse.
+    #[error("expect {expression:?}: {error}")]
+    Condition {
+        expression: String,
+        error: ConditionError,
+    },
+    #[error("version_from: {0}")]
+    VersionFrom(#[source] VersionSourceError),
+    #[error("metric checks need expect, e.g. expect = [\"value < 100\"]")]
+    MetricNeedsExpect,
+    /// A kind's built-in conditions do not parse (a bug, reported rather than hidden).
+    #[error(transparent)]
+    DefaultConditions(ConditionError),
+    #[error("timeout must be more than 0")]
+    ZeroTimeout,
+    #[error("interval must be more than 0")]
+    ZeroInterval,
+    #[error("http.repeat must be at least 1")]
+    ZeroRepeat,
+    /// The kind's own settings (URL, address, argv...).
+    #[error("{}: {error}", kind.as_str())]
+    Target { kind: CheckKind, error: TargetError },
 }
 
 /// Validate one spec; build its check when `with_target` (else `Ok(None)` when valid).
@@ -723,47 +839,13 @@ fn build_check_with(
     spec: &CheckSpec,
     defaults: &Defaults,
     with_target: bool,
-) -> Result<Option<Check>, Vec<String>> {
-    let mut problems = Vec::new();
-    for (key, value) in [("service", &spec.service), ("name", &spec.name)] {
-        if let Err(e) = validate_identifier(value) {
-            problems.push(format!("{key} {e}"));
-        }
-    }
-    let kinds = check_kinds(spec);
-    let kind = match kinds.as_slice() {
-        [kind] => Some(*kind),
-        [] => {
-            problems
-                .push("no check kind: add one of http, tcp, native, env, command, metric".into());
-            None
-        }
-        many => {
-            let names: Vec<_> = many.iter().map(|k| k.as_str()).collect();
-            problems.push(format!(
-                "a check has exactly one kind, this one has {}",
-                names.join(" and ")
-            ));
-            None
-        }
-    };
-    let mut conditions = Vec::new();
-    for source in &spec.expect {
-        match Condition::parse(source) {
-            Ok(condition) => match kind {
-                Some(kind) if !condition.applies_to(kind) => problems.push(format!(
-                    "expect {source:?}: this placeholder is not available for {} checks (use {})",
-                    kind.as_str(),
-                    crate::condition::placeholders_for(kind)
-                )),
-                _ => conditions.push(condition),
-            },
-            Err(e) => problems.push(format!("expect {source:?}: {e}")),
-        }
-    }
+) -> Result<Option<Check>, Vec<CheckProblem>> {
+    let mut problems = identifier_problems(spec);
+    let kind = single_kind(spec, &mut problems);
+    let mut conditions = parse_conditions(spec, kind, &mut problems);
     let version_from = match spec.version_from.as_deref().map(VersionSource::parse) {
         Some(Err(e)) => {
-            problems.push(format!("version_from: {e}"));
+            problems.push(CheckProblem::VersionFrom(e));
             None
         }
         Some(Ok(source)) => Some(source),
@@ -773,29 +855,14 @@ fn build_check_with(
         return Err(problems);
     };
     if spec.expect.is_empty() && kind == CheckKind::Metric {
-        problems.push("metric checks need expect, e.g. expect = [\"value < 100\"]".into());
+        problems.push(CheckProblem::MetricNeedsExpect);
     } else if spec.expect.is_empty() {
         match default_conditions(kind) {
             Ok(defaults) => conditions = defaults,
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(CheckProblem::DefaultConditions(e)),
         }
     }
-    let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
-    if let Some(command_timeout) = spec.command.as_ref().and_then(|c| c.timeout) {
-        // `command.timeout` overrides the check's timeout for the child process.
-        timeout = command_timeout.0;
-    }
-    let interval = spec.interval.unwrap_or(defaults.interval).0;
-    if timeout.is_zero() {
-        problems.push("timeout must be more than 0".into());
-    }
-    if interval.is_zero() {
-        problems.push("interval must be more than 0".into());
-    }
-    let repeat = spec.http.as_ref().map(|h| h.repeat).unwrap_or(1);
-    if repeat == 0 {
-        problems.push("http.repeat must be at least 1".into());
-    }
+    let timing = Timing::of(spec, defaults, &mut problems);
     if !with_target {
         return if problems.is_empty() {
             Ok(None)
@@ -803,26 +870,113 @@ fn build_check_with(
             Err(problems)
         };
     }
-    let target = match build_target(spec) {
-        Ok(target) => Some(target),
-        Err(e) => {
-            problems.push(format!("{}: {e}", kind.as_str()));
-            None
-        }
-    };
-    match target {
-        Some(target) if problems.is_empty() => Ok(Some(Check {
+    match build_target(spec) {
+        Ok(target) if problems.is_empty() => Ok(Some(Check {
             service: spec.service.clone(),
             name: spec.name.clone(),
             kind,
-            interval,
-            timeout,
-            repeat,
+            interval: timing.interval,
+            timeout: timing.timeout,
+            repeat: timing.repeat,
             conditions,
             version_from,
             target,
         })),
-        _ => Err(problems),
+        Ok(_) => Err(problems),
+        Err(error) => {
+            problems.push(CheckProblem::Target { kind, error });
+            Err(problems)
+        }
+    }
+}
+
+/// `service` and `name` must be identifiers.
+fn identifier_problems(spec: &CheckSpec) -> Vec<CheckProblem> {
+    [("service", &spec.service), ("name", &spec.name)]
+        .into_iter()
+        .filter_map(|(key, value)| {
+            validate_identifier(value)
+                .err()
+                .map(|error| CheckProblem::Identifier { key, error })
+        })
+        .collect()
+}
+
+/// The check's one kind; none or several is a problem.
+fn single_kind(spec: &CheckSpec, problems: &mut Vec<CheckProblem>) -> Option<CheckKind> {
+    match check_kinds(spec).as_slice() {
+        [kind] => Some(*kind),
+        [] => {
+            problems.push(CheckProblem::NoKind);
+            None
+        }
+        many => {
+            problems.push(CheckProblem::SeveralKinds {
+                kinds: many.iter().map(|k| k.as_str()).collect(),
+            });
+            None
+        }
+    }
+}
+
+/// Every `expect` condition that parses and fits `kind` (when known).
+fn parse_conditions(
+    spec: &CheckSpec,
+    kind: Option<CheckKind>,
+    problems: &mut Vec<CheckProblem>,
+) -> Vec<Condition> {
+    let mut conditions = Vec::new();
+    for source in &spec.expect {
+        match Condition::parse(source) {
+            Ok(condition) => match kind {
+                Some(kind) if !condition.applies_to(kind) => {
+                    problems.push(CheckProblem::Placeholder {
+                        expression: source.clone(),
+                        kind,
+                    })
+                }
+                _ => conditions.push(condition),
+            },
+            Err(error) => problems.push(CheckProblem::Condition {
+                expression: source.clone(),
+                error,
+            }),
+        }
+    }
+    conditions
+}
+
+/// How often, how long and how many times a check runs.
+struct Timing {
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    repeat: u32,
+}
+
+impl Timing {
+    /// The spec's own values, else `defaults`; zero is a problem.
+    fn of(spec: &CheckSpec, defaults: &Defaults, problems: &mut Vec<CheckProblem>) -> Timing {
+        let mut timeout = spec.timeout.unwrap_or(defaults.timeout).0;
+        if let Some(command_timeout) = spec.command.as_ref().and_then(|c| c.timeout) {
+            // `command.timeout` overrides the check's timeout for the child process.
+            timeout = command_timeout.0;
+        }
+        let interval = spec.interval.unwrap_or(defaults.interval).0;
+        if timeout.is_zero() {
+            problems.push(CheckProblem::ZeroTimeout);
+        }
+        if interval.is_zero() {
+            problems.push(CheckProblem::ZeroInterval);
+        }
+        let repeat = spec.http.as_ref().map(|h| h.repeat).unwrap_or(1);
+        if repeat == 0 {
+            problems.push(CheckProblem::ZeroRepeat);
+        }
+        Timing {
+            interval,
+            timeout,
+            repeat,
+        }
     }
 }
 
@@ -840,25 +994,27 @@ fn check_kinds(spec: &CheckSpec) -> Vec<CheckKind> {
     .collect()
 }
 
-fn build_target(spec: &CheckSpec) -> Result<Target, String> {
+fn build_target(spec: &CheckSpec) -> Result<Target, TargetError> {
     if let Some(http) = &spec.http {
-        return check::http::HttpTarget::new(http).map(Target::Http);
+        return Ok(Target::Http(check::http::HttpTarget::new(http)?));
     }
     if let Some(tcp) = &spec.tcp {
-        return check::tcp::TcpTarget::new(tcp).map(Target::Tcp);
+        return Ok(Target::Tcp(check::tcp::TcpTarget::new(tcp)?));
     }
     if let Some(native) = &spec.native {
-        return check::native::NativeTarget::new(native).map(Target::Native);
+        return Ok(Target::Native(check::native::NativeTarget::new(native)?));
     }
     if let Some(env) = &spec.env {
-        return check::env::EnvTarget::new(env).map(Target::Env);
+        return Ok(Target::Env(check::env::EnvTarget::new(env)?));
     }
     if let Some(command) = &spec.command {
-        return check::command::CommandTarget::new(command).map(Target::Command);
+        return Ok(Target::Command(check::command::CommandTarget::new(
+            command,
+        )?));
     }
     match &spec.metric {
-        Some(metric) => check::metric::MetricTarget::new(metric).map(Target::Metric),
-        None => Err("no check kind".into()),
+        Some(metric) => Ok(Target::Metric(check::metric::MetricTarget::new(metric)?)),
+        None => Err(TargetError::NoKind),
     }
 }
 
@@ -889,63 +1045,40 @@ pub fn expect_version(checks: &mut [Check], version: &str) -> Result<usize, Cond
     Ok(count)
 }
 
-fn validate_identifier(value: &str) -> Result<(), String> {
+/// Why a check's `service` or `name` is not an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("{value:?} may only use letters, digits, '-', '_' and '.', not {bad:?}")]
+    Character { value: String, bad: char },
+}
+
+fn validate_identifier(value: &str) -> Result<(), IdentifierError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(IdentifierError::Empty);
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
     {
-        return Err(format!(
-            "{value:?} may only use letters, digits, '-', '_' and '.', not {bad:?}"
-        ));
+        return Err(IdentifierError::Character {
+            value: value.to_string(),
+            bad,
+        });
     }
     Ok(())
 }
 
-/// `line N: message` for a TOML parse or type error.
-pub fn toml_problem(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim().to_string();
-    match error.span() {
-        Some(span) => {
-            let line = line_number(text, span.start);
-            let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
-            let key = source_line.split('=').next().unwrap_or("").trim();
-            if key.is_empty() || key.starts_with('[') {
-                format!("line {line}: {message}")
-            } else {
-                format!("line {line} ({key}): {message}")
-            }
-        }
-        None => message,
-    }
-}
-
-/// `line N: ` where `needle` first appears in `text`, or nothing.
-fn line_prefix(text: &str, needle: &str) -> String {
-    match text.find(needle) {
-        Some(offset) if !needle.is_empty() => format!("line {}: ", line_number(text, offset)),
-        _ => String::new(),
-    }
-}
-
-/// `line N, checks[i] (service/name)` for the i-th `[[checks]]` table.
+/// `line N, checks[i] (service/name)` for the i-th entry of the `[[checks]]` table.
 pub fn check_location(text: &str, table: &str, index: usize, spec: &CheckSpec) -> String {
-    let header = format!("[[{table}]]");
-    let mut offset = 0;
-    let mut found = None;
-    for (line_index, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with(&header) {
-            if offset == index {
-                found = Some(line_index + 1);
-                break;
-            }
-            offset += 1;
-        }
-    }
+    check_location_in(&Locator::new(text), table, index, spec)
+}
+
+/// [`check_location`] with the file's spans already read.
+fn check_location_in(locator: &Locator<'_>, table: &str, index: usize, spec: &CheckSpec) -> String {
     let id = format!("{}/{}", spec.service, spec.name);
-    match found {
+    match locator.line_of(&[Step::Key(table), Step::Index(index)]) {
         Some(line) => format!("line {line}, {table}[{index}] ({id})"),
         None => format!("{table}[{index}] ({id})"),
     }
@@ -1048,6 +1181,25 @@ mod tests {
     }
 
     #[test]
+    fn the_same_unset_value_in_two_checks_is_reported_on_each_line() {
+        let check = |name| {
+            format!(
+                "[[checks]]\nservice = \"a\"\nname = \"{name}\"\nhttp = {{ url = \"${{POSTFLIGHT_TEST_SURELY_UNSET}}/x\" }}\n"
+            )
+        };
+        let text = format!("{}\n{}", check("b"), check("c"));
+        let found = problems(&text);
+        assert!(
+            found[0].starts_with("line 4, checks[0] (a/b), http.url:"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("line 9, checks[1] (a/c), http.url:"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn duplicate_check_ids_are_refused() {
         let text = "[[checks]]\nservice = \"a\"\nname = \"b\"\ntcp = { address = \"127.0.0.1:1\" }\n[[checks]]\nservice = \"a\"\nname = \"b\"\ntcp = { address = \"127.0.0.1:2\" }\n";
         let found = problems(text);
@@ -1090,6 +1242,35 @@ mod tests {
             ["POSTFLIGHT_TEST_UNSET_B", "POSTFLIGHT_TEST_UNSET_URL"]
         );
         assert_eq!(config.collectors[0].url, "${POSTFLIGHT_TEST_UNSET_URL}");
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_located_at_the_key_that_is_set() {
+        let text = "[[collectors]]\nurl = \"http://c:7878\"\nkey_file = \"/k.pem\"\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            ["line 3, collectors[0]: cert_file and key_file go together; set both"]
+        );
+    }
+
+    #[test]
+    fn a_check_problem_names_the_kind_whose_setting_is_wrong() {
+        let spec: CheckSpec =
+            toml::from_str("service = \"a\"\nname = \"b\"\ntcp = { address = \"db.internal\" }\n")
+                .unwrap();
+        let problems = build_check(&spec, &Defaults::default()).unwrap_err();
+        assert!(
+            matches!(
+                problems.as_slice(),
+                [CheckProblem::Target {
+                    kind: CheckKind::Tcp,
+                    error: TargetError::Tcp(_)
+                }]
+            ),
+            "{problems:?}"
+        );
+        assert!(problems[0].to_string().starts_with("tcp: tcp address"));
     }
 
     #[test]

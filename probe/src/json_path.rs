@@ -7,15 +7,42 @@ use std::fmt;
 
 use serde_json::Value;
 
-/// Why a path could not be read from its text, or found in a body.
+/// Why a path could not be read from its text, or found in a body. `path` is the path
+/// as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonPathError {
-    /// The text is not a path (`body.a.b`, `body.items[0]`).
-    #[error("{0}")]
-    Malformed(String),
-    /// The body has no value at the path; the message says where the path stopped.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("`{path}` is not a JSON path; write e.g. `body.status`")]
+    NotAPath { path: String },
+    #[error("empty key in `{path}`; write paths as body.a.b")]
+    EmptyKey { path: String },
+    #[error("unbalanced brackets in `{path}`: `[` without `]`")]
+    OpenBracket { path: String },
+    #[error("unbalanced brackets in `{path}`: `]` without `[`")]
+    CloseBracket { path: String },
+    #[error("array index [{index}] in `{path}` must be a whole number 0 or more")]
+    Index { path: String, index: String },
+    #[error("unexpected `{rest}` in `{path}`; write paths as body.a.b or body.items[0]")]
+    Unexpected { path: String, rest: String },
+    /// The body has no value at the path: `at` is where the path stopped.
+    #[error("{path} not found: {at} {why}")]
+    NotFound {
+        path: String,
+        at: String,
+        why: Stopped,
+    },
+}
+
+/// Why a lookup stopped at a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stopped {
+    #[error("has no key `{0}`")]
+    NoKey(String),
+    #[error("has {count} {}", if *count == 1 { "element" } else { "elements" })]
+    Elements { count: usize },
+    #[error("is {0}, not an object")]
+    NotObject(&'static str),
+    #[error("is {0}, not an array")]
+    NotArray(&'static str),
 }
 
 /// A path into the JSON body: `body`, `body.a.b`, `body.items[0].name`.
@@ -40,9 +67,9 @@ impl JsonPath {
     /// Parse `body` followed by `.key` and `[index]` steps.
     pub(crate) fn parse(text: &str) -> Result<JsonPath, JsonPathError> {
         let Some(mut rest) = text.strip_prefix("body") else {
-            return Err(JsonPathError::Malformed(format!(
-                "`{text}` is not a JSON path; write e.g. `body.status`"
-            )));
+            return Err(JsonPathError::NotAPath {
+                path: text.to_string(),
+            });
         };
         let mut steps = Vec::new();
         while !rest.is_empty() {
@@ -57,37 +84,23 @@ impl JsonPath {
     pub(crate) fn lookup<'a>(&self, root: &'a Value) -> Result<&'a Value, JsonPathError> {
         let mut current = root;
         for (depth, step) in self.steps.iter().enumerate() {
-            let parent = || render_path(&self.steps[..depth]);
+            let stopped = |why| JsonPathError::NotFound {
+                path: self.to_string(),
+                at: render_path(&self.steps[..depth]),
+                why,
+            };
             current = match (step, current) {
-                (PathStep::Key(key), Value::Object(map)) => map.get(key).ok_or_else(|| {
-                    JsonPathError::NotFound(format!(
-                        "{self} not found: {} has no key `{key}`",
-                        parent()
-                    ))
-                })?,
-                (PathStep::Index(index), Value::Array(items)) => {
-                    items.get(*index).ok_or_else(|| {
-                        let count = items.len();
-                        let noun = if count == 1 { "element" } else { "elements" };
-                        JsonPathError::NotFound(format!(
-                            "{self} not found: {} has {count} {noun}",
-                            parent()
-                        ))
-                    })?
-                }
+                (PathStep::Key(key), Value::Object(map)) => map
+                    .get(key)
+                    .ok_or_else(|| stopped(Stopped::NoKey(key.clone())))?,
+                (PathStep::Index(index), Value::Array(items)) => items
+                    .get(*index)
+                    .ok_or_else(|| stopped(Stopped::Elements { count: items.len() }))?,
                 (PathStep::Key(_), other) => {
-                    let kind = json_kind(other);
-                    return Err(JsonPathError::NotFound(format!(
-                        "{self} not found: {} is {kind}, not an object",
-                        parent()
-                    )));
+                    return Err(stopped(Stopped::NotObject(json_kind(other))));
                 }
                 (PathStep::Index(_), other) => {
-                    let kind = json_kind(other);
-                    return Err(JsonPathError::NotFound(format!(
-                        "{self} not found: {} is {kind}, not an array",
-                        parent()
-                    )));
+                    return Err(stopped(Stopped::NotArray(json_kind(other))));
                 }
             };
         }
@@ -100,34 +113,33 @@ fn parse_step<'r>(path: &str, rest: &'r str) -> Result<(PathStep, &'r str), Json
     if let Some(after) = rest.strip_prefix('.') {
         let end = after.find(['.', '[', ']']).unwrap_or(after.len());
         if end == 0 {
-            return Err(JsonPathError::Malformed(format!(
-                "empty key in `{path}`; write paths as body.a.b"
-            )));
+            return Err(JsonPathError::EmptyKey {
+                path: path.to_string(),
+            });
         }
         return Ok((PathStep::Key(after[..end].to_string()), &after[end..]));
     }
     if let Some(after) = rest.strip_prefix('[') {
         let Some(end) = after.find(']') else {
-            return Err(JsonPathError::Malformed(format!(
-                "unbalanced brackets in `{path}`: `[` without `]`"
-            )));
+            return Err(JsonPathError::OpenBracket {
+                path: path.to_string(),
+            });
         };
-        let index = after[..end].parse().map_err(|_| {
-            JsonPathError::Malformed(format!(
-                "array index [{}] in `{path}` must be a whole number 0 or more",
-                &after[..end]
-            ))
+        let index = after[..end].parse().map_err(|_| JsonPathError::Index {
+            path: path.to_string(),
+            index: after[..end].to_string(),
         })?;
         return Ok((PathStep::Index(index), &after[end + 1..]));
     }
     if rest.starts_with(']') {
-        return Err(JsonPathError::Malformed(format!(
-            "unbalanced brackets in `{path}`: `]` without `[`"
-        )));
+        return Err(JsonPathError::CloseBracket {
+            path: path.to_string(),
+        });
     }
-    Err(JsonPathError::Malformed(format!(
-        "unexpected `{rest}` in `{path}`; write paths as body.a.b or body.items[0]"
-    )))
+    Err(JsonPathError::Unexpected {
+        path: path.to_string(),
+        rest: rest.to_string(),
+    })
 }
 
 fn render_path(steps: &[PathStep]) -> String {

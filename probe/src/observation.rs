@@ -2,7 +2,7 @@
 //! metric's value. Check kinds fill it; conditions ([`crate::condition`]) and
 //! `version_from` ([`crate::version`]) read from it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Everything a check kind saw; conditions and `version_from` read from it.
@@ -37,17 +37,26 @@ pub struct Observation {
     /// Extra explanation for `missing` (e.g. where the loader looked).
     pub detail: Option<String>,
     /// The body parsed as JSON, filled on first use by [`Observation::json`].
-    pub(crate) json: OnceLock<Result<serde_json::Value, String>>,
+    pub(crate) json: OnceLock<Result<serde_json::Value, BodyJsonError>>,
+}
+
+/// Why the body cannot be read as JSON (a condition on `body.<path>` then fails).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BodyJsonError {
+    #[error("there is no response body")]
+    NoBody,
+    #[error("the body is not JSON ({0})")]
+    NotJson(#[source] Arc<serde_json::Error>),
 }
 
 impl Observation {
     /// The body parsed as JSON, parsed once and cached.
-    pub fn json(&self) -> Result<&serde_json::Value, String> {
+    pub fn json(&self) -> Result<&serde_json::Value, BodyJsonError> {
         self.json
             .get_or_init(|| match &self.body {
-                None => Err("there is no response body".to_string()),
+                None => Err(BodyJsonError::NoBody),
                 Some(bytes) => {
-                    serde_json::from_slice(bytes).map_err(|e| format!("the body is not JSON ({e})"))
+                    serde_json::from_slice(bytes).map_err(|e| BodyJsonError::NotJson(Arc::new(e)))
                 }
             })
             .as_ref()

@@ -6,7 +6,9 @@
 //! cleanly. Unknown keys, wrong types and bad values all come out this way; a syntax error
 //! ends the pass, since nothing after it can be trusted. The value read from the remaining
 //! entries is returned with the problems, so the semantic checks still run on it.
-//! Entries are found through the spans of `toml_edit`, the parser `toml` is built on.
+//! Entries are found through the spans of `toml_edit`, the parser `toml` is built on;
+//! [`Locator`] finds the line of any value or table by its path (`checks[2].http.url`),
+//! for the problems found after reading (an unset `${VAR}`, a bad URL), in both binaries.
 
 use std::ops::Range;
 
@@ -95,17 +97,42 @@ pub fn read_all<T: DeserializeOwned>(text: &str) -> ReadAll<T> {
     }
 }
 
-/// The line of `key` in the `index`-th table of the array `array` (`[[collectors]]` or
-/// `collectors = [{ … }]`), if the file has it.
-pub fn line_of_entry_key(text: &str, array: &str, index: usize, key: &str) -> Option<usize> {
-    let document = ImDocument::parse(text).ok()?;
-    let table: &dyn TableLike = match document.as_table().get(array)? {
-        Item::ArrayOfTables(tables) => tables.get(index)?,
-        Item::Value(Value::Array(values)) => values.get(index)?.as_inline_table()?,
-        _ => return None,
-    };
-    let span = table.key(key)?.span()?;
-    Some(line_number(text, span.start))
+/// One step of a path into a TOML document: a key of a table, or an element of an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The lines of the values and tables of one TOML text, from the spans of its document,
+/// parsed once for every look-up. Paths go through tables, inline tables, arrays of
+/// tables and arrays alike, so `[[checks]]` and `checks = [{ … }]` are found the same way.
+#[derive(Debug)]
+pub struct Locator<'t> {
+    text: &'t str,
+    /// `None` when the text is not TOML (then nothing is found).
+    document: Option<ImDocument<&'t str>>,
+}
+
+impl<'t> Locator<'t> {
+    pub fn new(text: &'t str) -> Self {
+        Locator {
+            text,
+            document: ImDocument::parse(text).ok(),
+        }
+    }
+
+    /// The 1-based line where the value or table at `path` starts, if the file has it.
+    pub fn line_of(&self, path: &[Step<'_>]) -> Option<usize> {
+        let mut item = self.document.as_ref()?.as_item();
+        for step in path {
+            item = match *step {
+                Step::Key(key) => item.get(key)?,
+                Step::Index(index) => item.get(index)?,
+            };
+        }
+        Some(line_number(self.text, item.span()?.start))
+    }
 }
 
 /// 1-based line number of a byte offset.
@@ -342,11 +369,55 @@ mod tests {
     }
 
     #[test]
+    fn values_and_tables_are_located_by_their_path() {
+        let text = "[probe]\nname = \"a\"\n\n[[checks]]\nname = \"x\"\n\n[[checks]]\n[checks.http]\nurl = \"u\"\n[checks.http.headers]\nA = \"same\"\nB = \"same\"\n[checks.command]\nargv = [\"sh\",\n  \"-c\"]\n";
+        let locator = Locator::new(text);
+        let line = |path: &[Step<'_>]| locator.line_of(path);
+        use Step::{Index, Key};
+        assert_eq!(line(&[Key("probe"), Key("name")]), Some(2));
+        assert_eq!(line(&[Key("checks"), Index(1)]), Some(7));
+        let header = |name| {
+            [
+                Key("checks"),
+                Index(1),
+                Key("http"),
+                Key("headers"),
+                Key(name),
+            ]
+        };
+        assert_eq!(line(&header("B")), Some(12));
+        let argv = |i| {
+            [
+                Key("checks"),
+                Index(1),
+                Key("command"),
+                Key("argv"),
+                Index(i),
+            ]
+        };
+        assert_eq!(line(&argv(1)), Some(15));
+        assert_eq!(line(&[Key("checks"), Index(2)]), None);
+        assert_eq!(Locator::new("not = toml = ").line_of(&[Key("not")]), None);
+    }
+
+    #[test]
     fn the_key_of_an_array_entry_is_located() {
+        use Step::{Index, Key};
         let text = "[[items]]\nname = \"a\"\n\n[[items]]\n\nname = \"b\"\nport = 2\n";
-        assert_eq!(line_of_entry_key(text, "items", 1, "port"), Some(7));
-        assert_eq!(line_of_entry_key(text, "items", 2, "port"), None);
+        let locator = Locator::new(text);
+        assert_eq!(
+            locator.line_of(&[Key("items"), Index(1), Key("port")]),
+            Some(7)
+        );
+        assert_eq!(
+            locator.line_of(&[Key("items"), Index(2), Key("port")]),
+            None
+        );
         let inline = "items = [{ name = \"a\" },\n  { name = \"b\" }]\n";
-        assert_eq!(line_of_entry_key(inline, "items", 1, "name"), Some(2));
+        let locator = Locator::new(inline);
+        assert_eq!(
+            locator.line_of(&[Key("items"), Index(1), Key("name")]),
+            Some(2)
+        );
     }
 }

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::{LazyLock, RwLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Values shorter than this many bytes are not registered (they would mask ordinary text).
 pub const MIN_SECRET_LEN: usize = 4;
@@ -98,17 +99,16 @@ fn forms(value: &str) -> Vec<String> {
     forms
 }
 
+/// Bytes kept as they are in a percent-encoded form: the URL's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Every byte outside `A-Z a-z 0-9 - . _ ~` as `%XX`.
 fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// Register a secret value under its source. Empty and very short values are ignored.
@@ -197,13 +197,8 @@ pub fn basic_credentials(url: &url::Url) -> String {
 }
 
 /// Undo `%XX` escapes (a `+` stays a `+`, as in URL user info).
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let text = text.replace('+', "%2B");
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .unwrap_or_default();
-    String::from_utf8(bytes)
+fn percent_decode(text: &str) -> Result<String, std::str::Utf8Error> {
+    percent_decode_str(text).decode_utf8().map(Cow::into_owned)
 }
 
 /// Read a `*_file` secret (trailing newlines dropped) and register it under its path.
@@ -389,6 +384,13 @@ mod tests {
             redact("basic pass-unit-five"),
             "basic [redacted: alertmanager.urls password]"
         );
+    }
+
+    #[test]
+    fn percent_forms_keep_unreserved_bytes_and_plus_signs() {
+        assert_eq!(percent_encode("a b/é~-._"), "a%20b%2F%C3%A9~-._");
+        let url = url::Url::parse("http://us%40er:p%2Bw+x%zz@127.0.0.1/").unwrap();
+        assert_eq!(basic_credentials(&url), "us@er:p+w+x%zz");
     }
 
     #[test]

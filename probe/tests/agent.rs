@@ -457,6 +457,7 @@ async fn a_full_spool_drops_the_oldest_batches_and_the_collector_sees_the_gap() 
     let agent = Agent::start(parse(&text), options()).await.unwrap();
     let metrics = agent.metrics().clone();
     let dropped = metrics
+        .spool
         .dropped_batches
         .with_label_values(&[&collector.url()]);
     wait_for("batches dropped", || dropped.get() >= 3).await;
@@ -506,6 +507,7 @@ async fn a_damaged_spool_file_is_skipped_and_the_rest_delivered() {
     assert_eq!(
         agent
             .metrics()
+            .spool
             .corrupt_batches
             .with_label_values(&[&collector.url()])
             .get(),

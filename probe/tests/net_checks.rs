@@ -358,21 +358,28 @@ mod http {
 
     #[test]
     fn an_unknown_method_is_rejected_when_the_check_is_built() {
-        let error =
-            HttpTarget::new(&http_spec("http://127.0.0.1:1/", "method = \"FETCH\"")).unwrap_err();
+        let error = HttpTarget::new(&http_spec("http://127.0.0.1:1/", "method = \"FETCH\""))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown HTTP method \"FETCH\""), "{error}");
     }
 
     #[test]
     fn a_bad_url_is_rejected_when_the_check_is_built() {
-        let error = HttpTarget::new(&http_spec("127.0.0.1:8000/healthz", "")).unwrap_err();
+        let error = HttpTarget::new(&http_spec("127.0.0.1:8000/healthz", ""))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("127.0.0.1:8000/healthz"), "{error}");
-        let error = HttpTarget::new(&http_spec("ftp://files.internal/", "")).unwrap_err();
+        let error = HttpTarget::new(&http_spec("ftp://files.internal/", ""))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("must start with http:// or https://"),
             "{error}"
         );
-        let error = HttpTarget::new(&http_spec("http://[::1/", "")).unwrap_err();
+        let error = HttpTarget::new(&http_spec("http://[::1/", ""))
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("invalid url"), "{error}");
     }
 
@@ -382,7 +389,8 @@ mod http {
             "http://127.0.0.1:1/",
             "headers = { Cookie = \"secret\\nvalue\" }",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("header Cookie has an invalid value"),
             "{error}"
@@ -392,7 +400,8 @@ mod http {
             "http://127.0.0.1:1/",
             "headers = { \"Bad Name\" = \"x\" }",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("invalid header name \"Bad Name\""),
             "{error}"
@@ -511,7 +520,8 @@ mod tls {
             "https://localhost/",
             &format!("ca_file = {missing:?}"),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains(missing), "{error}");
 
         for content in [
@@ -521,7 +531,8 @@ mod tls {
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), content).unwrap();
             let error = HttpTarget::new(&http_spec("https://localhost/", &ca_file_line(&file)))
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
             assert!(
                 error.contains(&file.path().display().to_string()),
                 "{error}"
@@ -581,7 +592,8 @@ mod tcp {
         let error = TcpTarget::new(&TcpSpec {
             address: "postgres.internal".into(),
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("host:port"), "{error}");
     }
 }
@@ -704,7 +716,8 @@ http_request_duration_seconds_bucket{le=\"+Inf\",path=\"/a\\\"b\"} 129
     #[test]
     fn a_malformed_selector_is_rejected_when_the_check_is_built() {
         let error = MetricTarget::new(&spec("http://127.0.0.1:1/metrics".into(), r#"q{queue="a""#))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(r#"series "q{queue=\"a\"""#), "{error}");
     }
 }

@@ -210,7 +210,7 @@ async fn expire_silence(
 
 fn silence_error(error: SilenceError) -> ApiError {
     match error {
-        SilenceError::Invalid(message) => ApiError::bad_request(message),
+        SilenceError::Invalid(problem) => ApiError::bad_request(problem.to_string()),
         SilenceError::Storage(message) => ApiError::storage(message),
     }
 }

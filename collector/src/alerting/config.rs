@@ -73,7 +73,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use postflight_probe::config::line_number;
+use postflight_probe::problems::{Locator, Step};
 use postflight_probe::units::HumanDuration;
 
 use crate::event::Severity;
@@ -398,22 +398,10 @@ fn validate_section(section: &AlertingSection) -> Vec<String> {
     problems
 }
 
-/// `line N, channels[i] (name)` for the i-th `[[table]]`.
+/// `line N, channels[i] (name)` for the i-th entry of `[[table]]` (or `table = [{ … }]`),
+/// found through the file's TOML spans.
 pub fn table_location(text: &str, table: &str, index: usize, name: &str) -> String {
-    let header = format!("[[{table}]]");
-    let mut seen = 0;
-    let mut offset = 0;
-    let mut found = None;
-    for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with(&header) {
-            if seen == index {
-                found = Some(line_number(text, offset));
-                break;
-            }
-            seen += 1;
-        }
-        offset += line.len();
-    }
+    let found = Locator::new(text).line_of(&[Step::Key(table), Step::Index(index)]);
     let label = if name.is_empty() {
         format!("{table}[{index}]")
     } else {
@@ -436,10 +424,12 @@ mod tests {
         quorum: Quorum,
     }
 
-    fn quorum(text: &str) -> Result<Quorum, String> {
-        toml::from_str::<Wrapper>(&format!("quorum = {text}"))
-            .map(|w| w.quorum)
-            .map_err(|e| e.to_string())
+    fn quorum(text: &str) -> Result<Quorum, toml::de::Error> {
+        toml::from_str::<Wrapper>(&format!("quorum = {text}")).map(|w| w.quorum)
+    }
+
+    fn refusal(text: &str) -> String {
+        quorum(text).unwrap_err().to_string()
     }
 
     #[test]
@@ -449,8 +439,8 @@ mod tests {
         assert_eq!(quorum("2"), Ok(Quorum::Min(2)));
         assert_eq!(quorum("\"min = 3\""), Ok(Quorum::Min(3)));
         assert_eq!(quorum("{ min = 2 }"), Ok(Quorum::Min(2)));
-        assert!(quorum("0").unwrap_err().contains("at least 1"));
-        assert!(quorum("\"most\"").unwrap_err().contains("quorum must be"));
+        assert!(refusal("0").contains("at least 1"));
+        assert!(refusal("\"most\"").contains("quorum must be"));
     }
 
     #[test]
@@ -563,5 +553,7 @@ mod tests {
         let text = "[server]\n\n[[routes]]\nchannels = []\n[[routes]]\nchannels = [\"x\"]\n";
         assert_eq!(table_location(text, "routes", 1, ""), "line 5, routes[1]");
         assert_eq!(table_location(text, "routes", 2, ""), "routes[2]");
+        let inline = "routes = [\n  { channels = [] },\n  { channels = [\"x\"] },\n]\n";
+        assert_eq!(table_location(inline, "routes", 1, ""), "line 3, routes[1]");
     }
 }

@@ -76,7 +76,7 @@ use self::freshness::{ProbeFreshness, SilencePolicy};
 use self::incident::{Incident, IncidentState};
 use self::outbox::{EventRefresh, NotificationRecord, Outbox, OutboxSettings};
 use self::route::Routes;
-use self::silence::{MaintenanceWindow, NewSilence, Silence, Silences};
+use self::silence::{MaintenanceWindow, NewSilence, Silence, SilenceRequestError, Silences};
 use self::standby::Standby;
 
 /// Names of [`Event::fields`] alerting writes (and reads back when routing).
@@ -492,8 +492,8 @@ fn new_engine(settings: &AlertingSection, now_ms: i64) -> Engine {
 #[derive(Debug, thiserror::Error)]
 pub enum SilenceError {
     /// The request is wrong; the message says how.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] SilenceRequestError),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),

@@ -11,7 +11,9 @@
 //! type) are sent as one notification. An entry waits until `not_before` (creation +
 //! `group_wait` for incidents, resolutions and probe silence); when the first entry of a
 //! group is due, every pending entry of that group goes with it. A failed attempt is
-//! retried after `retry_initial`, doubling up to `retry_max`; once the oldest entry is
+//! retried after `retry_initial`, doubling up to `retry_max` (the probe's backoff
+//! ceilings, [`BackoffPolicy::ceiling_after`], without its jitter: there is one outbox
+//! per collector, no herd of senders to spread out); once the oldest entry is
 //! older than `outbox_max_age` (or the channel rejects it for good) it is marked failed,
 //! counted in `postflight_notifications_total{state="failed"}` and logged as an error.
 //! After a successful send the entries are moved to `notifications` (on the storage
@@ -41,6 +43,7 @@ use crate::event::{Event, EventKind};
 use crate::metrics::Metrics;
 use crate::store::Writer;
 
+use postflight_probe::agent::backoff::BackoffPolicy;
 use postflight_probe::secret;
 
 use super::channel::{Channel, Notification, SendError};
@@ -165,10 +168,11 @@ pub struct OutboxSettings {
 impl OutboxSettings {
     /// Delay before attempt number `failures + 1`.
     pub fn backoff(&self, failures: usize) -> Duration {
-        let exponent = failures.saturating_sub(1).min(30) as u32;
-        self.retry_initial
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.retry_max)
+        BackoffPolicy {
+            initial: self.retry_initial,
+            max: self.retry_max,
+        }
+        .ceiling_after(failures)
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use postflight_probe::units::{HumanDuration, parse_duration};
+use postflight_probe::units::{HumanDuration, UnitError, parse_duration};
 
 use crate::event::Event;
 use crate::timefmt::{parse_rfc3339, rfc3339};
@@ -171,14 +171,38 @@ pub struct NewSilence {
     pub reason: String,
 }
 
+/// Why a silence request is refused; the text says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceRequestError {
+    #[error("service is required (a name or a glob such as \"butler-*\")")]
+    NoService,
+    #[error("reason is required: say why notifications are silenced")]
+    NoReason,
+    #[error("{field} {text:?}: use RFC 3339 in UTC (2026-12-01T02:00:00Z) or unix ms")]
+    Instant { field: &'static str, text: String },
+    #[error("for: {0}")]
+    Duration(#[source] UnitError),
+    #[error("for must be longer than 0, e.g. \"2h\"")]
+    ZeroDuration,
+    #[error("give exactly one of for (e.g. \"2h\") and ends_at")]
+    End,
+    #[error("the silence would end before it starts or in the past")]
+    Past,
+}
+
 impl NewSilence {
     /// Check the request and turn it into a silence.
-    pub fn into_silence(self, id: u64, created_by: &str, now_ms: i64) -> Result<Silence, String> {
+    pub fn into_silence(
+        self,
+        id: u64,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<Silence, SilenceRequestError> {
         if self.service.trim().is_empty() {
-            return Err("service is required (a name or a glob such as \"butler-*\")".into());
+            return Err(SilenceRequestError::NoService);
         }
         if self.reason.trim().is_empty() {
-            return Err("reason is required: say why notifications are silenced".into());
+            return Err(SilenceRequestError::NoReason);
         }
         let starts_at_ms = match &self.starts_at {
             Some(text) => parse_instant(text, "starts_at")?,
@@ -186,17 +210,17 @@ impl NewSilence {
         };
         let ends_at_ms = match (&self.duration, &self.ends_at) {
             (Some(text), None) => {
-                let duration = parse_duration(text).map_err(|e| format!("for: {e}"))?;
+                let duration = parse_duration(text).map_err(SilenceRequestError::Duration)?;
                 if duration.is_zero() {
-                    return Err("for must be longer than 0, e.g. \"2h\"".into());
+                    return Err(SilenceRequestError::ZeroDuration);
                 }
                 starts_at_ms.saturating_add(duration.as_millis() as i64)
             }
             (None, Some(text)) => parse_instant(text, "ends_at")?,
-            _ => return Err("give exactly one of for (e.g. \"2h\") and ends_at".into()),
+            _ => return Err(SilenceRequestError::End),
         };
         if ends_at_ms <= starts_at_ms.max(now_ms) {
-            return Err("the silence would end before it starts or in the past".into());
+            return Err(SilenceRequestError::Past);
         }
         Ok(Silence {
             id,
@@ -221,13 +245,14 @@ fn non_empty(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn parse_instant(text: &str, name: &str) -> Result<i64, String> {
+fn parse_instant(text: &str, field: &'static str) -> Result<i64, SilenceRequestError> {
     text.trim()
         .parse::<i64>()
         .ok()
         .or_else(|| parse_rfc3339(text))
-        .ok_or_else(|| {
-            format!("{name} {text:?}: use RFC 3339 in UTC (2026-12-01T02:00:00Z) or unix ms")
+        .ok_or_else(|| SilenceRequestError::Instant {
+            field,
+            text: text.to_string(),
         })
 }
 
@@ -278,19 +303,38 @@ pub struct MaintenanceWindow {
     pub description: String,
 }
 
+/// Why a `[[maintenance]]` entry is refused; the text names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error("start {0:?} is not RFC 3339 in UTC (2026-12-01T02:00:00Z)")]
+    Start(String),
+    #[error("end {0:?} is not RFC 3339 in UTC (2026-12-01T04:00:00Z)")]
+    End(String),
+    #[error("end must be after start")]
+    EndBeforeStart,
+    #[error("weekly.day {0:?}: use mon, tue, wed, thu, fri, sat or sun")]
+    Day(String),
+    #[error("weekly.start {0:?}: use HH:MM in UTC, e.g. \"02:00\"")]
+    TimeOfDay(String),
+    #[error("weekly.duration must be between 1s and 7d")]
+    WeeklyDuration,
+    #[error(
+        "give either start and end (RFC 3339, UTC), or weekly = {{ day = \"sun\", start = \"02:00\", duration = \"2h\" }}"
+    )]
+    Schedule,
+}
+
 impl MaintenanceWindow {
     /// Validate a config entry.
-    pub fn from_spec(spec: &MaintenanceSpec) -> Result<Self, String> {
+    pub fn from_spec(spec: &MaintenanceSpec) -> Result<Self, MaintenanceError> {
         let (schedule, description) = match (&spec.start, &spec.end, &spec.weekly) {
             (Some(start), Some(end), None) => {
-                let start_ms = parse_rfc3339(start).ok_or_else(|| {
-                    format!("start {start:?} is not RFC 3339 in UTC (2026-12-01T02:00:00Z)")
-                })?;
-                let end_ms = parse_rfc3339(end).ok_or_else(|| {
-                    format!("end {end:?} is not RFC 3339 in UTC (2026-12-01T04:00:00Z)")
-                })?;
+                let start_ms =
+                    parse_rfc3339(start).ok_or_else(|| MaintenanceError::Start(start.clone()))?;
+                let end_ms =
+                    parse_rfc3339(end).ok_or_else(|| MaintenanceError::End(end.clone()))?;
                 if end_ms <= start_ms {
-                    return Err("end must be after start".into());
+                    return Err(MaintenanceError::EndBeforeStart);
                 }
                 (
                     Schedule::Once { start_ms, end_ms },
@@ -302,7 +346,7 @@ impl MaintenanceWindow {
                 let start = minutes_of_day(&weekly.start)?;
                 let duration_ms = weekly.duration.0.as_millis() as i64;
                 if duration_ms <= 0 || duration_ms > WEEK_MS {
-                    return Err("weekly.duration must be between 1s and 7d".into());
+                    return Err(MaintenanceError::WeeklyDuration);
                 }
                 (
                     Schedule::Weekly {
@@ -315,12 +359,7 @@ impl MaintenanceWindow {
                     ),
                 )
             }
-            _ => {
-                return Err(
-                    "give either start and end (RFC 3339, UTC), or weekly = { day = \"sun\", start = \"02:00\", duration = \"2h\" }"
-                        .into(),
-                );
-            }
+            _ => return Err(MaintenanceError::Schedule),
         };
         Ok(MaintenanceWindow {
             scope: Scope {
@@ -341,7 +380,7 @@ impl MaintenanceWindow {
     }
 }
 
-fn weekday_index(day: &str) -> Result<i64, String> {
+fn weekday_index(day: &str) -> Result<i64, MaintenanceError> {
     const DAYS: [&str; 7] = [
         "monday",
         "tuesday",
@@ -355,11 +394,11 @@ fn weekday_index(day: &str) -> Result<i64, String> {
     DAYS.iter()
         .position(|full| day.len() >= 3 && full.starts_with(&day))
         .map(|i| i as i64)
-        .ok_or_else(|| format!("weekly.day {day:?}: use mon, tue, wed, thu, fri, sat or sun"))
+        .ok_or(MaintenanceError::Day(day))
 }
 
-fn minutes_of_day(text: &str) -> Result<i64, String> {
-    let bad = || format!("weekly.start {text:?}: use HH:MM in UTC, e.g. \"02:00\"");
+fn minutes_of_day(text: &str) -> Result<i64, MaintenanceError> {
+    let bad = || MaintenanceError::TimeOfDay(text.to_string());
     let (hours, minutes) = text.trim().split_once(':').ok_or_else(bad)?;
     let hours: i64 = hours.parse().map_err(|_| bad())?;
     let minutes: i64 = minutes.parse().map_err(|_| bad())?;
@@ -582,17 +621,13 @@ mod tests {
         assert!(window.is_active(at("2026-12-01T03:00:00Z")));
         assert!(!window.is_active(at("2026-12-01T04:00:00Z")));
         spec.end = None;
-        assert!(
-            MaintenanceWindow::from_spec(&spec)
-                .unwrap_err()
-                .contains("weekly")
+        assert_eq!(
+            MaintenanceWindow::from_spec(&spec),
+            Err(MaintenanceError::Schedule)
         );
         spec.end = Some("2026-12-01T01:00:00Z".into());
-        assert!(
-            MaintenanceWindow::from_spec(&spec)
-                .unwrap_err()
-                .contains("after start")
-        );
+        let error = MaintenanceWindow::from_spec(&spec).unwrap_err();
+        assert!(error.to_string().contains("after start"), "{error}");
     }
 
     #[test]
@@ -603,23 +638,17 @@ mod tests {
             reason: String::new(),
             ..NewSilence::default()
         };
-        assert!(
-            request
-                .into_silence(1, "op", 0)
-                .unwrap_err()
-                .contains("reason")
+        assert_eq!(
+            request.into_silence(1, "op", 0).unwrap_err(),
+            SilenceRequestError::NoReason
         );
         let request = NewSilence {
             service: "x".into(),
             reason: "deploy".into(),
             ..NewSilence::default()
         };
-        assert!(
-            request
-                .into_silence(1, "op", 0)
-                .unwrap_err()
-                .contains("for")
-        );
+        let error = request.into_silence(1, "op", 0).unwrap_err();
+        assert!(error.to_string().contains("for"), "{error}");
         let request = NewSilence {
             service: "x".into(),
             duration: Some("2h".into()),

@@ -4,6 +4,9 @@
 //! possible. Buckets are log-linear (8 per power of two, like HdrHistogram with 3
 //! significant bits), so an estimate is within about 6% of the true value; only
 //! non-empty buckets are stored.
+//!
+//! Kept by hand: the store keeps only the non-empty buckets in its own codec, where the
+//! `hdrhistogram` crate holds a dense counts array per histogram and its own encoding.
 
 use super::codec::{CodecError, Reader, Writer};
 

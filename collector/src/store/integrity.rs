@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use super::acknowledged::{ACK_FILE, AckRecord, Acknowledged, IncidentAck, ProbeAck, StoreFacts};
 use super::probe::ProbeRecord;
-use super::writer::CommitHook;
+use super::writer::{CommitHook, CommitHookError};
 use super::{DataLoss, Inner, Store, StoreError, StoreOptions, lock};
 
 /// Open the store in `dir` and check it against the acknowledged record (see
@@ -170,11 +170,11 @@ impl Store {
 pub(crate) struct AckHook(pub(crate) Weak<Inner>);
 
 impl CommitHook for AckHook {
-    fn committed(&mut self, _requests: usize) -> Result<(), String> {
+    fn committed(&mut self, _requests: usize) -> Result<(), CommitHookError> {
         let Some(inner) = self.0.upgrade() else {
             return Ok(());
         };
-        Store { inner }.note_commit().map_err(|e| e.to_string())
+        Store { inner }.note_commit().map_err(CommitHookError::new)
     }
 }
 

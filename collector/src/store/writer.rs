@@ -86,7 +86,18 @@ pub enum WriteError {
 pub trait CommitHook: Send {
     /// `requests` is the number of requests the commit held. An error fails every
     /// request of the commit (they are answered with [`WriteError::Flush`]).
-    fn committed(&mut self, requests: usize) -> Result<(), String>;
+    fn committed(&mut self, requests: usize) -> Result<(), CommitHookError>;
+}
+
+/// Why a post-commit step failed: the step's own error, whatever its type.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct CommitHookError(Box<dyn std::error::Error + Send + Sync>);
+
+impl CommitHookError {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CommitHookError(Box::new(error))
+    }
 }
 
 /// Sizes of the queue and of a commit.
@@ -529,7 +540,7 @@ impl WriterThread {
         for hook in hooks.iter_mut() {
             hook.committed(requests).map_err(|error| {
                 tracing::error!(%error, "a post-commit step failed");
-                WriteError::Flush(error)
+                WriteError::Flush(error.to_string())
             })?;
         }
         Ok(())
@@ -636,7 +647,7 @@ mod tests {
     async fn after_flush_work_and_hooks_run_before_the_answer() {
         struct Count(Arc<AtomicUsize>);
         impl CommitHook for Count {
-            fn committed(&mut self, requests: usize) -> Result<(), String> {
+            fn committed(&mut self, requests: usize) -> Result<(), CommitHookError> {
                 self.0.fetch_add(requests, Ordering::SeqCst);
                 Ok(())
             }

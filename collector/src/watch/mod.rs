@@ -57,7 +57,7 @@ use serde::Deserialize;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-use postflight_probe::config::line_number;
+use postflight_probe::problems::{Locator, Step};
 use postflight_probe::units::HumanDuration;
 
 use crate::store::Writer;
@@ -241,30 +241,12 @@ impl WatchSection {
     }
 }
 
-/// `line N: ` for `key` inside the `[watch]` table, or nothing.
+/// `line N: ` for `key` inside the `[watch]` table (from the file's TOML spans), or nothing.
 fn key_line(text: &str, key: &str) -> String {
-    let Some(section) = text.find("[watch]") else {
-        return String::new();
-    };
-    let after = &text[section..];
-    let found = after.lines().scan(section, |offset, line| {
-        let start = *offset;
-        *offset += line.len() + 1;
-        Some((start, line))
-    });
-    for (offset, line) in found.skip(1) {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            break;
-        }
-        if trimmed
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-        {
-            return format!("line {}: ", line_number(text, offset));
-        }
+    match Locator::new(text).line_of(&[Step::Key("watch"), Step::Key(key)]) {
+        Some(line) => format!("line {line}: "),
+        None => String::new(),
     }
-    String::new()
 }
 
 fn default_window() -> HumanDuration {

@@ -5,6 +5,9 @@
 //! uniformly below the ceiling, so probes that lost the same collector at the same moment
 //! do not come back in lock-step. A success resets the ceiling.
 //!
+//! The collector's outbox spaces its retries with the same ceilings
+//! ([`BackoffPolicy::ceiling_after`]), without the jitter.
+//!
 //! Kept by hand: it is a dozen lines of arithmetic on an injected random source, which
 //! keeps tests deterministic; a crate would bring its own clock and randomness.
 
@@ -21,6 +24,17 @@ pub struct BackoffPolicy {
     pub max: Duration,
 }
 
+impl BackoffPolicy {
+    /// The ceiling of the wait after `failures` failures in a row: `initial` after the
+    /// first (or none), doubled after each further one, at most `max`.
+    pub fn ceiling_after(&self, failures: usize) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30) as u32;
+        self.initial
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(self.max)
+    }
+}
+
 impl Default for BackoffPolicy {
     fn default() -> Self {
         BackoffPolicy {
@@ -35,8 +49,8 @@ impl Default for BackoffPolicy {
 pub struct Backoff {
     /// The policy it follows.
     policy: BackoffPolicy,
-    /// Ceiling of the next wait.
-    ceiling: Duration,
+    /// Waits handed out since the last success (failures in a row).
+    failures: usize,
     /// Random source for the waits.
     jitter: Jitter,
 }
@@ -46,26 +60,26 @@ impl Backoff {
     pub fn new(policy: BackoffPolicy, jitter: Jitter) -> Self {
         Backoff {
             policy,
-            ceiling: policy.initial,
+            failures: 0,
             jitter,
         }
     }
 
     /// The wait before the next retry; raises the ceiling for the one after.
     pub fn next_wait(&mut self) -> Duration {
-        let wait = self.jitter.below(self.ceiling);
-        self.ceiling = (self.ceiling * 2).min(self.policy.max);
+        let wait = self.jitter.below(self.ceiling());
+        self.failures = self.failures.saturating_add(1);
         wait
     }
 
     /// A send went through: start again from `initial`.
     pub fn reset(&mut self) {
-        self.ceiling = self.policy.initial;
+        self.failures = 0;
     }
 
     /// The current ceiling (for logs).
     pub fn ceiling(&self) -> Duration {
-        self.ceiling
+        self.policy.ceiling_after(self.failures.saturating_add(1))
     }
 }
 
@@ -89,5 +103,18 @@ mod tests {
         assert_eq!(ceilings, vec![250, 500, 1000, 1000]);
         backoff.reset();
         assert_eq!(backoff.ceiling(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn ceilings_after_many_failures_stay_at_the_maximum() {
+        let policy = BackoffPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        let ceilings: Vec<u64> = [0, 1, 2, 3, 7, 64, usize::MAX]
+            .iter()
+            .map(|n| policy.ceiling_after(*n).as_secs())
+            .collect();
+        assert_eq!(ceilings, [1, 1, 2, 4, 60, 60, 60]);
     }
 }

@@ -216,6 +216,7 @@ impl Batcher {
 
     fn given_up(&self, collector: &str, seqs: &[u64], results: usize) {
         self.metrics
+            .spool
             .unwritten_batches
             .with_label_values(&[collector])
             .inc_by(seqs.len() as u64);
@@ -234,6 +235,7 @@ impl Batcher {
         if !appended.dropped.is_empty() {
             let count = appended.dropped.len() as u64;
             self.metrics
+                .spool
                 .dropped_batches
                 .with_label_values(&[collector])
                 .inc_by(count);
@@ -250,6 +252,7 @@ impl Batcher {
         }
         if let Some(error) = &appended.error {
             self.metrics
+                .spool
                 .spool_write_errors
                 .with_label_values(&[collector])
                 .inc();

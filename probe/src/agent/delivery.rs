@@ -79,10 +79,22 @@ pub fn collector_label(url: &str) -> String {
     }
 }
 
+/// A collector URL that is not a URL (credentials masked).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("collector url {shown:?}: {source}")]
+pub struct CollectorUrlError {
+    /// The URL, credentials masked.
+    pub shown: String,
+    #[source]
+    pub source: url::ParseError,
+}
+
 /// The endpoint batches go to.
-pub fn reports_endpoint(url: &str) -> Result<reqwest::Url, String> {
-    let base = reqwest::Url::parse(url)
-        .map_err(|e| format!("collector url {:?}: {e}", crate::secret::mask_url(url)))?;
+pub fn reports_endpoint(url: &str) -> Result<reqwest::Url, CollectorUrlError> {
+    let base = reqwest::Url::parse(url).map_err(|source| CollectorUrlError {
+        shown: crate::secret::mask_url(url),
+        source,
+    })?;
     let path = format!("{}/api/v1/reports", base.path().trim_end_matches('/'));
     let mut endpoint = base;
     endpoint.set_path(&path);
@@ -247,6 +259,7 @@ impl Delivery {
             Ok(Err(error @ ReadError::Corrupt { .. })) => {
                 tracing::warn!(collector = %self.link.label, %error, "skipping a damaged spool file; the batches after it are still delivered");
                 self.metrics
+                    .spool
                     .corrupt_batches
                     .with_label_values(&[&self.link.label])
                     .inc();
@@ -309,6 +322,7 @@ impl Delivery {
         let now_ms = unix_millis(std::time::SystemTime::now());
         let lag_ms = now_ms.saturating_sub(built_at_ms).max(0);
         self.metrics
+            .delivery
             .delivery_lag_seconds
             .with_label_values(&[&self.link.label])
             .set(lag_ms as f64 / 1000.0);
@@ -317,10 +331,11 @@ impl Delivery {
     async fn acknowledged(&self, acks: Vec<ReportAck>) {
         let label = &self.link.label;
         self.metrics
+            .delivery
             .delivered_batches
             .with_label_values(&[label])
             .inc_by(acks.len() as u64);
-        self.metrics.collector_up.with_label_values(&[label]).set(1);
+        self.metrics.delivery.set_up(label, true);
         for ack in acks.iter().filter(|ack| ack.duplicate) {
             tracing::debug!(collector = %label, seq = ack.seq, "collector already had this batch");
         }
@@ -346,10 +361,11 @@ impl Delivery {
     async fn reject(&self, seq: u64, reason: &str) {
         let label = &self.link.label;
         self.metrics
+            .delivery
             .rejected_batches
             .with_label_values(&[label])
             .inc();
-        self.metrics.collector_up.with_label_values(&[label]).set(1);
+        self.metrics.delivery.set_up(label, true);
         let kept = self.set_aside(seq, REJECTED_DIR).await;
         tracing::error!(collector = %label, seq, reason, kept_in = %kept, "the collector refused this batch for good; moved it aside and going on with the next");
     }
@@ -371,8 +387,12 @@ impl Delivery {
 
     fn failed(&self, seq: u64, reason: &str, first: bool, backoff: &Backoff) {
         let label = &self.link.label;
-        self.metrics.failed_sends.with_label_values(&[label]).inc();
-        self.metrics.collector_up.with_label_values(&[label]).set(0);
+        self.metrics
+            .delivery
+            .failed_sends
+            .with_label_values(&[label])
+            .inc();
+        self.metrics.delivery.set_up(label, false);
         let waiting = self.spool.stats().batches;
         if reason.starts_with("401") || reason.starts_with("403") {
             tracing::error!(collector = %label, seq, reason, waiting, "the collector refuses this probe's token; fix [[collectors]] token or the collector's [[auth.probes]]; batches stay spooled");

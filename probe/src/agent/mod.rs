@@ -438,7 +438,7 @@ fn collector_link(
     options: &AgentOptions,
 ) -> anyhow::Result<CollectorLink> {
     let label = collector_label(&spec.url);
-    let endpoint = reports_endpoint(&spec.url).map_err(anyhow::Error::msg)?;
+    let endpoint = reports_endpoint(&spec.url)?;
     let token = ProbeConfig::collector_token(spec)
         .map_err(|e| anyhow::anyhow!("collector {label}: {e}"))?;
     let mut builder = reqwest::Client::builder()

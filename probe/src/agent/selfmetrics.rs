@@ -33,6 +33,30 @@ use crate::report::{CheckKind, CheckResult, Outcome};
 pub struct AgentMetrics {
     /// The registry all metrics below live in.
     registry: Registry,
+    /// The blackbox-exporter-compatible gauges of each check's last run.
+    pub checks: CheckGauges,
+    /// Per collector: what waits in its spool and what was given up.
+    pub spool: SpoolMetrics,
+    /// Per collector: what was sent, acknowledged or refused.
+    pub delivery: DeliveryMetrics,
+    /// Results produced, by outcome.
+    pub results: IntCounterVec,
+    /// Turns skipped because the previous run was still in progress, by check.
+    pub skipped_runs: IntCounterVec,
+    /// Config reloads, by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
+    /// Always 1; labels carry the probe version and config digest.
+    pub info: IntGaugeVec,
+}
+
+/// Labels of the per-check metrics.
+const CHECK_LABELS: &[&str] = &["service", "check"];
+/// Label of the per-collector metrics.
+const COLLECTOR_LABEL: &[&str] = &["collector"];
+
+/// `probe_*`: blackbox-exporter-compatible gauges, labelled `service` and `check`.
+#[derive(Debug, Clone)]
+pub struct CheckGauges {
     /// 1 when the check's last run passed, else 0.
     pub probe_success: GaugeVec,
     /// Duration of the check's last run, seconds.
@@ -41,39 +65,173 @@ pub struct AgentMetrics {
     pub probe_http_status_code: GaugeVec,
     /// Expiry of the server certificate seen by the last run, unix seconds.
     pub probe_ssl_earliest_cert_expiry: GaugeVec,
-    /// Results produced, by outcome.
-    pub results: IntCounterVec,
-    /// Turns skipped because the previous run was still in progress, by check.
-    pub skipped_runs: IntCounterVec,
+}
+
+impl CheckGauges {
+    fn register(registry: &Registry) -> CheckGauges {
+        CheckGauges {
+            probe_success: gauge(
+                registry,
+                "probe_success",
+                "Whether the check's last run passed (1) or not (0).",
+                CHECK_LABELS,
+            ),
+            probe_duration_seconds: gauge(
+                registry,
+                "probe_duration_seconds",
+                "Duration of the check's last run in seconds.",
+                CHECK_LABELS,
+            ),
+            probe_http_status_code: gauge(
+                registry,
+                "probe_http_status_code",
+                "HTTP status code of the check's last response.",
+                CHECK_LABELS,
+            ),
+            probe_ssl_earliest_cert_expiry: gauge(
+                registry,
+                "probe_ssl_earliest_cert_expiry",
+                "Expiry of the server certificate seen last, unix seconds.",
+                CHECK_LABELS,
+            ),
+        }
+    }
+
+    /// Forget every check's gauges (after a reload, checks may be gone).
+    fn reset(&self) {
+        self.probe_success.reset();
+        self.probe_duration_seconds.reset();
+        self.probe_http_status_code.reset();
+        self.probe_ssl_earliest_cert_expiry.reset();
+    }
+}
+
+/// `postflight_probe_spool_*` and the batches a spool dropped, labelled `collector`.
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
     /// Bytes waiting in each collector's spool.
     pub spool_bytes: IntGaugeVec,
     /// Batches waiting in each collector's spool.
     pub spool_batches: IntGaugeVec,
+    /// Batches held in memory because the spool could not be written.
+    pub spool_memory_batches: IntGaugeVec,
     /// Batches deleted unsent because the spool was full.
     pub dropped_batches: IntCounterVec,
-    /// Batches a collector acknowledged.
-    pub delivered_batches: IntCounterVec,
-    /// Send attempts that failed and will be retried.
-    pub failed_sends: IntCounterVec,
-    /// Batches a collector refused for good (moved to `rejected/`).
-    pub rejected_batches: IntCounterVec,
     /// Spool files that could not be read (moved to `corrupt/`).
     pub corrupt_batches: IntCounterVec,
     /// Batches that could not be written to a spool (disk full, permissions).
     pub spool_write_errors: IntCounterVec,
     /// Batches given up unwritten (over `[spool] max_memory_bytes`); each is a gap.
     pub unwritten_batches: IntCounterVec,
-    /// Batches held in memory because the spool could not be written.
-    pub spool_memory_batches: IntGaugeVec,
+}
+
+impl SpoolMetrics {
+    fn register(registry: &Registry) -> SpoolMetrics {
+        SpoolMetrics {
+            spool_bytes: int_gauge(
+                registry,
+                "postflight_probe_spool_bytes",
+                "Bytes of batches waiting in the collector's spool.",
+                COLLECTOR_LABEL,
+            ),
+            spool_batches: int_gauge(
+                registry,
+                "postflight_probe_spool_batches",
+                "Batches waiting in the collector's spool.",
+                COLLECTOR_LABEL,
+            ),
+            spool_memory_batches: int_gauge(
+                registry,
+                "postflight_probe_spool_memory_batches",
+                "Batches waiting in memory because the collector's spool could not be written.",
+                COLLECTOR_LABEL,
+            ),
+            dropped_batches: counter(
+                registry,
+                "postflight_probe_dropped_batches_total",
+                "Batches deleted unsent because the spool reached max_bytes.",
+                COLLECTOR_LABEL,
+            ),
+            corrupt_batches: counter(
+                registry,
+                "postflight_probe_corrupt_batches_total",
+                "Spool files that could not be read (kept in the spool's corrupt/ dir).",
+                COLLECTOR_LABEL,
+            ),
+            spool_write_errors: counter(
+                registry,
+                "postflight_probe_spool_write_errors_total",
+                "Batches that could not be written to the collector's spool.",
+                COLLECTOR_LABEL,
+            ),
+            unwritten_batches: counter(
+                registry,
+                "postflight_probe_unwritten_batches_total",
+                "Batches given up because the spool could not be written for longer than [spool] max_memory_bytes holds; the collector sees them as a gap.",
+                COLLECTOR_LABEL,
+            ),
+        }
+    }
+}
+
+/// Sends to each collector, labelled `collector`.
+#[derive(Debug, Clone)]
+pub struct DeliveryMetrics {
+    /// Batches a collector acknowledged.
+    pub delivered_batches: IntCounterVec,
+    /// Send attempts that failed and will be retried.
+    pub failed_sends: IntCounterVec,
+    /// Batches a collector refused for good (moved to `rejected/`).
+    pub rejected_batches: IntCounterVec,
     /// 1 when the last send to the collector worked, else 0.
     pub collector_up: IntGaugeVec,
     /// Age of the batch the collector acknowledged last, seconds (send time minus the
     /// time the batch was built): how far behind delivery runs.
     pub delivery_lag_seconds: GaugeVec,
-    /// Config reloads, by result (`ok`, `error`).
-    pub config_reloads: IntCounterVec,
-    /// Always 1; labels carry the probe version and config digest.
-    pub info: IntGaugeVec,
+}
+
+impl DeliveryMetrics {
+    /// Whether the last send to `collector` worked.
+    pub fn set_up(&self, collector: &str, up: bool) {
+        self.collector_up
+            .with_label_values(&[collector])
+            .set(i64::from(up));
+    }
+
+    fn register(registry: &Registry) -> DeliveryMetrics {
+        DeliveryMetrics {
+            delivered_batches: counter(
+                registry,
+                "postflight_probe_delivered_batches_total",
+                "Batches the collector acknowledged.",
+                COLLECTOR_LABEL,
+            ),
+            failed_sends: counter(
+                registry,
+                "postflight_probe_failed_sends_total",
+                "Sends to the collector that failed and will be retried.",
+                COLLECTOR_LABEL,
+            ),
+            rejected_batches: counter(
+                registry,
+                "postflight_probe_rejected_batches_total",
+                "Batches the collector refused for good (kept in the spool's rejected/ dir).",
+                COLLECTOR_LABEL,
+            ),
+            collector_up: int_gauge(
+                registry,
+                "postflight_probe_collector_up",
+                "Whether the last send to the collector worked (1) or not (0).",
+                COLLECTOR_LABEL,
+            ),
+            delivery_lag_seconds: gauge(
+                registry,
+                "postflight_probe_delivery_lag_seconds",
+                "Age of the batch the collector acknowledged last, seconds.",
+                COLLECTOR_LABEL,
+            ),
+        }
+    }
 }
 
 impl Default for AgentMetrics {
@@ -86,33 +244,10 @@ impl AgentMetrics {
     /// Create and register every metric.
     pub fn new() -> AgentMetrics {
         let registry = Registry::new();
-        let check = &["service", "check"];
-        let collector = &["collector"];
         AgentMetrics {
-            probe_success: gauge(
-                &registry,
-                "probe_success",
-                "Whether the check's last run passed (1) or not (0).",
-                check,
-            ),
-            probe_duration_seconds: gauge(
-                &registry,
-                "probe_duration_seconds",
-                "Duration of the check's last run in seconds.",
-                check,
-            ),
-            probe_http_status_code: gauge(
-                &registry,
-                "probe_http_status_code",
-                "HTTP status code of the check's last response.",
-                check,
-            ),
-            probe_ssl_earliest_cert_expiry: gauge(
-                &registry,
-                "probe_ssl_earliest_cert_expiry",
-                "Expiry of the server certificate seen last, unix seconds.",
-                check,
-            ),
+            checks: CheckGauges::register(&registry),
+            spool: SpoolMetrics::register(&registry),
+            delivery: DeliveryMetrics::register(&registry),
             results: counter(
                 &registry,
                 "postflight_probe_results_total",
@@ -123,79 +258,7 @@ impl AgentMetrics {
                 &registry,
                 "postflight_probe_skipped_runs_total",
                 "Check turns skipped because the previous run was still in progress.",
-                check,
-            ),
-            spool_bytes: int_gauge(
-                &registry,
-                "postflight_probe_spool_bytes",
-                "Bytes of batches waiting in the collector's spool.",
-                collector,
-            ),
-            spool_batches: int_gauge(
-                &registry,
-                "postflight_probe_spool_batches",
-                "Batches waiting in the collector's spool.",
-                collector,
-            ),
-            dropped_batches: counter(
-                &registry,
-                "postflight_probe_dropped_batches_total",
-                "Batches deleted unsent because the spool reached max_bytes.",
-                collector,
-            ),
-            delivered_batches: counter(
-                &registry,
-                "postflight_probe_delivered_batches_total",
-                "Batches the collector acknowledged.",
-                collector,
-            ),
-            failed_sends: counter(
-                &registry,
-                "postflight_probe_failed_sends_total",
-                "Sends to the collector that failed and will be retried.",
-                collector,
-            ),
-            rejected_batches: counter(
-                &registry,
-                "postflight_probe_rejected_batches_total",
-                "Batches the collector refused for good (kept in the spool's rejected/ dir).",
-                collector,
-            ),
-            corrupt_batches: counter(
-                &registry,
-                "postflight_probe_corrupt_batches_total",
-                "Spool files that could not be read (kept in the spool's corrupt/ dir).",
-                collector,
-            ),
-            spool_write_errors: counter(
-                &registry,
-                "postflight_probe_spool_write_errors_total",
-                "Batches that could not be written to the collector's spool.",
-                collector,
-            ),
-            unwritten_batches: counter(
-                &registry,
-                "postflight_probe_unwritten_batches_total",
-                "Batches given up because the spool could not be written for longer than [spool] max_memory_bytes holds; the collector sees them as a gap.",
-                collector,
-            ),
-            spool_memory_batches: int_gauge(
-                &registry,
-                "postflight_probe_spool_memory_batches",
-                "Batches waiting in memory because the collector's spool could not be written.",
-                collector,
-            ),
-            collector_up: int_gauge(
-                &registry,
-                "postflight_probe_collector_up",
-                "Whether the last send to the collector worked (1) or not (0).",
-                collector,
-            ),
-            delivery_lag_seconds: gauge(
-                &registry,
-                "postflight_probe_delivery_lag_seconds",
-                "Age of the batch the collector acknowledged last, seconds.",
-                collector,
+                CHECK_LABELS,
             ),
             config_reloads: counter(
                 &registry,
@@ -221,18 +284,22 @@ impl AgentMetrics {
         } else {
             0.0
         };
-        self.probe_success.with_label_values(&labels).set(success);
-        self.probe_duration_seconds
+        let checks = &self.checks;
+        checks.probe_success.with_label_values(&labels).set(success);
+        checks
+            .probe_duration_seconds
             .with_label_values(&labels)
             .set(result.duration_us as f64 / 1e6);
         if result.kind == CheckKind::Http {
             let status = result.facts.status.map_or(0.0, f64::from);
-            self.probe_http_status_code
+            checks
+                .probe_http_status_code
                 .with_label_values(&labels)
                 .set(status);
         }
         if let Some(expiry) = result.facts.cert_expires_at {
-            self.probe_ssl_earliest_cert_expiry
+            checks
+                .probe_ssl_earliest_cert_expiry
                 .with_label_values(&labels)
                 .set(expiry as f64);
         }
@@ -243,10 +310,7 @@ impl AgentMetrics {
 
     /// Forget the per-check gauges (after a reload, checks may be gone) and set the info.
     pub fn reset_checks(&self, config_digest: &str) {
-        self.probe_success.reset();
-        self.probe_duration_seconds.reset();
-        self.probe_http_status_code.reset();
-        self.probe_ssl_earliest_cert_expiry.reset();
+        self.checks.reset();
         self.info.reset();
         self.info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), config_digest])
@@ -265,12 +329,12 @@ impl AgentMetrics {
     /// `increase()` in alert rules sees the first drop or failure.
     pub fn track_collector(&self, collector: &str) {
         for counter in [
-            &self.dropped_batches,
-            &self.delivered_batches,
-            &self.failed_sends,
-            &self.rejected_batches,
-            &self.corrupt_batches,
-            &self.spool_write_errors,
+            &self.spool.dropped_batches,
+            &self.delivery.delivered_batches,
+            &self.delivery.failed_sends,
+            &self.delivery.rejected_batches,
+            &self.spool.corrupt_batches,
+            &self.spool.spool_write_errors,
         ] {
             counter.with_label_values(&[collector]);
         }
@@ -278,13 +342,17 @@ impl AgentMetrics {
 
     /// Publish a collector's spool size.
     pub fn spool(&self, collector: &str, stats: SpoolStats) {
-        self.spool_bytes
+        let spool = &self.spool;
+        spool
+            .spool_bytes
             .with_label_values(&[collector])
             .set(stats.bytes as i64);
-        self.spool_batches
+        spool
+            .spool_batches
             .with_label_values(&[collector])
             .set(stats.batches as i64);
-        self.spool_memory_batches
+        spool
+            .spool_memory_batches
             .with_label_values(&[collector])
             .set(stats.unwritten as i64);
     }

@@ -22,6 +22,17 @@ pub const DEFAULT_MAX_OUTPUT: u64 = 64 * 1024;
 /// How long reaping a killed child may take before it is left to tokio's orphan reaper.
 const REAP_GRACE: Duration = Duration::from_secs(5);
 
+/// Why a `command` check is refused when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandSetupError {
+    #[error("command check needs a non-empty `argv` (program first)")]
+    NoArgv,
+    #[error("command check `argv[0]` is empty; name the program to run")]
+    EmptyProgram,
+    #[error("command check env name `{name}` is invalid (empty or contains `=`)")]
+    EnvName { name: String },
+}
+
 /// A ready-to-run `command` check. Its `Debug` shows env names, never their values.
 pub struct CommandTarget {
     /// Program and arguments.
@@ -50,12 +61,10 @@ impl std::fmt::Debug for CommandTarget {
 
 impl CommandTarget {
     /// Build from config; the error names what is wrong.
-    pub fn new(spec: &CommandSpec) -> Result<Self, String> {
+    pub fn new(spec: &CommandSpec) -> Result<Self, CommandSetupError> {
         match spec.argv.first() {
-            None => return Err("command check needs a non-empty `argv` (program first)".into()),
-            Some(program) if program.is_empty() => {
-                return Err("command check `argv[0]` is empty; name the program to run".into());
-            }
+            None => return Err(CommandSetupError::NoArgv),
+            Some(program) if program.is_empty() => return Err(CommandSetupError::EmptyProgram),
             Some(_) => {}
         }
         if let Some(name) = spec
@@ -63,9 +72,7 @@ impl CommandTarget {
             .keys()
             .find(|k| k.is_empty() || k.contains(['=', '\0']))
         {
-            return Err(format!(
-                "command check env name `{name}` is invalid (empty or contains `=`)"
-            ));
+            return Err(CommandSetupError::EnvName { name: name.clone() });
         }
         let max_output = spec.max_output.map_or(DEFAULT_MAX_OUTPUT, |b| b.0);
         Ok(CommandTarget {
@@ -324,7 +331,8 @@ mod tests {
     #[test]
     fn empty_argv_is_rejected() {
         let error = CommandTarget::new(&CommandSpec::default()).unwrap_err();
-        assert!(error.contains("argv"), "{error}");
+        assert_eq!(error, CommandSetupError::NoArgv);
+        assert!(error.to_string().contains("argv"), "{error}");
     }
 
     #[test]

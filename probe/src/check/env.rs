@@ -22,6 +22,59 @@ use crate::units::format_duration;
 /// Largest env file or environ block read.
 const MAX_ENV_BYTES: u64 = 8 << 20;
 
+/// Why an `env` check is refused when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvSetupError {
+    #[error("env check `process` is empty; give the process name")]
+    EmptyProcess,
+    #[error("env check needs exactly one of `file`, `pidfile` or `process` (got {count})")]
+    Sources { count: usize },
+    #[error("env check needs at least one name in `required`")]
+    NoRequired,
+    #[error("env check `required` has an invalid name `{name}` (empty or contains `=`)")]
+    RequiredName { name: String },
+}
+
+/// Why the environment of a run could not be read: the run's failure, naming the file
+/// or process, never a value.
+#[derive(Debug, thiserror::Error)]
+enum EnvReadError {
+    #[error("cannot read env file {path}: {source}")]
+    EnvFile {
+        path: String,
+        source: CappedReadError,
+    },
+    #[error("cannot read pidfile {path}: {}", io_error_text(.source))]
+    Pidfile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("pidfile {path} does not hold a process id")]
+    NoPid { path: String },
+    #[error("process {pid} from pidfile {path} is not running (stale pidfile?)")]
+    Stale { pid: u32, path: String },
+    #[error(
+        "cannot read the environment of {label}: {source}; run the probe as the service's user or as root"
+    )]
+    Environ {
+        label: String,
+        source: CappedReadError,
+    },
+    #[error("cannot list /proc: {}", io_error_text(.0))]
+    ListProc(std::io::Error),
+    #[error("no running process named `{name}` (matched /proc/*/comm and argv[0])")]
+    NoProcess { name: String },
+}
+
+/// Why a capped read failed.
+#[derive(Debug, thiserror::Error)]
+enum CappedReadError {
+    #[error("{}", io_error_text(.0))]
+    Io(#[from] std::io::Error),
+    #[error("larger than 8 MiB")]
+    TooLarge,
+}
+
 /// Where the environment comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum EnvSource {
@@ -44,7 +97,7 @@ pub struct EnvTarget {
 
 impl EnvTarget {
     /// Build from config; the error names what is wrong.
-    pub fn new(spec: &EnvSpec) -> Result<Self, String> {
+    pub fn new(spec: &EnvSpec) -> Result<Self, EnvSetupError> {
         let mut sources = Vec::new();
         if let Some(file) = &spec.file {
             sources.push(EnvSource::File(file.clone()));
@@ -54,27 +107,24 @@ impl EnvTarget {
         }
         if let Some(process) = &spec.process {
             if process.trim().is_empty() {
-                return Err("env check `process` is empty; give the process name".into());
+                return Err(EnvSetupError::EmptyProcess);
             }
             sources.push(EnvSource::Process(process.clone()));
         }
         if sources.len() != 1 {
-            return Err(format!(
-                "env check needs exactly one of `file`, `pidfile` or `process` (got {})",
-                sources.len()
-            ));
+            return Err(EnvSetupError::Sources {
+                count: sources.len(),
+            });
         }
         if spec.required.is_empty() {
-            return Err("env check needs at least one name in `required`".into());
+            return Err(EnvSetupError::NoRequired);
         }
         if let Some(bad) = spec
             .required
             .iter()
             .find(|n| n.is_empty() || n.contains(['=', '\0']))
         {
-            return Err(format!(
-                "env check `required` has an invalid name `{bad}` (empty or contains `=`)"
-            ));
+            return Err(EnvSetupError::RequiredName { name: bad.clone() });
         }
         let target = EnvTarget {
             source: sources.remove(0),
@@ -104,7 +154,7 @@ impl EnvTarget {
                     "reading the environment failed: {join}"
                 )));
             }
-            Ok(Ok(result)) => result.map_err(CheckError::new)?,
+            Ok(Ok(result)) => result.map_err(|e| CheckError::new(e.to_string()))?,
         };
         let absent: Vec<&String> = self
             .required
@@ -156,11 +206,13 @@ struct DefinedNames {
     origin: String,
 }
 
-fn read_names(source: &EnvSource, required: &[String]) -> Result<DefinedNames, String> {
+fn read_names(source: &EnvSource, required: &[String]) -> Result<DefinedNames, EnvReadError> {
     match source {
         EnvSource::File(path) => {
-            let bytes = read_capped(path)
-                .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
+            let bytes = read_capped(path).map_err(|source| EnvReadError::EnvFile {
+                path: path.display().to_string(),
+                source,
+            })?;
             Ok(DefinedNames {
                 set: scrub_after(bytes, |text| {
                     register_values(dotenv_values(text), required);
@@ -173,10 +225,10 @@ fn read_names(source: &EnvSource, required: &[String]) -> Result<DefinedNames, S
             let pid = pid_from_file(pidfile)?;
             let label = format!("process {pid} (pidfile {})", pidfile.display());
             if !Path::new(&format!("/proc/{pid}")).exists() {
-                return Err(format!(
-                    "process {pid} from pidfile {} is not running (stale pidfile?)",
-                    pidfile.display()
-                ));
+                return Err(EnvReadError::Stale {
+                    pid,
+                    path: pidfile.display().to_string(),
+                });
             }
             environ_names(pid, &label, required)
         }
@@ -188,14 +240,12 @@ fn read_names(source: &EnvSource, required: &[String]) -> Result<DefinedNames, S
 }
 
 /// Read at most [`MAX_ENV_BYTES`]; larger is an error, not a silent truncation.
-fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| io_error_text(&e))?;
+fn read_capped(path: &Path) -> Result<Vec<u8>, CappedReadError> {
+    let file = File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(MAX_ENV_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error_text(&e))?;
+    file.take(MAX_ENV_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_ENV_BYTES {
-        return Err("larger than 8 MiB".into());
+        return Err(CappedReadError::TooLarge);
     }
     Ok(bytes)
 }
@@ -211,25 +261,24 @@ fn scrub_after(
     names
 }
 
-fn pid_from_file(pidfile: &Path) -> Result<u32, String> {
-    let text = std::fs::read_to_string(pidfile).map_err(|e| {
-        format!(
-            "cannot read pidfile {}: {}",
-            pidfile.display(),
-            io_error_text(&e)
-        )
+fn pid_from_file(pidfile: &Path) -> Result<u32, EnvReadError> {
+    let path = || pidfile.display().to_string();
+    let text = std::fs::read_to_string(pidfile).map_err(|source| EnvReadError::Pidfile {
+        path: path(),
+        source,
     })?;
     text.trim()
         .parse::<u32>()
         .ok()
         .filter(|pid| *pid > 0)
-        .ok_or_else(|| format!("pidfile {} does not hold a process id", pidfile.display()))
+        .ok_or_else(|| EnvReadError::NoPid { path: path() })
 }
 
-fn environ_names(pid: u32, label: &str, required: &[String]) -> Result<DefinedNames, String> {
+fn environ_names(pid: u32, label: &str, required: &[String]) -> Result<DefinedNames, EnvReadError> {
     let path = format!("/proc/{pid}/environ");
-    let bytes = read_capped(Path::new(&path)).map_err(|e| {
-        format!("cannot read the environment of {label}: {e}; run the probe as the service's user or as root")
+    let bytes = read_capped(Path::new(&path)).map_err(|source| EnvReadError::Environ {
+        label: label.to_string(),
+        source,
     })?;
     Ok(DefinedNames {
         set: scrub_after(bytes, |block| {
@@ -242,10 +291,9 @@ fn environ_names(pid: u32, label: &str, required: &[String]) -> Result<DefinedNa
 
 /// The first process (lowest pid, not the probe itself) whose `comm` or argv[0] file name
 /// is `name`.
-fn find_process(name: &str) -> Result<u32, String> {
+fn find_process(name: &str) -> Result<u32, EnvReadError> {
     let own = std::process::id();
-    let entries = std::fs::read_dir("/proc")
-        .map_err(|e| format!("cannot list /proc: {}", io_error_text(&e)))?;
+    let entries = std::fs::read_dir("/proc").map_err(EnvReadError::ListProc)?;
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != own)
@@ -253,8 +301,8 @@ fn find_process(name: &str) -> Result<u32, String> {
     pids.sort_unstable();
     pids.into_iter()
         .find(|pid| process_is_named(*pid, name))
-        .ok_or_else(|| {
-            format!("no running process named `{name}` (matched /proc/*/comm and argv[0])")
+        .ok_or_else(|| EnvReadError::NoProcess {
+            name: name.to_string(),
         })
 }
 
@@ -586,18 +634,22 @@ mod tests {
             required: vec!["A".into()],
             ..EnvSpec::default()
         };
-        assert!(EnvTarget::new(&none).unwrap_err().contains("exactly one"));
+        let refusal = |spec: &EnvSpec| EnvTarget::new(spec).unwrap_err().to_string();
+        assert!(refusal(&none).contains("exactly one"));
         let two = EnvSpec {
             file: Some("/x".into()),
             process: Some("p".into()),
             required: vec!["A".into()],
             ..EnvSpec::default()
         };
-        assert!(EnvTarget::new(&two).unwrap_err().contains("got 2"));
+        assert_eq!(
+            EnvTarget::new(&two).unwrap_err(),
+            EnvSetupError::Sources { count: 2 }
+        );
         let no_names = EnvSpec {
             file: Some("/x".into()),
             ..EnvSpec::default()
         };
-        assert!(EnvTarget::new(&no_names).unwrap_err().contains("required"));
+        assert!(refusal(&no_names).contains("required"));
     }
 }

@@ -188,6 +188,26 @@ impl CheckError {
     }
 }
 
+/// Why a check's target cannot be built from its spec: the kind's own reason.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Http(#[from] http::EndpointError),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpAddressError),
+    #[error(transparent)]
+    Native(#[from] native::NativeSetupError),
+    #[error(transparent)]
+    Env(#[from] env::EnvSetupError),
+    #[error(transparent)]
+    Command(#[from] command::CommandSetupError),
+    #[error(transparent)]
+    Metric(#[from] metric::MetricSetupError),
+    /// The spec names no kind.
+    #[error("no check kind")]
+    NoKind,
+}
+
 /// What a check is pointed at, built once from its spec.
 #[derive(Debug)]
 pub enum Target {

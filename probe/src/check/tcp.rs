@@ -22,6 +22,44 @@ use super::{CheckError, TcpSpec};
 use crate::observation::Observation;
 use crate::units::format_duration;
 
+/// Why a `tcp` address is refused when the check is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TcpAddressError {
+    /// No `:port` at all.
+    #[error("tcp address {address:?} must be host:port, e.g. \"127.0.0.1:5432\"")]
+    NotHostPort { address: String },
+    /// An empty host, or one with whitespace.
+    #[error("tcp address {address:?} has no valid host; write host:port")]
+    Host { address: String },
+    /// An IPv6 address without brackets.
+    #[error("tcp address {address:?}: write IPv6 addresses in brackets, e.g. \"[::1]:5432\"")]
+    Ipv6Brackets { address: String },
+    /// A port that is not 1-65535.
+    #[error("tcp address {address:?} has an invalid port {port:?} (1-65535)")]
+    Port { address: String, port: String },
+}
+
+/// Why one connection attempt failed: an observation (`connected = false`), not an error.
+#[derive(Debug, thiserror::Error)]
+enum ConnectFailure {
+    #[error("DNS lookup failed for {host} ({source})")]
+    Lookup {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("DNS lookup for {host} returned no addresses")]
+    NoAddresses { host: String },
+    #[error("connection refused ({address})")]
+    Refused { address: String },
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// A ready-to-run `tcp` check.
 #[derive(Debug)]
 pub struct TcpTarget {
@@ -33,7 +71,7 @@ pub struct TcpTarget {
 
 impl TcpTarget {
     /// Build from config; the error names what is wrong.
-    pub fn new(spec: &TcpSpec) -> Result<Self, String> {
+    pub fn new(spec: &TcpSpec) -> Result<Self, TcpAddressError> {
         let address = spec.address.trim().to_string();
         let literal = address.parse::<SocketAddr>().ok();
         if literal.is_none() {
@@ -49,7 +87,7 @@ impl TcpTarget {
         let latency = started.elapsed();
         let failure = match attempt {
             Ok(Ok(_stream)) => None,
-            Ok(Err(reason)) => Some(reason),
+            Ok(Err(reason)) => Some(reason.to_string()),
             Err(_) => Some(format!("timeout after {}", format_duration(timeout))),
         };
         Ok(Observation {
@@ -61,29 +99,35 @@ impl TcpTarget {
     }
 
     /// Connect to the first address that accepts; the error is the reason for the last failure.
-    async fn connect(&self) -> Result<TcpStream, String> {
+    async fn connect(&self) -> Result<TcpStream, ConnectFailure> {
         if let Some(address) = self.literal {
             return TcpStream::connect(address)
                 .await
-                .map_err(|e| self.describe(&e));
+                .map_err(|e| self.describe(e));
         }
         let addresses = tokio::net::lookup_host(self.address.as_str())
             .await
-            .map_err(|e| format!("DNS lookup failed for {} ({e})", self.host()))?;
-        let mut last = format!("DNS lookup for {} returned no addresses", self.host());
+            .map_err(|source| ConnectFailure::Lookup {
+                host: self.host().to_string(),
+                source,
+            })?;
+        let mut last = ConnectFailure::NoAddresses {
+            host: self.host().to_string(),
+        };
         for address in addresses {
             match TcpStream::connect(address).await {
                 Ok(stream) => return Ok(stream),
-                Err(error) => last = self.describe(&error),
+                Err(error) => last = self.describe(error),
             }
         }
         Err(last)
     }
 
-    fn describe(&self, error: &io::Error) -> String {
-        match error.kind() {
-            io::ErrorKind::ConnectionRefused => format!("connection refused ({})", self.address),
-            _ => format!("cannot connect to {}: {error}", self.address),
+    fn describe(&self, source: io::Error) -> ConnectFailure {
+        let address = self.address.clone();
+        match source.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectFailure::Refused { address },
+            _ => ConnectFailure::Connect { address, source },
         }
     }
 
@@ -95,27 +139,23 @@ impl TcpTarget {
 }
 
 /// `host:port` with a non-empty host and a port number.
-fn validate_host_port(address: &str) -> Result<(), String> {
+fn validate_host_port(address: &str) -> Result<(), TcpAddressError> {
+    let owned = || address.to_string();
     let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(format!(
-            "tcp address {address:?} must be host:port, e.g. \"127.0.0.1:5432\""
-        ));
+        return Err(TcpAddressError::NotHostPort { address: owned() });
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!(
-            "tcp address {address:?} has no valid host; write host:port"
-        ));
+        return Err(TcpAddressError::Host { address: owned() });
     }
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(format!(
-            "tcp address {address:?}: write IPv6 addresses in brackets, e.g. \"[::1]:5432\""
-        ));
+        return Err(TcpAddressError::Ipv6Brackets { address: owned() });
     }
     match port.parse::<u16>() {
         Ok(port) if port > 0 => Ok(()),
-        _ => Err(format!(
-            "tcp address {address:?} has an invalid port {port:?} (1-65535)"
-        )),
+        _ => Err(TcpAddressError::Port {
+            address: owned(),
+            port: port.to_string(),
+        }),
     }
 }
 
@@ -124,10 +164,14 @@ fn validate_host_port(address: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn target(address: &str) -> Result<TcpTarget, String> {
+    fn target(address: &str) -> Result<TcpTarget, TcpAddressError> {
         TcpTarget::new(&TcpSpec {
             address: address.into(),
         })
+    }
+
+    fn refusal(address: &str) -> String {
+        target(address).unwrap_err().to_string()
     }
 
     #[test]
@@ -139,10 +183,10 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_rejected_with_the_reason() {
-        assert!(target("db.internal").unwrap_err().contains("host:port"));
-        assert!(target(":5432").unwrap_err().contains("host"));
-        assert!(target("db:http").unwrap_err().contains("invalid port"));
-        assert!(target("db:0").unwrap_err().contains("invalid port"));
-        assert!(target("::1:5432").unwrap_err().contains("brackets"));
+        assert!(refusal("db.internal").contains("host:port"));
+        assert!(refusal(":5432").contains("host"));
+        assert!(refusal("db:http").contains("invalid port"));
+        assert!(refusal("db:0").contains("invalid port"));
+        assert!(refusal("::1:5432").contains("brackets"));
     }
 }

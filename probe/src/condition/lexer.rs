@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::ConditionError;
+use super::{ConditionError, SyntaxError};
 
 /// One lexical piece of a condition.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,9 +88,11 @@ pub(super) fn quoted(text: &str, quote: char) -> Result<(Token, usize), Conditio
             None => break,
         }
     }
-    Err(ConditionError::Syntax(format!(
-        "unbalanced quotes: {text} has no closing {quote}"
-    )))
+    Err(SyntaxError::UnclosedQuote {
+        text: text.to_string(),
+        quote,
+    }
+    .into())
 }
 
 pub(super) fn push_escape(value: &mut String, escaped: char) {
@@ -112,18 +114,14 @@ pub(super) fn check_parentheses(tokens: &[Token]) -> Result<(), ConditionError> 
         match token {
             Token::Open => depth += 1,
             Token::Close if depth == 0 => {
-                return Err(ConditionError::Syntax(
-                    "unbalanced parentheses: `)` without `(`".into(),
-                ));
+                return Err(SyntaxError::CloseWithoutOpen.into());
             }
             Token::Close => depth -= 1,
             _ => {}
         }
     }
     if depth > 0 {
-        return Err(ConditionError::Syntax(
-            "unbalanced parentheses: `(` without `)`".into(),
-        ));
+        return Err(SyntaxError::OpenWithoutClose.into());
     }
     Ok(())
 }

@@ -43,6 +43,7 @@
 //!   several conditions instead: all must hold).
 //!
 //! # Layout
+//! - [`error`]: why a condition is refused at load time, or cannot be compared at run time.
 //! - [`lexer`]: the text cut into words, symbols, quoted strings and parentheses.
 //! - [`parser`]: subject, operator and literal from the tokens.
 //! - [`typecheck`]: comparisons whose types are known not to fit, refused at load time.
@@ -51,6 +52,7 @@
 //!   rendered for reports.
 //! - JSON paths (`body.items[0]`) live in [`crate::json_path`], shared with `version_from`.
 
+mod error;
 mod lexer;
 mod parser;
 mod placeholder;
@@ -64,33 +66,13 @@ use regex::Regex;
 use crate::observation::Observation;
 use crate::report::{CheckKind, ConditionReport};
 
+use error::Mismatch;
+pub use error::{ConditionError, SyntaxError, TypeError};
 use lexer::{check_parentheses, tokenize};
 use parser::{Literal, Operator, Subject, parse_literal, parse_operator, parse_subject};
 pub use placeholder::placeholders_for;
 use typecheck::check_types;
 use value::Seen;
-
-/// Why a condition's text is refused when the config is loaded; the message says what
-/// is wrong in words.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConditionError {
-    /// Not a condition: a bad token, placeholder, operator or literal, or trailing text.
-    #[error("{0}")]
-    Syntax(String),
-    /// A comparison whose types are known not to fit (`latency < 500`, `status == "200"`).
-    #[error("{0}")]
-    Type(String),
-    /// A `body.<path>` that is not a JSON path.
-    #[error(transparent)]
-    Path(#[from] crate::json_path::JsonPathError),
-    /// The pattern of `matches` is not a valid regex.
-    #[error("invalid regex {pattern} for matches: {source}")]
-    Regex {
-        /// The pattern as written, quotes included.
-        pattern: String,
-        source: regex::Error,
-    },
-}
 
 /// A parsed condition such as `body.status == "ok"`.
 #[derive(Debug, Clone)]
@@ -116,9 +98,11 @@ impl Condition {
         let (operator, rest) = parse_operator(rest, &subject)?;
         let (literal, raw, rest) = parse_literal(rest, operator)?;
         if let Some(extra) = rest.first() {
-            return Err(ConditionError::Syntax(format!(
-                "unexpected {extra} after `{subject} {operator} {raw}`; write one comparison per condition"
-            )));
+            return Err(SyntaxError::Trailing {
+                extra: extra.to_string(),
+                comparison: format!("{subject} {operator} {raw}"),
+            }
+            .into());
         }
         check_types(&subject, operator, &literal, &raw)?;
         let literal = match (operator, literal) {
@@ -167,7 +151,7 @@ impl Condition {
                 report.actual = seen.render();
                 match self.holds(&seen) {
                     Ok(ok) => report.ok = ok,
-                    Err(reason) => report.error = Some(reason),
+                    Err(mismatch) => report.error = Some(mismatch.to_string()),
                 }
             }
         }
@@ -175,7 +159,7 @@ impl Condition {
     }
 
     /// Whether the comparison holds for `seen`; an error when the types do not fit.
-    fn holds(&self, seen: &Seen) -> Result<bool, String> {
+    fn holds(&self, seen: &Seen) -> Result<bool, Mismatch> {
         let verdict = match (self.operator, &self.literal) {
             (Operator::Eq, literal) => seen.equals(literal),
             (Operator::Ne, literal) => seen.equals(literal).map(|equal| !equal),
@@ -190,18 +174,17 @@ impl Condition {
     }
 
     /// Why `seen` cannot be compared by this condition.
-    fn mismatch(&self, seen: &Seen) -> String {
-        let subject = &self.subject;
+    fn mismatch(&self, seen: &Seen) -> Mismatch {
+        let subject = self.subject.to_string();
         let kind = seen.describe();
         match self.operator {
-            Operator::Contains => format!(
-                "`{subject}` is {kind}; contains needs text, an array, or an object and a key in quotes"
-            ),
-            Operator::Matches => format!("`{subject}` is {kind}; matches needs text"),
-            _ => format!(
-                "`{subject}` is {kind}, but it is compared with {}",
-                self.literal.describe()
-            ),
+            Operator::Contains => Mismatch::Contains { subject, kind },
+            Operator::Matches => Mismatch::Matches { subject, kind },
+            _ => Mismatch::Compare {
+                subject,
+                kind,
+                literal: self.literal.describe(),
+            },
         }
     }
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::ConditionError;
 use super::lexer::Token;
+use super::placeholder::Placeholder;
 use super::placeholder::ValueType;
-use super::placeholder::{PLACEHOLDERS, Placeholder};
+use super::{ConditionError, SyntaxError};
 use crate::units::parse_duration;
 
 /// Every operator, for error messages.
@@ -49,9 +49,7 @@ pub(super) enum Literal {
 
 pub(super) fn parse_subject(tokens: &[Token]) -> Result<(Subject, &[Token]), ConditionError> {
     match tokens {
-        [] => Err(ConditionError::Syntax(
-            "empty condition; write e.g. `status == 200`".into(),
-        )),
+        [] => Err(SyntaxError::Empty.into()),
         [
             Token::Word(len),
             Token::Open,
@@ -62,19 +60,21 @@ pub(super) fn parse_subject(tokens: &[Token]) -> Result<(Subject, &[Token]), Con
             let placeholder = Placeholder::parse(inner)?;
             match placeholder.value_type() {
                 ValueType::Text | ValueType::Json => Ok((Subject::Length(placeholder), rest)),
-                other => Err(ConditionError::Syntax(format!(
-                    "len() counts text, arrays or objects, but `{placeholder}` is {}",
-                    other.describe()
-                ))),
+                other => Err(SyntaxError::LengthOf {
+                    placeholder: placeholder.to_string(),
+                    kind: other.describe(),
+                }
+                .into()),
             }
         }
-        [Token::Word(len), Token::Open, ..] if len == "len" => Err(ConditionError::Syntax(
-            "len() takes one placeholder, e.g. `len(body.items) > 0`".into(),
-        )),
+        [Token::Word(len), Token::Open, ..] if len == "len" => {
+            Err(SyntaxError::LengthArgument.into())
+        }
         [Token::Word(word), rest @ ..] => Ok((Subject::Value(Placeholder::parse(word)?), rest)),
-        [other, ..] => Err(ConditionError::Syntax(format!(
-            "missing placeholder before {other}; a condition starts with one of: {PLACEHOLDERS}"
-        ))),
+        [other, ..] => Err(SyntaxError::MissingPlaceholder {
+            found: other.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -83,13 +83,16 @@ pub(super) fn parse_operator<'t>(
     subject: &Subject,
 ) -> Result<(Operator, &'t [Token]), ConditionError> {
     match tokens {
-        [] => Err(ConditionError::Syntax(format!(
-            "missing operator after `{subject}`; use one of {OPERATORS}"
-        ))),
+        [] => Err(SyntaxError::MissingOperator {
+            subject: subject.to_string(),
+        }
+        .into()),
         [Token::Word(text) | Token::Symbol(text), rest @ ..] => Ok((Operator::parse(text)?, rest)),
-        [other, ..] => Err(ConditionError::Syntax(format!(
-            "expected an operator after `{subject}`, found {other}; use one of {OPERATORS}"
-        ))),
+        [other, ..] => Err(SyntaxError::ExpectedOperator {
+            subject: subject.to_string(),
+            found: other.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -99,16 +102,19 @@ pub(super) fn parse_literal(
     operator: Operator,
 ) -> Result<(Literal, String, &[Token]), ConditionError> {
     match tokens {
-        [] => Err(ConditionError::Syntax(format!(
-            "missing the value to compare with after `{operator}`, e.g. `status == 200` or `body.status == \"ok\"`"
-        ))),
+        [] => Err(SyntaxError::MissingValue {
+            operator: operator.to_string(),
+        }
+        .into()),
         [Token::Quoted { value, raw }, rest @ ..] => {
             Ok((Literal::Text(value.clone()), raw.clone(), rest))
         }
         [Token::Word(word), rest @ ..] => Ok((Literal::parse_word(word)?, word.clone(), rest)),
-        [other, ..] => Err(ConditionError::Syntax(format!(
-            "expected a value after `{operator}`, found {other}; write a number, a duration, \"text\", true, false or null"
-        ))),
+        [other, ..] => Err(SyntaxError::ExpectedValue {
+            operator: operator.to_string(),
+            found: other.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -123,15 +129,12 @@ impl Operator {
             ">=" => Operator::Ge,
             "contains" => Operator::Contains,
             "matches" => Operator::Matches,
-            "=" => {
-                return Err(ConditionError::Syntax(format!(
-                    "unknown operator `=`; write `==` (operators: {OPERATORS})"
-                )));
-            }
+            "=" => return Err(SyntaxError::SingleEquals.into()),
             other => {
-                return Err(ConditionError::Syntax(format!(
-                    "unknown operator `{other}`; use one of {OPERATORS}"
-                )));
+                return Err(SyntaxError::UnknownOperator {
+                    operator: other.to_string(),
+                }
+                .into());
             }
         })
     }
@@ -175,20 +178,26 @@ impl Literal {
         }
         let digits = word.trim_start_matches(['-', '.']);
         if !digits.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(ConditionError::Syntax(format!(
-                "`{word}` is not a value; put text in quotes (\"{word}\"), or write a number, a duration (500ms), true, false or null"
-            )));
+            return Err(SyntaxError::NotAValue {
+                word: word.to_string(),
+            }
+            .into());
         }
         match word.parse::<f64>() {
             Ok(number) if number.is_finite() => Ok(Literal::Number(number)),
-            Ok(_) => Err(ConditionError::Syntax(format!(
-                "number {word} is too large"
-            ))),
-            Err(_) => parse_duration(word).map(Literal::Duration).map_err(|e| {
-                ConditionError::Syntax(format!(
-                    "`{word}` is not a number or a duration ({e}); put text in quotes: \"{word}\""
-                ))
-            }),
+            Ok(_) => Err(SyntaxError::NumberTooLarge {
+                word: word.to_string(),
+            }
+            .into()),
+            Err(_) => parse_duration(word)
+                .map(Literal::Duration)
+                .map_err(|source| {
+                    SyntaxError::NotNumberOrDuration {
+                        word: word.to_string(),
+                        source,
+                    }
+                    .into()
+                }),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::ConditionError;
+use super::{ConditionError, SyntaxError};
 use crate::json_path::JsonPath;
 use crate::report::CheckKind;
 
@@ -82,16 +82,14 @@ impl Placeholder {
             _ if JsonPath::is_path(word) => Placeholder::Body(JsonPath::parse(word)?),
             _ => match word.strip_prefix("header.") {
                 Some("") => {
-                    return Err(ConditionError::Syntax(
-                        "missing header name after `header.`; write e.g. `header.content-type`"
-                            .into(),
-                    ));
+                    return Err(SyntaxError::HeaderName.into());
                 }
                 Some(name) => Placeholder::Header(name.to_ascii_lowercase()),
                 None => {
-                    return Err(ConditionError::Syntax(format!(
-                        "unknown placeholder `{word}`; use one of: {PLACEHOLDERS}"
-                    )));
+                    return Err(SyntaxError::UnknownPlaceholder {
+                        word: word.to_string(),
+                    }
+                    .into());
                 }
             },
         })

@@ -3,6 +3,7 @@
 //! could never hold, when the config is loaded.
 
 use super::ConditionError;
+use super::error::TypeError;
 use super::parser::{Literal, Operator, Subject};
 use super::placeholder::ValueType;
 
@@ -19,35 +20,48 @@ pub(super) fn check_types(
         return check_duration_comparison(subject, operator, literal, raw);
     }
     if let Literal::Duration(_) = literal {
-        return Err(ConditionError::Type(format!(
-            "durations like {raw} compare only with latency, but `{subject}` is {kind}"
-        )));
+        return Err(TypeError::DurationLiteral {
+            raw: raw.to_string(),
+            subject: subject.to_string(),
+            kind,
+        }
+        .into());
     }
     match operator {
         Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge => {
             if !matches!(literal, Literal::Number(_)) {
-                return Err(ConditionError::Type(format!(
-                    "`{operator}` compares numbers, but {raw} is {}",
-                    literal.describe()
-                )));
+                return Err(TypeError::OrderingLiteral {
+                    operator: operator.to_string(),
+                    raw: raw.to_string(),
+                    literal: literal.describe(),
+                }
+                .into());
             }
             if !matches!(value_type, ValueType::Number | ValueType::Json) {
-                return Err(ConditionError::Type(format!(
-                    "`{operator}` compares numbers, but `{subject}` is {kind}"
-                )));
+                return Err(TypeError::OrderingSubject {
+                    operator: operator.to_string(),
+                    subject: subject.to_string(),
+                    kind,
+                }
+                .into());
             }
         }
         Operator::Contains | Operator::Matches => {
             if !matches!(value_type, ValueType::Text | ValueType::Json) {
-                return Err(ConditionError::Type(format!(
-                    "{operator} works on text, but `{subject}` is {kind}"
-                )));
+                return Err(TypeError::TextSubject {
+                    operator: operator.to_string(),
+                    subject: subject.to_string(),
+                    kind,
+                }
+                .into());
             }
             let needs_text = operator == Operator::Matches || value_type == ValueType::Text;
             if needs_text && !matches!(literal, Literal::Text(_)) {
-                return Err(ConditionError::Type(format!(
-                    "{operator} takes text in quotes, e.g. `{subject} {operator} \"…\"`"
-                )));
+                return Err(TypeError::TextLiteral {
+                    operator: operator.to_string(),
+                    subject: subject.to_string(),
+                }
+                .into());
             }
         }
         Operator::Eq | Operator::Ne => {
@@ -58,10 +72,13 @@ pub(super) fn check_types(
                 ValueType::Duration | ValueType::Json => true,
             };
             if !fits {
-                return Err(ConditionError::Type(format!(
-                    "`{subject}` is {kind}, but {raw} is {}; compare it with {kind}",
-                    literal.describe()
-                )));
+                return Err(TypeError::Equality {
+                    subject: subject.to_string(),
+                    kind,
+                    raw: raw.to_string(),
+                    literal: literal.describe(),
+                }
+                .into());
             }
         }
     }
@@ -76,19 +93,25 @@ pub(super) fn check_duration_comparison(
     raw: &str,
 ) -> Result<(), ConditionError> {
     if matches!(operator, Operator::Contains | Operator::Matches) {
-        return Err(ConditionError::Type(format!(
-            "`{subject}` is a duration; compare it with == != < <= > >=, e.g. `{subject} < 500ms`"
-        )));
+        return Err(TypeError::DurationOperator {
+            subject: subject.to_string(),
+        }
+        .into());
     }
     match literal {
         Literal::Duration(_) => Ok(()),
-        Literal::Number(_) => Err(ConditionError::Type(format!(
-            "`{subject} {operator} {raw}` needs a unit: write e.g. `{subject} {operator} {raw}ms` (or s, m)"
-        ))),
-        other => Err(ConditionError::Type(format!(
-            "`{subject}` is a duration, but {raw} is {}; compare it with one such as 500ms",
-            other.describe()
-        ))),
+        Literal::Number(_) => Err(TypeError::DurationUnit {
+            subject: subject.to_string(),
+            operator: operator.to_string(),
+            raw: raw.to_string(),
+        }
+        .into()),
+        other => Err(TypeError::DurationMismatch {
+            subject: subject.to_string(),
+            raw: raw.to_string(),
+            literal: other.describe(),
+        }
+        .into()),
     }
 }
 

@@ -230,7 +230,9 @@ pub(super) fn observe_json<'a>(
     path: &JsonPath,
     observation: &'a Observation,
 ) -> Result<Seen<'a>, Unavailable> {
-    let root = observation.json().map_err(Unavailable::none)?;
+    let root = observation
+        .json()
+        .map_err(|e| Unavailable::none(e.to_string()))?;
     let value = path
         .lookup(root)
         .map_err(|e| Unavailable::missing(e.to_string()))?;

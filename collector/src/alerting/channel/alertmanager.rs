@@ -27,6 +27,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
+use postflight_probe::config::EnvError;
 use postflight_probe::units::HumanDuration;
 
 use crate::event::{Event, EventKind};
@@ -99,6 +100,50 @@ pub struct AlertmanagerChannel {
     last_refresh_ms: AtomicI64,
 }
 
+/// Why an `alertmanager` channel's settings are refused; URLs shown with credentials
+/// masked.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertmanagerConfigError {
+    #[error("alertmanager.urls is empty; list every Alertmanager instance")]
+    NoUrls,
+    #[error("alertmanager.urls: {0}")]
+    Env(#[source] EnvError),
+    #[error("alertmanager.urls: {shown:?} is not an http(s) URL")]
+    Url { shown: String },
+    /// The API path cannot be joined to the URL.
+    #[error("alertmanager.urls: {shown:?}: {source}")]
+    ApiPath {
+        shown: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("alertmanager.resend_interval must be at least 1s")]
+    ResendInterval,
+    #[error("alertmanager: cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("alertmanager: storage: {0}")]
+    Storage(#[source] sled::Error),
+}
+
+/// Why one instance did not take a POST of alerts.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    #[error("Alertmanager {at}: {cause}")]
+    Send { at: String, cause: String },
+    #[error("Alertmanager {at} answered {code}: {excerpt}")]
+    Refused {
+        at: String,
+        code: reqwest::StatusCode,
+        /// The start of the answer's body, secrets redacted.
+        excerpt: String,
+    },
+}
+
+/// Every instance failed; each one's reason, in the order they answered.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+struct AllInstancesFailed(Vec<PostError>);
+
 impl AlertmanagerChannel {
     /// Validate the config; with `writer`, load the alerts still being re-sent.
     pub fn build(
@@ -106,9 +151,9 @@ impl AlertmanagerChannel {
         spec: &AlertmanagerSpec,
         timeout: Duration,
         writer: Option<&Writer>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AlertmanagerConfigError> {
         if spec.urls.is_empty() {
-            return Err("alertmanager.urls is empty; list every Alertmanager instance".into());
+            return Err(AlertmanagerConfigError::NoUrls);
         }
         let endpoints = spec
             .urls
@@ -116,19 +161,19 @@ impl AlertmanagerChannel {
             .map(|url| endpoint(url))
             .collect::<Result<Vec<_>, _>>()?;
         if spec.resend_interval.0 < Duration::from_secs(1) {
-            return Err("alertmanager.resend_interval must be at least 1s".into());
+            return Err(AlertmanagerConfigError::ResendInterval);
         }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("alertmanager: cannot build the HTTP client: {e}"))?;
+            .map_err(AlertmanagerConfigError::Client)?;
         let store = match writer {
             Some(writer) => Some((
                 writer
                     .db()
                     .open_tree("alertmanager_alerts")
-                    .map_err(|e| format!("alertmanager: storage: {e}"))?,
+                    .map_err(AlertmanagerConfigError::Storage)?,
                 writer.clone(),
             )),
             None => None,
@@ -255,14 +300,14 @@ impl AlertmanagerChannel {
 
     /// POST to every instance at once; Ok as soon as one accepted (the others finish
     /// on their own, each bounded by the timeout), else every error.
-    async fn post_all(&self, alerts: &[PostableAlert]) -> Result<(), String> {
+    async fn post_all(&self, alerts: &[PostableAlert]) -> Result<(), AllInstancesFailed> {
         let body = Arc::new(alerts.to_vec());
         let mut pending: FuturesUnordered<_> = self
             .endpoints
             .iter()
             .map(|url| post(self.http.clone(), url.clone(), body.clone()))
             .collect();
-        let mut errors: Vec<String> = Vec::new();
+        let mut errors: Vec<PostError> = Vec::new();
         while let Some(outcome) = pending.next().await {
             let Err(error) = outcome else {
                 let name = self.name.clone();
@@ -282,7 +327,7 @@ impl AlertmanagerChannel {
             };
             errors.push(error);
         }
-        Err(errors.join("; "))
+        Err(AllInstancesFailed(errors))
     }
 
     async fn deliver(&self, notification: &Notification) -> Result<(), SendError> {
@@ -295,7 +340,9 @@ impl AlertmanagerChannel {
             .iter()
             .map(|(_, alert)| self.postable(alert, now))
             .collect();
-        self.post_all(&alerts).await.map_err(SendError::retry)?;
+        self.post_all(&alerts)
+            .await
+            .map_err(|e| SendError::retry(e.to_string()))?;
         if let Ok(mut active) = self.active.lock() {
             for (identity, alert) in &changed {
                 active.insert(identity.clone(), alert.clone());
@@ -377,7 +424,7 @@ impl Channel for AlertmanagerChannel {
     }
 }
 
-fn missed(channel: &str, error: &str) {
+fn missed(channel: &str, error: &PostError) {
     tracing::warn!(%channel, %error, "an Alertmanager instance missed an alert; it gets it on the next re-send");
 }
 
@@ -386,7 +433,7 @@ async fn post(
     http: reqwest::Client,
     url: reqwest::Url,
     alerts: Arc<Vec<PostableAlert>>,
-) -> Result<(), String> {
+) -> Result<(), PostError> {
     let where_ = format!(
         "{}:{}",
         url.host_str().unwrap_or("?"),
@@ -397,30 +444,35 @@ async fn post(
         .json(alerts.as_slice())
         .send()
         .await
-        .map_err(|e| format!("Alertmanager {where_}: {}", cause(&e)))?;
+        .map_err(|e| PostError::Send {
+            at: where_.clone(),
+            cause: cause(&e),
+        })?;
     let code = response.status();
     if code.is_success() {
         Ok(())
     } else {
         let body = response.text().await.unwrap_or_default();
-        Err(format!(
-            "Alertmanager {where_} answered {code}: {}",
-            postflight_probe::secret::excerpt(&body)
-        ))
+        Err(PostError::Refused {
+            at: where_,
+            code,
+            excerpt: postflight_probe::secret::excerpt(&body),
+        })
     }
 }
 
 /// One instance's `/api/v2/alerts` (`${ENV}` expanded; user info becomes Basic auth and
 /// is registered as a secret).
-fn endpoint(url: &str) -> Result<reqwest::Url, String> {
-    let url = &postflight_probe::config::expand_env(url)
-        .map_err(|e| format!("alertmanager.urls: {e}"))?;
+fn endpoint(url: &str) -> Result<reqwest::Url, AlertmanagerConfigError> {
+    let url = &postflight_probe::config::expand_env(url).map_err(AlertmanagerConfigError::Env)?;
     postflight_probe::secret::register_url_userinfo(url, "alertmanager.urls");
     let shown = postflight_probe::secret::mask_url(url);
     let parsed = reqwest::Url::parse(url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| format!("alertmanager.urls: {shown:?} is not an http(s) URL"))?;
+        .ok_or_else(|| AlertmanagerConfigError::Url {
+            shown: shown.clone(),
+        })?;
     if parsed
         .path()
         .trim_end_matches('/')
@@ -431,7 +483,7 @@ fn endpoint(url: &str) -> Result<reqwest::Url, String> {
     let base = format!("{}/", parsed.as_str().trim_end_matches('/'));
     reqwest::Url::parse(&base)
         .and_then(|b| b.join("api/v2/alerts"))
-        .map_err(|e| format!("alertmanager.urls: {shown:?}: {e}"))
+        .map_err(|source| AlertmanagerConfigError::ApiPath { shown, source })
 }
 
 fn cause(error: &(dyn std::error::Error + 'static)) -> String {

@@ -22,7 +22,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use postflight_probe::config::expand_env;
+use postflight_probe::config::{EnvError, expand_env};
 use postflight_probe::limits::escape_controls;
 use postflight_probe::secret::{self, SecretSource};
 
@@ -78,17 +78,93 @@ pub struct EmailChannel {
     timeout: Duration,
 }
 
+/// Why an `email` channel's settings are refused; the text names the key, never a
+/// password.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailConfigError {
+    /// A `${VAR}` of `key` cannot be expanded.
+    #[error("{key}: {source}")]
+    Env {
+        key: &'static str,
+        #[source]
+        source: EnvError,
+    },
+    #[error(
+        "email.smtp is not a URL like smtp://127.0.0.1:25, smtp://host:587?tls=required or smtps://host:465"
+    )]
+    SmtpUrl,
+    #[error("email.smtp has no host")]
+    SmtpHost,
+    #[error(
+        "email.smtp: unsupported scheme {scheme:?} with tls={tls:?}; use smtp://, smtp://...?tls=required (STARTTLS) or smtps:// (implicit TLS)"
+    )]
+    Security { scheme: String, tls: Option<String> },
+    #[error("email.ca_file: cannot read {path}: {source}")]
+    CaFileUnreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("email.ca_file {path}: not a PEM certificate ({source})")]
+    CaFileNotPem {
+        path: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("email: cannot set up TLS for {host}: {source}")]
+    Tls {
+        host: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error(
+        "email.from {address:?} is not an address ({source}); write \"postflight@example.com\" or \"Postflight <postflight@example.com>\""
+    )]
+    From {
+        address: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("email.to is empty; list at least one recipient")]
+    NoRecipient,
+    #[error("email.to {address:?} is not an address ({source})")]
+    To {
+        address: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("email.password_file: cannot read {path}: {source}")]
+    PasswordFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("email: give password or password_file, not both")]
+    PasswordAndFile,
+    #[error("email: a password is set but no username")]
+    NoUsername,
+    #[error("email: a username is set but no password (password or password_file)")]
+    NoPassword,
+}
+
+/// `${VAR}` expansion of the value of `key`.
+fn expand(key: &'static str, value: &str) -> Result<String, EmailConfigError> {
+    expand_env(value).map_err(|source| EmailConfigError::Env { key, source })
+}
+
 impl EmailChannel {
     /// Validate the config and prepare the transport (no connection is made).
-    pub fn build(name: &str, spec: &EmailSpec, timeout: Duration) -> Result<Self, String> {
-        let smtp = expand_env(&spec.smtp).map_err(|e| format!("email.smtp: {e}"))?;
-        let url = reqwest::Url::parse(&smtp).map_err(|_| {
-            "email.smtp is not a URL like smtp://127.0.0.1:25, smtp://host:587?tls=required or smtps://host:465".to_string()
-        })?;
+    pub fn build(
+        name: &str,
+        spec: &EmailSpec,
+        timeout: Duration,
+    ) -> Result<Self, EmailConfigError> {
+        let smtp = expand("email.smtp", &spec.smtp)?;
+        let url = reqwest::Url::parse(&smtp).map_err(|_| EmailConfigError::SmtpUrl)?;
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or("email.smtp has no host")?
+            .ok_or(EmailConfigError::SmtpHost)?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -106,14 +182,12 @@ impl EmailChannel {
         if let Some(credentials) = credentials(&url, spec)? {
             builder = builder.credentials(credentials);
         }
-        let from: Mailbox = spec.from.parse().map_err(|e| {
-            format!(
-                "email.from {:?} is not an address ({e}); write \"postflight@example.com\" or \"Postflight <postflight@example.com>\"",
-                spec.from
-            )
+        let from: Mailbox = spec.from.parse().map_err(|source| EmailConfigError::From {
+            address: spec.from.clone(),
+            source,
         })?;
         if spec.to.0.is_empty() {
-            return Err("email.to is empty; list at least one recipient".into());
+            return Err(EmailConfigError::NoRecipient);
         }
         let to = spec
             .to
@@ -122,7 +196,10 @@ impl EmailChannel {
             .map(|address| {
                 address
                     .parse::<Mailbox>()
-                    .map_err(|e| format!("email.to {address:?} is not an address ({e})"))
+                    .map_err(|source| EmailConfigError::To {
+                        address: address.clone(),
+                        source,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EmailChannel {
@@ -189,7 +266,7 @@ pub fn message_id(notification_id: &str, from: &Mailbox) -> String {
     format!("<postflight.{notification_id}@{}>", from.email.domain())
 }
 
-fn security(url: &reqwest::Url) -> Result<Security, String> {
+fn security(url: &reqwest::Url) -> Result<Security, EmailConfigError> {
     let tls = url
         .query_pairs()
         .find(|(key, _)| key == "tls")
@@ -199,31 +276,37 @@ fn security(url: &reqwest::Url) -> Result<Security, String> {
         ("smtp", Some("required" | "starttls")) => Ok(Security::StartTls { required: true }),
         ("smtp", Some("opportunistic")) => Ok(Security::StartTls { required: false }),
         ("smtps", None | Some("required" | "wrapper")) => Ok(Security::ImplicitTls),
-        (scheme, tls) => Err(format!(
-            "email.smtp: unsupported scheme {scheme:?} with tls={tls:?}; use smtp://, smtp://...?tls=required (STARTTLS) or smtps:// (implicit TLS)"
-        )),
+        (scheme, tls) => Err(EmailConfigError::Security {
+            scheme: scheme.to_string(),
+            tls: tls.map(str::to_string),
+        }),
     }
 }
 
-fn tls(security: Security, host: &str, ca_file: Option<&Path>) -> Result<Tls, String> {
+fn tls(security: Security, host: &str, ca_file: Option<&Path>) -> Result<Tls, EmailConfigError> {
     if security == Security::Plain {
         return Ok(Tls::None);
     }
     let mut builder = TlsParameters::builder(host.to_string());
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("email.ca_file: cannot read {}: {e}", path.display()))?;
-        let certificate = Certificate::from_pem(&pem).map_err(|e| {
-            format!(
-                "email.ca_file {}: not a PEM certificate ({e})",
-                path.display()
-            )
+        let shown = || path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| EmailConfigError::CaFileUnreadable {
+            path: shown(),
+            source,
         })?;
+        let certificate =
+            Certificate::from_pem(&pem).map_err(|source| EmailConfigError::CaFileNotPem {
+                path: shown(),
+                source,
+            })?;
         builder = builder.add_root_certificate(certificate);
     }
     let parameters = builder
         .build_rustls()
-        .map_err(|e| format!("email: cannot set up TLS for {host}: {e}"))?;
+        .map_err(|source| EmailConfigError::Tls {
+            host: host.to_string(),
+            source,
+        })?;
     Ok(match security {
         Security::StartTls { required: true } => Tls::Required(parameters),
         Security::StartTls { required: false } => Tls::Opportunistic(parameters),
@@ -231,7 +314,10 @@ fn tls(security: Security, host: &str, ca_file: Option<&Path>) -> Result<Tls, St
     })
 }
 
-fn credentials(url: &reqwest::Url, spec: &EmailSpec) -> Result<Option<Credentials>, String> {
+fn credentials(
+    url: &reqwest::Url,
+    spec: &EmailSpec,
+) -> Result<Option<Credentials>, EmailConfigError> {
     if let Some(password) = url.password() {
         let (user, password) = (percent_decode(url.username()), percent_decode(password));
         let source = SecretSource::Key("email.smtp password".into());
@@ -240,53 +326,36 @@ fn credentials(url: &reqwest::Url, spec: &EmailSpec) -> Result<Option<Credential
     }
     let password = match (&spec.password, &spec.password_file) {
         (Some(password), None) => {
-            let password = expand_env(password).map_err(|e| format!("email.password: {e}"))?;
+            let password = expand("email.password", password)?;
             Some((password, SecretSource::Key("email.password".into())))
         }
         (None, Some(path)) => Some((
-            secret::read_secret_file(path)
-                .map_err(|e| format!("email.password_file: cannot read {}: {e}", path.display()))?,
+            secret::read_secret_file(path).map_err(|source| EmailConfigError::PasswordFile {
+                path: path.display().to_string(),
+                source,
+            })?,
             SecretSource::File(path.display().to_string()),
         )),
         (None, None) => None,
-        (Some(_), Some(_)) => return Err("email: give password or password_file, not both".into()),
+        (Some(_), Some(_)) => return Err(EmailConfigError::PasswordAndFile),
     };
     match (&spec.username, password) {
         (Some(user), Some((password, source))) => {
-            let user = expand_env(user).map_err(|e| format!("email.username: {e}"))?;
+            let user = expand("email.username", user)?;
             secret::register_smtp_credentials(&user, &password, &source);
             Ok(Some(Credentials::new(user, password)))
         }
         (None, None) => Ok(None),
-        (None, Some(_)) => Err("email: a password is set but no username".into()),
-        (Some(_), None) => {
-            Err("email: a username is set but no password (password or password_file)".into())
-        }
+        (None, Some(_)) => Err(EmailConfigError::NoUsername),
+        (Some(_), None) => Err(EmailConfigError::NoPassword),
     }
 }
 
-/// Undo `%XX` escapes in URL user info.
+/// Undo `%XX` escapes in URL user info (lossy: a non-UTF-8 result gets U+FFFD).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -421,11 +490,12 @@ mod tests {
         let error = EmailChannel::build("c", &bad, Duration::from_secs(1))
             .err()
             .unwrap();
-        assert!(error.contains("email.from"), "{error}");
+        assert!(matches!(error, EmailConfigError::From { .. }), "{error}");
+        assert!(error.to_string().contains("email.from"), "{error}");
         let error = EmailChannel::build("c", &spec("http://relay"), Duration::from_secs(1))
             .err()
             .unwrap();
-        assert!(error.contains("unsupported scheme"), "{error}");
+        assert!(error.to_string().contains("unsupported scheme"), "{error}");
     }
 
     #[test]

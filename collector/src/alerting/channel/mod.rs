@@ -181,11 +181,29 @@ pub trait Channel: Send + Sync {
     }
 }
 
+/// Why a `[[channels]]` entry cannot be built; the kind's own error says which key.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelConfigError {
+    #[error("name must not be empty")]
+    EmptyName,
+    #[error("give exactly one of email = {{ ... }}, webhook = {{ ... }}, alertmanager = {{ ... }}")]
+    Kind,
+    #[error(transparent)]
+    Email(#[from] email::EmailConfigError),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookConfigError),
+    #[error(transparent)]
+    Alertmanager(#[from] alertmanager::AlertmanagerConfigError),
+}
+
 /// Build a channel from its config; with the storage `writer` a channel keeps its state
 /// (Alertmanager alerts) in storage. Used both to validate the config and to run.
-pub fn build(spec: &ChannelSpec, writer: Option<&Writer>) -> Result<Arc<dyn Channel>, String> {
+pub fn build(
+    spec: &ChannelSpec,
+    writer: Option<&Writer>,
+) -> Result<Arc<dyn Channel>, ChannelConfigError> {
     if spec.name.trim().is_empty() {
-        return Err("name must not be empty".into());
+        return Err(ChannelConfigError::EmptyName);
     }
     let timeout = spec.timeout.0;
     match (&spec.email, &spec.webhook, &spec.alertmanager) {
@@ -198,9 +216,7 @@ pub fn build(spec: &ChannelSpec, writer: Option<&Writer>) -> Result<Arc<dyn Chan
         (None, None, Some(am)) => Ok(Arc::new(alertmanager::AlertmanagerChannel::build(
             &spec.name, am, timeout, writer,
         )?)),
-        _ => Err(
-            "give exactly one of email = { ... }, webhook = { ... }, alertmanager = { ... }".into(),
-        ),
+        _ => Err(ChannelConfigError::Kind),
     }
 }
 

@@ -57,7 +57,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use postflight_probe::config::expand_env;
+use postflight_probe::config::{EnvError, expand_env};
 use postflight_probe::secret;
 
 use crate::event::{Event, EventKind};
@@ -94,6 +94,26 @@ pub enum WebhookFormat {
 /// already can drop the request as a duplicate.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
+/// Why a `webhook` channel's settings are refused; never shows a header value.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookConfigError {
+    /// A `${VAR}` of `key` cannot be expanded.
+    #[error("{key}: {source}")]
+    Env {
+        key: String,
+        #[source]
+        source: EnvError,
+    },
+    #[error("webhook.url is not an http(s) URL")]
+    Url,
+    #[error("webhook.headers: {name:?} is not a header name")]
+    HeaderName { name: String },
+    #[error("webhook.headers.{name}: not a valid header value")]
+    HeaderValue { name: String },
+    #[error("webhook: cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// A configured webhook channel.
 pub struct WebhookChannel {
     name: String,
@@ -106,20 +126,27 @@ pub struct WebhookChannel {
 
 impl WebhookChannel {
     /// Validate the config and build the HTTP client.
-    pub fn build(name: &str, spec: &WebhookSpec, timeout: Duration) -> Result<Self, String> {
-        let url = expand_env(&spec.url).map_err(|e| format!("webhook.url: {e}"))?;
+    pub fn build(
+        name: &str,
+        spec: &WebhookSpec,
+        timeout: Duration,
+    ) -> Result<Self, WebhookConfigError> {
+        let expand = |key: String, value: &str| {
+            expand_env(value).map_err(|source| WebhookConfigError::Env { key, source })
+        };
+        let url = expand("webhook.url".into(), &spec.url)?;
         secret::register_url_userinfo(&url, "webhook.url");
         let url = reqwest::Url::parse(&url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or("webhook.url is not an http(s) URL")?;
+            .ok_or(WebhookConfigError::Url)?;
         let mut headers = HeaderMap::new();
         for (key, value) in &spec.headers {
-            let value = expand_env(value).map_err(|e| format!("webhook.headers.{key}: {e}"))?;
+            let value = expand(format!("webhook.headers.{key}"), value)?;
             let name = HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| format!("webhook.headers: {key:?} is not a header name"))?;
+                .map_err(|_| WebhookConfigError::HeaderName { name: key.clone() })?;
             let value = HeaderValue::from_str(&value)
-                .map_err(|_| format!("webhook.headers.{key}: not a valid header value"))?;
+                .map_err(|_| WebhookConfigError::HeaderValue { name: key.clone() })?;
             headers.insert(name, value);
         }
         let http = reqwest::Client::builder()
@@ -127,7 +154,7 @@ impl WebhookChannel {
             .default_headers(headers)
             .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("webhook: cannot build the HTTP client: {e}"))?;
+            .map_err(WebhookConfigError::Client)?;
         Ok(WebhookChannel {
             name: name.to_string(),
             url,

@@ -33,6 +33,7 @@ use reqwest::{Client, Method, Request, Response, Url};
 
 use self::body::{BodyError, describe_size, read_capped};
 use self::failure::{Destination, describe, is_stale_connection, timed_out};
+pub use self::tls::TlsSetupError;
 use super::{CheckError, HttpSpec};
 use crate::observation::Observation;
 
@@ -57,7 +58,7 @@ pub struct HttpTarget {
 
 impl HttpTarget {
     /// Build from config; the error names what is wrong.
-    pub fn new(spec: &HttpSpec) -> Result<Self, String> {
+    pub fn new(spec: &HttpSpec) -> Result<Self, EndpointError> {
         let max_body = spec.max_body.map_or(DEFAULT_MAX_BODY, |size| size.0);
         let endpoint = Endpoint::new(&EndpointConfig {
             url: &spec.url,
@@ -94,6 +95,66 @@ impl HttpTarget {
             ..Observation::default()
         })
     }
+}
+
+/// Why a URL is not an absolute http(s) URL with a host; shown with credentials masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpUrlError {
+    /// Not a URL at all.
+    #[error("invalid url {shown:?}: {source}")]
+    Invalid {
+        /// The URL, credentials masked.
+        shown: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A URL of another scheme than http or https.
+    #[error("url {shown:?} must start with http:// or https://")]
+    Scheme { shown: String },
+    /// A URL without a host.
+    #[error("url {shown:?} has no host")]
+    NoHost { shown: String },
+}
+
+/// `text` as an absolute `http://` or `https://` URL with a host (checks, collectors).
+pub fn parse_http_url(text: &str) -> Result<Url, HttpUrlError> {
+    let shown = || crate::secret::mask_url(text);
+    let url = Url::parse(text).map_err(|source| HttpUrlError::Invalid {
+        shown: shown(),
+        source,
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(HttpUrlError::Scheme { shown: shown() });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(HttpUrlError::NoHost { shown: shown() });
+    }
+    Ok(url)
+}
+
+/// Why an `http` check (or a `metric` check's scrape) cannot be set up. URLs are shown
+/// with their credentials masked, header values never.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The URL.
+    #[error(transparent)]
+    Url(#[from] HttpUrlError),
+    /// A method outside [`METHODS`].
+    #[error("unknown HTTP method {method:?}; use one of {}", METHODS.join(", "))]
+    Method { method: String },
+    /// A header name that is not a token.
+    #[error("invalid header name {name:?}")]
+    HeaderName { name: String },
+    /// A header value with control characters or non-ASCII (the value is not shown: it
+    /// may be a secret).
+    #[error("header {name} has an invalid value (control characters or non-ASCII)")]
+    HeaderValue { name: String },
+    /// TLS verification settings or the CA file.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// The HTTP client could not be built.
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
 }
 
 /// What an [`Endpoint`] is built from.
@@ -152,8 +213,8 @@ pub(crate) struct Exchange {
 
 impl Endpoint {
     /// Validate the config and build the client and request; the error names the problem.
-    pub(crate) fn new(config: &EndpointConfig<'_>) -> Result<Self, String> {
-        let mut url = parse_url(config.url)?;
+    pub(crate) fn new(config: &EndpointConfig<'_>) -> Result<Self, EndpointError> {
+        let mut url = parse_http_url(config.url)?;
         let host = url.host_str().unwrap_or_default().to_string();
         let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or_default());
         let method = parse_method(config.method)?;
@@ -236,7 +297,7 @@ impl Endpoint {
 }
 
 /// The client for one check: redirects, TLS verification, extra CAs, certificate capture.
-fn build_client(config: &EndpointConfig<'_>) -> Result<Client, String> {
+fn build_client(config: &EndpointConfig<'_>) -> Result<Client, EndpointError> {
     let redirects = if config.follow_redirects {
         Policy::limited(MAX_REDIRECTS)
     } else {
@@ -249,40 +310,30 @@ fn build_client(config: &EndpointConfig<'_>) -> Result<Client, String> {
         .pool_max_idle_per_host(1)
         .tls_info(true)
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        .map_err(EndpointError::Client)
 }
 
-fn parse_url(text: &str) -> Result<Url, String> {
-    let shown = crate::secret::mask_url(text);
-    let url = Url::parse(text).map_err(|e| format!("invalid url {shown:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url {shown:?} must start with http:// or https://"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("url {shown:?} has no host"));
-    }
-    Ok(url)
-}
-
-fn parse_method(text: &str) -> Result<Method, String> {
+fn parse_method(text: &str) -> Result<Method, EndpointError> {
+    let unknown = || EndpointError::Method {
+        method: text.to_string(),
+    };
     let upper = text.to_ascii_uppercase();
     if !METHODS.contains(&upper.as_str()) {
-        return Err(format!(
-            "unknown HTTP method {text:?}; use one of {}",
-            METHODS.join(", ")
-        ));
+        return Err(unknown());
     }
-    Method::from_bytes(upper.as_bytes()).map_err(|_| format!("unknown HTTP method {text:?}"))
+    Method::from_bytes(upper.as_bytes()).map_err(|_| unknown())
 }
 
 /// Header names and values; an invalid value is reported without echoing it (it may be a secret).
-fn parse_headers(headers: &[(&str, &str)]) -> Result<HeaderMap, String> {
+fn parse_headers(headers: &[(&str, &str)]) -> Result<HeaderMap, EndpointError> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for &(name, value) in headers {
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name {name:?}"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            format!("header {name} has an invalid value (control characters or non-ASCII)")
+        let header =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| EndpointError::HeaderName {
+                name: name.to_string(),
+            })?;
+        let value = HeaderValue::from_str(value).map_err(|_| EndpointError::HeaderValue {
+            name: name.to_string(),
         })?;
         map.append(header, value);
     }

@@ -17,15 +17,51 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+/// Why the TLS settings of a check cannot be built; the text names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The crypto provider refused the default protocol versions.
+    #[error("cannot set up TLS: {0}")]
+    Protocols(#[source] rustls::Error),
+    /// `ca_file` cannot be read.
+    #[error("cannot read ca_file {path}: {source}")]
+    CaFileUnreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `ca_file` is not PEM.
+    #[error("ca_file {path} is not valid PEM: {source}")]
+    CaFileNotPem {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A certificate of `ca_file` cannot serve as a trust anchor.
+    #[error("ca_file {path}: certificate {index} is not a usable CA certificate ({source})")]
+    CaCertificate {
+        path: String,
+        /// 1-based position in the file.
+        index: usize,
+        #[source]
+        source: rustls::Error,
+    },
+    /// `ca_file` holds no certificate at all.
+    #[error(
+        "ca_file {path} holds no certificates (expected PEM blocks starting with -----BEGIN CERTIFICATE-----)"
+    )]
+    CaFileEmpty { path: String },
+}
+
 /// The client TLS configuration of one check.
 pub(crate) fn client_config(
     tls_verify: bool,
     ca_file: Option<&Path>,
-) -> Result<ClientConfig, String> {
+) -> Result<ClientConfig, TlsSetupError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+        .map_err(TlsSetupError::Protocols)?;
     let mut config = if !tls_verify {
         let verifier = AcceptAnyCertificate {
             algorithms: provider.signature_verification_algorithms,
@@ -71,23 +107,30 @@ fn system_roots() -> Arc<RootCertStore> {
 }
 
 /// `base` plus every certificate in the PEM file at `path`; the error names the file.
-fn with_ca_file(base: &RootCertStore, path: &Path) -> Result<RootCertStore, String> {
-    let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {shown}: {e}"))?;
+fn with_ca_file(base: &RootCertStore, path: &Path) -> Result<RootCertStore, TlsSetupError> {
+    let shown = || path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| TlsSetupError::CaFileUnreadable {
+        path: shown(),
+        source,
+    })?;
     let mut store = base.clone();
     let mut count = 0;
     for certificate in CertificateDer::pem_slice_iter(&pem) {
-        let certificate =
-            certificate.map_err(|e| format!("ca_file {shown} is not valid PEM: {e}"))?;
-        count += 1;
-        store.add(certificate).map_err(|e| {
-            format!("ca_file {shown}: certificate {count} is not a usable CA certificate ({e})")
+        let certificate = certificate.map_err(|source| TlsSetupError::CaFileNotPem {
+            path: shown(),
+            source,
         })?;
+        count += 1;
+        store
+            .add(certificate)
+            .map_err(|source| TlsSetupError::CaCertificate {
+                path: shown(),
+                index: count,
+                source,
+            })?;
     }
     if count == 0 {
-        return Err(format!(
-            "ca_file {shown} holds no certificates (expected PEM blocks starting with -----BEGIN CERTIFICATE-----)"
-        ));
+        return Err(TlsSetupError::CaFileEmpty { path: shown() });
     }
     Ok(store)
 }

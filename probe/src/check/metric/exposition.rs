@@ -15,6 +15,31 @@
 use std::borrow::Cow;
 use std::fmt;
 
+/// Why a sample line does not parse; the text says what was expected where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleError {
+    #[error("expected a metric name in {line:?}")]
+    NoName { line: String },
+    #[error("invalid sample value {value:?} for {name}")]
+    Value { value: String, name: String },
+    #[error("expected a label name or '}}'")]
+    LabelName,
+    #[error("expected '=' after label {label}")]
+    Equals { label: String },
+    #[error("label {label} needs a double-quoted value")]
+    Unquoted { label: String },
+    #[error("expected ',' or '}}' after label {label}")]
+    Separator { label: String },
+}
+
+/// A malformed line of a metrics page, with its 1-based line number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metrics page line {line}: {problem}")]
+pub struct PageLineError {
+    pub line: usize,
+    pub problem: SampleError,
+}
+
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
@@ -61,26 +86,28 @@ impl fmt::Display for Sample<'_> {
 pub fn samples_named<'a>(
     page: &'a str,
     name: &'a str,
-) -> impl Iterator<Item = Result<Sample<'a>, String>> + 'a {
+) -> impl Iterator<Item = Result<Sample<'a>, PageLineError>> + 'a {
     page.lines().enumerate().filter_map(move |(index, line)| {
         let line = line.trim_start();
         let rest = line.strip_prefix(name)?;
         if !rest.starts_with(|c: char| c == '{' || c.is_ascii_whitespace()) {
             return None;
         }
-        Some(
-            parse_sample(line)
-                .map_err(|problem| format!("metrics page line {}: {problem}", index + 1)),
-        )
+        Some(parse_sample(line).map_err(|problem| PageLineError {
+            line: index + 1,
+            problem,
+        }))
     })
 }
 
 /// Parse one sample line (not a comment, not blank).
-pub fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
+pub fn parse_sample(line: &str) -> Result<Sample<'_>, SampleError> {
     let mut cursor = Cursor { rest: line.trim() };
     let name = cursor.take_while(is_metric_name_char);
     if name.is_empty() {
-        return Err(format!("expected a metric name in {line:?}"));
+        return Err(SampleError::NoName {
+            line: line.to_string(),
+        });
     }
     let labels = if cursor.eat('{') {
         parse_labels(&mut cursor)?
@@ -89,8 +116,10 @@ pub fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
     };
     cursor.skip_whitespace();
     let value_text = cursor.take_while(|c| !c.is_ascii_whitespace());
-    let value = parse_value(value_text)
-        .ok_or_else(|| format!("invalid sample value {value_text:?} for {name}"))?;
+    let value = parse_value(value_text).ok_or_else(|| SampleError::Value {
+        value: value_text.to_string(),
+        name: name.to_string(),
+    })?;
     Ok(Sample {
         name,
         labels,
@@ -99,7 +128,7 @@ pub fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
 }
 
 /// Labels after the opening `{`, through the closing `}`.
-fn parse_labels<'a>(cursor: &mut Cursor<'a>) -> Result<Vec<(&'a str, Cow<'a, str>)>, String> {
+fn parse_labels<'a>(cursor: &mut Cursor<'a>) -> Result<Vec<(&'a str, Cow<'a, str>)>, SampleError> {
     let mut labels = Vec::new();
     loop {
         cursor.skip_whitespace();
@@ -108,20 +137,21 @@ fn parse_labels<'a>(cursor: &mut Cursor<'a>) -> Result<Vec<(&'a str, Cow<'a, str
         }
         let name = cursor.take_while(is_label_name_char);
         if name.is_empty() {
-            return Err("expected a label name or '}'".into());
+            return Err(SampleError::LabelName);
         }
+        let label = || name.to_string();
         cursor.skip_whitespace();
         if !cursor.eat('=') {
-            return Err(format!("expected '=' after label {name}"));
+            return Err(SampleError::Equals { label: label() });
         }
         cursor.skip_whitespace();
         let value = cursor
             .quoted('"')
-            .ok_or_else(|| format!("label {name} needs a double-quoted value"))?;
+            .ok_or_else(|| SampleError::Unquoted { label: label() })?;
         labels.push((name, value));
         cursor.skip_whitespace();
         if !cursor.eat(',') && !cursor.rest.starts_with('}') {
-            return Err(format!("expected ',' or '}}' after label {name}"));
+            return Err(SampleError::Separator { label: label() });
         }
     }
 }
@@ -284,7 +314,11 @@ mod tests {
             .next()
             .unwrap()
             .unwrap_err();
-        assert!(error.starts_with("metrics page line 2:"), "{error}");
+        assert_eq!(error.line, 2);
+        assert!(
+            error.to_string().starts_with("metrics page line 2:"),
+            "{error}"
+        );
     }
 
     #[test]

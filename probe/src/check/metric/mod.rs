@@ -12,9 +12,9 @@ mod selector;
 
 use std::time::Duration;
 
-pub use self::exposition::{Sample, parse_sample, samples_named};
-pub use self::selector::Selector;
-use super::http::{Endpoint, EndpointConfig};
+pub use self::exposition::{PageLineError, Sample, SampleError, parse_sample, samples_named};
+pub use self::selector::{Selector, SelectorError};
+use super::http::{Endpoint, EndpointConfig, EndpointError};
 use super::{CheckError, MetricSpec};
 use crate::observation::Observation;
 
@@ -28,6 +28,53 @@ const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
 /// Examples of series shown when a selector matches none or several.
 const EXAMPLES: usize = 2;
 
+/// Why a `metric` check is refused when it is built.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricSetupError {
+    /// The `series` selector.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    /// The scrape URL or headers.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+/// Why a page does not give exactly one value for a selector.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SelectError {
+    /// A line of the series looked for does not parse.
+    #[error(transparent)]
+    Page(#[from] PageLineError),
+    /// No line has the metric name.
+    #[error("no series matches {selector}: the page has no series named {name}")]
+    NoSuchName { selector: String, name: String },
+    /// Lines have the name, none has the labels.
+    #[error(
+        "no series matches {selector}: {named} series named {name} on the page, e.g. {}",
+        examples.join(", ")
+    )]
+    NoMatch {
+        selector: String,
+        name: String,
+        /// How many series have the name.
+        named: usize,
+        examples: Vec<String>,
+    },
+    /// Several series match.
+    #[error(
+        "{selector} matches {count} series (e.g. {}); {} to select exactly one",
+        examples.join(", "),
+        if *has_matchers { "add labels" } else { "add labels, e.g. name{label=\"value\"}," }
+    )]
+    Several {
+        selector: String,
+        count: usize,
+        examples: Vec<String>,
+        /// Whether the selector names labels already (changes the advice).
+        has_matchers: bool,
+    },
+}
+
 /// A ready-to-run `metric` check.
 #[derive(Debug)]
 pub struct MetricTarget {
@@ -39,7 +86,7 @@ pub struct MetricTarget {
 
 impl MetricTarget {
     /// Build from config; the error names what is wrong.
-    pub fn new(spec: &MetricSpec) -> Result<Self, String> {
+    pub fn new(spec: &MetricSpec) -> Result<Self, MetricSetupError> {
         let selector = Selector::parse(&spec.series)?;
         let mut headers: Vec<(&str, &str)> = spec
             .headers
@@ -77,7 +124,8 @@ impl MetricTarget {
         }
         let page = std::str::from_utf8(&exchange.body)
             .map_err(|_| CheckError::new("metrics page is not UTF-8 text"))?;
-        let value = select_value(page, &self.selector).map_err(CheckError::new)?;
+        let value =
+            select_value(page, &self.selector).map_err(|e| CheckError::new(e.to_string()))?;
         Ok(Observation {
             status: Some(exchange.status),
             latency: exchange.latency,
@@ -90,7 +138,7 @@ impl MetricTarget {
 
 /// The value of the one series `selector` picks from `page`; the error says why there is
 /// not exactly one.
-pub fn select_value(page: &str, selector: &Selector) -> Result<f64, String> {
+pub fn select_value(page: &str, selector: &Selector) -> Result<f64, SelectError> {
     let mut named = 0usize;
     let mut named_examples = Vec::new();
     let mut matched = Vec::new();
@@ -104,34 +152,29 @@ pub fn select_value(page: &str, selector: &Selector) -> Result<f64, String> {
             matched.push(sample);
         }
     }
+    let (shown, name) = (selector.to_string(), selector.name().to_string());
     match matched.as_slice() {
         [only] => Ok(only.value),
-        [] if named == 0 => Err(format!(
-            "no series matches {selector}: the page has no series named {}",
-            selector.name()
-        )),
-        [] => Err(format!(
-            "no series matches {selector}: {named} series named {} on the page, e.g. {}",
-            selector.name(),
-            named_examples.join(", ")
-        )),
-        several => {
-            let examples: Vec<String> = several
+        [] if named == 0 => Err(SelectError::NoSuchName {
+            selector: shown,
+            name,
+        }),
+        [] => Err(SelectError::NoMatch {
+            selector: shown,
+            name,
+            named,
+            examples: named_examples,
+        }),
+        several => Err(SelectError::Several {
+            selector: shown,
+            count: several.len(),
+            examples: several
                 .iter()
                 .take(EXAMPLES)
                 .map(ToString::to_string)
-                .collect();
-            let advice = if selector.has_matchers() {
-                "add labels"
-            } else {
-                "add labels, e.g. name{label=\"value\"},"
-            };
-            Err(format!(
-                "{selector} matches {} series (e.g. {}); {advice} to select exactly one",
-                several.len(),
-                examples.join(", ")
-            ))
-        }
+                .collect(),
+            has_matchers: selector.has_matchers(),
+        }),
     }
 }
 
@@ -149,7 +192,7 @@ celery_queue_length{queue=\"mail\"} 3
 process_start_time_seconds 1.7e9
 ";
 
-    fn select(series: &str) -> Result<f64, String> {
+    fn select(series: &str) -> Result<f64, SelectError> {
         select_value(PAGE, &Selector::parse(series).unwrap())
     }
 
@@ -162,7 +205,7 @@ process_start_time_seconds 1.7e9
 
     #[test]
     fn a_bare_name_matches_only_when_one_series_has_it() {
-        let error = select("celery_queue_length").unwrap_err();
+        let error = select("celery_queue_length").unwrap_err().to_string();
         assert!(error.contains("matches 2 series"), "{error}");
         assert!(
             error.contains(r#"celery_queue_length{queue="default"}"#),
@@ -173,7 +216,9 @@ process_start_time_seconds 1.7e9
 
     #[test]
     fn no_match_lists_what_the_page_has() {
-        let error = select(r#"celery_queue_length{queue="reports"}"#).unwrap_err();
+        let error = select(r#"celery_queue_length{queue="reports"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with(r#"no series matches celery_queue_length{queue="reports"}"#),
             "{error}"
@@ -183,7 +228,7 @@ process_start_time_seconds 1.7e9
             "{error}"
         );
         assert!(error.contains(r#"queue="mail""#), "{error}");
-        let error = select("absent_metric").unwrap_err();
+        let error = select("absent_metric").unwrap_err().to_string();
         assert!(error.contains("no series named absent_metric"), "{error}");
     }
 
@@ -197,6 +242,7 @@ process_start_time_seconds 1.7e9
         assert!(
             MetricTarget::new(&spec)
                 .unwrap_err()
+                .to_string()
                 .contains("series \"queue{\"")
         );
     }

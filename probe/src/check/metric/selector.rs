@@ -12,6 +12,32 @@ use regex::Regex;
 
 use super::exposition::{Cursor, Sample, is_label_name_char, is_metric_name_char};
 
+/// Why a `series` selector does not parse; each text starts with the selector as written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SelectorError {
+    #[error(
+        "series {text:?} must start with a metric name, e.g. queue_length{{queue=\"default\"}}"
+    )]
+    Name { text: String },
+    #[error("series {text:?}: unexpected {rest:?} after the selector")]
+    Trailing { text: String, rest: String },
+    #[error("series {text:?}: expected a label name or '}}' at {rest:?}")]
+    LabelName { text: String, rest: String },
+    #[error("series {text:?}: label {label} needs one of = != =~ !~")]
+    Operator { text: String, label: String },
+    #[error("series {text:?}: the value of {label} must be quoted, e.g. {label}=\"x\"")]
+    Unquoted { text: String, label: String },
+    #[error("series {text:?}: invalid regex for {label}: {source}")]
+    Regex {
+        text: String,
+        label: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("series {text:?}: expected ',' or '}}' after the {label} matcher")]
+    Separator { text: String, label: String },
+}
+
 /// A parsed selector.
 #[derive(Debug, Clone)]
 pub struct Selector {
@@ -47,14 +73,14 @@ enum Test {
 
 impl Selector {
     /// Parse a selector; the error says what is wrong and where.
-    pub fn parse(text: &str) -> Result<Selector, String> {
+    pub fn parse(text: &str) -> Result<Selector, SelectorError> {
         let trimmed = text.trim();
         let mut cursor = Cursor { rest: trimmed };
         let name = cursor.take_while(is_metric_name_char);
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!(
-                "series {text:?} must start with a metric name, e.g. queue_length{{queue=\"default\"}}"
-            ));
+            return Err(SelectorError::Name {
+                text: text.to_string(),
+            });
         }
         cursor.skip_whitespace();
         let matchers = if cursor.eat('{') {
@@ -64,10 +90,10 @@ impl Selector {
         };
         cursor.skip_whitespace();
         if !cursor.rest.is_empty() {
-            return Err(format!(
-                "series {text:?}: unexpected {:?} after the selector",
-                cursor.rest
-            ));
+            return Err(SelectorError::Trailing {
+                text: text.to_string(),
+                rest: cursor.rest.to_string(),
+            });
         }
         Ok(Selector {
             name: name.to_string(),
@@ -107,7 +133,7 @@ impl fmt::Display for Selector {
 }
 
 /// Matchers after the opening `{`, through the closing `}`.
-fn parse_matchers(cursor: &mut Cursor<'_>, text: &str) -> Result<Vec<Matcher>, String> {
+fn parse_matchers(cursor: &mut Cursor<'_>, text: &str) -> Result<Vec<Matcher>, SelectorError> {
     let mut matchers = Vec::new();
     loop {
         cursor.skip_whitespace();
@@ -116,33 +142,35 @@ fn parse_matchers(cursor: &mut Cursor<'_>, text: &str) -> Result<Vec<Matcher>, S
         }
         let label = cursor.take_while(is_label_name_char);
         if label.is_empty() {
-            return Err(format!(
-                "series {text:?}: expected a label name or '}}' at {:?}",
-                cursor.rest
-            ));
+            return Err(SelectorError::LabelName {
+                text: text.to_string(),
+                rest: cursor.rest.to_string(),
+            });
         }
+        let (text, label) = (text.to_string(), label.to_string());
         cursor.skip_whitespace();
-        let operator = parse_operator(cursor)
-            .ok_or_else(|| format!("series {text:?}: label {label} needs one of = != =~ !~"))?;
+        let Some(operator) = parse_operator(cursor) else {
+            return Err(SelectorError::Operator { text, label });
+        };
         cursor.skip_whitespace();
-        let value = cursor
-            .quoted('"')
-            .or_else(|| cursor.quoted('\''))
-            .ok_or_else(|| {
-                format!("series {text:?}: the value of {label} must be quoted, e.g. {label}=\"x\"")
-            })?;
-        let test = build_test(operator, &value)
-            .map_err(|e| format!("series {text:?}: invalid regex for {label}: {e}"))?;
-        matchers.push(Matcher {
-            label: label.to_string(),
-            test,
-        });
+        let Some(value) = cursor.quoted('"').or_else(|| cursor.quoted('\'')) else {
+            return Err(SelectorError::Unquoted { text, label });
+        };
+        let test = match build_test(operator, &value) {
+            Ok(test) => test,
+            Err(source) => {
+                return Err(SelectorError::Regex {
+                    text,
+                    label,
+                    source,
+                });
+            }
+        };
         cursor.skip_whitespace();
         if !cursor.eat(',') && !cursor.rest.starts_with('}') {
-            return Err(format!(
-                "series {text:?}: expected ',' or '}}' after the {label} matcher"
-            ));
+            return Err(SelectorError::Separator { text, label });
         }
+        matchers.push(Matcher { label, test });
     }
 }
 
@@ -228,7 +256,7 @@ mod tests {
             (r#"q{a="b"} extra"#, "unexpected"),
         ];
         for (text, expected) in cases {
-            let error = Selector::parse(text).unwrap_err();
+            let error = Selector::parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
         }
     }

@@ -6,11 +6,26 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::elf::{self, DynamicInfo, ElfIdent};
+use super::elf::{self, DynamicInfo, ElfError, ElfIdent};
 use super::loader::{Loader, Resolution, Scope, expand_origin};
 
 /// Most files one walk reads (a large desktop program needs a few hundred).
 pub const MAX_OBJECTS: usize = 4096;
+
+/// Why a walk could not be completed (a library that is not found is a finding, not an
+/// error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WalkError {
+    /// The checked file itself is not readable ELF.
+    #[error("cannot read ELF file {path}: {source}")]
+    Root { path: String, source: ElfError },
+    /// A library found on the way is not readable ELF.
+    #[error("cannot read the dependencies of {path}: {source}")]
+    Dependency { path: String, source: ElfError },
+    /// More than [`MAX_OBJECTS`] files.
+    #[error("dependency graph has more than {MAX_OBJECTS} libraries; refusing to walk further")]
+    TooMany,
+}
 
 /// A needed library that could not be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +58,11 @@ struct Pending {
 }
 
 /// Resolve every dependency of the ELF file at `root`, recursively.
-pub fn walk(loader: &Loader, root: &Path) -> Result<DependencyReport, String> {
-    let (ident, info) = elf::read_dynamic(root)
-        .map_err(|e| format!("cannot read ELF file {}: {e}", root.display()))?;
+pub fn walk(loader: &Loader, root: &Path) -> Result<DependencyReport, WalkError> {
+    let (ident, info) = elf::read_dynamic(root).map_err(|source| WalkError::Root {
+        path: root.display().to_string(),
+        source,
+    })?;
     let root_dir = origin_of(&std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()));
     let inherited_rpath = if info.runpath.is_empty() {
         expand_origin(&info.rpath, &root_dir)
@@ -91,7 +108,7 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn resolve_needed(&mut self, object: Pending) -> Result<(), String> {
+    fn resolve_needed(&mut self, object: Pending) -> Result<(), WalkError> {
         let scope = self.scope_of(&object);
         for name in &object.info.needed {
             if !self.names.insert(name.clone()) {
@@ -129,18 +146,18 @@ impl Walk<'_> {
         }
     }
 
-    fn enqueue(&mut self, path: PathBuf) -> Result<(), String> {
+    fn enqueue(&mut self, path: PathBuf) -> Result<(), WalkError> {
         let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if !self.files.insert(canonical) {
             return Ok(());
         }
         if self.files.len() > MAX_OBJECTS {
-            return Err(format!(
-                "dependency graph has more than {MAX_OBJECTS} libraries; refusing to walk further"
-            ));
+            return Err(WalkError::TooMany);
         }
-        let (_, info) = elf::read_dynamic(&path)
-            .map_err(|e| format!("cannot read the dependencies of {}: {e}", path.display()))?;
+        let (_, info) = elf::read_dynamic(&path).map_err(|source| WalkError::Dependency {
+            path: path.display().to_string(),
+            source,
+        })?;
         self.queue.push_back(Pending {
             path,
             info,

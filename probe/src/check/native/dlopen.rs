@@ -43,6 +43,7 @@ pub fn dlopen_child_main(paths: &[String]) -> i32 {
             Ok(()) => format!("\nok\t{}\n", one_line(path)),
             Err(reason) => {
                 all_loaded = false;
+                let reason = reason.to_string();
                 format!("\nerror\t{}\t{}\n", one_line(path), one_line(&reason))
             }
         };
@@ -63,10 +64,22 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r', '\t'], " ")
 }
 
+/// Why the child could not load one library.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("path contains a NUL byte")]
+    NulInPath,
+    /// dlerror's text.
+    #[error("{0}")]
+    Dlerror(String),
+    #[error("dlopen failed without an error message")]
+    Unexplained,
+}
+
 /// dlopen one library in this process; the error is dlerror's text.
 #[allow(unsafe_code)]
-fn load_library(path: &str) -> Result<(), String> {
-    let c_path = CString::new(path).map_err(|_| "path contains a NUL byte".to_string())?;
+fn load_library(path: &str) -> Result<(), LoadError> {
+    let c_path = CString::new(path).map_err(|_| LoadError::NulInPath)?;
     // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call. dlopen runs
     // the library's initialisers; that is the purpose of this short-lived child process,
     // which never runs in the probe agent itself. The handle is deliberately leaked: the
@@ -85,7 +98,7 @@ fn load_library(path: &str) -> Result<(), String> {
             Some(CStr::from_ptr(text).to_string_lossy().into_owned())
         }
     };
-    Err(message.unwrap_or_else(|| "dlopen failed without an error message".into()))
+    Err(message.map_or(LoadError::Unexplained, LoadError::Dlerror))
 }
 
 /// A library the child could not load.
@@ -203,10 +216,16 @@ mod tests {
     #[test]
     fn a_loaded_library_and_a_missing_file_are_told_apart() {
         // Test-only: dlopen in the test process itself, with libc (already mapped here).
-        assert_eq!(load_library("libc.so.6"), Ok(()));
+        assert!(load_library("libc.so.6").is_ok());
         let error = load_library("/nonexistent/libnope.so.1").unwrap_err();
-        assert!(error.contains("/nonexistent/libnope.so.1"), "{error}");
-        assert!(load_library("bad\0path").is_err());
+        assert!(
+            error.to_string().contains("/nonexistent/libnope.so.1"),
+            "{error}"
+        );
+        assert!(matches!(
+            load_library("bad\0path"),
+            Err(LoadError::NulInPath)
+        ));
     }
 
     #[test]

@@ -91,19 +91,39 @@ pub struct DynamicInfo {
 
 /// Why a file could not be read as ELF; the text names the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ElfError(pub String);
+pub enum ElfError {
+    /// The file cannot be opened or stat'ed (the OS's reason, without its code).
+    #[error("cannot {action}: {reason}")]
+    Io {
+        action: &'static str,
+        reason: String,
+    },
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("not an ELF file")]
+    NotElf,
+    /// A structure the `object` crate refused.
+    #[error("cannot read {what}: {reason} (truncated or corrupt ELF)")]
+    Structure { what: &'static str, reason: String },
+    /// A dynamic section or string table that breaks a bound or points outside the file.
+    #[error("{0} (corrupt ELF)")]
+    Corrupt(&'static str),
+    #[error("more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries (corrupt ELF)")]
+    TooManyStrings,
+}
 
-fn malformed(what: impl Into<String>) -> ElfError {
-    ElfError(what.into())
+fn io_failure(action: &'static str) -> impl Fn(std::io::Error) -> ElfError {
+    move |e| ElfError::Io {
+        action,
+        reason: io_text(&e),
+    }
 }
 
 /// An `object` parse error, with what was being read.
-fn corrupt(what: &str) -> impl Fn(object::Error) -> ElfError + '_ {
-    move |e| {
-        malformed(format!(
-            "cannot read {what}: {e} (truncated or corrupt ELF)"
-        ))
+fn corrupt(what: &'static str) -> impl Fn(object::Error) -> ElfError {
+    move |e| ElfError::Structure {
+        what,
+        reason: e.to_string(),
     }
 }
 
@@ -129,17 +149,15 @@ fn with_elf<T>(
     path: &Path,
     read: impl FnOnce(&ReadCache<File>, FileKind) -> Result<T, ElfError>,
 ) -> Result<T, ElfError> {
-    let file = File::open(path).map_err(|e| malformed(format!("cannot open: {}", io_text(&e))))?;
-    let metadata = file
-        .metadata()
-        .map_err(|e| malformed(format!("cannot stat: {}", io_text(&e))))?;
+    let file = File::open(path).map_err(io_failure("open"))?;
+    let metadata = file.metadata().map_err(io_failure("stat"))?;
     if !metadata.is_file() {
-        return Err(malformed("not a regular file"));
+        return Err(ElfError::NotAFile);
     }
     let cache = ReadCache::new(file);
     match FileKind::parse(&cache) {
         Ok(kind @ (FileKind::Elf32 | FileKind::Elf64)) => read(&cache, kind),
-        _ => Err(malformed("not an ELF file")),
+        _ => Err(ElfError::NotElf),
     }
 }
 
@@ -176,7 +194,7 @@ where
         return Ok((ident, DynamicInfo::default()));
     };
     if segment.p_filesz(endian).into() > MAX_DYNAMIC_BYTES {
-        return Err(malformed("dynamic section larger than 1 MiB (corrupt ELF)"));
+        return Err(ElfError::Corrupt("dynamic section larger than 1 MiB"));
     }
     let entries = segment
         .dynamic(endian, data)
@@ -213,9 +231,7 @@ where
         return Ok(DynamicInfo::default());
     }
     if count > MAX_DYNAMIC_STRINGS {
-        return Err(malformed(format!(
-            "more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries (corrupt ELF)"
-        )));
+        return Err(ElfError::TooManyStrings);
     }
     let value_of = |tag: u32| {
         entries
@@ -224,24 +240,21 @@ where
             .map(|(_, v)| *v)
     };
     let (Some(address), Some(size)) = (value_of(DT_STRTAB), value_of(DT_STRSZ)) else {
-        return Err(malformed(
-            "dynamic section has no string table (corrupt ELF)",
-        ));
+        return Err(ElfError::Corrupt("dynamic section has no string table"));
     };
     let start = file_offset::<Elf>(segments, endian, address)?;
     let end = start
         .checked_add(size)
-        .ok_or_else(|| malformed("dynamic string table overflows (corrupt ELF)"))?;
+        .ok_or(ElfError::Corrupt("dynamic string table overflows"))?;
     let strings = StringTable::new(data, start, end);
     let string = |offset: u64| -> Result<String, ElfError> {
-        let offset = u32::try_from(offset).map_err(|_| {
-            malformed("dynamic string offset outside the string table (corrupt ELF)")
-        })?;
+        let offset = u32::try_from(offset)
+            .map_err(|_| ElfError::Corrupt("dynamic string offset outside the string table"))?;
         let bytes = strings
             .get(offset)
-            .map_err(|()| malformed("dynamic string outside the string table (corrupt ELF)"))?;
+            .map_err(|()| ElfError::Corrupt("dynamic string outside the string table"))?;
         String::from_utf8(bytes.to_vec())
-            .map_err(|_| malformed("dynamic string is not UTF-8 (corrupt ELF)"))
+            .map_err(|_| ElfError::Corrupt("dynamic string is not UTF-8"))
     };
     let mut info = DynamicInfo::default();
     for &(tag, value) in entries {
@@ -274,7 +287,9 @@ fn file_offset<Elf: FileHeader<Endian = Endianness>>(
                 None
             }
         })
-        .ok_or_else(|| malformed("DT_STRTAB is not inside a PT_LOAD segment (corrupt ELF)"))
+        .ok_or(ElfError::Corrupt(
+            "DT_STRTAB is not inside a PT_LOAD segment",
+        ))
 }
 
 /// Split a `DT_RPATH`/`DT_RUNPATH` value on `:`, dropping empty parts.
@@ -299,114 +314,158 @@ mod tests {
     const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
     const DT_RUNPATH: u64 = object::elf::DT_RUNPATH as u64;
 
+    /// Little- or big-endian output in one ELF class.
+    struct ElfWriter {
+        is_64: bool,
+        big_endian: bool,
+        out: Vec<u8>,
+    }
+
+    impl ElfWriter {
+        fn u16(&mut self, v: u16) {
+            let bytes = if self.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
+            self.out.extend(bytes);
+        }
+
+        fn u32(&mut self, v: u32) {
+            let bytes = if self.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
+            self.out.extend(bytes);
+        }
+
+        fn u64(&mut self, v: u64) {
+            let bytes = if self.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
+            self.out.extend(bytes);
+        }
+
+        /// An address-sized word: 8 bytes in ELFCLASS64, 4 in ELFCLASS32.
+        fn word(&mut self, v: u64) {
+            if self.is_64 {
+                self.u64(v)
+            } else {
+                self.u32(v as u32)
+            }
+        }
+    }
+
+    /// Where the parts of a synthetic image go, and what its dynamic section holds.
+    struct Layout {
+        /// ELF header size.
+        ehsize: u64,
+        /// Program header entry size.
+        phsize: u64,
+        /// Offset of the dynamic section.
+        dyn_off: u64,
+        /// File size.
+        total: u64,
+        /// The string table.
+        strings: Vec<u8>,
+        /// `(tag, value)` entries of the dynamic section, `DT_NULL` last.
+        dynamic: Vec<(u64, u64)>,
+    }
+
+    impl Layout {
+        fn new(is_64: bool, needed: &[&str], runpath: Option<&str>) -> Layout {
+            let mut strings = vec![0u8];
+            let mut offsets = Vec::new();
+            for name in needed.iter().copied().chain(runpath) {
+                offsets.push(strings.len() as u64);
+                strings.extend_from_slice(name.as_bytes());
+                strings.push(0);
+            }
+            let (ehsize, phsize, dynsize) = if is_64 { (64, 56, 16) } else { (52, 32, 8) };
+            let strtab_off = ehsize + 2 * phsize;
+            let dyn_off = strtab_off + strings.len() as u64;
+            let mut dynamic: Vec<(u64, u64)> = offsets[..needed.len()]
+                .iter()
+                .map(|off| (DT_NEEDED, *off))
+                .collect();
+            if runpath.is_some() {
+                dynamic.push((DT_RUNPATH, offsets[needed.len()]));
+            }
+            dynamic.push((DT_STRTAB, 0x1000 + strtab_off));
+            dynamic.push((DT_STRSZ, strings.len() as u64));
+            dynamic.push((DT_NULL, 0));
+            Layout {
+                ehsize,
+                phsize,
+                dyn_off,
+                total: dyn_off + dynsize * dynamic.len() as u64,
+                strings,
+                dynamic,
+            }
+        }
+    }
+
+    /// The ELF header: an x86-64 `ET_DYN` with two program headers right after it.
+    fn write_header(w: &mut ElfWriter, layout: &Layout) {
+        w.out.extend_from_slice(b"\x7fELF");
+        let class = if w.is_64 { 2 } else { 1 };
+        let data = if w.big_endian { 2 } else { 1 };
+        w.out.extend_from_slice(&[class, data, 1, 0]);
+        w.out.resize(16, 0);
+        w.u16(3); // ET_DYN
+        w.u16(EM_X86_64);
+        w.u32(1);
+        w.word(0); // entry
+        w.word(layout.ehsize); // phoff
+        w.word(0); // shoff
+        w.u32(0); // flags
+        w.u16(layout.ehsize as u16);
+        w.u16(layout.phsize as u16);
+        w.u16(2);
+        w.u16(0);
+        w.u16(0);
+        w.u16(0);
+        assert_eq!(w.out.len() as u64, layout.ehsize);
+    }
+
+    /// One `PT_LOAD` covering the file and one `PT_DYNAMIC`.
+    fn write_program_headers(w: &mut ElfWriter, layout: &Layout) {
+        let (dyn_off, total) = (layout.dyn_off, layout.total);
+        for (kind, offset, size) in [(PT_LOAD, 0, total), (PT_DYNAMIC, dyn_off, total - dyn_off)] {
+            w.u32(kind);
+            if w.is_64 {
+                w.u32(6);
+                for value in [offset, 0x1000 + offset, 0x1000 + offset, size, size, 8] {
+                    w.u64(value);
+                }
+            } else {
+                for value in [offset, 0x1000 + offset, 0x1000 + offset, size, size, 6, 8] {
+                    w.u32(value as u32);
+                }
+            }
+        }
+    }
+
     /// A minimal ELF image: header, one PT_LOAD covering the file, one PT_DYNAMIC, and a
     /// string table, in the requested class and byte order.
     fn synthetic(is_64: bool, big_endian: bool, needed: &[&str], runpath: Option<&str>) -> Vec<u8> {
-        let mut strings = vec![0u8];
-        let mut offsets = Vec::new();
-        for name in needed.iter().copied().chain(runpath) {
-            offsets.push(strings.len() as u64);
-            strings.extend_from_slice(name.as_bytes());
-            strings.push(0);
-        }
-        let (ehsize, phsize, dynsize) = if is_64 {
-            (64u64, 56u64, 16u64)
-        } else {
-            (52, 32, 8)
+        let layout = Layout::new(is_64, needed, runpath);
+        let mut w = ElfWriter {
+            is_64,
+            big_endian,
+            out: Vec::new(),
         };
-        let phoff = ehsize;
-        let strtab_off = phoff + 2 * phsize;
-        let dyn_off = strtab_off + strings.len() as u64;
-        let mut dynamic: Vec<(u64, u64)> = Vec::new();
-        for off in &offsets[..needed.len()] {
-            dynamic.push((DT_NEEDED, *off));
+        write_header(&mut w, &layout);
+        write_program_headers(&mut w, &layout);
+        w.out.extend_from_slice(&layout.strings);
+        for &(tag, value) in &layout.dynamic {
+            w.word(tag);
+            w.word(value);
         }
-        if runpath.is_some() {
-            dynamic.push((DT_RUNPATH, offsets[needed.len()]));
-        }
-        dynamic.push((DT_STRTAB, 0x1000 + strtab_off));
-        dynamic.push((DT_STRSZ, strings.len() as u64));
-        dynamic.push((DT_NULL, 0));
-        let total = dyn_off + dynsize * dynamic.len() as u64;
-
-        let mut out = Vec::new();
-        let w16 = |out: &mut Vec<u8>, v: u16| {
-            out.extend(if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            })
-        };
-        let w32 = |out: &mut Vec<u8>, v: u32| {
-            out.extend(if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            })
-        };
-        let w64 = |out: &mut Vec<u8>, v: u64| {
-            out.extend(if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            })
-        };
-        let word = |out: &mut Vec<u8>, v: u64| {
-            if is_64 {
-                w64(out, v)
-            } else {
-                w32(out, v as u32)
-            }
-        };
-        out.extend_from_slice(b"\x7fELF");
-        out.extend_from_slice(&[
-            if is_64 { 2 } else { 1 },
-            if big_endian { 2 } else { 1 },
-            1,
-            0,
-        ]);
-        out.resize(16, 0);
-        w16(&mut out, 3); // ET_DYN
-        w16(&mut out, EM_X86_64);
-        w32(&mut out, 1);
-        word(&mut out, 0); // entry
-        word(&mut out, phoff);
-        word(&mut out, 0); // shoff
-        w32(&mut out, 0); // flags
-        w16(&mut out, ehsize as u16);
-        w16(&mut out, phsize as u16);
-        w16(&mut out, 2);
-        w16(&mut out, 0);
-        w16(&mut out, 0);
-        w16(&mut out, 0);
-        assert_eq!(out.len() as u64, ehsize);
-        for (kind, offset, size) in [(PT_LOAD, 0, total), (PT_DYNAMIC, dyn_off, total - dyn_off)] {
-            if is_64 {
-                w32(&mut out, kind);
-                w32(&mut out, 6);
-                w64(&mut out, offset);
-                w64(&mut out, 0x1000 + offset);
-                w64(&mut out, 0x1000 + offset);
-                w64(&mut out, size);
-                w64(&mut out, size);
-                w64(&mut out, 8);
-            } else {
-                w32(&mut out, kind);
-                w32(&mut out, offset as u32);
-                w32(&mut out, 0x1000 + offset as u32);
-                w32(&mut out, 0x1000 + offset as u32);
-                w32(&mut out, size as u32);
-                w32(&mut out, size as u32);
-                w32(&mut out, 6);
-                w32(&mut out, 8);
-            }
-        }
-        out.extend_from_slice(&strings);
-        for (tag, value) in dynamic {
-            word(&mut out, tag);
-            word(&mut out, value);
-        }
-        out
+        w.out
     }
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -471,7 +530,8 @@ mod tests {
             "libc.so",
             b"/* GNU ld script */ GROUP ( libc.so.6 )\n",
         );
-        assert_eq!(read_ident(&path).unwrap_err().0, "not an ELF file");
+        assert_eq!(read_ident(&path).unwrap_err(), ElfError::NotElf);
+        assert_eq!(ElfError::NotElf.to_string(), "not an ELF file");
     }
 
     #[test]

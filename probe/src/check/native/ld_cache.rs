@@ -34,6 +34,35 @@ const MAX_CACHE_BYTES: u64 = 64 << 20;
 /// Entries with this hwcap bit point into `glibc-hwcaps/` subdirectories.
 const HWCAP_EXTENSION: u64 = 1 << 62;
 
+/// Why a cache cannot be used; the loader then carries on without one, and so does the
+/// search (the detail names the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum LdCacheError {
+    #[error("{}", io_error_text(.0))]
+    Read(#[from] std::io::Error),
+    #[error("larger than 64 MiB, not a loader cache")]
+    TooLarge,
+    #[error("not an ld.so.cache file (unknown magic)")]
+    Magic,
+    #[error("unsupported ld.so.cache version (expected 1.1)")]
+    Version,
+    #[error("cache header marks an invalid byte order")]
+    ByteOrder,
+    #[error("truncated cache header")]
+    TruncatedHeader,
+    #[error("{format}entry table runs past the end of the file")]
+    EntryTable {
+        /// `old-format ` for the old layout, empty for the new one.
+        format: &'static str,
+    },
+    #[error("truncated cache entry")]
+    TruncatedEntry,
+    #[error("string offset past the end of the cache")]
+    StringOffset,
+    #[error("unterminated string in the cache")]
+    UnterminatedString,
+}
+
 /// One cache entry: a soname, its flags (type and architecture), and the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheEntry {
@@ -56,32 +85,32 @@ pub struct LdCache {
 
 impl LdCache {
     /// Read and parse the cache file at `path`.
-    pub fn read(path: &Path) -> Result<LdCache, String> {
-        let file = std::fs::File::open(path).map_err(|e| io_error_text(&e))?;
+    pub fn read(path: &Path) -> Result<LdCache, LdCacheError> {
+        let file = std::fs::File::open(path)?;
         let mut bytes = Vec::new();
-        file.take(MAX_CACHE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error_text(&e))?;
+        file.take(MAX_CACHE_BYTES + 1).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > MAX_CACHE_BYTES {
-            return Err("larger than 64 MiB, not a loader cache".into());
+            return Err(LdCacheError::TooLarge);
         }
         LdCache::parse(&bytes)
     }
 
     /// Parse cache bytes in either layout.
-    pub fn parse(bytes: &[u8]) -> Result<LdCache, String> {
+    pub fn parse(bytes: &[u8]) -> Result<LdCache, LdCacheError> {
         if bytes.starts_with(NEW_MAGIC) {
             return parse_new(bytes, 0);
         }
         if !bytes.starts_with(OLD_MAGIC) {
-            return Err("not an ld.so.cache file (unknown magic)".into());
+            return Err(LdCacheError::Magic);
         }
         let count = read_u32(bytes, 12, cfg!(target_endian = "big"))? as usize;
         let entries_end = count
             .checked_mul(OLD_ENTRY)
             .and_then(|n| n.checked_add(OLD_HEADER))
             .filter(|end| *end <= bytes.len())
-            .ok_or("old-format entry table runs past the end of the file")?;
+            .ok_or(LdCacheError::EntryTable {
+                format: "old-format ",
+            })?;
         let new_start = entries_end.next_multiple_of(8);
         if bytes
             .get(new_start..)
@@ -111,25 +140,25 @@ impl LdCache {
 /// Plain `FLAG_ELF` entries are accepted on every architecture, as glibc does.
 const FLAG_ELF: i32 = 0x0001;
 
-fn parse_new(bytes: &[u8], start: usize) -> Result<LdCache, String> {
+fn parse_new(bytes: &[u8], start: usize) -> Result<LdCache, LdCacheError> {
     let header = bytes
         .get(start..start + NEW_HEADER)
-        .ok_or("truncated cache header")?;
+        .ok_or(LdCacheError::TruncatedHeader)?;
     if &header[NEW_MAGIC.len()..NEW_MAGIC.len() + 3] != NEW_VERSION {
-        return Err("unsupported ld.so.cache version (expected 1.1)".into());
+        return Err(LdCacheError::Version);
     }
     let big_endian = match header[28] & 3 {
         0 => cfg!(target_endian = "big"),
         2 => false,
         3 => true,
-        _ => return Err("cache header marks an invalid byte order".into()),
+        _ => return Err(LdCacheError::ByteOrder),
     };
     let count = read_u32(header, 20, big_endian)? as usize;
     let table = count
         .checked_mul(NEW_ENTRY)
         .and_then(|n| n.checked_add(start + NEW_HEADER))
         .filter(|end| *end <= bytes.len())
-        .ok_or("entry table runs past the end of the file")?;
+        .ok_or(LdCacheError::EntryTable { format: "" })?;
     let strings = &bytes[start..];
     let mut entries = Vec::with_capacity(count);
     for raw in bytes[start + NEW_HEADER..table].chunks_exact(NEW_ENTRY) {
@@ -144,7 +173,7 @@ fn parse_new(bytes: &[u8], start: usize) -> Result<LdCache, String> {
     Ok(LdCache { entries })
 }
 
-fn parse_old(bytes: &[u8], count: usize, entries_end: usize) -> Result<LdCache, String> {
+fn parse_old(bytes: &[u8], count: usize, entries_end: usize) -> Result<LdCache, LdCacheError> {
     let big_endian = cfg!(target_endian = "big");
     let strings = &bytes[entries_end..];
     let mut entries = Vec::with_capacity(count);
@@ -159,11 +188,11 @@ fn parse_old(bytes: &[u8], count: usize, entries_end: usize) -> Result<LdCache, 
     Ok(LdCache { entries })
 }
 
-fn read_u32(bytes: &[u8], at: usize, big_endian: bool) -> Result<u32, String> {
+fn read_u32(bytes: &[u8], at: usize, big_endian: bool) -> Result<u32, LdCacheError> {
     let raw: [u8; 4] = bytes
         .get(at..at + 4)
         .and_then(|s| s.try_into().ok())
-        .ok_or("truncated cache entry")?;
+        .ok_or(LdCacheError::TruncatedEntry)?;
     Ok(if big_endian {
         u32::from_be_bytes(raw)
     } else {
@@ -171,11 +200,11 @@ fn read_u32(bytes: &[u8], at: usize, big_endian: bool) -> Result<u32, String> {
     })
 }
 
-fn read_u64(bytes: &[u8], at: usize, big_endian: bool) -> Result<u64, String> {
+fn read_u64(bytes: &[u8], at: usize, big_endian: bool) -> Result<u64, LdCacheError> {
     let raw: [u8; 8] = bytes
         .get(at..at + 8)
         .and_then(|s| s.try_into().ok())
-        .ok_or("truncated cache entry")?;
+        .ok_or(LdCacheError::TruncatedEntry)?;
     Ok(if big_endian {
         u64::from_be_bytes(raw)
     } else {
@@ -183,14 +212,14 @@ fn read_u64(bytes: &[u8], at: usize, big_endian: bool) -> Result<u64, String> {
     })
 }
 
-fn read_string(strings: &[u8], offset: u32) -> Result<String, String> {
+fn read_string(strings: &[u8], offset: u32) -> Result<String, LdCacheError> {
     let tail = strings
         .get(offset as usize..)
-        .ok_or("string offset past the end of the cache")?;
+        .ok_or(LdCacheError::StringOffset)?;
     let end = tail
         .iter()
         .position(|b| *b == 0)
-        .ok_or("unterminated string in the cache")?;
+        .ok_or(LdCacheError::UnterminatedString)?;
     Ok(String::from_utf8_lossy(&tail[..end]).into_owned())
 }
 

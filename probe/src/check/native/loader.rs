@@ -37,7 +37,7 @@ use super::elf::{
     self, EM_386, EM_AARCH64, EM_ARM, EM_LOONGARCH, EM_PPC64, EM_RISCV, EM_S390, EM_X86_64,
     ElfIdent,
 };
-use super::ld_cache::LdCache;
+use super::ld_cache::{LdCache, LdCacheError};
 use super::ld_conf;
 
 /// Where the loader's configuration lives; injectable so tests can use a temp dir.
@@ -164,7 +164,7 @@ pub struct Loader {
     /// The service's `LD_LIBRARY_PATH`.
     extra_dirs: Vec<PathBuf>,
     /// The parsed cache, or why it could not be used.
-    cache: Result<LdCache, String>,
+    cache: Result<LdCache, LdCacheError>,
     /// Directories from ld.so.conf and its includes.
     conf_dirs: Vec<PathBuf>,
     /// Where the inputs came from.
@@ -261,7 +261,7 @@ fn check_candidate(path: &Path, want: Option<&ElfIdent>) -> Candidate {
         _ => return Candidate::Absent,
     }
     match elf::read_ident(path) {
-        Err(why) => Candidate::Rejected(why.0),
+        Err(why) => Candidate::Rejected(why.to_string()),
         Ok(ident) => match want {
             Some(want) if !want.accepts(&ident) => {
                 Candidate::Rejected(format!("{}, need {}", ident.describe(), want.describe()))

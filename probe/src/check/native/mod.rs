@@ -28,8 +28,17 @@ pub use loader::LoaderPaths;
 use super::{CheckError, NativeSpec};
 use crate::observation::Observation;
 use crate::units::format_duration;
-use dependencies::MissingLibrary;
+use dependencies::{MissingLibrary, WalkError};
 use loader::{Loader, Resolution, Scope};
+
+/// Why a `native` check is refused when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NativeSetupError {
+    #[error("native check needs `libraries = [...]` or `elf = \"PATH\"`")]
+    NothingToCheck,
+    #[error("native check `libraries` contains an empty name")]
+    EmptyLibrary,
+}
 
 /// A ready-to-run `native` check.
 #[derive(Debug)]
@@ -44,12 +53,12 @@ pub struct NativeTarget {
 
 impl NativeTarget {
     /// Build from config; the error names what is wrong.
-    pub fn new(spec: &NativeSpec) -> Result<Self, String> {
+    pub fn new(spec: &NativeSpec) -> Result<Self, NativeSetupError> {
         if spec.libraries.is_empty() && spec.elf.is_none() {
-            return Err("native check needs `libraries = [...]` or `elf = \"PATH\"`".into());
+            return Err(NativeSetupError::NothingToCheck);
         }
         if spec.libraries.iter().any(|l| l.trim().is_empty()) {
-            return Err("native check `libraries` contains an empty name".into());
+            return Err(NativeSetupError::EmptyLibrary);
         }
         Ok(NativeTarget {
             spec: spec.clone(),
@@ -83,7 +92,7 @@ impl NativeTarget {
                 )));
             }
             Ok(Err(join)) => return Err(CheckError::new(format!("library search failed: {join}"))),
-            Ok(Ok(search)) => search.map_err(CheckError::new)?,
+            Ok(Ok(search)) => search.map_err(|e| CheckError::new(e.to_string()))?,
         };
         let mut findings = search.findings;
         if self.spec.dlopen {
@@ -137,7 +146,7 @@ struct Search {
 }
 
 impl Search {
-    fn run(spec: &NativeSpec, paths: &LoaderPaths) -> Result<Search, String> {
+    fn run(spec: &NativeSpec, paths: &LoaderPaths) -> Result<Search, WalkError> {
         let loader = Loader::load(paths, &spec.extra_dirs);
         let host = loader::host_ident();
         let mut found = Vec::new();

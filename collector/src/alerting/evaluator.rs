@@ -190,13 +190,16 @@ pub struct CheckView {
 pub struct BatchEffect {
     /// Series whose state changed in any way (to persist).
     pub series: Vec<SeriesState>,
-    /// Service checks to re-evaluate: a series of theirs changed, appeared, moved
-    /// environment or came back from stale.
+    /// Service checks to re-evaluate: a series of theirs changed, appeared or moved
+    /// environment.
     pub checks: BTreeSet<CheckKey>,
     /// Service checks whose series only received another steady result (up before and
-    /// after, fresh): their view can change only if they have an open incident, so
-    /// only those are re-evaluated. This keeps a batch O(its results) instead of
-    /// O(results x probes reporting the check), which is what holds a fleet.
+    /// after, fresh or back from stale): their view can change only if they have an
+    /// open incident, so only those are re-evaluated. A series that is up adds to the
+    /// probes counted but not to those down, and no quorum is met by more probes up,
+    /// so without an incident nothing can open. This keeps a batch O(its results)
+    /// instead of O(results x probes reporting the check), which is what holds a
+    /// fleet, also when every probe replays a backlog of results that were stale.
     pub steady_checks: BTreeSet<CheckKey>,
     /// The probe's updated state.
     pub probe: Option<ProbeState>,
@@ -245,7 +248,6 @@ impl Evaluator {
             .probes
             .entry(batch.probe.clone())
             .or_insert_with(|| ProbeState::named(&batch.probe));
-        let freshness_before = self.policy.freshness(probe, received_at_ms);
         probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
         if batch.heartbeat_interval_ms > 0 {
             probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
@@ -271,21 +273,11 @@ impl Evaluator {
                 continue;
             }
             let steady_before = known && state.is_steady() && state.env == env;
-            let fresh_before = known
-                && !series_is_stale(
-                    state.last_result_ms,
-                    state.interval_ms,
-                    freshness_before,
-                    received_at_ms,
-                );
             state.env = env.clone();
             state.observe(result, self.thresholds);
             if steady_before && state.is_steady() {
                 // Up with no failure streak before and after: nothing a restart needs.
-                match fresh_before {
-                    true => effect.steady_checks.insert(state.check_key()),
-                    false => effect.checks.insert(state.check_key()),
-                };
+                effect.steady_checks.insert(state.check_key());
                 continue;
             }
             effect.checks.insert(state.check_key());
@@ -314,7 +306,7 @@ impl Evaluator {
             if !(state.service == key.service && state.check == key.check) {
                 break;
             }
-            if state.env.clone().unwrap_or_default() != key.env {
+            if state.env.as_deref().unwrap_or_default() != key.env {
                 continue;
             }
             if self.series_is_stale(state, now_ms) {
@@ -426,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_changed_or_returning_series_asks_for_its_check_to_be_evaluated() {
+    fn only_a_changed_series_asks_for_its_check_to_be_evaluated() {
         let mut eval = evaluator(Quorum::Any);
         let mut with_interval = |at: i64, pass: bool, received: i64| {
             let mut r = svc("health", at, pass);
@@ -444,12 +436,15 @@ mod tests {
         with_interval(5_000, true, 5_000);
         let steady = with_interval(6_000, true, 6_000);
         assert!(steady.checks.is_empty(), "up again and steady: {steady:?}");
-        // Ten intervals without a result: stale; its next result counts it again.
+        // Ten intervals without a result: stale. Back up, it can only resolve an open
+        // incident (more probes up meet no quorum), so it is evaluated as steady.
         let back = with_interval(16_000, true, 16_000);
-        assert!(
-            back.checks.contains(&key()),
-            "a series back from stale is evaluated"
-        );
+        assert!(back.checks.is_empty(), "{back:?}");
+        assert!(back.steady_checks.contains(&key()));
+        // Back from stale failing: evaluated.
+        with_interval(17_000, true, 17_000);
+        let back_failing = with_interval(30_000, false, 30_000);
+        assert!(back_failing.checks.contains(&key()), "{back_failing:?}");
     }
 
     #[test]

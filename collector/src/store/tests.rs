@@ -606,21 +606,25 @@ async fn history_with_a_step_buckets_counts_and_latency() {
     ));
 }
 
-/// 30 days of recall-api readyz from web-1 up to `now`, one result every 5 minutes and
-/// one failure per hour (the first of each hour), ingested in batches of 500.
-async fn thirty_days_of_readyz(store: &Store, now: i64) {
-    let start = now - 30 * DAY_MS;
-    let per_hour = 12;
-    let results: Vec<CheckResult> = (0..(30 * 24 * per_hour))
+/// `days` of recall-api readyz from `start`, one result every 5 minutes and one failure
+/// per hour (the first of each hour).
+fn hourly_failing_readyz(start: i64, days: i64) -> Vec<CheckResult> {
+    (0..days * 24 * 12)
         .map(|i| {
-            let outcome = if i % per_hour == 0 {
+            let outcome = if i % 12 == 0 {
                 Outcome::Fail
             } else {
                 Outcome::Pass
             };
             recall("readyz", start + i * 300_000, i as u64, outcome)
         })
-        .collect();
+        .collect()
+}
+
+/// 30 days of recall-api readyz from web-1 up to `now`, one result every 5 minutes and
+/// one failure per hour (the first of each hour), ingested in batches of 500.
+async fn thirty_days_of_readyz(store: &Store, now: i64) {
+    let results = hourly_failing_readyz(now - 30 * DAY_MS, 30);
     for (n, chunk) in results.chunks(500).enumerate() {
         store
             .ingest(&prod_batch("web-1", n as u64 + 1, chunk.to_vec()), now)
@@ -829,16 +833,7 @@ async fn uptime_counters_agree_with_history_live_and_when_loaded_after_reopen() 
         let store = Store::open(dir.path()).unwrap();
         // Three days, one result every 5 minutes, one failure per hour; a second probe
         // for the last two hours.
-        let results: Vec<CheckResult> = (0..3 * 24 * 12)
-            .map(|i| {
-                let outcome = if i % 12 == 0 {
-                    Outcome::Fail
-                } else {
-                    Outcome::Pass
-                };
-                recall("readyz", start + i * 300_000, i as u64, outcome)
-            })
-            .collect();
+        let results = hourly_failing_readyz(start, 3);
         for (n, chunk) in results.chunks(100).enumerate() {
             let batch = prod_batch("web-1", n as u64 + 1, chunk.to_vec());
             store.ingest(&batch, now).await.unwrap();

@@ -131,6 +131,10 @@ pub struct ServerSection {
     /// reports are answered 503 with `Retry-After`.
     #[serde(default = "default_write_queue")]
     pub write_queue: usize,
+    /// Shortest time between the starts of two storage commits (default 20ms): writes
+    /// arriving meanwhile share one flush. `"0s"` flushes as soon as a write comes.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: HumanDuration,
     /// Most batches one multi-batch report may carry (default 64).
     #[serde(default = "default_max_batches_per_request")]
     pub max_batches_per_request: usize,
@@ -159,6 +163,7 @@ impl Default for ServerSection {
             max_connections: default_max_connections(),
             tls_handshake_timeout: default_tls_handshake_timeout(),
             write_queue: default_write_queue(),
+            commit_interval: default_commit_interval(),
             max_batches_per_request: default_max_batches_per_request(),
             ingest_memory: default_ingest_memory(),
         }
@@ -252,6 +257,9 @@ fn default_self_name() -> String {
 fn default_write_queue() -> usize {
     crate::store::writer::DEFAULT_QUEUE_CAPACITY
 }
+fn default_commit_interval() -> HumanDuration {
+    HumanDuration(crate::store::writer::DEFAULT_COMMIT_INTERVAL)
+}
 fn default_max_batches_per_request() -> usize {
     64
 }
@@ -306,6 +314,12 @@ impl ServerSection {
         let mut problems = Vec::new();
         if self.write_queue == 0 {
             problems.push("server.write_queue must be at least 1 (default 512)".into());
+        }
+        if self.commit_interval.0 > std::time::Duration::from_secs(1) {
+            problems.push(format!(
+                "server.commit_interval ({}) must be at most 1s (default 20ms): every write waits for it",
+                self.commit_interval
+            ));
         }
         if self.ingest_memory.0 < self.max_body.0 {
             problems.push(format!(

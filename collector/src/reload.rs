@@ -162,6 +162,10 @@ pub fn warn_restart_only(running: &ServerSection, new: &ServerSection) {
         ("server.data_dir", running.data_dir != new.data_dir),
         ("server.cache", running.cache != new.cache),
         ("server.write_queue", running.write_queue != new.write_queue),
+        (
+            "server.commit_interval",
+            running.commit_interval != new.commit_interval,
+        ),
         ("server.max_body", running.max_body != new.max_body),
         (
             "server.max_batches_per_request",

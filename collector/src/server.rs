@@ -338,6 +338,7 @@ fn open_store(loaded: &LoadedConfig, clock: &dyn Clock) -> anyhow::Result<Arc<St
         cache_capacity_bytes: server_config.cache.0,
         writer: WriterOptions {
             queue_capacity: server_config.write_queue,
+            commit_interval: server_config.commit_interval.0,
             ..WriterOptions::default()
         },
         ..StoreOptions::default()

@@ -3,7 +3,8 @@
 //!
 //! Trees: `alert_series` (series key -> [`SeriesState`] JSON), `alert_probes` (probe name
 //! -> [`ProbeState`] JSON), the incident trees ([`IncidentTrees`]) and the outbox's
-//! pending tree. Writes run on the storage writer thread (the facade calls
+//! pending tree. A change that touches incidents or the outbox is one transaction over
+//! all of them; one of series and probe states only is a batch per tree. Writes run on the storage writer thread (the facade calls
 //! [`AlertTrees::write`] from inside [`crate::store::Writer::write`] or an ingest write),
 //! whose next flush makes them durable.
 
@@ -132,6 +133,9 @@ impl AlertTrees {
                 )
             })
             .collect();
+        if changes.incidents.is_empty() && changes.outbox.is_empty() {
+            return self.write_states(&series, &probes);
+        }
         let trees = (
             &self.series,
             &self.probes,
@@ -159,5 +163,31 @@ impl AlertTrees {
             }
             Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
         })
+    }
+
+    /// Series and probe states alone: each is a snapshot that holds no invariant with
+    /// another key, so one atomic batch per tree does, without the cost of a
+    /// transaction over five trees (most commits of a steady fleet are only these).
+    fn write_states(
+        &self,
+        series: &[(Vec<u8>, Vec<u8>)],
+        probes: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), TransactionError<()>> {
+        for (tree, states) in [(&self.series, series), (&self.probes, probes)] {
+            match states {
+                [] => {}
+                [(key, value)] => {
+                    tree.insert(key.as_slice(), value.as_slice())?;
+                }
+                many => {
+                    let mut batch = sled::Batch::default();
+                    for (key, value) in many {
+                        batch.insert(key.as_slice(), value.as_slice());
+                    }
+                    tree.apply_batch(batch)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

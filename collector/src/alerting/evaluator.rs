@@ -194,8 +194,9 @@ pub struct BatchEffect {
     /// environment.
     pub checks: BTreeSet<CheckKey>,
     /// Service checks whose series only received another steady result (up before and
-    /// after, fresh or back from stale): their view can change only if they have an
-    /// open incident, so only those are re-evaluated. A series that is up adds to the
+    /// after, fresh or back from stale), or appeared with a passing one (a new probe,
+    /// or every probe of a fleet replaying its backlog at once): their view can change
+    /// only if they have an open incident, so only those are re-evaluated. A series that is up adds to the
     /// probes counted but not to those down, and no quorum is met by more probes up,
     /// so without an incident nothing can open. This keeps a batch O(its results)
     /// instead of O(results x probes reporting the check), which is what holds a
@@ -272,17 +273,23 @@ impl Evaluator {
             if result.started_at_ms < state.last_result_ms {
                 continue;
             }
-            let steady_before = known && state.is_steady() && state.env == env;
+            // A new series starts up in the batch's environment (SeriesState::new).
+            let steady_before = state.is_steady() && state.env == env;
             state.env = env.clone();
             state.observe(result, self.thresholds);
+            let slot = (result.service.clone(), result.check.clone());
             if steady_before && state.is_steady() {
-                // Up with no failure streak before and after: nothing a restart needs.
                 effect.steady_checks.insert(state.check_key());
-                continue;
+                // Up with no failure streak before and after: nothing a restart needs,
+                // unless the series is new (or already changed) in this batch.
+                if known && !slots.contains_key(&slot) {
+                    continue;
+                }
+            } else {
+                effect.checks.insert(state.check_key());
             }
-            effect.checks.insert(state.check_key());
             // One entry per series in the effect, the latest state winning.
-            match slots.entry((result.service.clone(), result.check.clone())) {
+            match slots.entry(slot) {
                 std::collections::hash_map::Entry::Occupied(slot) => {
                     effect.series[*slot.get()] = state.clone();
                 }
@@ -425,8 +432,12 @@ mod tests {
             r.interval_ms = 1_000;
             eval.observe_batch(&prod("p1", vec![r]), received)
         };
+        // A new series that passes can only resolve an open incident (more probes up
+        // meet no quorum): evaluated as steady, and stored.
         let first = with_interval(1_000, true, 1_000);
-        assert!(first.checks.contains(&key()), "a new series is evaluated");
+        assert!(first.checks.is_empty(), "{first:?}");
+        assert!(first.steady_checks.contains(&key()));
+        assert_eq!(first.series.len(), 1, "the new series is stored");
         let steady = with_interval(2_000, true, 2_000);
         assert!(steady.checks.is_empty(), "{steady:?}");
         assert!(steady.steady_checks.contains(&key()));
@@ -445,6 +456,25 @@ mod tests {
         with_interval(17_000, true, 17_000);
         let back_failing = with_interval(30_000, false, 30_000);
         assert!(back_failing.checks.contains(&key()), "{back_failing:?}");
+    }
+
+    #[test]
+    fn a_new_series_failing_at_once_is_evaluated_and_stored_with_its_latest_state() {
+        let mut eval = evaluator(Quorum::Any);
+        let first = eval.observe_batch(&prod("p1", vec![svc("health", 1_000, false)]), 1_000);
+        assert!(first.checks.contains(&key()), "{first:?}");
+        let other = eval.observe_batch(
+            &prod(
+                "p2",
+                vec![svc("health", 1_000, true), svc("health", 2_000, true)],
+            ),
+            2_000,
+        );
+        assert_eq!(other.series.len(), 1, "{other:?}");
+        assert_eq!(
+            other.series[0].last_result_ms, 2_000,
+            "the latest state is stored"
+        );
     }
 
     #[test]

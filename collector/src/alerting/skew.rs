@@ -87,6 +87,14 @@ impl Alerting {
         let Some(known) = state.evaluator.probe_mut(probe) else {
             return;
         };
+        // A reading within a second of the last one is kept in memory only (results
+        // are not corrected for less either); the probe's state goes to disk with its
+        // next batch, so a crash loses at most this delivery's lag.
+        let offset_moved = receipt.offset_ms.is_some_and(|offset| {
+            known
+                .clock_offset_ms
+                .is_none_or(|before| offset.abs_diff(before) >= 1_000)
+        });
         if let Some(offset) = receipt.offset_ms {
             known.clock_offset_ms = Some(offset);
             metrics
@@ -100,10 +108,7 @@ impl Alerting {
             .with_label_values(&[probe])
             .set(receipt.lag_ms as f64 / 1000.0);
         let known = known.clone();
-        let mut changes = Changes {
-            probes: vec![known.clone()],
-            ..Changes::default()
-        };
+        let mut changes = Changes::default();
         if let Some(offset) = receipt.offset_ms {
             state.reconcile_skew(
                 &self.rules,
@@ -112,6 +117,9 @@ impl Alerting {
                 receipt.received_at_ms,
                 &mut changes,
             );
+        }
+        if offset_moved || !changes.is_empty() {
+            changes.probes.push(known);
         }
         self.commit(&mut state, changes);
     }

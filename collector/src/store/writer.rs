@@ -24,7 +24,12 @@
 //! least two), waiting at most until the interval is over: a few senders that each
 //! wait for their answer are back in well under a millisecond and committed together
 //! at once, a fleet's scattered requests share a flush every 20 ms at most, and a write
-//! that finds the writer idle for longer is committed without waiting. Reads do not come here: they run on blocking threads
+//! that finds the writer idle for longer is committed without waiting.
+//!
+//! The thread runs at a lower scheduling priority (nice +10; sled's write threads it
+//! starts inherit it): when a backlog burst keeps it busy, the async workers that answer
+//! `/healthz`, `/metrics` and the API still get a core at once. Storing slows a little
+//! under contention, answering does not. Reads do not come here: they run on blocking threads
 //! (`tokio::task::spawn_blocking`) or are cheap in-memory look-ups.
 //!
 //! # The contract
@@ -70,6 +75,10 @@ use tokio::sync::{mpsc, oneshot};
 pub const DEFAULT_QUEUE_CAPACITY: usize = 512;
 /// Default largest number of requests in one commit.
 pub const DEFAULT_MAX_GROUP: usize = 512;
+/// How much lower than the rest of the process the writer thread is scheduled
+/// (its nice value is raised by this much; an unprivileged process may always do so).
+const WRITER_NICENESS: libc::c_int = 10;
+
 /// Default shortest time between the starts of two commits.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -228,6 +237,30 @@ pub fn after_flush(work: impl FnOnce() + 'static) {
         AFTER_FLUSH.with(|queue| queue.borrow_mut().push(Box::new(work)));
     } else {
         work();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority by [`WRITER_NICENESS`] (Linux sets
+/// niceness per thread; threads it starts later inherit it). A failure is logged and
+/// changes nothing else.
+fn yield_to_the_workers() {
+    // SAFETY: gettid has no preconditions; setpriority on the calling thread's id only
+    // changes that thread's niceness.
+    #[allow(unsafe_code)]
+    let outcome = unsafe {
+        let thread = libc::gettid();
+        let current = libc::getpriority(libc::PRIO_PROCESS, thread as libc::id_t);
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            thread as libc::id_t,
+            current.saturating_add(WRITER_NICENESS).min(19),
+        )
+    };
+    if outcome != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower the storage writer's priority; it competes with the API for CPU"
+        );
     }
 }
 
@@ -522,6 +555,7 @@ struct WriterThread {
 impl WriterThread {
     fn run(mut self) {
         ON_WRITER.with(|on| on.set(true));
+        yield_to_the_workers();
         let mut last_commit: Option<(Instant, usize)> = None;
         while let Some(first) = self.receiver.blocking_recv() {
             let started = Instant::now();

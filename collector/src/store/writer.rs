@@ -770,6 +770,27 @@ mod tests {
         assert_eq!(writer.metrics().requests_per_commit.get_sample_count(), 3);
     }
 
+    /// The calling thread's nice value, from /proc.
+    fn niceness() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        // Field 19 of stat; the first field after the name is field 3.
+        fields[16].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_writer_thread_runs_at_a_lower_priority_than_the_workers() {
+        let (_dir, writer) = writer(WriterOptions::default());
+        let here = niceness();
+        let there = writer.write(niceness).await.unwrap();
+        assert_eq!(there, (here + i64::from(WRITER_NICENESS)).min(19));
+    }
+
     #[tokio::test]
     async fn a_full_queue_refuses_instead_of_waiting() {
         let (_dir, writer) = writer(WriterOptions {

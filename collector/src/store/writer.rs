@@ -21,10 +21,12 @@
 //! for 1,000 probes, a third of the collector's CPU in sled's write threads). So a
 //! commit that follows the previous one within [`WriterOptions::commit_interval`]
 //! (default 20 ms) first gathers as many requests as the previous commit carried (at
-//! least two), waiting at most until the interval is over: a few senders that each
-//! wait for their answer are back in well under a millisecond and committed together
-//! at once, a fleet's scattered requests share a flush every 20 ms at most, and a write
-//! that finds the writer idle for longer is committed without waiting.
+//! least two), waiting at most until the interval is over: a fleet's scattered
+//! requests share a flush every 20 ms at most, and a write that finds the writer idle
+//! for longer is committed without waiting. It gathers only while the writer has time
+//! to spare (busy less than half the time since the previous commit began): a busy
+//! writer finds requests waiting anyway, and senders that each wait for their answer
+//! would only stall while it waited for them.
 //!
 //! The thread runs at a lower scheduling priority (nice +10; sled's write threads it
 //! starts inherit it): when a backlog burst keeps it busy, the async workers that answer
@@ -262,6 +264,16 @@ fn yield_to_the_workers() {
             "cannot lower the storage writer's priority; it competes with the API for CPU"
         );
     }
+}
+
+/// The commit before the one being gathered.
+struct LastCommit {
+    /// When its requests began to be applied.
+    began: Instant,
+    /// How many it carried.
+    requests: usize,
+    /// From applying the first request to the end of the flush and its hooks.
+    took: Duration,
 }
 
 /// Tells the writer thread that a request was queued (it may be gathering a group).
@@ -556,12 +568,12 @@ impl WriterThread {
     fn run(mut self) {
         ON_WRITER.with(|on| on.set(true));
         yield_to_the_workers();
-        let mut last_commit: Option<(Instant, usize)> = None;
+        let mut last_commit: Option<LastCommit> = None;
         while let Some(first) = self.receiver.blocking_recv() {
-            let started = Instant::now();
-            if let (Request::Write(_), Some((previous, requests))) = (&first, last_commit) {
-                self.gather(previous, requests);
+            if let (Request::Write(_), Some(last)) = (&first, &last_commit) {
+                self.gather(last);
             }
+            let began = Instant::now();
             let mut group = Vec::new();
             let mut next = Some(first);
             // Take every write waiting; an exclusive or close request ends the group.
@@ -579,8 +591,13 @@ impl WriterThread {
                 next = self.receiver.try_recv().ok();
             }
             if !group.is_empty() {
-                last_commit = Some((started, group.len()));
-                self.commit(group);
+                let requests = group.len();
+                let took = self.commit(group);
+                last_commit = Some(LastCommit {
+                    began,
+                    requests,
+                    took,
+                });
             }
             match next {
                 Some(Request::Exclusive(work)) => {
@@ -599,18 +616,24 @@ impl WriterThread {
         self.final_flush();
     }
 
-    /// Before a commit that follows the one begun at `previous_start` with
-    /// `previous_requests`: waits until as many requests (at least two) are queued, one
-    /// of them already taken, or the commit interval is over.
-    fn gather(&self, previous_start: Instant, previous_requests: usize) {
-        let want = previous_requests.clamp(2, self.max_group);
-        let deadline = previous_start + self.commit_interval;
+    /// Before a commit that follows `last`: waits until as many requests as it carried
+    /// (at least two) are queued, one of them already taken, or its commit interval is
+    /// over. Not when the writer was busy half the time since `last` began: requests
+    /// then gather on their own while it works, and waiting would only idle it while
+    /// their senders wait for answers.
+    fn gather(&self, last: &LastCommit) {
+        if last.took * 2 >= last.began.elapsed() {
+            return;
+        }
+        let want = last.requests.clamp(2, self.max_group);
+        let deadline = last.began + self.commit_interval;
         self.arrivals
             .wait_until(deadline, || self.receiver.len() + 1 >= want);
     }
 
-    /// Applies `group`, flushes once, runs hooks and after-flush work, answers.
-    fn commit(&self, group: Vec<Apply>) {
+    /// Applies `group`, flushes once, runs hooks and after-flush work, answers; how
+    /// long it took up to the answers (`postflight_store_commit_duration_seconds`).
+    fn commit(&self, group: Vec<Apply>) -> Duration {
         let started = Instant::now();
         let requests = group.len();
         let replies: Vec<Reply> = group
@@ -636,14 +659,14 @@ impl WriterThread {
                 tracing::error!("work after a storage flush panicked");
             }
         }
+        let took = started.elapsed();
         self.metrics.requests_per_commit.observe(requests as f64);
-        self.metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commit_seconds.observe(took.as_secs_f64());
         self.metrics.queue_depth.set(self.receiver.len() as i64);
         for reply in replies {
             reply(outcome.clone());
         }
+        took
     }
 
     fn run_hooks(&self, requests: usize) -> Result<(), WriteError> {
@@ -740,6 +763,10 @@ mod tests {
         for (i, answer) in (0..).zip(first) {
             assert_eq!(answer.await.unwrap(), i);
         }
+        // The writer gathers only with time to spare: idle more than the commit took
+        // since it began. Its duration is on the metrics; wait out twice that.
+        let took = writer.metrics().commit_seconds.get_sample_sum();
+        std::thread::sleep(Duration::from_secs_f64(took * 2.0) + Duration::from_millis(5));
         // The next commit waits (here up to 30 s) for three writes, as the last one had:
         // the first of these is not committed alone.
         let lone = writer.try_write(|| 3).unwrap();
@@ -755,6 +782,31 @@ mod tests {
         let metrics = writer.metrics();
         assert_eq!(metrics.requests_per_commit.get_sample_count(), 2);
         assert_eq!(metrics.requests_per_commit.get_sample_sum(), 6.0);
+    }
+
+    #[tokio::test]
+    async fn a_writer_busy_since_its_last_commit_does_not_wait_for_company() {
+        let (_dir, writer) = writer(WriterOptions {
+            commit_interval: Duration::from_secs(30),
+            ..WriterOptions::default()
+        });
+        // The first commit takes longer than anything after it: 200 ms of work. The next
+        // write arrives at once, so the writer was busy nearly all the time since that
+        // commit began and commits it alone instead of waiting up to 30 s for a second.
+        let (running, started) = oneshot::channel();
+        let slow = writer
+            .try_write(move || {
+                let _ = running.send(());
+                std::thread::sleep(Duration::from_millis(200));
+            })
+            .unwrap();
+        started.await.unwrap();
+        let next = writer.try_write(|| 1).unwrap();
+        slow.await.unwrap();
+        // Gathering would hold it for the 30 s interval; it comes well before.
+        let answer = tokio::time::timeout(Duration::from_secs(10), next).await;
+        assert_eq!(answer.expect("committed without waiting").unwrap(), 1);
+        assert_eq!(writer.metrics().requests_per_commit.get_sample_count(), 2);
     }
 
     #[tokio::test]

@@ -155,13 +155,16 @@ async fn http_ingest_rate(dir: &std::path::Path, senders: usize) -> f64 {
         })
         .collect();
     let total: usize = work.iter().map(Vec::len).sum::<usize>() * BATCH;
+    // One client per sender, made before the clock starts, as a probe makes its own at
+    // start (a client loads its TLS roots: 64 of them took a good part of a second).
+    let clients: Vec<reqwest::Client> = work.iter().map(|_| reqwest::Client::new()).collect();
     let started = Instant::now();
     let tasks: Vec<_> = work
         .into_iter()
-        .map(|bodies| {
+        .zip(clients)
+        .map(|(bodies, client)| {
             let url = url.clone();
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
                 for body in bodies {
                     let response = client
                         .post(&url)

@@ -642,6 +642,19 @@ mod tests {
     }
 
     #[test]
+    fn commit_interval_defaults_to_20ms_and_more_than_a_second_is_refused() {
+        let loaded = parse("", "c.toml").unwrap();
+        assert_eq!(
+            loaded.config.server.commit_interval.0,
+            std::time::Duration::from_millis(20)
+        );
+        let loaded = parse("[server]\ncommit_interval = \"0s\"\n", "c.toml").unwrap();
+        assert!(loaded.config.server.commit_interval.0.is_zero());
+        let err = parse("[server]\ncommit_interval = \"2s\"\n", "c.toml").unwrap_err();
+        assert!(err.problems[0].contains("at most 1s"), "{err}");
+    }
+
+    #[test]
     fn unknown_top_level_section_is_named() {
         let err = parse("[servre]\nlisten = \"x\"\n", "c.toml").unwrap_err();
         assert!(err.problems[0].contains("servre"), "{err}");

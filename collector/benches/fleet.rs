@@ -206,27 +206,25 @@ async fn poll_until_done(
     every: Duration,
     done: Arc<AtomicBool>,
 ) -> (Vec<u64>, u64) {
-    {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client");
-        let (mut latencies, mut failures) = (Vec::new(), 0);
-        while !done.load(Ordering::Acquire) {
-            let next = tokio::time::Instant::now() + every;
-            let started = Instant::now();
-            let answered = match client.get(format!("{url}{path}")).send().await {
-                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                _ => false,
-            };
-            match answered {
-                true => latencies.push(started.elapsed().as_micros() as u64),
-                false => failures += 1,
-            }
-            tokio::time::sleep_until(next).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let (mut latencies, mut failures) = (Vec::new(), 0);
+    while !done.load(Ordering::Acquire) {
+        let next = tokio::time::Instant::now() + every;
+        let started = Instant::now();
+        let answered = match client.get(format!("{url}{path}")).send().await {
+            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+            _ => false,
+        };
+        match answered {
+            true => latencies.push(started.elapsed().as_micros() as u64),
+            false => failures += 1,
         }
-        (latencies, failures)
+        tokio::time::sleep_until(next).await;
     }
+    (latencies, failures)
 }
 
 fn ms(micros: u64) -> f64 {

@@ -174,19 +174,14 @@ impl AlertTrees {
         probes: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(), TransactionError<()>> {
         for (tree, states) in [(&self.series, series), (&self.probes, probes)] {
-            match states {
-                [] => {}
-                [(key, value)] => {
-                    tree.insert(key.as_slice(), value.as_slice())?;
-                }
-                many => {
-                    let mut batch = sled::Batch::default();
-                    for (key, value) in many {
-                        batch.insert(key.as_slice(), value.as_slice());
-                    }
-                    tree.apply_batch(batch)?;
-                }
+            if states.is_empty() {
+                continue;
             }
+            let mut batch = sled::Batch::default();
+            for (key, value) in states {
+                batch.insert(key.as_slice(), value.as_slice());
+            }
+            tree.apply_batch(batch)?;
         }
         Ok(())
     }

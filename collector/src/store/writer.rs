@@ -266,13 +266,29 @@ fn yield_to_the_workers() {
     }
 }
 
-/// The commit before the one being gathered.
+/// Monotonic time, as far as the writer's gathering decisions go: how long it was
+/// busy and how long since a commit began. Real in the product; tests drive it.
+trait Pace: Send + Sync {
+    /// Time since an arbitrary, fixed origin.
+    fn now(&self) -> Duration;
+}
+
+/// [`Pace`] from the system's monotonic clock.
+struct RealPace(Instant);
+
+impl Pace for RealPace {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// The commit before the one being gathered, on the writer's [`Pace`].
 struct LastCommit {
     /// When its requests began to be applied.
-    began: Instant,
+    began: Duration,
     /// How many it carried.
     requests: usize,
-    /// From applying the first request to the end of the flush and its hooks.
+    /// From applying its first request to answering its last.
     took: Duration,
 }
 
@@ -357,6 +373,15 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Starts the writer thread for `db`.
     pub fn start(db: sled::Db, options: WriterOptions) -> std::io::Result<Writer> {
+        Writer::start_timed(db, options, Arc::new(RealPace(Instant::now())))
+    }
+
+    /// [`Writer::start`] with the clock the gathering decisions read (tests drive it).
+    fn start_timed(
+        db: sled::Db,
+        options: WriterOptions,
+        pace: Arc<dyn Pace>,
+    ) -> std::io::Result<Writer> {
         let capacity = options.queue_capacity.max(1);
         let (sender, receiver) = mpsc::channel(capacity);
         let metrics = WriterMetrics::new().map_err(std::io::Error::other)?;
@@ -370,6 +395,7 @@ impl Writer {
             metrics: metrics.clone(),
             max_group: options.max_group.max(1),
             commit_interval: options.commit_interval,
+            pace,
         };
         let handle = std::thread::Builder::new()
             .name("postflight-store-writer".into())
@@ -562,6 +588,7 @@ struct WriterThread {
     max_group: usize,
     commit_interval: Duration,
     arrivals: Arc<Arrivals>,
+    pace: Arc<dyn Pace>,
 }
 
 impl WriterThread {
@@ -573,7 +600,7 @@ impl WriterThread {
             if let (Request::Write(_), Some(last)) = (&first, &last_commit) {
                 self.gather(last);
             }
-            let began = Instant::now();
+            let began = self.pace.now();
             let mut group = Vec::new();
             let mut next = Some(first);
             // Take every write waiting; an exclusive or close request ends the group.
@@ -592,7 +619,8 @@ impl WriterThread {
             }
             if !group.is_empty() {
                 let requests = group.len();
-                let took = self.commit(group);
+                self.commit(group);
+                let took = self.pace.now().saturating_sub(began);
                 last_commit = Some(LastCommit {
                     began,
                     requests,
@@ -622,18 +650,18 @@ impl WriterThread {
     /// then gather on their own while it works, and waiting would only idle it while
     /// their senders wait for answers.
     fn gather(&self, last: &LastCommit) {
-        if last.took * 2 >= last.began.elapsed() {
+        let since = self.pace.now().saturating_sub(last.began);
+        if last.took * 2 > since {
             return;
         }
         let want = last.requests.clamp(2, self.max_group);
-        let deadline = last.began + self.commit_interval;
+        let rest = (last.began + self.commit_interval).saturating_sub(self.pace.now());
         self.arrivals
-            .wait_until(deadline, || self.receiver.len() + 1 >= want);
+            .wait_until(Instant::now() + rest, || self.receiver.len() + 1 >= want);
     }
 
-    /// Applies `group`, flushes once, runs hooks and after-flush work, answers; how
-    /// long it took up to the answers (`postflight_store_commit_duration_seconds`).
-    fn commit(&self, group: Vec<Apply>) -> Duration {
+    /// Applies `group`, flushes once, runs hooks and after-flush work, answers.
+    fn commit(&self, group: Vec<Apply>) {
         let started = Instant::now();
         let requests = group.len();
         let replies: Vec<Reply> = group
@@ -659,14 +687,14 @@ impl WriterThread {
                 tracing::error!("work after a storage flush panicked");
             }
         }
-        let took = started.elapsed();
         self.metrics.requests_per_commit.observe(requests as f64);
-        self.metrics.commit_seconds.observe(took.as_secs_f64());
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.metrics.queue_depth.set(self.receiver.len() as i64);
         for reply in replies {
             reply(outcome.clone());
         }
-        took
     }
 
     fn run_hooks(&self, requests: usize) -> Result<(), WriteError> {
@@ -695,9 +723,30 @@ mod tests {
     use super::*;
 
     fn writer(options: WriterOptions) -> (tempfile::TempDir, Writer) {
+        paced_writer(options, Arc::new(RealPace(Instant::now())))
+    }
+
+    /// A [`Pace`] that moves only when told.
+    #[derive(Default)]
+    struct ManualPace(Mutex<Duration>);
+
+    impl ManualPace {
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    impl Pace for ManualPace {
+        fn now(&self) -> Duration {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// A writer whose gathering decisions read `pace`.
+    fn paced_writer(options: WriterOptions, pace: Arc<dyn Pace>) -> (tempfile::TempDir, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        (dir, Writer::start(db, options).unwrap())
+        (dir, Writer::start_timed(db, options, pace).unwrap())
     }
 
     #[tokio::test]
@@ -750,10 +799,13 @@ mod tests {
 
     #[tokio::test]
     async fn within_the_interval_a_commit_gathers_as_many_writes_as_the_one_before() {
-        let (_dir, writer) = writer(WriterOptions {
+        // The pace stands still: the writer has spent none of the time since its last
+        // commit began, so it has time to spare and gathers.
+        let options = WriterOptions {
             commit_interval: Duration::from_secs(30),
             ..WriterOptions::default()
-        });
+        };
+        let (_dir, writer) = paced_writer(options, Arc::new(ManualPace::default()));
         let (release, held) = hold(&writer).await;
         let first: Vec<_> = (0..3)
             .map(|i| writer.try_write(move || i).unwrap())
@@ -763,15 +815,16 @@ mod tests {
         for (i, answer) in (0..).zip(first) {
             assert_eq!(answer.await.unwrap(), i);
         }
-        // The writer gathers only with time to spare: idle more than the commit took
-        // since it began. Its duration is on the metrics; wait out twice that.
-        let took = writer.metrics().commit_seconds.get_sample_sum();
-        std::thread::sleep(Duration::from_secs_f64(took * 2.0) + Duration::from_millis(5));
         // The next commit waits (here up to 30 s) for three writes, as the last one had:
         // the first of these is not committed alone.
         let lone = writer.try_write(|| 3).unwrap();
         let lone = tokio::spawn(lone);
-        tokio::task::yield_now().await;
+        // Queued behind it only once the writer has taken it (and would have committed
+        // it at once without gathering).
+        let taken = postflight_probe::testkit::eventually(Duration::from_secs(10), || async {
+            writer.queue_depth() == 0
+        });
+        assert!(taken.await, "the writer takes the lone write");
         let rest: Vec<_> = (4..6)
             .map(|i| writer.try_write(move || i).unwrap())
             .collect();
@@ -786,22 +839,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_writer_busy_since_its_last_commit_does_not_wait_for_company() {
-        let (_dir, writer) = writer(WriterOptions {
+        let pace = Arc::new(ManualPace::default());
+        let options = WriterOptions {
             commit_interval: Duration::from_secs(30),
             ..WriterOptions::default()
-        });
-        // The first commit takes longer than anything after it: 200 ms of work. The next
-        // write arrives at once, so the writer was busy nearly all the time since that
-        // commit began and commits it alone instead of waiting up to 30 s for a second.
+        };
+        let (_dir, writer) = paced_writer(options, pace.clone());
+        // The first commit's work takes 200 ms on the pace, and the next write is queued
+        // while it runs: the writer was busy all the time since that commit began, so it
+        // commits the next one alone instead of waiting up to 30 s for a second.
         let (running, started) = oneshot::channel();
+        let (go, queued) = std::sync::mpsc::channel::<()>();
         let slow = writer
             .try_write(move || {
                 let _ = running.send(());
-                std::thread::sleep(Duration::from_millis(200));
+                queued.recv().unwrap();
+                pace.advance(Duration::from_millis(200));
             })
             .unwrap();
         started.await.unwrap();
         let next = writer.try_write(|| 1).unwrap();
+        go.send(()).unwrap();
         slow.await.unwrap();
         // Gathering would hold it for the 30 s interval; it comes well before.
         let answer = tokio::time::timeout(Duration::from_secs(10), next).await;

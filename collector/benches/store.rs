@@ -6,7 +6,8 @@
 //!    (each sender POSTs one batch and waits for its ack, as a probe does; concurrent
 //!    requests share the storage writer's group commit), through `Store::ingest`
 //!    without HTTP, and as raw sled `apply_batch` + `flush()` per batch from one thread
-//!    per sender, three rounds of the three interleaved (medians printed); and the
+//!    per sender, three rounds of the three interleaved (`BENCH_ROUNDS` overrides;
+//!    medians printed); and the
 //!    ratio HTTP / raw sled, of the medians and per round;
 //! 2. history query of one series over 24 h at a 10 s interval (8,640 results), p99;
 //! 3. status query with 10,000 series, p99;
@@ -117,10 +118,10 @@ fn ingest_work(senders: usize) -> Vec<Vec<ReportBatch>> {
 /// concurrent senders of the same batches, one after the other in the same run.
 async fn ingest_throughput() {
     for senders in sender_counts() {
-        // Three rounds of the three, interleaved, each on fresh directories; the
-        // medians are printed (one round lasts about a second, so one alone is noisy).
+        // Rounds of the three, interleaved, each on fresh directories; the medians are
+        // printed (one round lasts about a second, so one alone is noisy).
         let (mut http, mut direct, mut raw) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..INGEST_ROUNDS {
+        for _ in 0..ingest_rounds() {
             let dir = tempfile::tempdir().unwrap();
             http.push(http_ingest_rate(&dir.path().join("api"), senders).await);
             direct.push(direct_store_rate(&dir.path().join("direct"), senders).await);
@@ -154,8 +155,14 @@ async fn ingest_throughput() {
     }
 }
 
-/// Rounds of each ingest comparison.
-const INGEST_ROUNDS: usize = 3;
+/// Rounds of each ingest comparison: 3, or `BENCH_ROUNDS`.
+fn ingest_rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|rounds| *rounds > 0)
+        .unwrap_or(3)
+}
 
 fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);

@@ -105,12 +105,15 @@ impl Pipeline {
                 }
                 outcomes.push((batch.seq, outcome));
             }
-            outcomes
+            // The batches go back with the answer: freeing their thousands of strings
+            // is the caller's work, not the writer's.
+            (outcomes, batches)
         };
         let writer = self.store.writer();
-        match admission {
+        let (outcomes, _batches) = match admission {
             Admission::RefuseWhenFull => writer.try_write(work)?.await,
             Admission::Wait => writer.write(work).await,
-        }
+        }?;
+        Ok(outcomes)
     }
 }

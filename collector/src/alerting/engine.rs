@@ -20,7 +20,7 @@ use crate::store::Writer;
 use super::DeployInfo;
 use super::commit::Changes;
 use super::config::AlertingSection;
-use super::evaluator::{CheckKey, CheckView, Evaluator, ProbeState};
+use super::evaluator::{CheckKey, CheckView, Evaluator, ProbeState, SeriesState};
 use super::freshness::ProbeFreshness;
 use super::incident::{EventContext, Incident, clock_skew_key, describe_offset};
 use super::outbox::Outbox;
@@ -183,7 +183,14 @@ impl Engine {
     /// A stored batch received at `received_at_ms`: the probe is seen (ending its
     /// silence incident), series move, checks open or resolve incidents.
     pub fn on_batch(&mut self, rules: &Rules, batch: &ReportBatch, received_at_ms: i64) -> Changes {
-        let effect = self.evaluator.observe_batch(batch, received_at_ms);
+        let open = &self.open;
+        let mut incident_key = String::new();
+        let mut has_incident = |state: &SeriesState| {
+            !open.is_empty() && open.contains_key(state.fill_incident_key(&mut incident_key))
+        };
+        let effect = self
+            .evaluator
+            .observe_batch(batch, received_at_ms, &mut has_incident);
         let mut changes = Changes {
             series: effect.series,
             probes: effect.probe.into_iter().collect(),
@@ -195,11 +202,10 @@ impl Engine {
             rules.notify_resolved(&mut incident, received_at_ms, &mut changes);
             changes.incident(&incident);
         }
-        let with_incident = |key: &CheckKey| self.open.contains_key(&key.incident_key());
         let steady: Vec<CheckKey> = effect
             .steady_checks
             .into_iter()
-            .filter(|key| !effect.checks.contains(key) && with_incident(key))
+            .filter(|key| !effect.checks.contains(key))
             .collect();
         for key in effect.checks.into_iter().chain(steady) {
             let view = self.evaluator.check_view(&key, received_at_ms);

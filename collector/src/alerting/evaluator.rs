@@ -101,7 +101,7 @@ impl SeriesState {
         if result.interval_ms > 0 {
             self.interval_ms = result.interval_ms;
         }
-        if result.facts.version.is_some() {
+        if result.facts.version.is_some() && self.version != result.facts.version {
             self.version = result.facts.version.clone();
         }
         let was_down = self.down;
@@ -140,6 +140,24 @@ impl SeriesState {
         }
     }
 
+    /// [`CheckKey::incident_key`] of [`SeriesState::check_key`], written into `key`
+    /// (its allocation reused).
+    pub fn fill_incident_key<'a>(&self, key: &'a mut String) -> &'a str {
+        key.clear();
+        for part in [
+            "check",
+            &self.service,
+            self.env.as_deref().unwrap_or(""),
+            &self.check,
+        ] {
+            if !key.is_empty() {
+                key.push('\0');
+            }
+            key.push_str(part);
+        }
+        key
+    }
+
     /// Storage key: `service \0 check \0 probe`.
     pub fn storage_key(&self) -> Vec<u8> {
         series_key(&self.service, &self.check, &self.probe)
@@ -147,7 +165,20 @@ impl SeriesState {
 }
 
 fn series_key(service: &str, check: &str, probe: &str) -> Vec<u8> {
-    [service.as_bytes(), check.as_bytes(), probe.as_bytes()].join(&0u8)
+    let mut key = Vec::new();
+    fill_series_key(&mut key, service, check, probe);
+    key
+}
+
+/// [`series_key`] into `key`, reusing its allocation.
+fn fill_series_key(key: &mut Vec<u8>, service: &str, check: &str, probe: &str) {
+    key.clear();
+    for (i, part) in [service, check, probe].into_iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
 }
 
 /// A service check as alerting sees it: one per environment.
@@ -239,16 +270,80 @@ impl Evaluator {
     }
 
     /// Fold a batch in: the probe is seen at `received_at_ms`, every result updates its
-    /// series (results older than the series' latest are ignored).
-    pub fn observe_batch(&mut self, batch: &ReportBatch, received_at_ms: i64) -> BatchEffect {
-        let env = batch.labels.get("env").filter(|e| !e.is_empty()).cloned();
-        let mut effect = BatchEffect::default();
+    /// series (results older than the series' latest are ignored). A steady series'
+    /// check goes into [`BatchEffect::steady_checks`] only when `has_incident` says
+    /// the check has an open incident (nothing else could change).
+    ///
+    /// A steady batch is most of a fleet's traffic and this runs on the storage writer
+    /// for each: a result of a known, steady series allocates nothing.
+    pub fn observe_batch(
+        &mut self,
+        batch: &ReportBatch,
+        received_at_ms: i64,
+        has_incident: &mut dyn FnMut(&SeriesState) -> bool,
+    ) -> BatchEffect {
+        let env = batch.labels.get("env").filter(|e| !e.is_empty());
+        let mut effect = BatchEffect {
+            probe: Some(self.observe_probe(batch, received_at_ms)),
+            ..BatchEffect::default()
+        };
         let mut results: Vec<&CheckResult> = batch.results.iter().collect();
         results.sort_by_key(|r| r.started_at_ms);
-        let probe = self
-            .probes
-            .entry(batch.probe.clone())
-            .or_insert_with(|| ProbeState::named(&batch.probe));
+        // Where each series changed in this batch sits in `effect.series`.
+        let mut slots: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut key = Vec::new();
+        for result in results {
+            fill_series_key(&mut key, &result.service, &result.check, &batch.probe);
+            let known = self.series.contains_key(&key);
+            if !known {
+                let state = SeriesState::new(&batch.probe, env.cloned(), result);
+                self.series.insert(key.clone(), state);
+            }
+            let Some(state) = self.series.get_mut(&key) else {
+                continue;
+            };
+            if result.started_at_ms < state.last_result_ms {
+                continue;
+            }
+            // A new series starts up in the batch's environment (SeriesState::new).
+            let steady_before = state.is_steady() && state.env.as_ref() == env;
+            if state.env.as_ref() != env {
+                state.env = env.cloned();
+            }
+            state.observe(result, self.thresholds);
+            if steady_before && state.is_steady() {
+                if has_incident(state) {
+                    effect.steady_checks.insert(state.check_key());
+                }
+                // Up with no failure streak before and after: nothing a restart needs,
+                // unless the series is new (or already changed) in this batch.
+                if known && !slots.contains_key(&key) {
+                    continue;
+                }
+            } else {
+                effect.checks.insert(state.check_key());
+            }
+            // One entry per series in the effect, the latest state winning.
+            match slots.get(&key) {
+                Some(&slot) => effect.series[slot] = state.clone(),
+                None => {
+                    slots.insert(key.clone(), effect.series.len());
+                    effect.series.push(state.clone());
+                }
+            }
+        }
+        effect
+    }
+
+    /// The batch's probe, seen at `received_at_ms`, with what the batch says of it.
+    fn observe_probe(&mut self, batch: &ReportBatch, received_at_ms: i64) -> ProbeState {
+        if !self.probes.contains_key(&batch.probe) {
+            let state = ProbeState::named(&batch.probe);
+            self.probes.insert(batch.probe.clone(), state);
+        }
+        let Some(probe) = self.probes.get_mut(&batch.probe) else {
+            return ProbeState::named(&batch.probe);
+        };
         probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
         if batch.heartbeat_interval_ms > 0 {
             probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
@@ -257,49 +352,15 @@ impl Evaluator {
             probe.retry_cap_ms = batch.retry_cap_ms;
         }
         probe.retired = None;
-        probe.labels = batch.labels.clone();
-        for result in &results {
-            probe.services.insert(result.service.clone());
+        if probe.labels != batch.labels {
+            probe.labels = batch.labels.clone();
         }
-        effect.probe = Some(probe.clone());
-        let mut slots: HashMap<(String, String), usize> = HashMap::new();
-        for result in results {
-            let key = series_key(&result.service, &result.check, &batch.probe);
-            let known = self.series.contains_key(&key);
-            let state = self
-                .series
-                .entry(key)
-                .or_insert_with(|| SeriesState::new(&batch.probe, env.clone(), result));
-            if result.started_at_ms < state.last_result_ms {
-                continue;
-            }
-            // A new series starts up in the batch's environment (SeriesState::new).
-            let steady_before = state.is_steady() && state.env == env;
-            state.env = env.clone();
-            state.observe(result, self.thresholds);
-            let slot = (result.service.clone(), result.check.clone());
-            if steady_before && state.is_steady() {
-                effect.steady_checks.insert(state.check_key());
-                // Up with no failure streak before and after: nothing a restart needs,
-                // unless the series is new (or already changed) in this batch.
-                if known && !slots.contains_key(&slot) {
-                    continue;
-                }
-            } else {
-                effect.checks.insert(state.check_key());
-            }
-            // One entry per series in the effect, the latest state winning.
-            match slots.entry(slot) {
-                std::collections::hash_map::Entry::Occupied(slot) => {
-                    effect.series[*slot.get()] = state.clone();
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(effect.series.len());
-                    effect.series.push(state.clone());
-                }
+        for result in &batch.results {
+            if !probe.services.contains(&result.service) {
+                probe.services.insert(result.service.clone());
             }
         }
-        effect
+        probe.clone()
     }
 
     /// The check's state across the probes reporting it at `now_ms`: stale series
@@ -378,6 +439,13 @@ impl Evaluator {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    impl Evaluator {
+        /// [`Evaluator::observe_batch`] as if every check had an open incident.
+        fn observe_batch_all(&mut self, batch: &ReportBatch, received_at_ms: i64) -> BatchEffect {
+            self.observe_batch(batch, received_at_ms, &mut |_| true)
+        }
+    }
     use postflight_probe::testkit;
     use std::time::Duration;
 
@@ -430,7 +498,7 @@ mod tests {
         let mut with_interval = |at: i64, pass: bool, received: i64| {
             let mut r = svc("health", at, pass);
             r.interval_ms = 1_000;
-            eval.observe_batch(&prod("p1", vec![r]), received)
+            eval.observe_batch_all(&prod("p1", vec![r]), received)
         };
         // A new series that passes can only resolve an open incident (more probes up
         // meet no quorum): evaluated as steady, and stored.
@@ -459,11 +527,31 @@ mod tests {
     }
 
     #[test]
+    fn a_steady_check_is_listed_only_when_it_has_an_incident() {
+        let mut eval = evaluator(Quorum::Any);
+        let batch = |at| prod("p1", vec![svc("health", at, true)]);
+        let mut asked = Vec::new();
+        let effect = eval.observe_batch(&batch(1_000), 1_000, &mut |state| {
+            let mut key = String::new();
+            asked.push(state.fill_incident_key(&mut key).to_string());
+            false
+        });
+        assert!(effect.steady_checks.is_empty(), "{effect:?}");
+        assert_eq!(
+            asked,
+            vec![key().incident_key()],
+            "asked with the check's incident key"
+        );
+        let effect = eval.observe_batch(&batch(2_000), 2_000, &mut |_| true);
+        assert!(effect.steady_checks.contains(&key()), "{effect:?}");
+    }
+
+    #[test]
     fn a_new_series_failing_at_once_is_evaluated_and_stored_with_its_latest_state() {
         let mut eval = evaluator(Quorum::Any);
-        let first = eval.observe_batch(&prod("p1", vec![svc("health", 1_000, false)]), 1_000);
+        let first = eval.observe_batch_all(&prod("p1", vec![svc("health", 1_000, false)]), 1_000);
         assert!(first.checks.contains(&key()), "{first:?}");
-        let other = eval.observe_batch(
+        let other = eval.observe_batch_all(
             &prod(
                 "p2",
                 vec![svc("health", 1_000, true), svc("health", 2_000, true)],
@@ -481,7 +569,7 @@ mod tests {
     fn alternating_results_never_take_a_series_down() {
         let mut eval = evaluator(Quorum::Any);
         for i in 0..20 {
-            eval.observe_batch(&prod("p1", vec![svc("health", i * 1000, i % 2 == 0)]), 0);
+            eval.observe_batch_all(&prod("p1", vec![svc("health", i * 1000, i % 2 == 0)]), 0);
             assert!(!eval.check_view(&key(), 0).failing, "flapped down at {i}");
         }
     }
@@ -489,15 +577,15 @@ mod tests {
     #[test]
     fn two_failures_take_it_down_and_two_passes_bring_it_back() {
         let mut eval = evaluator(Quorum::Any);
-        eval.observe_batch(&prod("p1", vec![svc("health", 1000, false)]), 0);
+        eval.observe_batch_all(&prod("p1", vec![svc("health", 1000, false)]), 0);
         assert!(!eval.check_view(&key(), 0).failing);
-        eval.observe_batch(&prod("p1", vec![svc("health", 2000, false)]), 0);
+        eval.observe_batch_all(&prod("p1", vec![svc("health", 2000, false)]), 0);
         let view = eval.check_view(&key(), 0);
         assert!(view.failing);
         assert_eq!(view.down[0].failing_since_ms, 1000);
-        eval.observe_batch(&prod("p1", vec![svc("health", 3000, true)]), 0);
+        eval.observe_batch_all(&prod("p1", vec![svc("health", 3000, true)]), 0);
         assert!(eval.check_view(&key(), 0).failing);
-        eval.observe_batch(&prod("p1", vec![svc("health", 4000, true)]), 0);
+        eval.observe_batch_all(&prod("p1", vec![svc("health", 4000, true)]), 0);
         assert!(!eval.check_view(&key(), 0).failing);
     }
 
@@ -505,15 +593,15 @@ mod tests {
     fn quorum_min_two_ignores_one_failing_probe_of_three() {
         let mut eval = evaluator(Quorum::Min(2));
         for at in [1000, 2000, 3000] {
-            eval.observe_batch(&prod("p1", vec![svc("health", at, false)]), 0);
-            eval.observe_batch(&prod("p2", vec![svc("health", at, true)]), 0);
-            eval.observe_batch(&prod("p3", vec![svc("health", at, true)]), 0);
+            eval.observe_batch_all(&prod("p1", vec![svc("health", at, false)]), 0);
+            eval.observe_batch_all(&prod("p2", vec![svc("health", at, true)]), 0);
+            eval.observe_batch_all(&prod("p3", vec![svc("health", at, true)]), 0);
         }
         let view = eval.check_view(&key(), 0);
         assert_eq!((view.down.len(), view.total), (1, 3));
         assert!(!view.failing);
         for at in [4000, 5000] {
-            eval.observe_batch(&prod("p2", vec![svc("health", at, false)]), 0);
+            eval.observe_batch_all(&prod("p2", vec![svc("health", at, false)]), 0);
         }
         assert!(eval.check_view(&key(), 0).failing);
     }
@@ -521,8 +609,8 @@ mod tests {
     #[test]
     fn older_results_do_not_rewind_a_series() {
         let mut eval = evaluator(Quorum::Any);
-        eval.observe_batch(&prod("p1", vec![svc("health", 5000, true)]), 0);
-        eval.observe_batch(
+        eval.observe_batch_all(&prod("p1", vec![svc("health", 5000, true)]), 0);
+        eval.observe_batch_all(
             &prod(
                 "p1",
                 vec![svc("health", 1000, false), svc("health", 2000, false)],
@@ -535,7 +623,7 @@ mod tests {
     #[test]
     fn probe_silence_defaults_to_three_heartbeats() {
         let mut eval = evaluator(Quorum::Any);
-        eval.observe_batch(&prod("p1", vec![]), 100_000);
+        eval.observe_batch_all(&prod("p1", vec![]), 100_000);
         let probe = eval.probe("p1").unwrap();
         let policy = *eval.policy();
         assert!(!policy.is_silent(probe, 130_000));

@@ -95,25 +95,40 @@ impl DriftWatch {
     ) -> Vec<DriftChange> {
         let mut changes: BTreeMap<Key, DriftChange> = BTreeMap::new();
         let mut state = self.state();
+        let envs: &[Option<&str>] = match probe_env {
+            Some(_) => &[probe_env, None],
+            None => &[None],
+        };
+        // What each (service, env) of this batch established, looked up once per batch:
+        // a service without a passed deploy costs its results nothing more.
+        let mut established_of: Vec<(&str, Option<&str>, Option<Established>)> = Vec::new();
         for result in results {
             let Some(version) = result.facts.version.as_deref() else {
                 continue;
             };
             // Never trust a probe clock beyond the collector's.
             let at_ms = result.started_at_ms.min(received_ms);
-            let envs = [probe_env.map(String::from), None];
-            for env in envs.iter().take(if probe_env.is_some() { 2 } else { 1 }) {
-                let key = (result.service.clone(), env.clone());
-                let established = state
-                    .established
-                    .entry(key.clone())
-                    .or_insert_with(|| lookup(&key.0, key.1.as_deref()))
-                    .clone();
-                let Some(established) = established else {
+            for &env in envs {
+                let service = result.service.as_str();
+                let known = established_of
+                    .iter()
+                    .position(|(s, e, _)| *s == service && *e == env);
+                let index = known.unwrap_or_else(|| {
+                    let key = (service.to_string(), env.map(String::from));
+                    let established = state
+                        .established
+                        .entry(key)
+                        .or_insert_with_key(|key| lookup(&key.0, key.1.as_deref()))
+                        .clone();
+                    established_of.push((service, env, established));
+                    established_of.len() - 1
+                });
+                let Some(established) = &established_of[index].2 else {
                     continue;
                 };
+                let key = (service.to_string(), env.map(String::from));
                 let slot = (key.clone(), probe.to_string());
-                if let Some(change) = self.fold(&mut state, slot, &established, version, at_ms) {
+                if let Some(change) = self.fold(&mut state, slot, established, version, at_ms) {
                     changes.insert(key, change);
                 }
             }

@@ -4,7 +4,7 @@
 //! outcome) for at most `keep` and at most `max_samples` results, plus the last version
 //! the probe reported. It is lost on restart; the stored history covers that case.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,8 +39,9 @@ struct Series {
 /// Version changes remembered per check and probe.
 const VERSION_CHANGES: usize = 16;
 
-/// Service -> (check, probe) -> series.
-type Services = HashMap<String, BTreeMap<(String, String), Series>>;
+/// Service -> check -> probe -> series. Nested so that a result finds its series by
+/// borrowed names: recording a batch allocates only for a series it creates.
+type Services = BTreeMap<String, BTreeMap<String, BTreeMap<String, Series>>>;
 
 /// The summary; shared between ingest and deploy creation.
 pub struct RecentResults {
@@ -55,7 +56,7 @@ impl RecentResults {
         RecentResults {
             keep_ms: keep.as_millis() as i64,
             max_samples: max_samples.max(1),
-            services: Mutex::new(HashMap::new()),
+            services: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -67,15 +68,15 @@ impl RecentResults {
 
     /// Remember a stored batch's results.
     pub fn record(&self, batch: &ReportBatch) {
-        let env = batch.labels.get("env").cloned();
+        let env = batch.labels.get("env");
         let mut services = self.services();
         for result in &batch.results {
-            let series = services
-                .entry(result.service.clone())
-                .or_default()
-                .entry((result.check.clone(), batch.probe.clone()))
-                .or_default();
-            series.env = env.clone();
+            let Some(series) = series_of(&mut services, result, &batch.probe) else {
+                continue;
+            };
+            if series.env.as_ref() != env {
+                series.env = env.cloned();
+            }
             self.push(series, result);
         }
     }
@@ -103,12 +104,10 @@ impl RecentResults {
             series.samples.pop_front();
         }
         if let Some(version) = &result.facts.version {
-            if series
-                .last_version
-                .as_ref()
-                .is_none_or(|(at, _)| *at <= sample.at_ms)
-            {
-                series.last_version = Some((sample.at_ms, version.clone()));
+            match &mut series.last_version {
+                Some((at, last)) if *at <= sample.at_ms && last == version => *at = sample.at_ms,
+                Some((at, _)) if *at > sample.at_ms => {}
+                _ => series.last_version = Some((sample.at_ms, version.clone())),
             }
             let changed = series
                 .versions
@@ -124,6 +123,26 @@ impl RecentResults {
     }
 }
 
+/// The series of `result` on `probe`, created when it is new (always `Some`).
+fn series_of<'a>(
+    services: &'a mut Services,
+    result: &CheckResult,
+    probe: &str,
+) -> Option<&'a mut Series> {
+    let checks = slot(services, &result.service)?;
+    let probes = slot(checks, &result.check)?;
+    slot(probes, probe)
+}
+
+/// The value under `key`, inserted when missing (always `Some`); the key is allocated
+/// only then.
+fn slot<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> Option<&'a mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+}
+
 impl BaselineSource for RecentResults {
     fn baseline(&self, scope: Scope<'_>, from_ms: i64, to_ms: i64) -> Baseline {
         let mut baseline = Baseline::empty(from_ms, to_ms);
@@ -132,7 +151,10 @@ impl BaselineSource for RecentResults {
             return baseline;
         };
         let mut latencies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for ((check, probe), series) in series {
+        let series = series
+            .iter()
+            .flat_map(|(check, probes)| probes.iter().map(move |(probe, s)| (check, probe, s)));
+        for (check, probe, series) in series {
             if !scope.env_matches(series.env.as_deref()) {
                 continue;
             }

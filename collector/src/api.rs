@@ -2,9 +2,13 @@
 //! versions, probes. Times are unix milliseconds in JSON; query parameters accept
 //! milliseconds, RFC 3339, or a duration meaning "that long ago" (`from=2h`).
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
@@ -134,26 +138,40 @@ async fn status(
     State(state): State<AppState>,
     Query(params): Query<StatusParams>,
     _read: ReadAccess,
-) -> Result<Json<StatusResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let mut series = read_store(move || store.status(params.service.as_deref())).await?;
     let now_ms = state.clock.now_ms();
-    mark_stale(&state, &mut series, now_ms);
-    Ok(Json(StatusResponse {
-        now_ms,
-        services: group_by_service_and_check(series),
-    }))
+    let probes = probe_freshness(&state, now_ms);
+    // A fleet's status is tens of thousands of series and megabytes of JSON: built and
+    // encoded on a blocking thread, so the async workers keep answering meanwhile.
+    let body = read_store(move || {
+        let mut series = store
+            .status(params.service.as_deref())
+            .map_err(|e| e.to_string())?;
+        mark_stale(&probes, &mut series, now_ms);
+        let answer = StatusResponse {
+            now_ms,
+            services: group_by_service_and_check(series),
+        };
+        serde_json::to_vec(&answer).map_err(|e| format!("encoding the status failed: {e}"))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Marks the series whose probe is not heard from, or whose newest result is old.
-fn mark_stale(state: &AppState, series: &mut [SeriesStatus], now_ms: i64) {
-    let probes: std::collections::HashMap<String, ProbeFreshness> = state
+/// Every probe's freshness in alerting's view at `now_ms`.
+fn probe_freshness(state: &AppState, now_ms: i64) -> HashMap<String, ProbeFreshness> {
+    state
         .alerting
         .get()
         .probes(now_ms)
         .into_iter()
         .map(|(probe, freshness)| (probe.name, freshness))
-        .collect();
+        .collect()
+}
+
+/// Marks the series whose probe is not heard from, or whose newest result is old.
+fn mark_stale(probes: &HashMap<String, ProbeFreshness>, series: &mut [SeriesStatus], now_ms: i64) {
     for s in series {
         let freshness = probes
             .get(&s.probe)

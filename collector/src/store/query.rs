@@ -186,27 +186,26 @@ impl Store {
     pub fn status(&self, service: Option<&str>) -> Result<Vec<SeriesStatus>, StoreError> {
         let catalog = read(&self.inner.catalog);
         let latest = read(&self.inner.latest);
-        let statuses = catalog
-            .iter_ordered(service)
-            .filter_map(|(id, meta)| {
-                let status = latest.get(&id)?;
-                Some(SeriesStatus {
-                    service: meta.service.clone(),
-                    check: meta.check.clone(),
-                    probe: meta.probe.clone(),
-                    kind: meta.kind,
-                    outcome: status.outcome,
-                    since_ms: status.since_ms,
-                    last_result_ms: status.last_result_ms,
-                    version: status.version.clone(),
-                    reason: status.reason.clone(),
-                    failing: status.failing.clone(),
-                    more_failing: status.more_failing,
-                    interval_ms: status.interval_ms,
-                    stale: false,
-                })
+        let mut statuses = Vec::with_capacity(catalog.len());
+        let known = catalog.iter_ordered(service).filter_map(|(id, meta)| {
+            let status = latest.get(&id)?;
+            Some(SeriesStatus {
+                service: meta.service.clone(),
+                check: meta.check.clone(),
+                probe: meta.probe.clone(),
+                kind: meta.kind,
+                outcome: status.outcome,
+                since_ms: status.since_ms,
+                last_result_ms: status.last_result_ms,
+                version: status.version.clone(),
+                reason: status.reason.clone(),
+                failing: status.failing.clone(),
+                more_failing: status.more_failing,
+                interval_ms: status.interval_ms,
+                stale: false,
             })
-            .collect();
+        });
+        statuses.extend(known);
         Ok(statuses)
     }
 

@@ -19,7 +19,7 @@ use crate::error::{ApiError, read_store};
 use crate::http::access::ReadAccess;
 use crate::http::state::AppState;
 use crate::probes::{ProbeView, probe_views};
-use crate::store::{HistoryPoint, HistoryQuery, SeriesStatus, VersionSpan};
+use crate::store::{HistoryPoint, HistoryQuery, StatusView, Store, VersionSpan};
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
 
 /// The read routes.
@@ -112,19 +112,20 @@ pub struct ProbeStatus {
     pub stale: bool,
 }
 
-impl From<SeriesStatus> for ProbeStatus {
-    fn from(s: SeriesStatus) -> Self {
+impl ProbeStatus {
+    /// A series' status as the answer shows it, `stale` as the caller judged it.
+    fn of(view: StatusView<'_>, stale: bool) -> Self {
         ProbeStatus {
-            probe: s.probe,
-            kind: s.kind,
-            outcome: s.outcome,
-            since_ms: s.since_ms,
-            last_result_ms: s.last_result_ms,
-            version: s.version,
-            reason: s.reason,
-            failing: s.failing,
-            more_failing: s.more_failing,
-            stale: s.stale,
+            probe: view.probe.to_owned(),
+            kind: view.kind,
+            outcome: view.outcome,
+            since_ms: view.since_ms,
+            last_result_ms: view.last_result_ms,
+            version: view.version.map(str::to_owned),
+            reason: view.reason.map(str::to_owned),
+            failing: view.failing.to_vec(),
+            more_failing: view.more_failing,
+            stale,
         }
     }
 }
@@ -145,14 +146,12 @@ async fn status(
     // A fleet's status is tens of thousands of series and megabytes of JSON: built and
     // encoded on a blocking thread, so the async workers keep answering meanwhile.
     let body = read_store(move || {
-        let mut series = store
-            .status(params.service.as_deref())
-            .map_err(|e| e.to_string())?;
-        mark_stale(&probes, &mut series, now_ms);
-        let answer = StatusResponse {
-            now_ms,
-            services: group_by_service_and_check(series),
-        };
+        let services = service_statuses(&store, params.service.as_deref(), |view| {
+            let freshness = probes.get(view.probe).copied();
+            let freshness = freshness.unwrap_or(ProbeFreshness::Fresh);
+            series_is_stale(view.last_result_ms, view.interval_ms, freshness, now_ms)
+        });
+        let answer = StatusResponse { now_ms, services };
         serde_json::to_vec(&answer).map_err(|e| format!("encoding the status failed: {e}"))
     })
     .await?;
@@ -170,53 +169,63 @@ fn probe_freshness(state: &AppState, now_ms: i64) -> HashMap<String, ProbeFreshn
         .collect()
 }
 
-/// Marks the series whose probe is not heard from, or whose newest result is old.
-fn mark_stale(probes: &HashMap<String, ProbeFreshness>, series: &mut [SeriesStatus], now_ms: i64) {
-    for s in series {
-        let freshness = probes
-            .get(&s.probe)
-            .copied()
-            .unwrap_or(ProbeFreshness::Fresh);
-        s.stale = series_is_stale(s.last_result_ms, s.interval_ms, freshness, now_ms);
-    }
+/// Every service (or only `service`) with its checks and each probe's view, from the
+/// store's current status; `stale` judges each series. The store hands the series out
+/// ordered by service, check and probe, so each group is a run of neighbours: one
+/// pass, no maps, and a name copied once per group.
+pub fn service_statuses(
+    store: &Store,
+    service: Option<&str>,
+    mut stale: impl FnMut(&StatusView<'_>) -> bool,
+) -> Vec<ServiceStatus> {
+    let mut tree = StatusTree::default();
+    store.visit_status(service, |view| {
+        let stale = stale(&view);
+        tree.add(view.service, view.check, ProbeStatus::of(view, stale));
+    });
+    tree.services()
 }
 
-/// Nests series into services and checks. The store hands them out ordered by
-/// service, check and probe, so each group is a run of neighbours: one pass, no maps.
-pub fn group_by_service_and_check(series: Vec<SeriesStatus>) -> Vec<ServiceStatus> {
-    let mut services: Vec<ServiceStatus> = Vec::new();
-    for mut s in series {
-        let service = std::mem::take(&mut s.service);
-        let check = std::mem::take(&mut s.check);
-        let same_service = services.last().is_some_and(|last| last.service == service);
-        if !same_service {
-            services.push(ServiceStatus {
-                service,
+/// Services and checks built from series given in service, check, probe order.
+#[derive(Default)]
+struct StatusTree {
+    services: Vec<ServiceStatus>,
+}
+
+impl StatusTree {
+    fn add(&mut self, service: &str, check: &str, probe: ProbeStatus) {
+        if self
+            .services
+            .last()
+            .is_none_or(|last| last.service != service)
+        {
+            self.services.push(ServiceStatus {
+                service: service.to_owned(),
                 outcome: ServiceOutcome::Stale,
                 checks: Vec::new(),
             });
         }
-        let Some(current) = services.last_mut() else {
-            continue;
+        let Some(current) = self.services.last_mut() else {
+            return;
         };
-        let same_check = current
-            .checks
-            .last()
-            .is_some_and(|last| last.check == check);
-        if !same_check {
+        if current.checks.last().is_none_or(|last| last.check != check) {
             current.checks.push(CheckStatus {
-                check,
+                check: check.to_owned(),
                 probes: Vec::new(),
             });
         }
         if let Some(current_check) = current.checks.last_mut() {
-            current_check.probes.push(ProbeStatus::from(s));
+            current_check.probes.push(probe);
         }
     }
-    for service in &mut services {
-        service.outcome = worst_outcome(service.checks.iter().flat_map(|c| c.probes.iter()));
+
+    /// The services, each with its outcome.
+    fn services(mut self) -> Vec<ServiceStatus> {
+        for service in &mut self.services {
+            service.outcome = worst_outcome(service.checks.iter().flat_map(|c| c.probes.iter()));
+        }
+        self.services
     }
-    services
 }
 
 /// The worst outcome of the fresh series; `stale` when every series is stale.
@@ -406,27 +415,28 @@ mod tests {
         }
     }
 
-    fn series(service: &str, probe: &str, outcome: Outcome, stale: bool) -> SeriesStatus {
-        SeriesStatus {
-            service: service.into(),
-            check: "health".into(),
-            probe: probe.into(),
+    fn series(service: &str, probe: &str, outcome: Outcome, stale: bool) -> (String, ProbeStatus) {
+        let view = StatusView {
+            service,
+            check: "health",
+            probe,
             kind: CheckKind::Http,
             outcome,
             since_ms: NOW,
             last_result_ms: NOW,
             version: None,
             reason: None,
-            failing: Vec::new(),
+            failing: &[],
             more_failing: 0,
             interval_ms: 0,
-            stale,
-        }
+        };
+        (service.to_string(), ProbeStatus::of(view, stale))
     }
 
     #[test]
     fn a_service_outcome_is_its_worst_fresh_series_written_as_before() {
-        let services = group_by_service_and_check(vec![
+        let mut tree = StatusTree::default();
+        for (service, probe) in [
             series("a", "p1", Outcome::Pass, false),
             series("a", "p2", Outcome::Error, false),
             series("a", "p3", Outcome::Fail, false),
@@ -434,7 +444,10 @@ mod tests {
             series("b", "p2", Outcome::Pass, false),
             series("c", "p1", Outcome::Error, true),
             series("d", "p1", Outcome::Pass, false),
-        ]);
+        ] {
+            tree.add(&service, "health", probe);
+        }
+        let services = tree.services();
         let written: Vec<String> = services
             .iter()
             .map(|s| serde_json::to_value(s).unwrap()["outcome"].to_string())

@@ -9,10 +9,10 @@
 //! result's time is recovered at open from the newest raw result.
 
 use postflight_probe::report::{CheckKind, ConditionReport, Outcome};
-use serde::{Deserialize, Serialize};
 
 use crate::failing::{kept_failing, kept_text};
 
+use super::catalog::SeriesMeta;
 use super::codec::{CodecError, RawResult, Reader, Writer, outcome_code, outcome_from_code};
 
 /// Format marker of a latest-status value.
@@ -160,40 +160,41 @@ impl LatestRecord {
     }
 }
 
-/// The current status of one series, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeriesStatus {
-    /// Service the check belongs to.
-    pub service: String,
-    /// Check name.
-    pub check: String,
-    /// Probe that runs it.
-    pub probe: String,
-    /// Kind of the check.
+/// The current status of one series, borrowed from the store while it is visited
+/// ([`Store::visit_status`](crate::store::Store::visit_status)).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusView<'a> {
+    pub service: &'a str,
+    pub check: &'a str,
+    pub probe: &'a str,
     pub kind: CheckKind,
-    /// Outcome of the newest result.
     pub outcome: Outcome,
-    /// Since when the series has had this outcome, unix milliseconds.
     pub since_ms: i64,
-    /// Start of the newest result, unix milliseconds.
     pub last_result_ms: i64,
-    /// The service version live on that probe's host, if known.
-    pub version: Option<String>,
-    /// Why the newest result failed or errored.
-    pub reason: Option<String>,
-    /// Conditions of the newest result that did not hold: the first eight, texts cut at
-    /// 256 characters ([`crate::failing`]; history has the full result).
-    pub failing: Vec<ConditionReport>,
-    /// How many more of its conditions did not hold.
-    #[serde(default, skip_serializing_if = "crate::failing::is_zero")]
+    pub version: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub failing: &'a [ConditionReport],
     pub more_failing: usize,
-    /// How often the check runs, ms, as its newest result said (0: not known yet).
-    #[serde(default)]
     pub interval_ms: u64,
-    /// The series is stale: its probe is silent or retired, or its newest result is
-    /// older than three intervals. Set by the API from alerting's view of the probes.
-    #[serde(default)]
-    pub stale: bool,
+}
+
+impl<'a> StatusView<'a> {
+    pub(crate) fn of(meta: &'a SeriesMeta, latest: &'a LatestRecord) -> Self {
+        StatusView {
+            service: &meta.service,
+            check: &meta.check,
+            probe: &meta.probe,
+            kind: meta.kind,
+            outcome: latest.outcome,
+            since_ms: latest.since_ms,
+            last_result_ms: latest.last_result_ms,
+            version: latest.version.as_deref(),
+            reason: latest.reason.as_deref(),
+            failing: &latest.failing,
+            more_failing: latest.more_failing,
+            interval_ms: latest.interval_ms,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub use backup::{BackupReport, restore};
 pub use codec::CodecError;
 pub use ingest::IngestOutcome;
 pub use keys::{HOUR_MS, SeriesId, hour_floor};
-pub use latest::SeriesStatus;
+pub use latest::StatusView;
 pub use probe::ProbeInfo;
 pub use query::{HistoryPoint, HistoryQuery, StoredResult};
 pub use retention::{RetentionReport, Sweep};

@@ -14,7 +14,7 @@ use super::catalog::SeriesMeta;
 use super::codec::RawResult;
 use super::histogram::{LatencyHistogram, exact_quantile};
 use super::keys::{HOUR_MS, SeriesId, bucket_floor, hour_floor, name_prefix};
-use super::latest::SeriesStatus;
+use super::latest::StatusView;
 use super::probe::ProbeInfo;
 use super::rollup::Rollup;
 use super::versions::{VersionRecord, VersionSpan};
@@ -181,32 +181,17 @@ fn hour_ceil(ms: i64) -> i64 {
 }
 
 impl Store {
-    /// Current status of every series (or only those of `service`), ordered by
-    /// service, check and probe. Served from memory.
-    pub fn status(&self, service: Option<&str>) -> Result<Vec<SeriesStatus>, StoreError> {
+    /// Shows `visit` the current status of every series (or only those of `service`),
+    /// ordered by service, check and probe, borrowed: a caller building an answer of
+    /// its own copies only what it keeps. Writes wait while it runs; keep it short.
+    pub fn visit_status(&self, service: Option<&str>, mut visit: impl FnMut(StatusView<'_>)) {
         let catalog = read(&self.inner.catalog);
         let latest = read(&self.inner.latest);
-        let mut statuses = Vec::with_capacity(catalog.len());
-        let known = catalog.iter_ordered(service).filter_map(|(id, meta)| {
-            let status = latest.get(&id)?;
-            Some(SeriesStatus {
-                service: meta.service.clone(),
-                check: meta.check.clone(),
-                probe: meta.probe.clone(),
-                kind: meta.kind,
-                outcome: status.outcome,
-                since_ms: status.since_ms,
-                last_result_ms: status.last_result_ms,
-                version: status.version.clone(),
-                reason: status.reason.clone(),
-                failing: status.failing.clone(),
-                more_failing: status.more_failing,
-                interval_ms: status.interval_ms,
-                stale: false,
-            })
-        });
-        statuses.extend(known);
-        Ok(statuses)
+        for (id, meta) in catalog.iter_ordered(service) {
+            if let Some(status) = latest.get(&id) {
+                visit(StatusView::of(meta, status));
+            }
+        }
     }
 
     /// Number of series (service × check × probe) known.

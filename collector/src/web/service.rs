@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use postflight_probe::report::ConditionReport;
 
-use crate::api::{ServiceStatus, group_by_service_and_check};
+use crate::api::{ServiceStatus, service_statuses};
 use crate::store::{HistoryQuery, VersionSpan};
 use crate::watch::deploy::Deploy;
 
@@ -90,7 +90,7 @@ impl ServiceView {
     ) -> Result<ServiceView, PageError> {
         let app = &web.app;
         let now_ms = app.clock.now_ms();
-        let status = group_by_service_and_check(app.store.status(Some(name)).map_err(storage)?)
+        let status = service_statuses(&app.store, Some(name), |_| false)
             .into_iter()
             .find(|s| s.service == name);
         let deploys = web.watcher.get().deploys(name, None, None)?;
@@ -157,16 +157,12 @@ impl ServiceView {
 
 /// 404 naming the services the collector knows.
 fn unknown_service(web: &WebState, name: &str) -> PageError {
-    let known: Vec<String> = web
-        .app
-        .store
-        .status(None)
-        .map(|series| {
-            let mut names: Vec<String> = series.into_iter().map(|s| s.service).collect();
-            names.dedup();
-            names
-        })
-        .unwrap_or_default();
+    let mut known: Vec<String> = Vec::new();
+    web.app.store.visit_status(None, |view| {
+        if known.last().is_none_or(|last| last != view.service) {
+            known.push(view.service.to_owned());
+        }
+    });
     PageError::NotFound(format!(
         "unknown service {name}; known: {}",
         if known.is_empty() {

@@ -26,7 +26,7 @@ use postflight_probe::report::Outcome;
 
 use crate::alerting::IncidentFilter;
 use crate::alerting::incident::{Incident, IncidentState};
-use crate::api::{CheckStatus, ProbeStatus, ServiceStatus, group_by_service_and_check};
+use crate::api::{CheckStatus, ProbeStatus, ServiceStatus, service_statuses};
 use crate::store::{CheckUptime, ProbeInfo, SlotCounts, UptimeRange};
 use crate::watch::deploy::Deploy;
 use crate::watch::ledger::last_good;
@@ -228,7 +228,7 @@ impl OverviewView {
     pub fn build(web: &WebState, query: &OverviewQuery) -> Result<OverviewView, PageError> {
         let app = &web.app;
         let now_ms = app.clock.now_ms();
-        let services = group_by_service_and_check(app.store.status(None).map_err(storage)?);
+        let services = service_statuses(&app.store, None, |_| false);
         let uptime = app
             .store
             .uptime(None, query.range, now_ms)

@@ -143,19 +143,8 @@ impl SeriesState {
     /// [`CheckKey::incident_key`] of [`SeriesState::check_key`], written into `key`
     /// (its allocation reused).
     pub fn fill_incident_key<'a>(&self, key: &'a mut String) -> &'a str {
-        key.clear();
-        for part in [
-            "check",
-            &self.service,
-            self.env.as_deref().unwrap_or(""),
-            &self.check,
-        ] {
-            if !key.is_empty() {
-                key.push('\0');
-            }
-            key.push_str(part);
-        }
-        key
+        let env = self.env.as_deref().unwrap_or("");
+        fill_check_incident_key(key, &self.service, env, &self.check)
     }
 
     /// Storage key: `service \0 check \0 probe`.
@@ -181,6 +170,24 @@ fn fill_series_key(key: &mut Vec<u8>, service: &str, check: &str, probe: &str) {
     }
 }
 
+/// A check's incident key, `check \0 service \0 env \0 check`, written into `key`
+/// (its allocation reused).
+fn fill_check_incident_key<'a>(
+    key: &'a mut String,
+    service: &str,
+    env: &str,
+    check: &str,
+) -> &'a str {
+    key.clear();
+    for part in ["check", service, env, check] {
+        if !key.is_empty() {
+            key.push('\0');
+        }
+        key.push_str(part);
+    }
+    key
+}
+
 /// A service check as alerting sees it: one per environment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckKey {
@@ -193,7 +200,9 @@ pub struct CheckKey {
 impl CheckKey {
     /// Key of the incident about this check.
     pub fn incident_key(&self) -> String {
-        format!("check\0{}\0{}\0{}", self.service, self.env, self.check)
+        let mut key = String::new();
+        fill_check_incident_key(&mut key, &self.service, &self.env, &self.check);
+        key
     }
 
     /// The environment, if any.
@@ -337,13 +346,10 @@ impl Evaluator {
 
     /// The batch's probe, seen at `received_at_ms`, with what the batch says of it.
     fn observe_probe(&mut self, batch: &ReportBatch, received_at_ms: i64) -> ProbeState {
-        if !self.probes.contains_key(&batch.probe) {
-            let state = ProbeState::named(&batch.probe);
-            self.probes.insert(batch.probe.clone(), state);
-        }
-        let Some(probe) = self.probes.get_mut(&batch.probe) else {
-            return ProbeState::named(&batch.probe);
-        };
+        let probe = self
+            .probes
+            .entry(batch.probe.clone())
+            .or_insert_with(|| ProbeState::named(&batch.probe));
         probe.last_seen_ms = probe.last_seen_ms.max(received_at_ms);
         if batch.heartbeat_interval_ms > 0 {
             probe.heartbeat_interval_ms = batch.heartbeat_interval_ms;
@@ -439,6 +445,8 @@ impl Evaluator {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use postflight_probe::testkit;
+    use std::time::Duration;
 
     impl Evaluator {
         /// [`Evaluator::observe_batch`] as if every check had an open incident.
@@ -446,8 +454,6 @@ mod tests {
             self.observe_batch(batch, received_at_ms, &mut |_| true)
         }
     }
-    use postflight_probe::testkit;
-    use std::time::Duration;
 
     fn svc(check: &str, at: i64, pass: bool) -> CheckResult {
         testkit::result("svc", check)
